@@ -1,0 +1,91 @@
+//! The Gatehouse data plane: compiles the model into runtime tables, swaps them atomically,
+//! opens and closes listeners from config, and proxies with pingora.
+//!
+//! ```text
+//! client::run ──(gRPC updates)──> DataPlane::apply ──> tables::compile ──> ArcSwap<Runtime>
+//!                                                   └─> listeners::reconcile (accept loops)
+//! accept loop ──> TLS (tls::SniResolver) ──> pingora session ──> proxy::GatehouseProxy
+//! ```
+
+pub mod client;
+pub mod filters;
+pub mod listeners;
+pub mod proxy;
+pub mod tables;
+pub mod tls;
+
+use arc_swap::ArcSwap;
+use gatehouse_model::ir::Config;
+use pingora_core::server::configuration::ServerConf;
+use std::sync::{Arc, Mutex};
+
+/// A listener that could not be opened: (listener key, error).
+pub type ListenerError = (String, String);
+
+pub struct DataPlane {
+    state: Arc<ArcSwap<tables::Runtime>>,
+    proxy: Arc<listeners::Proxy>,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    tls_cache: tls::TlsCache,
+    listeners: listeners::Listeners,
+}
+
+impl DataPlane {
+    /// Must be called within a tokio runtime.
+    pub fn new() -> Arc<Self> {
+        // One crypto provider for the process, whatever else is compiled in.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let state = Arc::new(ArcSwap::from_pointee(tables::Runtime::empty()));
+        let conf = Arc::new(ServerConf {
+            threads: 1,
+            upstream_keepalive_pool_size: 256,
+            max_retries: 1,
+            ..Default::default()
+        });
+        let mut proxy = pingora_proxy::http_proxy(&conf, proxy::GatehouseProxy::new(state.clone()));
+        let mut options = pingora_core::apps::HttpServerOptions::default();
+        // HTTP/2 by prior knowledge on plaintext listeners; TLS uses ALPN.
+        options.h2c = true;
+        proxy.server_options = Some(options);
+        Arc::new(DataPlane {
+            state,
+            proxy: Arc::new(proxy),
+            inner: Mutex::new(Inner {
+                tls_cache: tls::TlsCache::default(),
+                listeners: listeners::Listeners::default(),
+            }),
+        })
+    }
+
+    /// Applies a config version. On error nothing changes and the previous version keeps
+    /// serving. On success, listeners that could not be opened are returned.
+    pub fn apply(&self, config: &Config, version: u64) -> Result<Vec<ListenerError>, String> {
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| "data plane state poisoned".to_string())?;
+        let runtime = Arc::new(tables::compile(config, version, &mut inner.tls_cache)?);
+        // Swap first so that a connection on a new socket finds its table.
+        self.state.store(runtime.clone());
+        let failures = inner
+            .listeners
+            .reconcile(&runtime, &self.state, &self.proxy);
+        Ok(failures
+            .into_iter()
+            .flat_map(|(addr, error)| {
+                config
+                    .listeners
+                    .iter()
+                    .filter(move |l| l.socket_addr() == addr)
+                    .map(move |l| (l.key.clone(), error.clone()))
+            })
+            .collect())
+    }
+
+    pub fn version(&self) -> u64 {
+        self.state.load().version
+    }
+}

@@ -1,0 +1,208 @@
+//! Our own accept loops: sockets opened and closed at runtime from config, each accepted
+//! connection handed to pingora's HTTP session handling in this process (no second hop).
+//! Closing one socket never touches connections of another.
+
+use crate::proxy::GatehouseProxy;
+use crate::tables::Runtime;
+use arc_swap::ArcSwap;
+use pingora_core::apps::ServerApp;
+use pingora_core::listeners::TlsAccept;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::tls::TlsRef;
+use pingora_core::protocols::{ALPN, GetSocketDigest, SocketDigest, Ssl, Stream};
+use pingora_proxy::HttpProxy;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::watch;
+
+pub type Proxy = HttpProxy<GatehouseProxy>;
+
+/// How long a TLS handshake or a silent new connection may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Active {
+    /// Keeps the shutdown watch alive: dropping it would GOAWAY every HTTP/2 connection.
+    shutdown: watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+/// The sockets currently open.
+#[derive(Default)]
+pub struct Listeners {
+    active: HashMap<SocketAddr, Active>,
+}
+
+impl Listeners {
+    /// Opens the sockets the runtime has and this does not; closes the ones it no longer
+    /// has. Returns the addresses that could not be opened, with the error.
+    pub fn reconcile(
+        &mut self,
+        runtime: &Runtime,
+        state: &Arc<ArcSwap<Runtime>>,
+        proxy: &Arc<Proxy>,
+    ) -> Vec<(SocketAddr, String)> {
+        let mut failures = Vec::new();
+        let gone: Vec<SocketAddr> = self
+            .active
+            .keys()
+            .filter(|a| !runtime.binds.contains_key(a))
+            .copied()
+            .collect();
+        for addr in gone {
+            if let Some(a) = self.active.remove(&addr) {
+                tracing::info!(%addr, "closing listener");
+                a.accept.abort();
+                // In-flight requests finish; keep-alive connections close after their
+                // current request (HTTP/1) or drain with GOAWAY (HTTP/2).
+                let _ = a.shutdown.send(true);
+                // Keep the sender alive until connections are done with it.
+                tokio::spawn(async move {
+                    a.shutdown.closed().await;
+                });
+            }
+        }
+        for addr in runtime.binds.keys() {
+            if self.active.contains_key(addr) {
+                continue;
+            }
+            match bind(*addr) {
+                Ok(listener) => {
+                    tracing::info!(%addr, "listening");
+                    let (tx, rx) = watch::channel(false);
+                    let accept = tokio::spawn(accept_loop(
+                        listener,
+                        *addr,
+                        state.clone(),
+                        proxy.clone(),
+                        rx,
+                    ));
+                    self.active.insert(
+                        *addr,
+                        Active {
+                            shutdown: tx,
+                            accept,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "cannot listen");
+                    failures.push((*addr, e.to_string()));
+                }
+            }
+        }
+        failures
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: Arc<ArcSwap<Runtime>>,
+    proxy: Arc<Proxy>,
+    shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                let state = state.clone();
+                let proxy = proxy.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    serve(tcp, peer, addr, state, proxy, shutdown).await;
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%addr, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Carries the SNI into the connection digest, where the proxy can read it for HTTP/2 too.
+struct SniCapture;
+
+#[derive(Debug, Clone)]
+pub struct Sni(pub Option<String>);
+
+#[async_trait::async_trait]
+impl TlsAccept for SniCapture {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        Some(Arc::new(Sni(tls.server_name().map(str::to_owned))))
+    }
+}
+
+async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    addr: SocketAddr,
+    state: Arc<ArcSwap<Runtime>>,
+    proxy: Arc<Proxy>,
+    shutdown: watch::Receiver<bool>,
+) {
+    // The TLS acceptor of the current version: a certificate swap applies to the next
+    // handshake without touching open connections.
+    let tls = state.load().bind(addr).and_then(|b| b.tls.clone());
+    let stream: Stream = match tls {
+        None => {
+            // h2c detection peeks 24 bytes without a deadline; make sure the client talks.
+            let mut byte = [0u8; 1];
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut byte)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            Box::new(l4(tcp, peer))
+        }
+        Some(acceptor) => {
+            let handshake = pingora_core::protocols::tls::server::handshake_with_callback(
+                &acceptor,
+                l4(tcp, peer),
+                &SniCapture,
+            );
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                Ok(Ok(t)) => {
+                    if matches!(t.selected_alpn_proto(), Some(ALPN::Custom(_))) {
+                        return;
+                    }
+                    Box::new(t)
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    };
+    let mut next = proxy.process_new(stream, &shutdown).await;
+    while let Some(s) = next {
+        next = proxy.process_new(s, &shutdown).await;
+    }
+}
+
+fn l4(tcp: TcpStream, peer: SocketAddr) -> L4Stream {
+    let mut stream: L4Stream = tcp.into();
+    let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
+    let _ = digest.peer_addr.set(Some(peer.into()));
+    stream.set_socket_digest(digest);
+    stream
+}

@@ -1,0 +1,376 @@
+//! The HTTP proxy: pingora-proxy phases with Gatehouse routing, filters and answers.
+//!
+//! Answers of our own: 404 no route, 500 invalid backend, 503 no endpoints, 502 upstream
+//! connect failure. Every request keeps the `Runtime` it started with.
+
+use crate::filters::{modify_path, redirect_location};
+use crate::tables::{CompiledRoute, PathRule, RequestView, Runtime, Target};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use gatehouse_model::ir::{Filter, HeaderModifier, Protocol, UpstreamProtocol};
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct GatehouseProxy {
+    state: Arc<ArcSwap<Runtime>>,
+}
+
+impl GatehouseProxy {
+    pub fn new(state: Arc<ArcSwap<Runtime>>) -> Self {
+        GatehouseProxy { state }
+    }
+}
+
+/// Per-request state.
+#[derive(Default)]
+pub struct Ctx {
+    /// The table this request is served from, start to end.
+    runtime: Option<Arc<Runtime>>,
+    route: Option<Arc<CompiledRoute>>,
+    backend: usize,
+    upstream: Option<(SocketAddr, UpstreamProtocol)>,
+    tls: bool,
+    /// Outcome for the access log.
+    status_reason: &'static str,
+}
+
+/// Host without port, lower-case, without a trailing dot.
+fn request_host(req: &RequestHeader) -> String {
+    let raw = req
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+        })
+        .unwrap_or_default();
+    let host = if raw.starts_with('[') {
+        // IPv6 literal: keep the brackets, drop the port.
+        raw.split_inclusive(']').next().unwrap_or(raw)
+    } else {
+        raw.rsplit_once(':').map(|(h, _)| h).unwrap_or(raw)
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+async fn respond(
+    session: &mut Session,
+    status: u16,
+    body: String,
+    headers: &[(&'static str, String)],
+) -> Result<bool> {
+    let mut resp = ResponseHeader::build(status, Some(headers.len() + 2))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    for (name, value) in headers {
+        resp.insert_header(*name, value.as_str())?;
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await?;
+    Ok(true)
+}
+
+fn modify_headers<T>(
+    m: &HeaderModifier,
+    set: impl Fn(&mut T, String, String) -> Result<()>,
+    add: impl Fn(&mut T, String, String) -> Result<()>,
+    remove: impl Fn(&mut T, &str),
+    target: &mut T,
+) -> Result<()> {
+    for (name, value) in &m.set {
+        set(target, name.clone(), value.clone())?;
+    }
+    for (name, value) in &m.add {
+        add(target, name.clone(), value.clone())?;
+    }
+    for name in &m.remove {
+        remove(target, name);
+    }
+    Ok(())
+}
+
+fn modify_request(req: &mut RequestHeader, m: &HeaderModifier) -> Result<()> {
+    modify_headers(
+        m,
+        |r: &mut RequestHeader, n, v| r.insert_header(n, v),
+        |r: &mut RequestHeader, n, v| r.append_header(n, v).map(|_| ()),
+        |r: &mut RequestHeader, n| drop(r.remove_header(n)),
+        req,
+    )
+}
+
+fn modify_response(resp: &mut ResponseHeader, m: &HeaderModifier) -> Result<()> {
+    modify_headers(
+        m,
+        |r: &mut ResponseHeader, n, v| r.insert_header(n, v),
+        |r: &mut ResponseHeader, n, v| r.append_header(n, v).map(|_| ()),
+        |r: &mut ResponseHeader, n| drop(r.remove_header(n)),
+        resp,
+    )
+}
+
+impl Ctx {
+    fn filters(&self) -> impl Iterator<Item = &Filter> {
+        let route = self.route.as_deref();
+        let backend = route.and_then(|r| r.backends.get(self.backend));
+        route
+            .into_iter()
+            .flat_map(|r| r.filters.iter())
+            .chain(backend.into_iter().flat_map(|b| b.filters.iter()))
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for GatehouseProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let runtime = self.state.load_full();
+        ctx.runtime = Some(runtime.clone());
+        let local = session.server_addr().and_then(|a| a.as_inet()).copied();
+        let Some(bind) = local.and_then(|a| runtime.bind(a)).cloned() else {
+            ctx.status_reason = "no listener";
+            return respond(session, 404, "no listener\n".into(), &[]).await;
+        };
+        ctx.tls = bind.protocol == Protocol::Https;
+        let req = session.req_header();
+        let host = request_host(req);
+        let path = req.uri.path().to_string();
+        let query = req.uri.query().map(str::to_string);
+        let routed = bind
+            .route(&RequestView {
+                host: &host,
+                path: &path,
+                query: query.as_deref(),
+                method: &req.method,
+                headers: &req.headers,
+            })
+            .map(|(_, r)| r.clone());
+        let Ok(route) = routed else {
+            ctx.status_reason = "no route";
+            return respond(session, 404, "no route\n".into(), &[]).await;
+        };
+        ctx.route = Some(route.clone());
+
+        let prefix = match &route.path {
+            PathRule::Prefix(p) => Some(p.as_str()),
+            _ => None,
+        };
+        if let Some(Filter::Redirect(r)) = route
+            .filters
+            .iter()
+            .find(|f| matches!(f, Filter::Redirect(_)))
+        {
+            let location = redirect_location(
+                r,
+                ctx.tls,
+                &host,
+                bind.addr.port(),
+                &path,
+                query.as_deref(),
+                prefix,
+            );
+            ctx.status_reason = "redirect";
+            return respond(session, r.status, String::new(), &[("location", location)]).await;
+        }
+
+        if route.total_weight == 0 {
+            ctx.status_reason = "no backend";
+            return respond(session, 500, "no backend\n".into(), &[]).await;
+        }
+        let sample = rand::random_range(0..route.total_weight);
+        let Some((index, backend)) = route
+            .backends
+            .iter()
+            .enumerate()
+            .scan(0u32, |acc, (i, b)| {
+                *acc += b.weight;
+                Some((i, b, *acc))
+            })
+            .find(|(_, _, acc)| sample < *acc)
+            .map(|(i, b, _)| (i, b))
+        else {
+            return respond(session, 500, "no backend\n".into(), &[]).await;
+        };
+        ctx.backend = index;
+        match &backend.target {
+            Target::Invalid(_) => {
+                ctx.status_reason = "invalid backend";
+                respond(session, 500, "invalid backend\n".into(), &[]).await
+            }
+            Target::Cluster(cluster) => match cluster.pick() {
+                None => {
+                    ctx.status_reason = "no endpoints";
+                    respond(session, 503, "no healthy endpoints\n".into(), &[]).await
+                }
+                Some(addr) => {
+                    ctx.upstream = Some((addr, cluster.protocol));
+                    Ok(false)
+                }
+            },
+        }
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some((addr, protocol)) = ctx.upstream else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no upstream chosen",
+            ));
+        };
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(Duration::from_secs(5));
+        peer.options.total_connection_timeout = Some(Duration::from_secs(10));
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        if protocol == UpstreamProtocol::H2c && !session.is_upgrade_req() {
+            peer.options.set_http_version(2, 2);
+            peer.options.max_h2_streams = 100;
+        }
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let prefix = match ctx.route.as_deref().map(|r| &r.path) {
+            Some(PathRule::Prefix(p)) => Some(p.clone()),
+            _ => None,
+        };
+        for f in ctx.filters() {
+            match f {
+                Filter::RequestHeaders(m) => modify_request(upstream, m)?,
+                Filter::Rewrite(r) => {
+                    if let Some(host) = &r.hostname {
+                        upstream.insert_header(http::header::HOST, host.as_str())?;
+                    }
+                    if let Some(m) = &r.path {
+                        let new_path = modify_path(m, upstream.uri.path(), prefix.as_deref());
+                        let pq = match upstream.uri.query() {
+                            Some(q) => format!("{new_path}?{q}"),
+                            None => new_path,
+                        };
+                        let uri = pq.parse::<http::Uri>().map_err(|e| {
+                            Error::because(ErrorType::InternalError, "rewritten path", e)
+                        })?;
+                        upstream.set_uri(uri);
+                    }
+                }
+                Filter::ResponseHeaders(_) | Filter::Redirect(_) => {}
+            }
+        }
+        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
+            let ip = client.ip().to_string();
+            let xff = match upstream
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev) => format!("{prev}, {ip}"),
+                None => ip,
+            };
+            upstream.insert_header("x-forwarded-for", xff)?;
+        }
+        upstream.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        for f in ctx.filters() {
+            if let Filter::ResponseHeaders(m) = f {
+                modify_response(resp, m)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(c) => *c,
+            _ if *e.esource() == ErrorSource::Upstream => match e.etype() {
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                    504
+                }
+                _ => 502,
+            },
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
+                if *e.esource() == ErrorSource::Downstream =>
+            {
+                0
+            }
+            _ if *e.esource() == ErrorSource::Downstream => 400,
+            _ => 500,
+        };
+        if code > 0 {
+            let body = Bytes::from(match code {
+                502 => "upstream connect failure\n".to_string(),
+                504 => "upstream timeout\n".to_string(),
+                c => format!("error {c}\n"),
+            });
+            let _ = session.respond_error_with_body(code, body).await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if !tracing::enabled!(target: "gatehouse::access", tracing::Level::DEBUG) {
+            return;
+        }
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let req = session.req_header();
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let route = ctx
+            .route
+            .as_deref()
+            .map(|r| {
+                format!(
+                    "{} {}/{} rule {}",
+                    r.source.kind, r.source.namespace, r.source.name, r.source.rule
+                )
+            })
+            .unwrap_or_default();
+        tracing::debug!(
+            target: "gatehouse::access",
+            client = %client,
+            method = %req.method,
+            uri = %req.uri,
+            status,
+            route = %route,
+            upstream = ?ctx.upstream.map(|u| u.0),
+            version = ctx.runtime.as_ref().map(|r| r.version).unwrap_or(0),
+            outcome = ctx.status_reason,
+            error = ?e.map(|e| e.to_string()),
+        );
+    }
+}

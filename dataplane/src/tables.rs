@@ -1,0 +1,439 @@
+//! Runtime tables: the model compiled for serving, and the lookup a request takes.
+//!
+//! Pure: compiled once per config version, swapped atomically, never mutated. A request
+//! holds an `Arc<Runtime>` from start to end, so it finishes on the table it started with.
+
+use crate::tls::{self, TlsCache};
+use gatehouse_model::ir::{
+    BackendTarget, Config, Filter, HostMatch, PathMatch, Protocol, RouteSource, StringMatch,
+    UpstreamProtocol,
+};
+use gatehouse_model::validate::anchored_regex;
+use pingora_core::listeners::tls::Acceptor;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Everything a data plane serves for one config version.
+pub struct Runtime {
+    pub version: u64,
+    pub binds: HashMap<SocketAddr, Arc<Bind>>,
+}
+
+impl Runtime {
+    pub fn empty() -> Self {
+        Runtime {
+            version: 0,
+            binds: HashMap::new(),
+        }
+    }
+
+    /// The bind a connection arrived on, by its local address (or the wildcard bind).
+    pub fn bind(&self, local: SocketAddr) -> Option<&Arc<Bind>> {
+        self.binds.get(&local).or_else(|| {
+            let any = match local {
+                SocketAddr::V4(_) => std::net::IpAddr::from([0, 0, 0, 0]),
+                SocketAddr::V6(_) => std::net::IpAddr::from([0u16; 8]),
+            };
+            self.binds.get(&SocketAddr::new(any, local.port()))
+        })
+    }
+}
+
+/// One socket: the listeners of one Gateway sharing an address and port.
+pub struct Bind {
+    pub addr: SocketAddr,
+    pub protocol: Protocol,
+    /// Most specific hostname first.
+    pub listeners: Vec<ListenerTable>,
+    /// TLS acceptor for HTTPS binds: one per certificate set, reused across versions.
+    pub tls: Option<Arc<Acceptor>>,
+}
+
+pub struct ListenerTable {
+    pub key: String,
+    pub hostname: HostMatch,
+    /// Most specific hostname first.
+    pub virtual_hosts: Vec<VirtualHostTable>,
+}
+
+pub struct VirtualHostTable {
+    pub hostname: HostMatch,
+    pub routes: Vec<Arc<CompiledRoute>>,
+}
+
+pub struct CompiledRoute {
+    pub source: RouteSource,
+    pub path: PathRule,
+    pub method: Option<http::Method>,
+    pub headers: Vec<(http::HeaderName, ValueRule)>,
+    pub query: Vec<(String, ValueRule)>,
+    pub filters: Vec<Filter>,
+    pub backends: Vec<CompiledBackend>,
+    pub total_weight: u32,
+}
+
+pub enum PathRule {
+    Exact(String),
+    Prefix(String),
+    Regex(regex::Regex),
+}
+
+pub enum ValueRule {
+    Exact(String),
+    Regex(regex::Regex),
+}
+
+impl ValueRule {
+    fn matches(&self, v: &str) -> bool {
+        match self {
+            ValueRule::Exact(e) => e == v,
+            ValueRule::Regex(r) => r.is_match(v),
+        }
+    }
+}
+
+pub struct CompiledBackend {
+    pub weight: u32,
+    pub target: Target,
+    pub filters: Vec<Filter>,
+}
+
+pub enum Target {
+    Cluster(Arc<Cluster>),
+    Invalid(String),
+}
+
+pub struct Cluster {
+    pub key: String,
+    pub protocol: UpstreamProtocol,
+    pub endpoints: Vec<SocketAddr>,
+    next: AtomicUsize,
+}
+
+impl Cluster {
+    /// Round robin over the ready endpoints.
+    pub fn pick(&self) -> Option<SocketAddr> {
+        if self.endpoints.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        Some(self.endpoints[i % self.endpoints.len()])
+    }
+}
+
+/// What a request needs to be matched: all borrowed from the request head.
+pub struct RequestView<'a> {
+    /// Lower-case, without port.
+    pub host: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub method: &'a http::Method,
+    pub headers: &'a http::HeaderMap,
+}
+
+/// Element-wise prefix match: `/foo` matches `/foo`, `/foo/` and `/foo/x`, not `/foobar`.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+impl CompiledRoute {
+    pub fn matches(&self, req: &RequestView<'_>) -> bool {
+        let path_ok = match &self.path {
+            PathRule::Exact(p) => p == req.path,
+            PathRule::Prefix(p) => prefix_matches(p, req.path),
+            PathRule::Regex(r) => r.is_match(req.path),
+        };
+        if !path_ok {
+            return false;
+        }
+        if let Some(m) = &self.method
+            && m != req.method
+        {
+            return false;
+        }
+        let headers_ok = self.headers.iter().all(|(name, rule)| {
+            req.headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| rule.matches(v))
+        });
+        if !headers_ok {
+            return false;
+        }
+        self.query.iter().all(|(name, rule)| {
+            // The spec: with repeated parameters, the first value counts.
+            query_param(req.query, name).is_some_and(|v| rule.matches(&v))
+        })
+    }
+}
+
+/// The first value of a query parameter, percent-decoded.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k) == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Why no route serves a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Miss {
+    NoListener,
+    NoRoute,
+}
+
+impl Bind {
+    /// Listener by Host, then virtual host, then the first route in precedence order.
+    pub fn route(
+        &self,
+        req: &RequestView<'_>,
+    ) -> Result<(&ListenerTable, &Arc<CompiledRoute>), Miss> {
+        let listener = self
+            .listeners
+            .iter()
+            .find(|l| l.hostname.matches(req.host))
+            .ok_or(Miss::NoListener)?;
+        let vhost = listener
+            .virtual_hosts
+            .iter()
+            .find(|v| v.hostname.matches(req.host))
+            .ok_or(Miss::NoRoute)?;
+        let route = vhost
+            .routes
+            .iter()
+            .find(|r| r.matches(req))
+            .ok_or(Miss::NoRoute)?;
+        Ok((listener, route))
+    }
+}
+
+/// Compiles a validated config. Fails (the version is NACKed) when something cannot be
+/// served: a regex that does not compile, a certificate that does not load.
+pub fn compile(config: &Config, version: u64, tls_cache: &mut TlsCache) -> Result<Runtime, String> {
+    gatehouse_model::validate::validate(config).map_err(|errors| errors.join("; "))?;
+
+    let clusters: HashMap<&str, Arc<Cluster>> = config
+        .clusters
+        .iter()
+        .map(|c| {
+            (
+                c.key.as_str(),
+                Arc::new(Cluster {
+                    key: c.key.clone(),
+                    protocol: c.protocol,
+                    endpoints: c.endpoints.clone(),
+                    next: AtomicUsize::new(0),
+                }),
+            )
+        })
+        .collect();
+    let tables: HashMap<&str, &gatehouse_model::ir::RouteTable> = config
+        .route_tables
+        .iter()
+        .map(|t| (t.listener.as_str(), t))
+        .collect();
+
+    let mut by_socket: HashMap<SocketAddr, Vec<&gatehouse_model::ir::Listener>> = HashMap::new();
+    for l in &config.listeners {
+        by_socket.entry(l.socket_addr()).or_default().push(l);
+    }
+
+    let mut binds = HashMap::new();
+    let mut used_tls = Vec::new();
+    for (addr, listeners) in by_socket {
+        let protocol = listeners[0].protocol;
+        if let Some(other) = listeners.iter().find(|l| l.protocol != protocol) {
+            return Err(format!(
+                "Listener {}: {addr} is used with two protocols",
+                other.key
+            ));
+        }
+        let mut compiled = Vec::new();
+        for l in &listeners {
+            let mut virtual_hosts = Vec::new();
+            if let Some(t) = tables.get(l.key.as_str()) {
+                for vh in &t.virtual_hosts {
+                    let routes = vh
+                        .routes
+                        .iter()
+                        .map(|r| compile_route(r, &clusters).map(Arc::new))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| format!("RouteTable {}: {e}", l.key))?;
+                    virtual_hosts.push(VirtualHostTable {
+                        hostname: vh.hostname.clone(),
+                        routes,
+                    });
+                }
+            }
+            compiled.push(ListenerTable {
+                key: l.key.clone(),
+                hostname: l.hostname.clone(),
+                virtual_hosts,
+            });
+        }
+        compiled.sort_by(|a, b| b.hostname.specificity().cmp(&a.hostname.specificity()));
+        let tls = match protocol {
+            Protocol::Http => None,
+            Protocol::Https => {
+                let certs: Vec<_> = listeners
+                    .iter()
+                    .flat_map(|l| l.certificates.iter())
+                    .collect();
+                let (key, acceptor) = tls::acceptor(&certs, &config.certificates, tls_cache)
+                    .map_err(|e| format!("{addr}: {e}"))?;
+                used_tls.push(key);
+                Some(acceptor)
+            }
+        };
+        binds.insert(
+            addr,
+            Arc::new(Bind {
+                addr,
+                protocol,
+                listeners: compiled,
+                tls,
+            }),
+        );
+    }
+    tls_cache.retain(&used_tls);
+    Ok(Runtime { version, binds })
+}
+
+fn compile_route(
+    r: &gatehouse_model::ir::Route,
+    clusters: &HashMap<&str, Arc<Cluster>>,
+) -> Result<CompiledRoute, String> {
+    let regex = |p: &str| anchored_regex(p).map_err(|e| format!("invalid regex {p:?}: {e}"));
+    let value = |v: &StringMatch| -> Result<ValueRule, String> {
+        Ok(match v {
+            StringMatch::Exact(s) => ValueRule::Exact(s.clone()),
+            StringMatch::Regex(p) => ValueRule::Regex(regex(p)?),
+        })
+    };
+    let m = &r.matcher;
+    let path = match &m.path {
+        PathMatch::Exact(p) => PathRule::Exact(p.clone()),
+        PathMatch::Prefix(p) => PathRule::Prefix(p.clone()),
+        PathMatch::Regex(p) => PathRule::Regex(regex(p)?),
+    };
+    let method = m
+        .method
+        .as_deref()
+        .map(|s| http::Method::from_bytes(s.as_bytes()).map_err(|e| format!("method {s:?}: {e}")))
+        .transpose()?;
+    let headers = m
+        .headers
+        .iter()
+        .map(|h| {
+            let name = http::HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|e| format!("header name {:?}: {e}", h.name))?;
+            Ok((name, value(&h.value)?))
+        })
+        .collect::<Result<_, String>>()?;
+    let query = m
+        .query
+        .iter()
+        .map(|q| Ok((q.name.clone(), value(&q.value)?)))
+        .collect::<Result<_, String>>()?;
+    let backends: Vec<CompiledBackend> = r
+        .backends
+        .iter()
+        .map(|b| CompiledBackend {
+            weight: b.weight,
+            target: match &b.target {
+                BackendTarget::Cluster(k) => match clusters.get(k.as_str()) {
+                    Some(c) => Target::Cluster(c.clone()),
+                    None => Target::Invalid(format!("unknown cluster {k}")),
+                },
+                BackendTarget::Invalid(reason) => Target::Invalid(reason.clone()),
+            },
+            filters: b.filters.clone(),
+        })
+        .collect();
+    Ok(CompiledRoute {
+        source: r.source.clone(),
+        path,
+        method,
+        headers,
+        query,
+        filters: r.filters.clone(),
+        total_weight: backends.iter().map(|b| b.weight).sum(),
+        backends,
+    })
+}
+
+impl CompiledRoute {
+    /// Picks a backend by weight; `sample` is uniform in `0..total_weight`.
+    pub fn pick_backend(&self, sample: u32) -> Option<&CompiledBackend> {
+        let mut acc = 0;
+        for b in &self.backends {
+            acc += b.weight;
+            if sample < acc {
+                return Some(b);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_is_element_wise() {
+        assert!(prefix_matches("/foo", "/foo"));
+        assert!(prefix_matches("/foo", "/foo/"));
+        assert!(prefix_matches("/foo", "/foo/bar"));
+        assert!(!prefix_matches("/foo", "/foobar"));
+        assert!(prefix_matches("/", "/anything"));
+        assert!(prefix_matches("/aaa/bbb", "/aaa/bbb/"));
+    }
+
+    #[test]
+    fn query_params_decode_and_take_first() {
+        assert_eq!(
+            query_param(Some("a=1&b=x%20y&a=2"), "a").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            query_param(Some("a=1&b=x%20y"), "b").as_deref(),
+            Some("x y")
+        );
+        assert_eq!(query_param(Some("flag"), "flag").as_deref(), Some(""));
+        assert_eq!(query_param(Some("a=%zz"), "a").as_deref(), Some("%zz"));
+        assert_eq!(query_param(None, "a"), None);
+    }
+}

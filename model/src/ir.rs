@@ -1,0 +1,419 @@
+//! The intermediate representation: what the operator computes and the data plane serves.
+//!
+//! Plain data, no Kubernetes types. Both front-ends (Gateway API and Ingress) produce it, and
+//! the config channel carries it as separate keyed resources so that one edit is one small
+//! delta: a `Listener` (socket and TLS), a `RouteTable` (routes of one listener, pointing at
+//! the listener by key), a `Cluster` (endpoints of one Service port) and a `Certificate`.
+//! Children name their parents by key; nothing points downwards by value.
+
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+
+/// A Gateway as the data plane sees it: only what is needed to report which generation a
+/// config version contains (so the operator can mark it Programmed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gateway {
+    /// "namespace/name".
+    pub key: String,
+    pub generation: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    Http,
+    Https,
+}
+
+/// One Gateway listener. Listeners of one Gateway that share address and port share a socket
+/// (a "bind"); the request's Host (and SNI on TLS) picks the listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listener {
+    /// "namespace/gateway/listener".
+    pub key: String,
+    /// "namespace/gateway".
+    pub gateway: String,
+    pub name: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    /// The listener hostname; `Any` when the listener has none.
+    pub hostname: HostMatch,
+    /// Certificates offered on this listener, each for the server names it covers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<SniCertificate>,
+}
+
+impl Listener {
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.address, self.port)
+    }
+}
+
+/// A certificate and the SNI names it is chosen for. Empty `server_names` makes it the
+/// default for its socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SniCertificate {
+    pub server_names: Vec<HostMatch>,
+    /// Key of a `Certificate` resource ("namespace/secret").
+    pub certificate: String,
+}
+
+/// PEM chain and private key from a kubernetes.io/tls Secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    pub key: String,
+    pub chain_pem: String,
+    pub private_key_pem: String,
+}
+
+impl std::fmt::Debug for Certificate {
+    // Never print private keys.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificate")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a hostname pattern matches a request host.
+///
+/// Gateway API and Ingress disagree on wildcards: in Gateway API `*.example.com` matches any
+/// number of labels in front of the suffix; in Ingress it covers exactly one label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum HostMatch {
+    Any,
+    /// Lower-case host, no port.
+    Exact(String),
+    /// Gateway API wildcard: the suffix including its leading dot (".example.com"),
+    /// matching one or more labels before it.
+    Suffix(String),
+    /// Ingress wildcard: suffix with leading dot, matching exactly one label before it.
+    OneLabel(String),
+}
+
+impl HostMatch {
+    /// Parses a Gateway API hostname ("*.example.com" is `Suffix`).
+    pub fn gateway(hostname: &str) -> HostMatch {
+        let h = hostname.to_ascii_lowercase();
+        match h.strip_prefix('*') {
+            Some(suffix) => HostMatch::Suffix(suffix.to_string()),
+            None => HostMatch::Exact(h),
+        }
+    }
+
+    /// Parses an Ingress host ("*.example.com" is `OneLabel`).
+    pub fn ingress(host: &str) -> HostMatch {
+        let h = host.to_ascii_lowercase();
+        match h.strip_prefix('*') {
+            Some(suffix) => HostMatch::OneLabel(suffix.to_string()),
+            None => HostMatch::Exact(h),
+        }
+    }
+
+    /// Whether `host` (lower-case, without port) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostMatch::Any => true,
+            HostMatch::Exact(h) => h == host,
+            HostMatch::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+            HostMatch::OneLabel(s) => match host.strip_suffix(s.as_str()) {
+                Some(label) => !label.is_empty() && !label.contains('.'),
+                None => false,
+            },
+        }
+    }
+
+    /// Ordering key for "most specific first": exact before wildcards, longer wildcard
+    /// suffixes before shorter ones, one-label before any-depth at equal length, Any last.
+    pub fn specificity(&self) -> (u8, usize, u8) {
+        match self {
+            HostMatch::Exact(h) => (3, h.len(), 0),
+            HostMatch::OneLabel(s) => (2, s.len(), 1),
+            HostMatch::Suffix(s) => (2, s.len(), 0),
+            HostMatch::Any => (0, 0, 0),
+        }
+    }
+}
+
+impl std::fmt::Display for HostMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostMatch::Any => write!(f, "*"),
+            HostMatch::Exact(h) => write!(f, "{h}"),
+            HostMatch::Suffix(s) => write!(f, "*{s} (any depth)"),
+            HostMatch::OneLabel(s) => write!(f, "*{s} (one label)"),
+        }
+    }
+}
+
+/// The routes of one listener, keyed like the listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RouteTable {
+    /// Same key as the `Listener` it serves.
+    pub listener: String,
+    /// Most specific hostname first; a request uses the first virtual host whose hostname
+    /// matches and never falls through to a less specific one.
+    pub virtual_hosts: Vec<VirtualHost>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualHost {
+    pub hostname: HostMatch,
+    /// In precedence order: the first route whose match holds wins.
+    pub routes: Vec<Route>,
+}
+
+/// One match of one rule, with the rule's action. A rule with three matches becomes three
+/// routes, because precedence is decided per match, not per rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub source: RouteSource,
+    #[serde(rename = "match")]
+    pub matcher: RouteMatch,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<Filter>,
+    /// Weighted backends. Empty with no redirect filter answers 500.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<WeightedBackend>,
+}
+
+/// Where a route came from, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteSource {
+    /// "HTTPRoute" or "Ingress".
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// Rule index within the object.
+    pub rule: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteMatch {
+    pub path: PathMatch,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<ValueMatch>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query: Vec<ValueMatch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PathMatch {
+    /// Whole path equal.
+    Exact(String),
+    /// Element-wise prefix: `/foo` matches `/foo`, `/foo/` and `/foo/bar`, not `/foobar`.
+    /// Stored without a trailing slash (except the root `/`).
+    Prefix(String),
+    /// RE2-like regular expression that must match the whole path.
+    Regex(String),
+}
+
+/// A header (name is case-insensitive) or query parameter (name is exact) match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValueMatch {
+    pub name: String,
+    pub value: StringMatch,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StringMatch {
+    Exact(String),
+    /// Must match the whole value.
+    Regex(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Filter {
+    RequestHeaders(HeaderModifier),
+    ResponseHeaders(HeaderModifier),
+    Redirect(Redirect),
+    Rewrite(Rewrite),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HeaderModifier {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redirect {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathModifier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rewrite {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathModifier>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PathModifier {
+    ReplaceFullPath(String),
+    /// Replaces the part of the path matched by the route's `Prefix` match.
+    ReplacePrefixMatch(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightedBackend {
+    pub weight: u32,
+    pub target: BackendTarget,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<Filter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackendTarget {
+    /// Key of a `Cluster`.
+    Cluster(String),
+    /// A reference that cannot be served (missing Service, not permitted, unknown kind):
+    /// its share of traffic answers 500. The reason is for logs.
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    /// Cleartext HTTP/2 by prior knowledge (appProtocol kubernetes.io/h2c).
+    H2c,
+}
+
+/// The endpoints of one Service port: "namespace/service:port".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub key: String,
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// Ready endpoints. Empty answers 503.
+    pub endpoints: Vec<SocketAddr>,
+}
+
+/// Every resource the channel carries, as one sum type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    Gateway(Gateway),
+    Listener(Listener),
+    RouteTable(RouteTable),
+    Cluster(Cluster),
+    Certificate(Certificate),
+}
+
+impl Resource {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Resource::Gateway(_) => "Gateway",
+            Resource::Listener(_) => "Listener",
+            Resource::RouteTable(_) => "RouteTable",
+            Resource::Cluster(_) => "Cluster",
+            Resource::Certificate(_) => "Certificate",
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        match self {
+            Resource::Gateway(g) => &g.key,
+            Resource::Listener(l) => &l.key,
+            Resource::RouteTable(r) => &r.listener,
+            Resource::Cluster(c) => &c.key,
+            Resource::Certificate(c) => &c.key,
+        }
+    }
+}
+
+/// The whole configuration the operator computed, before it is cut into resources.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    pub gateways: Vec<Gateway>,
+    pub listeners: Vec<Listener>,
+    pub route_tables: Vec<RouteTable>,
+    pub clusters: Vec<Cluster>,
+    pub certificates: Vec<Certificate>,
+}
+
+impl Config {
+    pub fn resources(&self) -> impl Iterator<Item = Resource> + '_ {
+        let gateways = self.gateways.iter().cloned().map(Resource::Gateway);
+        let listeners = self.listeners.iter().cloned().map(Resource::Listener);
+        let tables = self.route_tables.iter().cloned().map(Resource::RouteTable);
+        let clusters = self.clusters.iter().cloned().map(Resource::Cluster);
+        let certs = self.certificates.iter().cloned().map(Resource::Certificate);
+        gateways
+            .chain(listeners)
+            .chain(tables)
+            .chain(clusters)
+            .chain(certs)
+    }
+
+    pub fn from_resources(resources: impl IntoIterator<Item = Resource>) -> Config {
+        let mut config = Config::default();
+        for r in resources {
+            match r {
+                Resource::Gateway(g) => config.gateways.push(g),
+                Resource::Listener(l) => config.listeners.push(l),
+                Resource::RouteTable(t) => config.route_tables.push(t),
+                Resource::Cluster(c) => config.clusters.push(c),
+                Resource::Certificate(c) => config.certificates.push(c),
+            }
+        }
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_wildcards_match_any_depth_ingress_wildcards_one_label() {
+        let gw = HostMatch::gateway("*.example.com");
+        assert!(gw.matches("a.example.com"));
+        assert!(gw.matches("a.b.example.com"));
+        assert!(!gw.matches("example.com"));
+        assert!(!gw.matches("aexample.com"));
+
+        let ing = HostMatch::ingress("*.foo.com");
+        assert!(ing.matches("bar.foo.com"));
+        assert!(!ing.matches("baz.bar.foo.com"));
+        assert!(!ing.matches("foo.com"));
+        assert!(!ing.matches(".foo.com"));
+    }
+
+    #[test]
+    fn specificity_orders_exact_then_longest_wildcard_then_any() {
+        let mut hosts = vec![
+            HostMatch::Any,
+            HostMatch::gateway("*.com"),
+            HostMatch::gateway("a.example.com"),
+            HostMatch::gateway("*.example.com"),
+            HostMatch::ingress("*.example.com"),
+        ];
+        hosts.sort_by(|a, b| b.specificity().cmp(&a.specificity()));
+        assert_eq!(
+            hosts,
+            vec![
+                HostMatch::gateway("a.example.com"),
+                HostMatch::ingress("*.example.com"),
+                HostMatch::gateway("*.example.com"),
+                HostMatch::gateway("*.com"),
+                HostMatch::Any,
+            ]
+        );
+    }
+}

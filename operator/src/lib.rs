@@ -1,0 +1,11 @@
+//! The Gatehouse operator: sources fill a store of typed objects, a pure translation turns
+//! it into the model and a status report, and the config server streams the model to data
+//! planes over gRPC.
+
+pub mod admin;
+pub mod server;
+pub mod source;
+pub mod standalone;
+pub mod status;
+pub mod store;
+pub mod translate;

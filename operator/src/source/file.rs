@@ -1,0 +1,381 @@
+//! The file source: every YAML document under a directory, parsed into typed objects.
+//!
+//! Errors name the file, the line and the field. A file that fails to parse keeps its last
+//! good objects in the store, so a half-saved edit never takes routes down.
+
+use crate::store::{Object, Store};
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SourceError {
+    pub file: PathBuf,
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Splits a multi-document YAML text on `---` lines; yields (first line number, text).
+fn documents(text: &str) -> Vec<(usize, String)> {
+    let mut docs = Vec::new();
+    let mut start = 1;
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let is_separator = line == "---" || line.starts_with("--- ") || line == "---\r";
+        if is_separator {
+            docs.push((start, std::mem::take(&mut current)));
+            start = i + 2;
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    docs.push((start, current));
+    docs.into_iter()
+        .filter(|(_, d)| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .collect()
+}
+
+/// Parses one file's text into objects and errors.
+pub fn parse_file(file: &Path, text: &str) -> (Vec<Object>, Vec<SourceError>) {
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    for (first_line, doc) in documents(text) {
+        match parse_document(&doc) {
+            Ok(object) => objects.push(object),
+            Err((line, message)) => errors.push(SourceError {
+                file: file.to_path_buf(),
+                line: Some(first_line + line.unwrap_or(1) - 1),
+                message,
+            }),
+        }
+    }
+    (objects, errors)
+}
+
+type DocError = (Option<usize>, String);
+
+fn parse_document(doc: &str) -> Result<Object, DocError> {
+    let value: serde_yaml::Value = serde_yaml::from_str(doc).map_err(|e| yaml_error(&e))?;
+    let field = |name: &str| value.get(name).and_then(|v| v.as_str()).unwrap_or_default();
+    let (api_version, kind) = (field("apiVersion"), field("kind"));
+    if api_version.is_empty() || kind.is_empty() {
+        return Err((
+            Some(1),
+            "document has no apiVersion or kind: not a Kubernetes object".into(),
+        ));
+    }
+    let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+    let object = match (group, kind) {
+        ("gateway.networking.k8s.io", "GatewayClass") => Object::GatewayClass(typed(doc, kind)?),
+        ("gateway.networking.k8s.io", "Gateway") => Object::Gateway(typed(doc, kind)?),
+        ("gateway.networking.k8s.io", "HTTPRoute") => Object::HttpRoute(typed(doc, kind)?),
+        ("gateway.networking.k8s.io", "ReferenceGrant") => {
+            Object::ReferenceGrant(typed(doc, kind)?)
+        }
+        ("networking.k8s.io", "Ingress") => Object::Ingress(typed(doc, kind)?),
+        ("networking.k8s.io", "IngressClass") => Object::IngressClass(typed(doc, kind)?),
+        ("", "Service") => Object::Service(typed(doc, kind)?),
+        ("", "Secret") => Object::Secret(string_data_into_data(typed(doc, kind)?)),
+        ("", "ConfigMap") => Object::ConfigMap(typed(doc, kind)?),
+        ("", "Namespace") => Object::Namespace(typed(doc, kind)?),
+        ("discovery.k8s.io", "EndpointSlice") => Object::EndpointSlice(typed(doc, kind)?),
+        _ => {
+            return Err((
+                Some(1),
+                format!(
+                    "unknown kind {kind:?} of apiVersion {api_version:?}: not served by Gatehouse"
+                ),
+            ));
+        }
+    };
+    let mut object = object;
+    normalise_metadata(&mut object).map_err(|m| (Some(1), format!("{kind}: {m}")))?;
+    Ok(object)
+}
+
+/// Deserialises a document into a typed object, reporting the failing field's path.
+fn typed<T: DeserializeOwned>(doc: &str, kind: &str) -> Result<T, DocError> {
+    let de = serde_yaml::Deserializer::from_str(doc);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let line = inner.location().map(|l| l.line());
+        // serde_yaml appends its own " at line L column C"; we report the line separately.
+        let msg = inner.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        (line, format!("{kind}: field {path}: {msg}"))
+    })
+}
+
+fn yaml_error(e: &serde_yaml::Error) -> DocError {
+    let msg = e.to_string();
+    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+    (
+        e.location().map(|l| l.line()),
+        format!("malformed YAML: {msg}"),
+    )
+}
+
+/// The API server turns `stringData` into `data`; so does the file source.
+fn string_data_into_data(
+    mut secret: k8s_openapi::api::core::v1::Secret,
+) -> k8s_openapi::api::core::v1::Secret {
+    if let Some(string_data) = secret.string_data.take() {
+        let data = secret.data.get_or_insert_with(Default::default);
+        for (k, v) in string_data {
+            data.insert(k, k8s_openapi::ByteString(v.into_bytes()));
+        }
+    }
+    secret
+}
+
+/// Requires a name and gives namespaced objects the namespace `default` when they have none.
+fn normalise_metadata(object: &mut Object) -> Result<(), String> {
+    fn meta<K: kube::Resource>(o: &mut K, namespaced: bool) -> Result<(), String> {
+        let m = o.meta_mut();
+        if m.name.as_deref().unwrap_or_default().is_empty() {
+            return Err("field metadata.name: missing".into());
+        }
+        if namespaced && m.namespace.as_deref().unwrap_or_default().is_empty() {
+            m.namespace = Some("default".into());
+        }
+        if !namespaced {
+            m.namespace = None;
+        }
+        Ok(())
+    }
+    match object {
+        Object::GatewayClass(o) => meta(o, false),
+        Object::Gateway(o) => meta(o, true),
+        Object::HttpRoute(o) => meta(o, true),
+        Object::ReferenceGrant(o) => meta(o, true),
+        Object::Ingress(o) => meta(o, true),
+        Object::IngressClass(o) => meta(o, false),
+        Object::Service(o) => meta(o, true),
+        Object::EndpointSlice(o) => meta(o, true),
+        Object::Secret(o) => meta(o, true),
+        Object::ConfigMap(o) => meta(o, true),
+        Object::Namespace(o) => meta(o, false),
+    }
+}
+
+/// The directory source with its per-file memory of the last good parse.
+#[derive(Debug)]
+pub struct FileSource {
+    root: PathBuf,
+    last_good: BTreeMap<PathBuf, Vec<Object>>,
+}
+
+/// What one load of the directory produced.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub store: Store,
+    pub errors: Vec<SourceError>,
+}
+
+impl FileSource {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FileSource {
+            root: root.into(),
+            last_good: BTreeMap::new(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Reads every `.yaml`/`.yml` file under the root (recursively).
+    pub fn load(&mut self) -> Loaded {
+        let mut errors = Vec::new();
+        let mut files = Vec::new();
+        collect_files(&self.root, &mut files, &mut errors);
+        files.sort();
+
+        let mut current = BTreeMap::new();
+        for file in files {
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(SourceError {
+                        file: file.clone(),
+                        line: None,
+                        message: format!("cannot read: {e}"),
+                    });
+                    if let Some(prev) = self.last_good.get(&file) {
+                        current.insert(file, prev.clone());
+                    }
+                    continue;
+                }
+            };
+            let (objects, file_errors) = parse_file(&file, &text);
+            if file_errors.is_empty() {
+                current.insert(file, objects);
+            } else {
+                let kept = self.last_good.get(&file).cloned();
+                errors.extend(file_errors.into_iter().map(|mut e| {
+                    if kept.is_some() {
+                        e.message
+                            .push_str(" (the file's previous version keeps serving)");
+                    }
+                    e
+                }));
+                match kept {
+                    Some(prev) => drop(current.insert(file, prev)),
+                    // A new file with a bad document still contributes its good documents.
+                    None => drop(current.insert(file, objects)),
+                }
+            }
+        }
+        self.last_good = current;
+
+        let mut store = Store::default();
+        let mut origin: BTreeMap<(&'static str, crate::store::ObjectKey), PathBuf> =
+            BTreeMap::new();
+        for (file, objects) in &self.last_good {
+            for object in objects {
+                let id = store.insert(object.clone());
+                if let Some(first) = origin.insert(id.clone(), file.clone()) {
+                    errors.push(SourceError {
+                        file: file.clone(),
+                        line: None,
+                        message: format!(
+                            "{} {} is also defined in {}; this definition wins",
+                            id.0,
+                            id.1,
+                            first.display()
+                        ),
+                    });
+                }
+            }
+        }
+        Loaded { store, errors }
+    }
+}
+
+fn collect_files(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SourceError>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(SourceError {
+                file: dir.to_path_buf(),
+                line: None,
+                message: format!("cannot read directory: {e}"),
+            });
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        // Editors' swap and backup files start with a dot.
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            collect_files(&path, files, errors);
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            files.push(path);
+        }
+    }
+}
+
+/// Watches the root and sends a unit each time the tree settles after a change.
+/// The debounce is short (50 ms) because the promise is to re-apply within one second.
+pub fn watch(root: &Path) -> anyhow::Result<(notify::RecommendedWatcher, mpsc::Receiver<()>)> {
+    use notify::Watcher;
+    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && !event.kind.is_access()
+        {
+            let _ = raw_tx.send(());
+        }
+    })?;
+    watcher
+        .watch(root, notify::RecursiveMode::Recursive)
+        .map_err(|e| anyhow::anyhow!("watching {}: {e}", root.display()))?;
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while raw_rx.recv().await.is_some() {
+            // Settle: wait until 50 ms pass without another event.
+            while let Ok(Some(())) =
+                tokio::time::timeout(Duration::from_millis(50), raw_rx.recv()).await
+            {}
+            if tx.send(()).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok((watcher, rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: ok\n---\n# second\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: r\nspec:\n  rules:\n  - matches:\n    - path:\n        type: Prefixx\n";
+        let (objects, errors) = parse_file(Path::new("routes.yaml"), text);
+        assert_eq!(objects.len(), 1);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let e = &errors[0];
+        assert_eq!(e.line, Some(15), "{e}");
+        assert!(
+            e.message.contains("spec.rules[0].matches[0].path.type"),
+            "{e}"
+        );
+        assert!(
+            e.to_string().starts_with("routes.yaml:15: HTTPRoute"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn malformed_yaml_and_unknown_kind_are_errors() {
+        let (_, errors) = parse_file(Path::new("a.yaml"), "kind: [\n");
+        assert!(
+            errors[0].message.starts_with("malformed YAML"),
+            "{errors:?}"
+        );
+        let (_, errors) = parse_file(
+            Path::new("a.yaml"),
+            "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n",
+        );
+        assert!(errors[0].message.contains("unknown kind \"Widget\""));
+    }
+
+    #[test]
+    fn namespace_defaults_and_string_data() {
+        let (objects, errors) = parse_file(
+            Path::new("s.yaml"),
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {a: b}\n",
+        );
+        assert!(errors.is_empty());
+        let Object::Secret(s) = &objects[0] else {
+            panic!("not a secret")
+        };
+        assert_eq!(s.metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(s.data.as_ref().unwrap()["a"].0, b"b");
+    }
+}

@@ -1,0 +1,183 @@
+//! Status as translation reports it: conditions per object, per listener and per route parent,
+//! with the reasons the Gateway API spec names. Sources decide where it goes (the API server,
+//! or the admin endpoint and the log in standalone mode).
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// "True", "False" or "Unknown".
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    pub observed_generation: i64,
+}
+
+impl Condition {
+    pub fn new(type_: &str, status: bool, reason: &str, message: impl Into<String>) -> Self {
+        Condition {
+            type_: type_.into(),
+            status: if status { "True" } else { "False" }.into(),
+            reason: reason.into(),
+            message: message.into(),
+            observed_generation: 0,
+        }
+    }
+
+    pub fn is_true(&self) -> bool {
+        self.status == "True"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStatus {
+    pub name: String,
+    pub supported_kinds: Vec<String>,
+    pub attached_routes: i32,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentStatus {
+    /// The parentRef as written, rendered "namespace/name[/section][:port]".
+    pub parent_ref: String,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStatus {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub generation: i64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerStatus>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<ParentStatus>,
+}
+
+impl ObjectStatus {
+    pub fn new(kind: &str, namespace: &str, name: &str, generation: i64) -> Self {
+        ObjectStatus {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            generation,
+            ..Default::default()
+        }
+    }
+
+    /// Sets a condition, replacing one of the same type, stamped with this generation.
+    pub fn set(&mut self, mut condition: Condition) {
+        condition.observed_generation = self.generation;
+        set_condition(&mut self.conditions, condition);
+    }
+
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    pub fn listener_mut(&mut self, name: &str) -> Option<&mut ListenerStatus> {
+        self.listeners.iter_mut().find(|l| l.name == name)
+    }
+}
+
+/// Replaces the condition of the same type, or appends it.
+pub fn set_condition(conditions: &mut Vec<Condition>, condition: Condition) {
+    match conditions.iter_mut().find(|c| c.type_ == condition.type_) {
+        Some(existing) => *existing = condition,
+        None => conditions.push(condition),
+    }
+}
+
+/// Status of every object translation looked at, keyed "Kind namespace/name".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct StatusReport {
+    pub objects: BTreeMap<String, ObjectStatus>,
+}
+
+impl StatusReport {
+    pub fn key(kind: &str, namespace: &str, name: &str) -> String {
+        if namespace.is_empty() {
+            format!("{kind} {name}")
+        } else {
+            format!("{kind} {namespace}/{name}")
+        }
+    }
+
+    pub fn entry(
+        &mut self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        generation: i64,
+    ) -> &mut ObjectStatus {
+        self.objects
+            .entry(Self::key(kind, namespace, name))
+            .or_insert_with(|| ObjectStatus::new(kind, namespace, name, generation))
+    }
+
+    pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<&ObjectStatus> {
+        self.objects.get(&Self::key(kind, namespace, name))
+    }
+
+    /// Keys whose status differs between two reports (added, removed or changed).
+    pub fn changed_keys<'a>(&'a self, newer: &'a StatusReport) -> Vec<&'a str> {
+        let mut keys: Vec<&str> = newer
+            .objects
+            .iter()
+            .filter(|(k, v)| self.objects.get(*k) != Some(*v))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        keys.extend(
+            self.objects
+                .keys()
+                .filter(|k| !newer.objects.contains_key(*k))
+                .map(|k| k.as_str()),
+        );
+        keys
+    }
+}
+
+/// Condition types and reasons, spelled as the Gateway API spec spells them.
+pub mod reason {
+    pub const ACCEPTED: &str = "Accepted";
+    pub const PROGRAMMED: &str = "Programmed";
+    pub const RESOLVED_REFS: &str = "ResolvedRefs";
+    pub const CONFLICTED: &str = "Conflicted";
+    pub const PARTIALLY_INVALID: &str = "PartiallyInvalid";
+
+    pub const INVALID: &str = "Invalid";
+    pub const PENDING: &str = "Pending";
+    pub const INVALID_PARAMETERS: &str = "InvalidParameters";
+    pub const UNSUPPORTED_ADDRESS: &str = "UnsupportedAddress";
+    pub const LISTENERS_NOT_VALID: &str = "ListenersNotValid";
+    pub const ADDRESS_NOT_USABLE: &str = "AddressNotUsable";
+
+    pub const HOSTNAME_CONFLICT: &str = "HostnameConflict";
+    pub const PROTOCOL_CONFLICT: &str = "ProtocolConflict";
+    pub const NO_CONFLICTS: &str = "NoConflicts";
+    pub const PORT_UNAVAILABLE: &str = "PortUnavailable";
+    pub const UNSUPPORTED_PROTOCOL: &str = "UnsupportedProtocol";
+    pub const INVALID_CERTIFICATE_REF: &str = "InvalidCertificateRef";
+    pub const INVALID_ROUTE_KINDS: &str = "InvalidRouteKinds";
+    pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
+
+    pub const NOT_ALLOWED_BY_LISTENERS: &str = "NotAllowedByListeners";
+    pub const NO_MATCHING_LISTENER_HOSTNAME: &str = "NoMatchingListenerHostname";
+    pub const NO_MATCHING_PARENT: &str = "NoMatchingParent";
+    pub const UNSUPPORTED_VALUE: &str = "UnsupportedValue";
+    pub const INVALID_KIND: &str = "InvalidKind";
+    pub const BACKEND_NOT_FOUND: &str = "BackendNotFound";
+}

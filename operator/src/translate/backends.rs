@@ -1,0 +1,247 @@
+//! Backend references: ReferenceGrants, Services, EndpointSlices and TLS Secrets.
+
+use crate::status::reason;
+use crate::store::{ObjectKey, Store};
+use gatehouse_model::ir::{Certificate, Cluster, UpstreamProtocol};
+use k8s_openapi::api::core::v1::ServicePort;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// Whether a ReferenceGrant in the target namespace lets `from` (group, kind, namespace)
+/// refer to `to` (group, kind, namespace, name).
+pub fn grant_allows(store: &Store, from: (&str, &str, &str), to: (&str, &str, &str, &str)) -> bool {
+    let (from_group, from_kind, from_ns) = from;
+    let (to_group, to_kind, to_ns, to_name) = to;
+    let core = |g: &str| if g == "core" { "" } else { g }.to_string();
+    store
+        .reference_grants
+        .iter()
+        .filter(|(k, _)| k.namespace == to_ns)
+        .any(|(_, grant)| {
+            grant.spec.from.iter().any(|f| {
+                core(&f.group) == core(from_group) && f.kind == from_kind && f.namespace == from_ns
+            }) && grant.spec.to.iter().any(|t| {
+                core(&t.group) == core(to_group)
+                    && t.kind == to_kind
+                    && t.name
+                        .as_deref()
+                        .is_none_or(|n| n.is_empty() || n == to_name)
+            })
+        })
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum PortRef<'a> {
+    Number(i32),
+    Name(&'a str),
+}
+
+/// A reference to a backend as both front-ends write it.
+#[derive(Debug, Clone, Copy)]
+pub struct BackendRef<'a> {
+    pub group: &'a str,
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub port: Option<PortRef<'a>>,
+}
+
+/// Why a reference cannot be served: a spec reason and a message naming the field.
+pub type RefError = (&'static str, String);
+
+/// Resolves references into clusters, building each cluster once.
+pub struct Backends<'s> {
+    store: &'s Store,
+    clusters: BTreeMap<String, Cluster>,
+}
+
+impl<'s> Backends<'s> {
+    pub fn new(store: &'s Store) -> Self {
+        Backends {
+            store,
+            clusters: BTreeMap::new(),
+        }
+    }
+
+    /// Resolves a Service reference made by an object of (group, kind, namespace).
+    pub fn resolve(
+        &mut self,
+        from: (&str, &str, &str),
+        r: BackendRef<'_>,
+    ) -> Result<String, RefError> {
+        let group = if r.group == "core" { "" } else { r.group };
+        if !group.is_empty() || r.kind != "Service" {
+            return Err((
+                reason::INVALID_KIND,
+                format!(
+                    "backend {}/{} {:?} is not a Service",
+                    r.group, r.kind, r.name
+                ),
+            ));
+        }
+        if r.namespace != from.2
+            && !grant_allows(self.store, from, ("", "Service", r.namespace, r.name))
+        {
+            return Err((
+                reason::REF_NOT_PERMITTED,
+                format!(
+                    "Service {}/{} is in another namespace and no ReferenceGrant allows it",
+                    r.namespace, r.name
+                ),
+            ));
+        }
+        let Some(service) = self
+            .store
+            .services
+            .get(&ObjectKey::new(r.namespace, r.name))
+        else {
+            return Err((
+                reason::BACKEND_NOT_FOUND,
+                format!("Service {}/{} not found", r.namespace, r.name),
+            ));
+        };
+        let ports = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_deref())
+            .unwrap_or_default();
+        let port = match r.port {
+            None => {
+                return Err((
+                    reason::BACKEND_NOT_FOUND,
+                    format!("Service {}/{}: a port is required", r.namespace, r.name),
+                ));
+            }
+            Some(PortRef::Number(n)) => ports.iter().find(|p| p.port == n),
+            Some(PortRef::Name(n)) => ports.iter().find(|p| p.name.as_deref() == Some(n)),
+        };
+        let Some(port) = port else {
+            return Err((
+                reason::BACKEND_NOT_FOUND,
+                format!(
+                    "Service {}/{} has no port {}",
+                    r.namespace,
+                    r.name,
+                    match r.port {
+                        Some(PortRef::Number(n)) => n.to_string(),
+                        Some(PortRef::Name(n)) => format!("{n:?}"),
+                        None => String::new(),
+                    }
+                ),
+            ));
+        };
+        let key = format!("{}/{}:{}", r.namespace, r.name, port.port);
+        if !self.clusters.contains_key(&key) {
+            let cluster = self.cluster(&key, r.namespace, r.name, port);
+            self.clusters.insert(key.clone(), cluster);
+        }
+        Ok(key)
+    }
+
+    /// Ready endpoints of one Service port, from its EndpointSlices.
+    fn cluster(&self, key: &str, namespace: &str, service: &str, port: &ServicePort) -> Cluster {
+        let mut endpoints = Vec::new();
+        let slices = self.store.endpoint_slices.iter().filter(|(k, s)| {
+            k.namespace == namespace
+                && s.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("kubernetes.io/service-name"))
+                    .is_some_and(|n| n == service)
+        });
+        for (_, slice) in slices {
+            if slice.address_type == "FQDN" {
+                continue;
+            }
+            let wanted = port.name.as_deref().unwrap_or_default();
+            let Some(slice_port) = slice
+                .ports
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .find(|p| p.name.as_deref().unwrap_or_default() == wanted)
+                .and_then(|p| p.port)
+                .and_then(|p| u16::try_from(p).ok())
+            else {
+                continue;
+            };
+            for ep in slice.endpoints.iter().flatten() {
+                let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+                if !ready {
+                    continue;
+                }
+                for a in &ep.addresses {
+                    if let Ok(ip) = a.parse::<IpAddr>() {
+                        endpoints.push(SocketAddr::new(ip, slice_port));
+                    }
+                }
+            }
+        }
+        endpoints.sort();
+        endpoints.dedup();
+        let protocol = match port.app_protocol.as_deref() {
+            Some("kubernetes.io/h2c") => UpstreamProtocol::H2c,
+            _ => UpstreamProtocol::Http1,
+        };
+        Cluster {
+            key: key.to_string(),
+            protocol,
+            endpoints,
+        }
+    }
+
+    /// Checks a kubernetes.io/tls Secret and returns its certificate key ("namespace/name").
+    pub fn certificate(store: &Store, namespace: &str, name: &str) -> Result<String, String> {
+        certificate_material(store, namespace, name).map(|c| c.key)
+    }
+
+    pub fn finish(self) -> Vec<Cluster> {
+        self.clusters.into_values().collect()
+    }
+}
+
+/// Reads and checks the PEM material of a TLS Secret.
+pub fn certificate_material(
+    store: &Store,
+    namespace: &str,
+    name: &str,
+) -> Result<Certificate, String> {
+    let secret = store
+        .secrets
+        .get(&ObjectKey::new(namespace, name))
+        .ok_or_else(|| format!("Secret {namespace}/{name} not found"))?;
+    let data = secret.data.as_ref();
+    let field = |k: &str| {
+        data.and_then(|d| d.get(k))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+            .ok_or_else(|| format!("Secret {namespace}/{name} has no {k}"))
+    };
+    let chain_pem = field("tls.crt")?;
+    let private_key_pem = field("tls.key")?;
+    let certs = rustls_pemfile::certs(&mut chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("Secret {namespace}/{name}: tls.crt is not PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "Secret {namespace}/{name}: tls.crt holds no certificate"
+        ));
+    }
+    match rustls_pemfile::private_key(&mut private_key_pem.as_bytes()) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(format!(
+                "Secret {namespace}/{name}: tls.key holds no private key"
+            ));
+        }
+        Err(e) => {
+            return Err(format!(
+                "Secret {namespace}/{name}: tls.key is not PEM: {e}"
+            ));
+        }
+    }
+    Ok(Certificate {
+        key: format!("{namespace}/{name}"),
+        chain_pem,
+        private_key_pem,
+    })
+}

@@ -1,0 +1,599 @@
+//! Gateways and their listeners: which are ours, where they bind, which are valid, and the
+//! certificates they offer.
+
+use super::backends::Backends;
+use super::{GATEWAY_GROUP, Settings, age, join};
+use crate::status::{Condition, ListenerStatus, StatusReport, reason};
+use crate::store::{ObjectKey, Store};
+use gatehouse_model::ir::{self, Config, HostMatch, Protocol, SniCertificate};
+use gateway_api::gateways::{
+    Gateway, GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom, GatewayListenersTlsMode,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+/// Which namespaces may attach routes to a listener.
+#[derive(Debug, Clone)]
+pub enum AllowedNamespaces {
+    Same,
+    All,
+    Selector(LabelSelector),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LabelSelector {
+    pub match_labels: BTreeMap<String, String>,
+    /// (key, operator, values)
+    pub match_expressions: Vec<(String, String, Vec<String>)>,
+}
+
+impl LabelSelector {
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|(k, op, values)| {
+                let value = labels.get(k);
+                match op.as_str() {
+                    "In" => value.is_some_and(|v| values.contains(v)),
+                    "NotIn" => value.is_none_or(|v| !values.contains(v)),
+                    "Exists" => value.is_some(),
+                    "DoesNotExist" => value.is_none(),
+                    _ => false,
+                }
+            })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedListener {
+    pub key: String,
+    pub name: String,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub hostname: HostMatch,
+    pub allowed_namespaces: AllowedNamespaces,
+    /// Whether HTTPRoutes may attach (allowedRoutes.kinds includes it or is unset).
+    pub allows_http_routes: bool,
+    pub certificates: Vec<SniCertificate>,
+    /// Valid and not conflicted: gets a socket and a route table.
+    pub served: bool,
+    pub attached_routes: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedGateway {
+    pub key: ObjectKey,
+    pub generation: i64,
+    pub address: IpAddr,
+    pub listeners: Vec<PlannedListener>,
+}
+
+impl PlannedGateway {
+    pub fn status_kind(&self) -> &'static str {
+        "Gateway"
+    }
+}
+
+/// Plans every Gateway of one of our GatewayClasses, plus the synthetic Ingress defaults.
+pub fn plan(
+    store: &Store,
+    settings: &Settings,
+    synthetic: &[Gateway],
+    status: &mut StatusReport,
+) -> BTreeMap<ObjectKey, PlannedGateway> {
+    let ours = classes(store, settings, status);
+    let mut gateways: Vec<(&Gateway, bool)> = store
+        .gateways
+        .values()
+        .filter(|g| ours.contains_key(&g.spec.gateway_class_name))
+        .map(|g| (g, false))
+        .chain(synthetic.iter().map(|g| (g, true)))
+        .collect();
+    // Oldest first: an older Gateway keeps its address and port when a newer one collides.
+    gateways.sort_by_key(|(g, _)| age(&g.metadata));
+
+    let mut planned = BTreeMap::new();
+    let mut sockets: HashMap<(IpAddr, u16), ObjectKey> = HashMap::new();
+    for (gateway, is_synthetic) in gateways {
+        let p = plan_gateway(store, settings, gateway, is_synthetic, &mut sockets, status);
+        planned.insert(p.key.clone(), p);
+    }
+    planned
+}
+
+/// GatewayClasses whose controllerName is ours, with their Accepted condition.
+fn classes(store: &Store, settings: &Settings, status: &mut StatusReport) -> BTreeMap<String, ()> {
+    let mut ours = BTreeMap::new();
+    for class in store.gateway_classes.values() {
+        if class.spec.controller_name != settings.gateway_controller {
+            continue;
+        }
+        let name = class.metadata.name.clone().unwrap_or_default();
+        let generation = class.metadata.generation.unwrap_or(0);
+        let st = status.entry("GatewayClass", "", &name, generation);
+        match &class.spec.parameters_ref {
+            Some(p) => st.set(Condition::new(
+                reason::ACCEPTED,
+                false,
+                reason::INVALID_PARAMETERS,
+                format!(
+                    "parametersRef {}/{} {} is not supported yet",
+                    p.group, p.kind, p.name
+                ),
+            )),
+            None => {
+                st.set(Condition::new(
+                    reason::ACCEPTED,
+                    true,
+                    reason::ACCEPTED,
+                    "Accepted by Gatehouse",
+                ));
+                ours.insert(name, ());
+            }
+        }
+    }
+    ours
+}
+
+fn plan_gateway(
+    store: &Store,
+    settings: &Settings,
+    gateway: &Gateway,
+    synthetic: bool,
+    sockets: &mut HashMap<(IpAddr, u16), ObjectKey>,
+    status: &mut StatusReport,
+) -> PlannedGateway {
+    let key = ObjectKey::of(gateway);
+    let generation = gateway.metadata.generation.unwrap_or(0);
+    let st = status.entry("Gateway", &key.namespace, &key.name, generation);
+
+    // Address: spec.addresses[0] (an IP) or the default.
+    let mut address_error = None;
+    let address = match gateway.spec.addresses.as_deref().and_then(|a| a.first()) {
+        None => settings.default_address,
+        Some(a) => {
+            let type_ok = matches!(a.r#type.as_deref(), None | Some("IPAddress"));
+            match a.value.as_deref().map(str::parse::<IpAddr>) {
+                Some(Ok(ip)) if type_ok => ip,
+                _ => {
+                    address_error = Some(format!(
+                        "spec.addresses[0]: {:?} of type {:?} is not an IP address Gatehouse can bind",
+                        a.value.as_deref().unwrap_or_default(),
+                        a.r#type.as_deref().unwrap_or("IPAddress")
+                    ));
+                    settings.default_address
+                }
+            }
+        }
+    };
+
+    let mut listeners = Vec::new();
+    let mut listener_status = Vec::new();
+    for l in &gateway.spec.listeners {
+        let (planned, ls) = plan_listener(store, &key, l, synthetic);
+        listeners.push(planned);
+        listener_status.push(ls);
+    }
+    mark_conflicts(
+        &gateway.spec.listeners,
+        &mut listeners,
+        &mut listener_status,
+    );
+
+    // Another (older) Gateway on the same address and port takes precedence.
+    for (l, ls) in listeners.iter_mut().zip(&mut listener_status) {
+        if !l.served || address_error.is_some() {
+            continue;
+        }
+        let taken = sockets.iter().find(|((ip, port), owner)| {
+            *port == l.port
+                && **owner != key
+                && (*ip == address || ip.is_unspecified() || address.is_unspecified())
+        });
+        if let Some(((ip, port), owner)) = taken {
+            l.served = false;
+            let msg = format!("{ip}:{port} is already used by Gateway {owner}");
+            set_listener(ls, reason::ACCEPTED, false, reason::PORT_UNAVAILABLE, &msg);
+            set_listener(
+                ls,
+                reason::PROGRAMMED,
+                false,
+                reason::PORT_UNAVAILABLE,
+                &msg,
+            );
+        } else {
+            sockets.insert((address, l.port), key.clone());
+        }
+    }
+
+    let any_served = listeners.iter().any(|l| l.served);
+    if let Some(msg) = &address_error {
+        st.set(Condition::new(
+            reason::ACCEPTED,
+            false,
+            reason::UNSUPPORTED_ADDRESS,
+            msg.clone(),
+        ));
+        st.set(Condition::new(
+            reason::PROGRAMMED,
+            false,
+            reason::ADDRESS_NOT_USABLE,
+            msg.clone(),
+        ));
+        for l in &mut listeners {
+            l.served = false;
+        }
+    } else if !any_served && !listeners.is_empty() {
+        st.set(Condition::new(
+            reason::ACCEPTED,
+            false,
+            reason::LISTENERS_NOT_VALID,
+            "no listener is valid",
+        ));
+        st.set(Condition::new(
+            reason::PROGRAMMED,
+            false,
+            reason::INVALID,
+            "no listener is valid",
+        ));
+    } else {
+        let msg = if synthetic {
+            "default Gateway for Ingresses of an IngressClass without parameters"
+        } else {
+            "Accepted by Gatehouse"
+        };
+        st.set(Condition::new(
+            reason::ACCEPTED,
+            true,
+            reason::ACCEPTED,
+            msg,
+        ));
+        // Programmed turns True when the data plane acknowledges this generation.
+        st.set(Condition::new(
+            reason::PROGRAMMED,
+            false,
+            reason::PENDING,
+            "waiting for the data plane to apply this generation",
+        ));
+    }
+    if address_error.is_none() {
+        st.addresses = vec![address.to_string()];
+    }
+    for ls in &mut listener_status {
+        for c in &mut ls.conditions {
+            c.observed_generation = generation;
+        }
+    }
+    st.listeners = listener_status;
+
+    PlannedGateway {
+        key,
+        generation,
+        address,
+        listeners,
+    }
+}
+
+fn set_listener(ls: &mut ListenerStatus, type_: &str, ok: bool, reason: &str, msg: &str) {
+    crate::status::set_condition(&mut ls.conditions, Condition::new(type_, ok, reason, msg));
+}
+
+fn plan_listener(
+    store: &Store,
+    gateway: &ObjectKey,
+    l: &GatewayListeners,
+    synthetic: bool,
+) -> (PlannedListener, ListenerStatus) {
+    let mut ls = ListenerStatus {
+        name: l.name.clone(),
+        ..Default::default()
+    };
+    let protocol = match l.protocol.as_str() {
+        "HTTP" => Some(Protocol::Http),
+        "HTTPS" => Some(Protocol::Https),
+        _ => None,
+    };
+    let mut accepted = true;
+    let mut resolved = true;
+    if protocol.is_none() {
+        accepted = false;
+        set_listener(
+            &mut ls,
+            reason::ACCEPTED,
+            false,
+            reason::UNSUPPORTED_PROTOCOL,
+            &format!(
+                "protocol {:?} is not supported; use HTTP or HTTPS",
+                l.protocol
+            ),
+        );
+    }
+
+    // allowedRoutes.kinds: only HTTPRoute for HTTP(S) listeners.
+    let mut allows_http_routes = protocol.is_some();
+    if let Some(kinds) = l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref()) {
+        let mut invalid = Vec::new();
+        allows_http_routes = false;
+        for k in kinds {
+            let group = k.group.as_deref().unwrap_or(GATEWAY_GROUP);
+            if group == GATEWAY_GROUP && k.kind == "HTTPRoute" && protocol.is_some() {
+                allows_http_routes = true;
+            } else {
+                invalid.push(format!("{group}/{}", k.kind));
+            }
+        }
+        if !invalid.is_empty() {
+            resolved = false;
+            set_listener(
+                &mut ls,
+                reason::RESOLVED_REFS,
+                false,
+                reason::INVALID_ROUTE_KINDS,
+                &format!("route kinds not supported: {}", invalid.join(", ")),
+            );
+        }
+    }
+    if allows_http_routes {
+        ls.supported_kinds = vec!["HTTPRoute".into()];
+    }
+
+    let allowed_namespaces = match l
+        .allowed_routes
+        .as_ref()
+        .and_then(|a| a.namespaces.as_ref())
+    {
+        None => AllowedNamespaces::Same,
+        Some(ns) => match &ns.from {
+            None | Some(GatewayListenersAllowedRoutesNamespacesFrom::Same) => {
+                AllowedNamespaces::Same
+            }
+            Some(GatewayListenersAllowedRoutesNamespacesFrom::All) => AllowedNamespaces::All,
+            Some(GatewayListenersAllowedRoutesNamespacesFrom::Selector) => {
+                let sel = ns.selector.as_ref();
+                AllowedNamespaces::Selector(LabelSelector {
+                    match_labels: sel.and_then(|s| s.match_labels.clone()).unwrap_or_default(),
+                    match_expressions: sel
+                        .and_then(|s| s.match_expressions.as_ref())
+                        .map(|e| {
+                            e.iter()
+                                .map(|x| {
+                                    (
+                                        x.key.clone(),
+                                        x.operator.clone(),
+                                        x.values.clone().unwrap_or_default(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                })
+            }
+        },
+    };
+
+    let hostname = l
+        .hostname
+        .as_deref()
+        .map(HostMatch::gateway)
+        .unwrap_or(HostMatch::Any);
+
+    // TLS material for HTTPS.
+    let mut certificates = Vec::new();
+    if protocol == Some(Protocol::Https) {
+        let tls = l.tls.as_ref();
+        if matches!(
+            tls.and_then(|t| t.mode.as_ref()),
+            Some(GatewayListenersTlsMode::Passthrough)
+        ) {
+            accepted = false;
+            set_listener(
+                &mut ls,
+                reason::ACCEPTED,
+                false,
+                reason::UNSUPPORTED_PROTOCOL,
+                "tls.mode Passthrough needs protocol TLS, which Gatehouse does not serve yet",
+            );
+        }
+        let refs = tls
+            .and_then(|t| t.certificate_refs.as_deref())
+            .unwrap_or_default();
+        let mut problems = Vec::new();
+        for (i, r) in refs.iter().enumerate() {
+            let group = r.group.as_deref().unwrap_or("");
+            let kind = r.kind.as_deref().unwrap_or("Secret");
+            let ns = r.namespace.as_deref().unwrap_or(&gateway.namespace);
+            if !(group.is_empty() || group == "core") || kind != "Secret" {
+                problems.push((
+                    reason::INVALID_CERTIFICATE_REF,
+                    format!("tls.certificateRefs[{i}]: kind {group}/{kind} is not a Secret"),
+                ));
+                continue;
+            }
+            if ns != gateway.namespace
+                && !super::backends::grant_allows(
+                    store,
+                    (GATEWAY_GROUP, "Gateway", &gateway.namespace),
+                    ("", "Secret", ns, &r.name),
+                )
+            {
+                problems.push((
+                    reason::REF_NOT_PERMITTED,
+                    format!(
+                        "tls.certificateRefs[{i}]: Secret {ns}/{} is in another namespace and no ReferenceGrant allows it",
+                        r.name
+                    ),
+                ));
+                continue;
+            }
+            match Backends::certificate(store, ns, &r.name) {
+                Ok(cert) => certificates.push(SniCertificate {
+                    server_names: match &hostname {
+                        HostMatch::Any => vec![],
+                        h => vec![h.clone()],
+                    },
+                    certificate: cert,
+                }),
+                Err(e) => problems.push((
+                    reason::INVALID_CERTIFICATE_REF,
+                    format!("tls.certificateRefs[{i}]: {e}"),
+                )),
+            }
+        }
+        // A synthetic Ingress Gateway gets its certificates from the Ingresses' spec.tls.
+        if refs.is_empty() && !synthetic {
+            problems.push((
+                reason::INVALID_CERTIFICATE_REF,
+                "tls.certificateRefs: an HTTPS listener needs at least one certificate".into(),
+            ));
+        }
+        if let Some((r, _)) = problems.first() {
+            resolved = false;
+            let msg = problems
+                .iter()
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            set_listener(&mut ls, reason::RESOLVED_REFS, false, r, &msg);
+        }
+    }
+
+    if accepted {
+        set_listener(
+            &mut ls,
+            reason::ACCEPTED,
+            true,
+            reason::ACCEPTED,
+            "listener accepted",
+        );
+    }
+    if resolved {
+        set_listener(
+            &mut ls,
+            reason::RESOLVED_REFS,
+            true,
+            reason::RESOLVED_REFS,
+            "all references resolved",
+        );
+    }
+    set_listener(
+        &mut ls,
+        reason::CONFLICTED,
+        false,
+        reason::NO_CONFLICTS,
+        "no conflicts",
+    );
+    // HTTPS is served when at least one certificate resolved; a bad ref among good ones
+    // is reported (ResolvedRefs=False) without taking the listener down.
+    let https_ok = protocol != Some(Protocol::Https) || !certificates.is_empty() || synthetic;
+    let served = accepted && https_ok && protocol.is_some();
+    let listener = PlannedListener {
+        key: format!("{}/{}", join(&gateway.namespace, &gateway.name), l.name),
+        name: l.name.clone(),
+        port: u16::try_from(l.port).unwrap_or(0),
+        protocol: protocol.unwrap_or(Protocol::Http),
+        hostname,
+        allowed_namespaces,
+        allows_http_routes,
+        certificates,
+        served: served && l.port > 0 && l.port <= 65535,
+        attached_routes: 0,
+    };
+    if !listener.served {
+        set_listener(
+            &mut ls,
+            reason::PROGRAMMED,
+            false,
+            reason::INVALID,
+            "listener is not valid and is not served",
+        );
+    }
+    (listener, ls)
+}
+
+/// Listeners on one port must agree on protocol and differ in hostname.
+fn mark_conflicts(
+    spec: &[GatewayListeners],
+    listeners: &mut [PlannedListener],
+    status: &mut [ListenerStatus],
+) {
+    for i in 0..spec.len() {
+        let mut conflict = None;
+        for j in 0..spec.len() {
+            if i == j || spec[i].port != spec[j].port {
+                continue;
+            }
+            if spec[i].protocol != spec[j].protocol {
+                conflict = Some((
+                    reason::PROTOCOL_CONFLICT,
+                    format!(
+                        "port {} is also used with protocol {} by listener {}",
+                        spec[i].port, spec[j].protocol, spec[j].name
+                    ),
+                ));
+                break;
+            }
+            if spec[i].hostname == spec[j].hostname {
+                conflict = Some((
+                    reason::HOSTNAME_CONFLICT,
+                    format!("listener {} uses the same port and hostname", spec[j].name),
+                ));
+            }
+        }
+        if let Some((r, msg)) = conflict {
+            listeners[i].served = false;
+            set_listener(&mut status[i], reason::CONFLICTED, true, r, &msg);
+            set_listener(&mut status[i], reason::ACCEPTED, false, r, &msg);
+            set_listener(
+                &mut status[i],
+                reason::PROGRAMMED,
+                false,
+                reason::INVALID,
+                &msg,
+            );
+        }
+    }
+}
+
+/// Emits the model's Gateways and Listeners and the final attachedRoutes counts.
+pub fn finish(
+    gateways: &BTreeMap<ObjectKey, PlannedGateway>,
+    config: &mut Config,
+    status: &mut StatusReport,
+    _store: &Store,
+) {
+    for g in gateways.values() {
+        let gkey = join(&g.key.namespace, &g.key.name);
+        if let Some(st) = status.objects.get_mut(&StatusReport::key(
+            g.status_kind(),
+            &g.key.namespace,
+            &g.key.name,
+        )) {
+            for l in &g.listeners {
+                if let Some(ls) = st.listener_mut(&l.name) {
+                    ls.attached_routes = l.attached_routes;
+                }
+            }
+        }
+        let served: Vec<_> = g.listeners.iter().filter(|l| l.served).collect();
+        if served.is_empty() {
+            continue;
+        }
+        config.gateways.push(ir::Gateway {
+            key: gkey.clone(),
+            generation: g.generation,
+        });
+        for l in served {
+            config.listeners.push(ir::Listener {
+                key: l.key.clone(),
+                gateway: gkey.clone(),
+                name: l.name.clone(),
+                address: g.address,
+                port: l.port,
+                protocol: l.protocol,
+                hostname: l.hostname.clone(),
+                certificates: l.certificates.clone(),
+            });
+        }
+    }
+}

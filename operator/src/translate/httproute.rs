@@ -1,0 +1,667 @@
+//! HTTPRoute: rules into model routes, parentRefs into listener attachments, with per-parent
+//! status.
+
+use super::backends::{BackendRef, Backends, PortRef};
+use super::gateways::{AllowedNamespaces, PlannedGateway};
+use super::tables::{Entries, Entry, Order};
+use super::{GATEWAY_GROUP, age, intersect, join};
+use crate::status::{Condition, ParentStatus, StatusReport, reason};
+use crate::store::{ObjectKey, Store};
+use gatehouse_model::ir::{
+    BackendTarget, Filter, HeaderModifier, HostMatch, PathMatch, PathModifier, Redirect, Rewrite,
+    Route, RouteMatch, RouteSource, StringMatch, ValueMatch, WeightedBackend,
+};
+use gatehouse_model::validate::anchored_regex;
+use gateway_api::httproutes::*;
+use std::collections::BTreeMap;
+
+/// A rule turned into model routes (one per match), or why it cannot be served.
+struct CompiledRule {
+    routes: Vec<Route>,
+}
+
+/// Problems found while compiling a route's rules.
+#[derive(Default)]
+struct RouteProblems {
+    /// Rules dropped as invalid: (index, message).
+    invalid_rules: Vec<(usize, String)>,
+    /// The first unresolved backend reference (reason, message).
+    unresolved: Option<(&'static str, String)>,
+}
+
+pub fn attach_all(
+    store: &Store,
+    gateways: &mut BTreeMap<ObjectKey, PlannedGateway>,
+    backends: &mut Backends<'_>,
+    entries: &mut Entries,
+    status: &mut StatusReport,
+) {
+    for route in store.http_routes.values() {
+        attach(store, route, gateways, backends, entries, status);
+    }
+}
+
+fn attach(
+    store: &Store,
+    route: &HttpRoute,
+    gateways: &mut BTreeMap<ObjectKey, PlannedGateway>,
+    backends: &mut Backends<'_>,
+    entries: &mut Entries,
+    status: &mut StatusReport,
+) {
+    let key = ObjectKey::of(route);
+    let ns = key.namespace.as_str();
+    let generation = route.metadata.generation.unwrap_or(0);
+    let parents: Vec<&HttpRouteParentRefs> = route
+        .spec
+        .parent_refs
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| {
+            p.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
+                && p.kind.as_deref().unwrap_or("Gateway") == "Gateway"
+                && gateways.contains_key(&ObjectKey::new(
+                    p.namespace.as_deref().unwrap_or(ns),
+                    p.name.as_str(),
+                ))
+        })
+        .collect();
+    if parents.is_empty() {
+        return; // Not attached to any Gateway of ours: not ours to report on.
+    }
+
+    // Compile the rules once; every parent serves the same routes.
+    let mut problems = RouteProblems::default();
+    let mut rules = Vec::new();
+    for (i, rule) in route
+        .spec
+        .rules
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        match compile_rule(&key, i, rule, backends, &mut problems) {
+            Ok(r) => rules.push(r),
+            Err(msg) => problems.invalid_rules.push((i, msg)),
+        }
+    }
+    let route_hosts: Vec<HostMatch> = route
+        .spec
+        .hostnames
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|h| HostMatch::gateway(h))
+        .collect();
+    let ns_labels = store.namespace_labels(ns);
+
+    let mut parent_statuses = Vec::new();
+    for p in parents {
+        let gw_key = ObjectKey::new(p.namespace.as_deref().unwrap_or(ns), p.name.as_str());
+        let mut parent = ParentStatus {
+            parent_ref: render_parent(p, ns),
+            conditions: vec![],
+        };
+        let Some(gw) = gateways.get_mut(&gw_key) else {
+            continue;
+        };
+        let candidates: Vec<usize> = gw
+            .listeners
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| p.section_name.as_deref().is_none_or(|s| s == l.name))
+            .filter(|(_, l)| p.port.is_none_or(|port| i32::from(l.port) == port))
+            .map(|(i, _)| i)
+            .collect();
+        let allowed: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let l = &gw.listeners[i];
+                l.allows_http_routes
+                    && match &l.allowed_namespaces {
+                        AllowedNamespaces::Same => ns == gw_key.namespace,
+                        AllowedNamespaces::All => true,
+                        AllowedNamespaces::Selector(sel) => sel.matches(&ns_labels),
+                    }
+            })
+            .collect();
+        let attached: Vec<(usize, Vec<HostMatch>)> = allowed
+            .iter()
+            .map(|&i| (i, intersect(&gw.listeners[i].hostname, &route_hosts)))
+            .filter(|(_, hosts)| !hosts.is_empty())
+            .collect();
+
+        let accepted = if candidates.is_empty() {
+            Err((
+                reason::NO_MATCHING_PARENT,
+                format!(
+                    "Gateway {gw_key} has no listener matching sectionName {:?} port {:?}",
+                    p.section_name.as_deref().unwrap_or("*"),
+                    p.port
+                ),
+            ))
+        } else if allowed.is_empty() {
+            Err((
+                reason::NOT_ALLOWED_BY_LISTENERS,
+                format!("no listener of Gateway {gw_key} allows HTTPRoutes from namespace {ns}"),
+            ))
+        } else if attached.is_empty() {
+            Err((
+                reason::NO_MATCHING_LISTENER_HOSTNAME,
+                "no listener hostname intersects the route's hostnames".to_string(),
+            ))
+        } else if rules.is_empty() && !problems.invalid_rules.is_empty() {
+            Err((reason::UNSUPPORTED_VALUE, describe_invalid(&problems)))
+        } else {
+            Ok(())
+        };
+        match accepted {
+            Err((r, msg)) => {
+                parent
+                    .conditions
+                    .push(Condition::new(reason::ACCEPTED, false, r, msg))
+            }
+            Ok(()) => {
+                parent.conditions.push(Condition::new(
+                    reason::ACCEPTED,
+                    true,
+                    reason::ACCEPTED,
+                    format!(
+                        "attached to {} listener(s) of Gateway {gw_key}",
+                        attached.len()
+                    ),
+                ));
+                if !problems.invalid_rules.is_empty() {
+                    parent.conditions.push(Condition::new(
+                        reason::PARTIALLY_INVALID,
+                        true,
+                        reason::UNSUPPORTED_VALUE,
+                        describe_invalid(&problems),
+                    ));
+                }
+                for (i, hosts) in attached {
+                    let l = &mut gw.listeners[i];
+                    l.attached_routes += 1;
+                    if !l.served {
+                        continue;
+                    }
+                    for hostname in hosts {
+                        for rule in &rules {
+                            for (m, r) in rule.routes.iter().enumerate() {
+                                entries.push(
+                                    &l.key,
+                                    Entry {
+                                        hostname: hostname.clone(),
+                                        route: r.clone(),
+                                        order: Order {
+                                            fallback: false,
+                                            age: age(&route.metadata),
+                                            kind_rank: 0,
+                                            rule: r.source.rule,
+                                            match_index: m,
+                                        },
+                                    },
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        parent.conditions.push(match &problems.unresolved {
+            None => Condition::new(
+                reason::RESOLVED_REFS,
+                true,
+                reason::RESOLVED_REFS,
+                "all references resolved",
+            ),
+            Some((r, msg)) => Condition::new(reason::RESOLVED_REFS, false, r, msg.clone()),
+        });
+        for c in &mut parent.conditions {
+            c.observed_generation = generation;
+        }
+        parent_statuses.push(parent);
+    }
+    let st = status.entry("HTTPRoute", ns, &key.name, generation);
+    st.parents = parent_statuses;
+}
+
+fn describe_invalid(p: &RouteProblems) -> String {
+    p.invalid_rules
+        .iter()
+        .map(|(i, m)| format!("spec.rules[{i}]: {m}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn render_parent(p: &HttpRouteParentRefs, route_ns: &str) -> String {
+    let mut s = join(p.namespace.as_deref().unwrap_or(route_ns), &p.name);
+    if let Some(section) = &p.section_name {
+        s.push('/');
+        s.push_str(section);
+    }
+    if let Some(port) = p.port {
+        s.push_str(&format!(":{port}"));
+    }
+    s
+}
+
+fn compile_rule(
+    route: &ObjectKey,
+    index: usize,
+    rule: &HttpRouteRules,
+    backends: &mut Backends<'_>,
+    problems: &mut RouteProblems,
+) -> Result<CompiledRule, String> {
+    let source = RouteSource {
+        kind: "HTTPRoute".into(),
+        namespace: route.namespace.clone(),
+        name: route.name.clone(),
+        rule: index,
+    };
+    let matches: Vec<RouteMatch> = match rule.matches.as_deref() {
+        None | Some([]) => vec![RouteMatch {
+            path: PathMatch::Prefix("/".into()),
+            method: None,
+            headers: vec![],
+            query: vec![],
+        }],
+        Some(ms) => ms
+            .iter()
+            .enumerate()
+            .map(|(i, m)| compile_match(m).map_err(|e| format!("matches[{i}].{e}")))
+            .collect::<Result<_, _>>()?,
+    };
+
+    let mut filters = Vec::new();
+    for (i, f) in rule
+        .filters
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        filters.push(compile_filter(f).map_err(|e| format!("filters[{i}]: {e}"))?);
+    }
+    let redirects = filters.iter().any(|f| matches!(f, Filter::Redirect(_)));
+    let rewrites = filters.iter().any(|f| matches!(f, Filter::Rewrite(_)));
+    if redirects && rewrites {
+        return Err("filters: RequestRedirect and URLRewrite cannot be used together".into());
+    }
+    let prefix_modifier = filters.iter().any(|f| {
+        matches!(
+            f,
+            Filter::Redirect(Redirect {
+                path: Some(PathModifier::ReplacePrefixMatch(_)),
+                ..
+            }) | Filter::Rewrite(Rewrite {
+                path: Some(PathModifier::ReplacePrefixMatch(_)),
+                ..
+            })
+        )
+    });
+    if prefix_modifier
+        && matches
+            .iter()
+            .any(|m| !matches!(m.path, PathMatch::Prefix(_)))
+    {
+        return Err("filters: ReplacePrefixMatch needs every match to be a PathPrefix".into());
+    }
+
+    let mut weighted = Vec::new();
+    for (i, b) in rule
+        .backend_refs
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
+        let mut backend_filters = Vec::new();
+        for (j, f) in b.filters.as_deref().unwrap_or_default().iter().enumerate() {
+            backend_filters.push(
+                compile_backend_filter(f)
+                    .map_err(|e| format!("backendRefs[{i}].filters[{j}]: {e}"))?,
+            );
+        }
+        let target = match backends.resolve(
+            (GATEWAY_GROUP, "HTTPRoute", &route.namespace),
+            BackendRef {
+                group: b.group.as_deref().unwrap_or(""),
+                kind: b.kind.as_deref().unwrap_or("Service"),
+                namespace: b.namespace.as_deref().unwrap_or(&route.namespace),
+                name: &b.name,
+                port: b.port.map(PortRef::Number),
+            },
+        ) {
+            Ok(cluster) => BackendTarget::Cluster(cluster),
+            Err((r, msg)) => {
+                let msg = format!("spec.rules[{index}].backendRefs[{i}]: {msg}");
+                if problems.unresolved.is_none() {
+                    problems.unresolved = Some((r, msg.clone()));
+                }
+                BackendTarget::Invalid(msg)
+            }
+        };
+        weighted.push(WeightedBackend {
+            weight,
+            target,
+            filters: backend_filters,
+        });
+    }
+
+    Ok(CompiledRule {
+        routes: matches
+            .into_iter()
+            .map(|matcher| Route {
+                source: source.clone(),
+                matcher,
+                filters: filters.clone(),
+                backends: weighted.clone(),
+            })
+            .collect(),
+    })
+}
+
+fn compile_match(m: &HttpRouteRulesMatches) -> Result<RouteMatch, String> {
+    let path = match &m.path {
+        None => PathMatch::Prefix("/".into()),
+        Some(p) => {
+            let value = p.value.clone().unwrap_or_else(|| "/".into());
+            match p
+                .r#type
+                .as_ref()
+                .unwrap_or(&HttpRouteRulesMatchesPathType::PathPrefix)
+            {
+                HttpRouteRulesMatchesPathType::Exact => {
+                    if !value.starts_with('/') {
+                        return Err(format!("path.value: {value:?} must start with /"));
+                    }
+                    PathMatch::Exact(value)
+                }
+                HttpRouteRulesMatchesPathType::PathPrefix => {
+                    if !value.starts_with('/') {
+                        return Err(format!("path.value: {value:?} must start with /"));
+                    }
+                    PathMatch::Prefix(normalise_prefix(&value))
+                }
+                HttpRouteRulesMatchesPathType::RegularExpression => {
+                    anchored_regex(&value).map_err(|e| {
+                        format!("path.value: invalid regular expression {value:?}: {e}")
+                    })?;
+                    PathMatch::Regex(value)
+                }
+            }
+        }
+    };
+    let mut headers = Vec::new();
+    for (i, h) in m.headers.as_deref().unwrap_or_default().iter().enumerate() {
+        let regex = matches!(
+            h.r#type,
+            Some(HttpRouteRulesMatchesHeadersType::RegularExpression)
+        );
+        let name = h.name.to_ascii_lowercase();
+        // The spec: with several matches on one header name, only the first counts.
+        if headers.iter().any(|v: &ValueMatch| v.name == name) {
+            continue;
+        }
+        headers.push(ValueMatch {
+            name,
+            value: string_match(regex, &h.value).map_err(|e| format!("headers[{i}].value: {e}"))?,
+        });
+    }
+    let mut query = Vec::new();
+    for (i, q) in m
+        .query_params
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let regex = matches!(
+            q.r#type,
+            Some(HttpRouteRulesMatchesQueryParamsType::RegularExpression)
+        );
+        if query.iter().any(|v: &ValueMatch| v.name == q.name) {
+            continue;
+        }
+        query.push(ValueMatch {
+            name: q.name.clone(),
+            value: string_match(regex, &q.value)
+                .map_err(|e| format!("queryParams[{i}].value: {e}"))?,
+        });
+    }
+    let method = m.method.as_ref().map(|m| {
+        use HttpRouteRulesMatchesMethod::*;
+        match m {
+            Get => "GET",
+            Head => "HEAD",
+            Post => "POST",
+            Put => "PUT",
+            Delete => "DELETE",
+            Connect => "CONNECT",
+            Options => "OPTIONS",
+            Trace => "TRACE",
+            Patch => "PATCH",
+        }
+        .to_string()
+    });
+    Ok(RouteMatch {
+        path,
+        method,
+        headers,
+        query,
+    })
+}
+
+/// PathPrefix compares path elements, so a trailing slash means nothing.
+pub(crate) fn normalise_prefix(value: &str) -> String {
+    let trimmed = value.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.into()
+    }
+}
+
+fn string_match(regex: bool, value: &str) -> Result<StringMatch, String> {
+    if regex {
+        anchored_regex(value).map_err(|e| format!("invalid regular expression {value:?}: {e}"))?;
+        Ok(StringMatch::Regex(value.into()))
+    } else {
+        Ok(StringMatch::Exact(value.into()))
+    }
+}
+
+fn header_modifier(
+    set: impl Iterator<Item = (String, String)>,
+    add: impl Iterator<Item = (String, String)>,
+    remove: &[String],
+) -> HeaderModifier {
+    HeaderModifier {
+        set: set.collect(),
+        add: add.collect(),
+        remove: remove.to_vec(),
+    }
+}
+
+fn path_modifier(
+    full: &Option<String>,
+    prefix: &Option<String>,
+    is_full: bool,
+) -> Result<PathModifier, String> {
+    if is_full {
+        full.clone()
+            .map(PathModifier::ReplaceFullPath)
+            .ok_or_else(|| "path.replaceFullPath is required for type ReplaceFullPath".into())
+    } else {
+        prefix
+            .clone()
+            .map(PathModifier::ReplacePrefixMatch)
+            .ok_or_else(|| "path.replacePrefixMatch is required for type ReplacePrefixMatch".into())
+    }
+}
+
+fn redirect_status(code: Option<i64>) -> Result<u16, String> {
+    match code.unwrap_or(302) {
+        c @ (301 | 302 | 303 | 307 | 308) => Ok(c as u16),
+        c => Err(format!(
+            "requestRedirect.statusCode {c} is not one of 301, 302, 303, 307, 308"
+        )),
+    }
+}
+
+fn port(p: Option<i32>) -> Result<Option<u16>, String> {
+    p.map(|p| u16::try_from(p).map_err(|_| format!("port {p} is out of range")))
+        .transpose()
+}
+
+fn compile_filter(f: &HttpRouteRulesFilters) -> Result<Filter, String> {
+    use HttpRouteRulesFiltersType as T;
+    let missing = |what: &str| format!("type {what} needs its {what} field");
+    match f.r#type {
+        T::RequestHeaderModifier => {
+            let m = f
+                .request_header_modifier
+                .as_ref()
+                .ok_or_else(|| missing("requestHeaderModifier"))?;
+            Ok(Filter::RequestHeaders(header_modifier(
+                m.set
+                    .iter()
+                    .flatten()
+                    .map(|h| (h.name.clone(), h.value.clone())),
+                m.add
+                    .iter()
+                    .flatten()
+                    .map(|h| (h.name.clone(), h.value.clone())),
+                m.remove.as_deref().unwrap_or_default(),
+            )))
+        }
+        T::ResponseHeaderModifier => {
+            let m = f
+                .response_header_modifier
+                .as_ref()
+                .ok_or_else(|| missing("responseHeaderModifier"))?;
+            Ok(Filter::ResponseHeaders(header_modifier(
+                m.set
+                    .iter()
+                    .flatten()
+                    .map(|h| (h.name.clone(), h.value.clone())),
+                m.add
+                    .iter()
+                    .flatten()
+                    .map(|h| (h.name.clone(), h.value.clone())),
+                m.remove.as_deref().unwrap_or_default(),
+            )))
+        }
+        T::RequestRedirect => {
+            let r = f
+                .request_redirect
+                .as_ref()
+                .ok_or_else(|| missing("requestRedirect"))?;
+            Ok(Filter::Redirect(Redirect {
+                scheme: r.scheme.as_ref().map(|s| match s {
+                    HttpRouteRulesFiltersRequestRedirectScheme::Http => "http".into(),
+                    HttpRouteRulesFiltersRequestRedirectScheme::Https => "https".into(),
+                }),
+                hostname: r.hostname.clone(),
+                path: r
+                    .path
+                    .as_ref()
+                    .map(|p| {
+                        path_modifier(
+                            &p.replace_full_path,
+                            &p.replace_prefix_match,
+                            matches!(
+                                p.r#type,
+                                HttpRouteRulesFiltersRequestRedirectPathType::ReplaceFullPath
+                            ),
+                        )
+                    })
+                    .transpose()?,
+                port: port(r.port)?,
+                status: redirect_status(r.status_code)?,
+            }))
+        }
+        T::UrlRewrite => {
+            let r = f
+                .url_rewrite
+                .as_ref()
+                .ok_or_else(|| missing("urlRewrite"))?;
+            Ok(Filter::Rewrite(Rewrite {
+                hostname: r.hostname.clone(),
+                path: r
+                    .path
+                    .as_ref()
+                    .map(|p| {
+                        path_modifier(
+                            &p.replace_full_path,
+                            &p.replace_prefix_match,
+                            matches!(
+                                p.r#type,
+                                HttpRouteRulesFiltersUrlRewritePathType::ReplaceFullPath
+                            ),
+                        )
+                    })
+                    .transpose()?,
+            }))
+        }
+        T::RequestMirror | T::ExtensionRef | T::Cors => Err(format!(
+            "filter type {} is not supported yet",
+            serde_json::to_value(&f.r#type)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default()
+        )),
+    }
+}
+
+fn compile_backend_filter(f: &HttpRouteRulesBackendRefsFilters) -> Result<Filter, String> {
+    use HttpRouteRulesBackendRefsFiltersType as T;
+    match f.r#type {
+        T::RequestHeaderModifier => {
+            let m = f
+                .request_header_modifier
+                .as_ref()
+                .ok_or("type RequestHeaderModifier needs requestHeaderModifier")?;
+            Ok(Filter::RequestHeaders(header_modifier(
+                m.set
+                    .iter()
+                    .flatten()
+                    .map(|h| (h.name.clone(), h.value.clone())),
+                m.add
+                    .iter()
+                    .flatten()
+                    .map(|h| (h.name.clone(), h.value.clone())),
+                m.remove.as_deref().unwrap_or_default(),
+            )))
+        }
+        T::ResponseHeaderModifier => {
+            let m = f
+                .response_header_modifier
+                .as_ref()
+                .ok_or("type ResponseHeaderModifier needs responseHeaderModifier")?;
+            Ok(Filter::ResponseHeaders(header_modifier(
+                m.set
+                    .iter()
+                    .flatten()
+                    .map(|h| (h.name.clone(), h.value.clone())),
+                m.add
+                    .iter()
+                    .flatten()
+                    .map(|h| (h.name.clone(), h.value.clone())),
+                m.remove.as_deref().unwrap_or_default(),
+            )))
+        }
+        _ => Err(format!(
+            "backendRef filter type {} is not supported yet",
+            serde_json::to_value(&f.r#type)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default()
+        )),
+    }
+}

@@ -1,0 +1,482 @@
+//! Ingress v1: classes, the Gateway that serves each class, and rules attached to that
+//! Gateway's listeners beside HTTPRoutes.
+//!
+//! Choices where Ingress leaves room (documented in docs/ingress.md):
+//! - `ImplementationSpecific` paths match as `Prefix` (element-wise), never as a string
+//!   prefix: `/foo` matches `/foo/bar` but not `/foobar`.
+//! - Two Ingresses with the same host and path: the older one wins (then namespace/name),
+//!   the same rule HTTPRoutes follow.
+//! - Ingresses respect the serving listener's `allowedRoutes.namespaces`, so the platform
+//!   team's Gateway decides which namespaces may attach, whatever the API.
+
+use super::backends::{BackendRef, Backends, PortRef, certificate_material};
+use super::gateways::{AllowedNamespaces, PlannedGateway};
+use super::httproute::normalise_prefix;
+use super::tables::{Entries, Entry, Order};
+use super::{GATEWAY_GROUP, Settings, age, intersect};
+use crate::status::{Condition, StatusReport, reason};
+use crate::store::{ObjectKey, Store};
+use gatehouse_model::ir::{
+    BackendTarget, HostMatch, PathMatch, Protocol, Route, RouteMatch, RouteSource, SniCertificate,
+    WeightedBackend,
+};
+use gateway_api::gateways::{
+    Gateway, GatewayListeners, GatewayListenersAllowedRoutes,
+    GatewayListenersAllowedRoutesNamespaces, GatewayListenersAllowedRoutesNamespacesFrom,
+    GatewaySpec,
+};
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::BTreeMap;
+
+pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+/// Namespace of the Gateways made for IngressClasses without parameters.
+pub const DEFAULT_GATEWAY_NAMESPACE: &str = "gatehouse-system";
+
+#[derive(Debug, Default)]
+pub struct IngressPlan {
+    /// Our IngressClasses and the Gateway serving each.
+    classes: BTreeMap<String, ObjectKey>,
+    default_class: Option<String>,
+    /// Gateways made for classes without parameters.
+    pub default_gateways: Vec<Gateway>,
+}
+
+pub fn plan_classes(store: &Store, settings: &Settings, status: &mut StatusReport) -> IngressPlan {
+    let mut plan = IngressPlan::default();
+    let mut defaults = Vec::new();
+    for class in store.ingress_classes.values() {
+        let spec = class.spec.as_ref();
+        if spec.and_then(|s| s.controller.as_deref()) != Some(settings.ingress_controller.as_str())
+        {
+            continue;
+        }
+        let name = class.metadata.name.clone().unwrap_or_default();
+        let st = status.entry(
+            "IngressClass",
+            "",
+            &name,
+            class.metadata.generation.unwrap_or(0),
+        );
+        let gateway = match spec.and_then(|s| s.parameters.as_ref()) {
+            Some(p) if p.api_group.as_deref() == Some(GATEWAY_GROUP) && p.kind == "Gateway" => {
+                match p.namespace.as_deref() {
+                    Some(ns) => ObjectKey::new(ns, p.name.as_str()),
+                    None => {
+                        st.set(Condition::new(
+                            reason::ACCEPTED,
+                            false,
+                            reason::INVALID_PARAMETERS,
+                            "spec.parameters: a Gateway needs scope Namespace and a namespace",
+                        ));
+                        continue;
+                    }
+                }
+            }
+            Some(p) => {
+                st.set(Condition::new(
+                    reason::ACCEPTED,
+                    false,
+                    reason::INVALID_PARAMETERS,
+                    format!(
+                        "spec.parameters: {}/{} is not supported; name a gateway.networking.k8s.io Gateway",
+                        p.api_group.as_deref().unwrap_or(""),
+                        p.kind
+                    ),
+                ));
+                continue;
+            }
+            None => {
+                let gw = default_gateway(&name, store, settings);
+                let key = ObjectKey::of(&gw);
+                plan.default_gateways.push(gw);
+                key
+            }
+        };
+        st.set(Condition::new(
+            reason::ACCEPTED,
+            true,
+            reason::ACCEPTED,
+            format!("Ingresses of this class are served by Gateway {gateway}"),
+        ));
+        if class
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+            .is_some_and(|v| v == "true")
+        {
+            defaults.push((age(&class.metadata), name.clone()));
+        }
+        plan.classes.insert(name, gateway);
+    }
+    // Several default classes: the oldest wins, deterministically.
+    defaults.sort();
+    plan.default_class = defaults.into_iter().next().map(|(_, n)| n);
+    plan
+}
+
+/// The Gateway a class without parameters gets: HTTP on 80 (and HTTPS on 443 when any of
+/// its Ingresses asks for TLS), open to every namespace.
+fn default_gateway(class: &str, store: &Store, settings: &Settings) -> Gateway {
+    let wants_tls = store.ingresses.values().any(|i| {
+        i.spec
+            .as_ref()
+            .and_then(|s| s.ingress_class_name.as_deref())
+            == Some(class)
+            && i.spec
+                .as_ref()
+                .and_then(|s| s.tls.as_ref())
+                .is_some_and(|t| !t.is_empty())
+    });
+    let listener = |name: &str, port: i32, protocol: &str| GatewayListeners {
+        name: name.into(),
+        port,
+        protocol: protocol.into(),
+        allowed_routes: Some(GatewayListenersAllowedRoutes {
+            kinds: None,
+            namespaces: Some(GatewayListenersAllowedRoutesNamespaces {
+                from: Some(GatewayListenersAllowedRoutesNamespacesFrom::All),
+                selector: None,
+            }),
+        }),
+        ..Default::default()
+    };
+    let mut listeners = vec![listener("http", settings.ingress_ports.0.into(), "HTTP")];
+    if wants_tls {
+        listeners.push(listener("https", settings.ingress_ports.1.into(), "HTTPS"));
+    }
+    Gateway {
+        metadata: ObjectMeta {
+            name: Some(format!("ingress-{class}")),
+            namespace: Some(DEFAULT_GATEWAY_NAMESPACE.into()),
+            generation: Some(1),
+            ..Default::default()
+        },
+        spec: GatewaySpec {
+            gateway_class_name: String::new(),
+            listeners,
+            ..Default::default()
+        },
+        status: None,
+    }
+}
+
+fn class_of<'a>(ingress: &'a Ingress, plan: &'a IngressPlan) -> Option<&'a str> {
+    ingress
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.as_deref())
+        .or_else(|| {
+            ingress
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION))
+                .map(String::as_str)
+        })
+        .or(plan.default_class.as_deref())
+}
+
+pub fn attach_all(
+    store: &Store,
+    plan: &IngressPlan,
+    gateways: &mut BTreeMap<ObjectKey, PlannedGateway>,
+    backends: &mut Backends<'_>,
+    entries: &mut Entries,
+    status: &mut StatusReport,
+) {
+    for ingress in store.ingresses.values() {
+        // Ingresses of classes that are not ours are not ours to touch, status included.
+        let Some(gateway_key) = class_of(ingress, plan).and_then(|c| plan.classes.get(c)) else {
+            continue;
+        };
+        attach(
+            store,
+            ingress,
+            gateway_key,
+            gateways,
+            backends,
+            entries,
+            status,
+        );
+    }
+}
+
+fn attach(
+    store: &Store,
+    ingress: &Ingress,
+    gateway_key: &ObjectKey,
+    gateways: &mut BTreeMap<ObjectKey, PlannedGateway>,
+    backends: &mut Backends<'_>,
+    entries: &mut Entries,
+    status: &mut StatusReport,
+) {
+    let key = ObjectKey::of(ingress);
+    let ns = key.namespace.as_str();
+    let st = status.entry(
+        "Ingress",
+        ns,
+        &key.name,
+        ingress.metadata.generation.unwrap_or(0),
+    );
+    let Some(gw) = gateways.get_mut(gateway_key) else {
+        st.set(Condition::new(
+            reason::ACCEPTED,
+            false,
+            reason::NO_MATCHING_PARENT,
+            format!("Gateway {gateway_key} named by the IngressClass does not exist or is not of a Gatehouse GatewayClass"),
+        ));
+        return;
+    };
+    let ns_labels = store.namespace_labels(ns);
+    let listeners: Vec<usize> = gw
+        .listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| match &l.allowed_namespaces {
+            AllowedNamespaces::Same => ns == gateway_key.namespace,
+            AllowedNamespaces::All => true,
+            AllowedNamespaces::Selector(sel) => sel.matches(&ns_labels),
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if listeners.is_empty() {
+        st.set(Condition::new(
+            reason::ACCEPTED,
+            false,
+            reason::NOT_ALLOWED_BY_LISTENERS,
+            format!("no listener of Gateway {gateway_key} allows namespace {ns}"),
+        ));
+        return;
+    }
+    st.addresses = vec![gw.address.to_string()];
+
+    let mut problems: Vec<(&'static str, String)> = Vec::new();
+    let spec = ingress.spec.clone().unwrap_or_default();
+
+    // TLS: each secret offered on the HTTPS listeners for its hosts.
+    for (i, tls) in spec.tls.as_deref().unwrap_or_default().iter().enumerate() {
+        let Some(secret) = tls.secret_name.as_deref() else {
+            continue;
+        };
+        match certificate_material(store, ns, secret) {
+            Ok(cert) => {
+                let server_names: Vec<HostMatch> = tls
+                    .hosts
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|h| HostMatch::ingress(h))
+                    .collect();
+                for &li in &listeners {
+                    let l = &mut gw.listeners[li];
+                    if l.protocol == Protocol::Https {
+                        l.certificates.push(SniCertificate {
+                            server_names: server_names.clone(),
+                            certificate: cert.key.clone(),
+                        });
+                    }
+                }
+            }
+            Err(e) => problems.push((
+                reason::INVALID_CERTIFICATE_REF,
+                format!("spec.tls[{i}].secretName: {e}; served without this certificate"),
+            )),
+        }
+    }
+
+    let mut resolve = |backend: &IngressBackend, field: String, problems: &mut Vec<_>| {
+        let target = match (&backend.service, &backend.resource) {
+            (Some(svc), _) => {
+                let port = svc.port.as_ref().and_then(|p| match (&p.name, p.number) {
+                    (Some(name), _) if !name.is_empty() => Some(PortRef::Name(name.as_str())),
+                    (_, Some(n)) => Some(PortRef::Number(n)),
+                    _ => None,
+                });
+                backends
+                    .resolve(
+                        ("networking.k8s.io", "Ingress", ns),
+                        BackendRef {
+                            group: "",
+                            kind: "Service",
+                            namespace: ns,
+                            name: &svc.name,
+                            port,
+                        },
+                    )
+                    .map_err(|(r, m)| (r, format!("{field}: {m}")))
+            }
+            (None, Some(r)) => Err((
+                reason::INVALID_KIND,
+                format!(
+                    "{field}: resource backend {} {} is not supported; use a Service",
+                    r.kind, r.name
+                ),
+            )),
+            (None, None) => Err((reason::BACKEND_NOT_FOUND, format!("{field}: no service"))),
+        };
+        let target = match target {
+            Ok(c) => BackendTarget::Cluster(c),
+            Err((r, m)) => {
+                problems.push((r, m.clone()));
+                BackendTarget::Invalid(m)
+            }
+        };
+        vec![WeightedBackend {
+            weight: 1,
+            target,
+            filters: vec![],
+        }]
+    };
+
+    let source = |rule: usize| RouteSource {
+        kind: "Ingress".into(),
+        namespace: ns.into(),
+        name: key.name.clone(),
+        rule,
+    };
+    // (host, route, match index)
+    let mut routes: Vec<(HostMatch, Route, usize)> = Vec::new();
+    let mut hosts_seen: Vec<HostMatch> = Vec::new();
+    for (i, rule) in spec.rules.as_deref().unwrap_or_default().iter().enumerate() {
+        let host = rule
+            .host
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .map(HostMatch::ingress)
+            .unwrap_or(HostMatch::Any);
+        if !hosts_seen.contains(&host) {
+            hosts_seen.push(host.clone());
+        }
+        let paths = rule
+            .http
+            .as_ref()
+            .map(|h| h.paths.as_slice())
+            .unwrap_or_default();
+        for (j, p) in paths.iter().enumerate() {
+            let field = format!("spec.rules[{i}].http.paths[{j}]");
+            let value = p.path.clone().unwrap_or_else(|| "/".into());
+            let path = match p.path_type.as_str() {
+                _ if !value.starts_with('/') => {
+                    problems.push((
+                        reason::UNSUPPORTED_VALUE,
+                        format!("{field}.path: {value:?} must start with /"),
+                    ));
+                    continue;
+                }
+                "Exact" => PathMatch::Exact(value),
+                "Prefix" | "ImplementationSpecific" => PathMatch::Prefix(normalise_prefix(&value)),
+                other => {
+                    problems.push((
+                        reason::UNSUPPORTED_VALUE,
+                        format!("{field}.pathType: {other:?} is not Exact, Prefix or ImplementationSpecific"),
+                    ));
+                    continue;
+                }
+            };
+            let backends = resolve(&p.backend, format!("{field}.backend"), &mut problems);
+            routes.push((
+                host.clone(),
+                Route {
+                    source: source(i),
+                    matcher: RouteMatch {
+                        path,
+                        method: None,
+                        headers: vec![],
+                        query: vec![],
+                    },
+                    filters: vec![],
+                    backends,
+                },
+                j,
+            ));
+        }
+    }
+    let mut fallback = None;
+    if let Some(default) = &spec.default_backend {
+        let backends = resolve(default, "spec.defaultBackend".into(), &mut problems);
+        fallback = Some(Route {
+            source: source(usize::MAX),
+            matcher: RouteMatch {
+                path: PathMatch::Prefix("/".into()),
+                method: None,
+                headers: vec![],
+                query: vec![],
+            },
+            filters: vec![],
+            backends,
+        });
+        if !hosts_seen.contains(&HostMatch::Any) {
+            hosts_seen.push(HostMatch::Any);
+        }
+    }
+
+    for &li in &listeners {
+        let l = &mut gw.listeners[li];
+        l.attached_routes += 1;
+        if !l.served {
+            continue;
+        }
+        let order = |fallback: bool, rule: usize, m: usize| Order {
+            fallback,
+            age: age(&ingress.metadata),
+            kind_rank: 1,
+            rule,
+            match_index: m,
+        };
+        for (host, route, m) in &routes {
+            for h in intersect(&l.hostname, std::slice::from_ref(host)) {
+                entries.push(
+                    &l.key,
+                    Entry {
+                        hostname: h,
+                        route: route.clone(),
+                        order: order(false, route.source.rule, *m),
+                    },
+                );
+            }
+        }
+        // defaultBackend catches what no rule of any host matched.
+        if let Some(route) = &fallback {
+            for host in &hosts_seen {
+                for h in intersect(&l.hostname, std::slice::from_ref(host)) {
+                    entries.push(
+                        &l.key,
+                        Entry {
+                            hostname: h,
+                            route: route.clone(),
+                            order: order(true, 0, 0),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    st.set(Condition::new(
+        reason::ACCEPTED,
+        true,
+        reason::ACCEPTED,
+        format!("served by Gateway {gateway_key}"),
+    ));
+    st.set(match problems.first() {
+        None => Condition::new(
+            reason::RESOLVED_REFS,
+            true,
+            reason::RESOLVED_REFS,
+            "all references resolved",
+        ),
+        Some((r, _)) => Condition::new(
+            reason::RESOLVED_REFS,
+            false,
+            r,
+            problems
+                .iter()
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    });
+}

@@ -1,0 +1,122 @@
+//! Translation: store in, (model config, status report) out.
+//!
+//! A pure function: no I/O, no clock, no randomness. Gateway API and Ingress are two
+//! front-ends that attach routes to the same planned listeners, so both APIs meet in one
+//! route table per listener. Tested with YAML in and model plus conditions out.
+
+mod backends;
+mod gateways;
+mod hostnames;
+mod httproute;
+mod ingress;
+mod tables;
+
+use crate::status::StatusReport;
+use crate::store::Store;
+use gatehouse_model::ir::Config;
+use std::net::IpAddr;
+
+pub use hostnames::intersect;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// GatewayClasses with this controllerName are ours.
+    pub gateway_controller: String,
+    /// IngressClasses with this controller are ours.
+    pub ingress_controller: String,
+    /// Address Gateway listeners bind when a Gateway has no spec.addresses.
+    pub default_address: IpAddr,
+    /// HTTP and HTTPS ports of the default Gateway made for an IngressClass without
+    /// parameters.
+    pub ingress_ports: (u16, u16),
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            gateway_controller: GATEWAY_CONTROLLER.into(),
+            ingress_controller: INGRESS_CONTROLLER.into(),
+            default_address: IpAddr::from([127, 0, 0, 1]),
+            ingress_ports: (80, 443),
+        }
+    }
+}
+
+pub const GATEWAY_CONTROLLER: &str = "gatehouse.dev/gateway-controller";
+pub const INGRESS_CONTROLLER: &str = "gatehouse.dev/ingress-controller";
+pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Output {
+    pub config: Config,
+    pub status: StatusReport,
+}
+
+/// Translates everything in the store.
+pub fn translate(store: &Store, settings: &Settings) -> Output {
+    let mut status = StatusReport::default();
+    let mut backends = backends::Backends::new(store);
+
+    // Ingresses may need a default Gateway per class; plan those with the real ones.
+    let ingress_plan = ingress::plan_classes(store, settings, &mut status);
+    let mut gateways = gateways::plan(store, settings, &ingress_plan.default_gateways, &mut status);
+
+    let mut entries = tables::Entries::default();
+    httproute::attach_all(
+        store,
+        &mut gateways,
+        &mut backends,
+        &mut entries,
+        &mut status,
+    );
+    ingress::attach_all(
+        store,
+        &ingress_plan,
+        &mut gateways,
+        &mut backends,
+        &mut entries,
+        &mut status,
+    );
+
+    let mut config = Config::default();
+    gateways::finish(&gateways, &mut config, &mut status, store);
+    config.route_tables = tables::build(&gateways, entries);
+    config.clusters = backends.finish();
+    config.certificates = certificates(store, &config);
+    Output { config, status }
+}
+
+/// The material of every certificate a listener offers, each once.
+fn certificates(store: &Store, config: &Config) -> Vec<gatehouse_model::ir::Certificate> {
+    let keys: std::collections::BTreeSet<&str> = config
+        .listeners
+        .iter()
+        .flat_map(|l| l.certificates.iter().map(|c| c.certificate.as_str()))
+        .collect();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (ns, name) = k.split_once('/')?;
+            backends::certificate_material(store, ns, name).ok()
+        })
+        .collect()
+}
+
+/// "namespace/name".
+pub(crate) fn join(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+/// Creation time and identity of an object, for precedence and conflict ordering:
+/// oldest first, then namespace/name alphabetically.
+pub(crate) type Age = (Option<k8s_openapi::jiff::Timestamp>, String, String);
+
+pub(crate) fn age(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Age {
+    (
+        meta.creation_timestamp.as_ref().map(|t| t.0),
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+#[cfg(test)]
+mod tests;
