@@ -1,1 +1,153 @@
-fn main() {}
+//! `gatehouse`: one binary, three roles.
+//!
+//! - `operator`: sources -> translation -> config server (a YAML directory with `--file`;
+//!   Kubernetes mode arrives with the Kubernetes source).
+//! - `dataplane`: dials an operator and serves what it is told.
+//! - `standalone DIR`: both on one machine: the file operator plus a data plane process it
+//!   starts and supervises, connected over the real gRPC channel.
+
+use clap::{Parser, Subcommand};
+use gatehouse_operator::standalone::{FileOperator, FileOperatorOptions};
+use gatehouse_operator::translate::Settings;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Gateway API and Ingress controller with a Pingora data plane"
+)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator: translate resources and serve config to data planes.
+    Operator {
+        /// Read resources from this directory of YAML instead of a Kubernetes API server.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        common: OperatorArgs,
+    },
+    /// Run a data plane that takes its config from an operator.
+    Dataplane {
+        /// The operator's config server, e.g. http://127.0.0.1:9901
+        #[arg(long)]
+        operator: String,
+        /// Gateways to serve ("namespace/name"); all when none is given.
+        #[arg(long = "gateway")]
+        gateways: Vec<String>,
+        /// Name reported to the operator.
+        #[arg(long, default_value = "dataplane")]
+        node: String,
+    },
+    /// Run operator and data plane on this machine from a directory of YAML.
+    Standalone {
+        /// Directory of YAML documents (read recursively, re-applied on change).
+        dir: PathBuf,
+        #[command(flatten)]
+        common: OperatorArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct OperatorArgs {
+    /// Address Gateway listeners bind when a Gateway has no spec.addresses.
+    #[arg(long, default_value = "127.0.0.1")]
+    address: IpAddr,
+    /// Config server (gRPC) address for data planes.
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    config_address: SocketAddr,
+    /// Admin endpoint: /status, /config, /healthz.
+    #[arg(long, default_value = "127.0.0.1:9900")]
+    admin_address: SocketAddr,
+    /// HTTP and HTTPS ports of the Gateway made for an IngressClass without parameters.
+    #[arg(long, default_value = "80,443", value_parser = parse_ports)]
+    ingress_ports: (u16, u16),
+}
+
+fn parse_ports(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once(',')
+        .ok_or("expected HTTP,HTTPS, e.g. 80,443")?;
+    Ok((
+        a.trim().parse().map_err(|e| format!("{a}: {e}"))?,
+        b.trim().parse().map_err(|e| format!("{b}: {e}"))?,
+    ))
+}
+
+impl OperatorArgs {
+    fn options(&self, dir: PathBuf) -> FileOperatorOptions {
+        FileOperatorOptions {
+            dir,
+            settings: Settings {
+                default_address: self.address,
+                ingress_ports: self.ingress_ports,
+                ..Settings::default()
+            },
+            config_address: self.config_address,
+            admin_address: self.admin_address,
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    match cli.command {
+        Command::Operator {
+            file: Some(dir),
+            common,
+        } => FileOperator::bind(common.options(dir)).await?.run().await,
+        Command::Operator { file: None, .. } => anyhow::bail!(
+            "Kubernetes mode is not built yet; run with --file DIR (or use `gatehouse standalone DIR`)"
+        ),
+        Command::Dataplane {
+            operator,
+            gateways,
+            node,
+        } => {
+            let dataplane = gatehouse_dataplane::DataPlane::new();
+            let settings = gatehouse_dataplane::client::ClientSettings {
+                operator,
+                node,
+                gateways,
+            };
+            gatehouse_dataplane::client::run(settings, dataplane).await;
+            Ok(())
+        }
+        Command::Standalone { dir, common } => {
+            if !dir.is_dir() {
+                anyhow::bail!("{} is not a directory", dir.display());
+            }
+            let operator = FileOperator::bind(common.options(dir)).await?;
+            let url = format!("http://{}", operator.config_address()?);
+            let exe = std::env::current_exe()?;
+            tokio::spawn(gatehouse_operator::host::supervise_dataplane(
+                exe,
+                url,
+                "standalone".into(),
+            ));
+            operator.run().await
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! planes over gRPC.
 
 pub mod admin;
+pub mod host;
 pub mod server;
 pub mod source;
 pub mod standalone;

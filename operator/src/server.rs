@@ -1,1 +1,233 @@
+//! The config server: streams versioned model snapshots to data planes over gRPC and
+//! collects their ACKs and NACKs.
+//!
+//! Each stream gets a full snapshot first, then deltas computed against what that stream
+//! was last sent. A version is recorded with the Gateway generations it contains, so an
+//! ACK tells the status side exactly which generations are programmed.
 
+use gatehouse_model::channel::{ResourceSet, encode};
+use gatehouse_model::ir::Config;
+use gatehouse_model::proto::config_discovery_server::{ConfigDiscovery, ConfigDiscoveryServer};
+use gatehouse_model::proto::{self, data_plane_message::Message};
+use std::collections::{BTreeSet, HashMap};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// One published version of the whole config.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    pub version: u64,
+    pub config: Arc<Config>,
+}
+
+/// What a data plane said about a version.
+#[derive(Debug, Clone)]
+pub struct AckEvent {
+    pub node: String,
+    pub version: u64,
+    pub accepted: bool,
+    pub error: String,
+    /// (listener key, error) for listeners that could not be opened.
+    pub listener_errors: Vec<(String, String)>,
+    /// (gateway key, generation) contained in the acknowledged version.
+    pub gateways: Vec<(String, i64)>,
+}
+
+#[derive(Clone)]
+pub struct ConfigServer {
+    snapshots: watch::Receiver<Published>,
+    acks: mpsc::UnboundedSender<AckEvent>,
+}
+
+impl ConfigServer {
+    pub fn new(
+        snapshots: watch::Receiver<Published>,
+        acks: mpsc::UnboundedSender<AckEvent>,
+    ) -> Self {
+        ConfigServer { snapshots, acks }
+    }
+
+    pub fn into_service(self) -> ConfigDiscoveryServer<Self> {
+        ConfigDiscoveryServer::new(self)
+    }
+}
+
+/// The part of a config that serves the named Gateways (all of it when none are named).
+pub fn filter(config: &Config, gateways: &[String]) -> Config {
+    if gateways.is_empty() {
+        return config.clone();
+    }
+    let wanted: BTreeSet<&str> = gateways.iter().map(String::as_str).collect();
+    let listeners: Vec<_> = config
+        .listeners
+        .iter()
+        .filter(|l| wanted.contains(l.gateway.as_str()))
+        .cloned()
+        .collect();
+    let listener_keys: BTreeSet<&str> = listeners.iter().map(|l| l.key.as_str()).collect();
+    let route_tables: Vec<_> = config
+        .route_tables
+        .iter()
+        .filter(|t| listener_keys.contains(t.listener.as_str()))
+        .cloned()
+        .collect();
+    let clusters_used: BTreeSet<&str> = route_tables
+        .iter()
+        .flat_map(|t| &t.virtual_hosts)
+        .flat_map(|v| &v.routes)
+        .flat_map(|r| &r.backends)
+        .filter_map(|b| match &b.target {
+            gatehouse_model::ir::BackendTarget::Cluster(k) => Some(k.as_str()),
+            _ => None,
+        })
+        .collect();
+    let certs_used: BTreeSet<&str> = listeners
+        .iter()
+        .flat_map(|l| l.certificates.iter().map(|c| c.certificate.as_str()))
+        .collect();
+    Config {
+        gateways: config
+            .gateways
+            .iter()
+            .filter(|g| wanted.contains(g.key.as_str()))
+            .cloned()
+            .collect(),
+        clusters: config
+            .clusters
+            .iter()
+            .filter(|c| clusters_used.contains(c.key.as_str()))
+            .cloned()
+            .collect(),
+        certificates: config
+            .certificates
+            .iter()
+            .filter(|c| certs_used.contains(c.key.as_str()))
+            .cloned()
+            .collect(),
+        listeners,
+        route_tables,
+    }
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<proto::ConfigUpdate, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ConfigDiscovery for ConfigServer {
+    type StreamStream = UpdateStream;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<proto::DataPlaneMessage>>,
+    ) -> Result<Response<UpdateStream>, Status> {
+        let mut inbound = request.into_inner();
+        let subscribe = match inbound.message().await? {
+            Some(proto::DataPlaneMessage {
+                message: Some(Message::Subscribe(s)),
+            }) => s,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message must be Subscribe",
+                ));
+            }
+        };
+        tracing::info!(node = %subscribe.node, gateways = ?subscribe.gateways, "data plane connected");
+
+        // Versions this stream was sent, with the Gateway generations each contains.
+        let sent: Arc<Mutex<HashMap<u64, Vec<(String, i64)>>>> = Arc::default();
+        let (tx, rx) = mpsc::channel(4);
+
+        let mut snapshots = self.snapshots.clone();
+        let gateways = subscribe.gateways.clone();
+        let sent_by_sender = sent.clone();
+        tokio::spawn(async move {
+            let mut last: Option<ResourceSet> = None;
+            loop {
+                let published = snapshots.borrow_and_update().clone();
+                let config = filter(&published.config, &gateways);
+                let next = ResourceSet::new(config.resources().map(|r| encode(&r)));
+                let update = match &last {
+                    None => Some(proto::ConfigUpdate {
+                        version: published.version,
+                        full: true,
+                        upserts: next.resources.values().cloned().collect(),
+                        removals: vec![],
+                    }),
+                    Some(prev) if *prev != next => {
+                        let (upserts, removals) = prev.delta_to(&next);
+                        Some(proto::ConfigUpdate {
+                            version: published.version,
+                            full: false,
+                            upserts,
+                            removals,
+                        })
+                    }
+                    Some(_) => None,
+                };
+                if let Some(update) = update {
+                    if let Ok(mut s) = sent_by_sender.lock() {
+                        s.insert(
+                            published.version,
+                            config
+                                .gateways
+                                .iter()
+                                .map(|g| (g.key.clone(), g.generation))
+                                .collect(),
+                        );
+                    }
+                    if tx.send(Ok(update)).await.is_err() {
+                        return; // The data plane went away.
+                    }
+                    last = Some(next);
+                }
+                if snapshots.changed().await.is_err() {
+                    return; // Shutting down.
+                }
+            }
+        });
+
+        let acks = self.acks.clone();
+        let node = subscribe.node.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(msg)) = inbound.message().await {
+                let Some(Message::Ack(ack)) = msg.message else {
+                    continue;
+                };
+                let gateways = sent
+                    .lock()
+                    .ok()
+                    .and_then(|mut s| {
+                        // Older versions can no longer be acknowledged after this one.
+                        let g = s.get(&ack.version).cloned();
+                        s.retain(|v, _| *v > ack.version);
+                        g
+                    })
+                    .unwrap_or_default();
+                if ack.accepted {
+                    tracing::debug!(%node, version = ack.version, "data plane applied config");
+                } else {
+                    tracing::warn!(%node, version = ack.version, error = %ack.error, "data plane refused config");
+                }
+                let _ = acks.send(AckEvent {
+                    node: node.clone(),
+                    version: ack.version,
+                    accepted: ack.accepted,
+                    error: ack.error,
+                    listener_errors: ack
+                        .listener_errors
+                        .into_iter()
+                        .map(|e| (e.listener, e.message))
+                        .collect(),
+                    gateways,
+                });
+            }
+            tracing::info!(%node, "data plane disconnected");
+        });
+
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}

@@ -181,3 +181,108 @@ pub mod reason {
     pub const INVALID_KIND: &str = "InvalidKind";
     pub const BACKEND_NOT_FOUND: &str = "BackendNotFound";
 }
+
+/// What data planes reported, folded into the translation's status: Programmed turns True
+/// only for Gateway generations a data plane acknowledged, and listeners a data plane could
+/// not open say so.
+#[derive(Debug, Default, Clone)]
+pub struct DataPlaneReports {
+    /// Highest acknowledged generation per Gateway ("namespace/name").
+    acked: BTreeMap<String, i64>,
+    /// Listener key -> why it could not be opened, from the latest accepted version.
+    listener_errors: BTreeMap<String, String>,
+    /// The latest refusal, until a later version is accepted.
+    last_refusal: Option<String>,
+}
+
+impl DataPlaneReports {
+    pub fn record(&mut self, ack: &crate::server::AckEvent) {
+        if !ack.accepted {
+            self.last_refusal = Some(format!(
+                "data plane {} refused version {}: {}",
+                ack.node, ack.version, ack.error
+            ));
+            return;
+        }
+        self.last_refusal = None;
+        for (gateway, generation) in &ack.gateways {
+            let g = self.acked.entry(gateway.clone()).or_insert(*generation);
+            *g = (*g).max(*generation);
+        }
+        let gateways: Vec<&str> = ack.gateways.iter().map(|(g, _)| g.as_str()).collect();
+        self.listener_errors
+            .retain(|l, _| !gateways.iter().any(|g| l.starts_with(&format!("{g}/"))));
+        self.listener_errors
+            .extend(ack.listener_errors.iter().cloned());
+    }
+
+    /// The translation's report with Programmed filled in.
+    pub fn apply(&self, report: &StatusReport) -> StatusReport {
+        let mut out = report.clone();
+        for st in out.objects.values_mut().filter(|s| s.kind == "Gateway") {
+            let pending = st
+                .condition(reason::PROGRAMMED)
+                .is_some_and(|c| c.reason == reason::PENDING);
+            if !pending {
+                continue;
+            }
+            let key = format!("{}/{}", st.namespace, st.name);
+            let programmed = self.acked.get(&key).is_some_and(|g| *g >= st.generation);
+            let generation = st.generation;
+            let mut failed = 0;
+            let mut served = 0;
+            for l in &mut st.listeners {
+                if l.conditions.iter().any(|c| c.type_ == reason::PROGRAMMED) {
+                    continue; // Not served: already Programmed=False from translation.
+                }
+                served += 1;
+                let error = self.listener_errors.get(&format!("{key}/{}", l.name));
+                let mut c = match (error, programmed) {
+                    (Some(e), _) => {
+                        failed += 1;
+                        Condition::new(
+                            reason::PROGRAMMED,
+                            false,
+                            reason::PORT_UNAVAILABLE,
+                            e.clone(),
+                        )
+                    }
+                    (None, true) => {
+                        Condition::new(reason::PROGRAMMED, true, reason::PROGRAMMED, "listening")
+                    }
+                    (None, false) => Condition::new(
+                        reason::PROGRAMMED,
+                        false,
+                        reason::PENDING,
+                        "waiting for the data plane",
+                    ),
+                };
+                c.observed_generation = generation;
+                set_condition(&mut l.conditions, c);
+            }
+            if programmed && (served == 0 || failed < served) {
+                st.set(Condition::new(
+                    reason::PROGRAMMED,
+                    true,
+                    reason::PROGRAMMED,
+                    "the data plane applied this generation",
+                ));
+            } else if programmed {
+                st.set(Condition::new(
+                    reason::PROGRAMMED,
+                    false,
+                    reason::INVALID,
+                    "no listener could be opened",
+                ));
+            } else if let Some(refusal) = &self.last_refusal {
+                st.set(Condition::new(
+                    reason::PROGRAMMED,
+                    false,
+                    reason::INVALID,
+                    refusal.clone(),
+                ));
+            }
+        }
+        out
+    }
+}

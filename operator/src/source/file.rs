@@ -180,6 +180,9 @@ fn normalise_metadata(object: &mut Object) -> Result<(), String> {
 pub struct FileSource {
     root: PathBuf,
     last_good: BTreeMap<PathBuf, Vec<Object>>,
+    /// (kind, key) -> (hash of spec, generation): files have no API server to count
+    /// generations, so the source does, bumping one whenever a spec changes.
+    generations: BTreeMap<(&'static str, crate::store::ObjectKey), (u64, i64)>,
 }
 
 /// What one load of the directory produced.
@@ -194,6 +197,7 @@ impl FileSource {
         FileSource {
             root: root.into(),
             last_good: BTreeMap::new(),
+            generations: BTreeMap::new(),
         }
     }
 
@@ -265,7 +269,65 @@ impl FileSource {
                 }
             }
         }
+        self.stamp_generations(&mut store);
         Loaded { store, errors }
+    }
+
+    fn stamp_generations(&mut self, store: &mut Store) {
+        let mut seen = BTreeMap::new();
+        stamp(
+            &mut self.generations,
+            &mut seen,
+            "GatewayClass",
+            &mut store.gateway_classes,
+        );
+        stamp(
+            &mut self.generations,
+            &mut seen,
+            "Gateway",
+            &mut store.gateways,
+        );
+        stamp(
+            &mut self.generations,
+            &mut seen,
+            "HTTPRoute",
+            &mut store.http_routes,
+        );
+        stamp(
+            &mut self.generations,
+            &mut seen,
+            "Ingress",
+            &mut store.ingresses,
+        );
+        self.generations = seen;
+    }
+}
+
+type Generations = BTreeMap<(&'static str, crate::store::ObjectKey), (u64, i64)>;
+
+fn stamp<K: kube::Resource + serde::Serialize>(
+    old: &mut Generations,
+    new: &mut Generations,
+    kind: &'static str,
+    objects: &mut BTreeMap<crate::store::ObjectKey, K>,
+) {
+    use std::hash::{Hash, Hasher};
+    for (key, object) in objects.iter_mut() {
+        let spec = serde_json::to_value(&*object)
+            .ok()
+            .and_then(|v| v.get("spec").map(|s| s.to_string()))
+            .unwrap_or_default();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        spec.hash(&mut h);
+        let hash = h.finish();
+        let id = (kind, key.clone());
+        let generation = match old.get(&id) {
+            Some((prev, g)) if *prev == hash => *g,
+            Some((_, g)) => g + 1,
+            None => 1,
+        };
+        object.meta_mut().generation = Some(generation);
+        new.insert(id, (hash, generation));
     }
 }
 

@@ -1,0 +1,109 @@
+//! An echo backend that answers every request with JSON describing it, in the shape of the
+//! Gateway API conformance echo server (path, host, method, proto, headers, pod, ...).
+//! Serves HTTP/1.1 and cleartext HTTP/2 (prior knowledge) on the same port.
+//!
+//! Special paths for tests: `/slow/<ms>` answers after that many milliseconds;
+//! `/status/<code>` answers with that status.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub pod: String,
+    pub namespace: String,
+    pub service: String,
+}
+
+/// Serves until the listener's task is dropped.
+pub async fn serve(listener: TcpListener, id: Identity) {
+    let id = Arc::new(id);
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let id = id.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let id = id.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(req, &id).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+async fn answer(req: Request<Incoming>, id: &Identity) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let mut status = 200;
+    if let Some(ms) = path
+        .strip_prefix("/slow/")
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
+    }
+    if let Some(code) = path
+        .strip_prefix("/status/")
+        .and_then(|s| s.parse::<u16>().ok())
+    {
+        status = code;
+    }
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in req.headers() {
+        headers
+            .entry(http_canonical(k.as_str()))
+            .or_default()
+            .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+    }
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.to_string())
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+        })
+        .unwrap_or_default();
+    let body = serde_json::json!({
+        "path": req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        "host": host,
+        "method": req.method().as_str(),
+        "proto": format!("{:?}", req.version()),
+        "headers": headers,
+        "namespace": id.namespace,
+        "service": id.service,
+        "pod": id.pod,
+    })
+    .to_string();
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// "x-forwarded-for" -> "X-Forwarded-For", as Go's echo server reports header names.
+fn http_canonical(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut c = part.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
