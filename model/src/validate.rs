@@ -6,11 +6,28 @@ use std::collections::HashSet;
 
 /// Regexes in routes must match the whole path or value. Size limits keep a hostile pattern
 /// from costing the data plane memory.
-pub fn anchored_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+pub fn anchored_regex(pattern: &str) -> Result<regex::Regex, String> {
+    // Check the user's own text first, so errors point into what they wrote.
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| one_line(&e))?;
     regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
         .size_limit(1 << 20)
         .dfa_size_limit(1 << 20)
         .build()
+        .map_err(|e| one_line(&e))
+}
+
+fn one_line(e: &regex::Error) -> String {
+    // regex's messages draw the pattern over several lines; keep the last one, the reason.
+    e.to_string()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// Problems that make a config unservable, each naming the resource and field.

@@ -361,8 +361,9 @@ fn collect_files(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SourceEr
     }
 }
 
-/// Watches the root and sends a unit each time the tree settles after a change.
-/// The debounce is short (50 ms) because the promise is to re-apply within one second.
+/// Watches the root and sends a unit after each burst of changes. A burst is cut after
+/// 20 ms, not when it goes quiet, so a stream of edits still reloads every ~20 ms and the
+/// promise (re-applied within one second) holds however busy the directory is.
 pub fn watch(root: &Path) -> anyhow::Result<(notify::RecommendedWatcher, mpsc::Receiver<()>)> {
     use notify::Watcher;
     let (raw_tx, mut raw_rx) = mpsc::unbounded_channel();
@@ -379,10 +380,8 @@ pub fn watch(root: &Path) -> anyhow::Result<(notify::RecommendedWatcher, mpsc::R
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
         while raw_rx.recv().await.is_some() {
-            // Settle: wait until 50 ms pass without another event.
-            while let Ok(Some(())) =
-                tokio::time::timeout(Duration::from_millis(50), raw_rx.recv()).await
-            {}
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            while raw_rx.try_recv().is_ok() {}
             if tx.send(()).await.is_err() {
                 return;
             }

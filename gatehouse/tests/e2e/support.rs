@@ -1,0 +1,400 @@
+//! Test support: a Gatehouse (file operator + data plane over the real gRPC channel) on a
+//! loopback address of its own, echo backends, YAML helpers and real HTTP/TLS clients.
+
+use gatehouse_operator::standalone::{FileOperator, FileOperatorOptions};
+use gatehouse_operator::translate::Settings;
+use serde_json::Value;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+static NEXT_IP: AtomicU8 = AtomicU8::new(1);
+
+/// Each test gets its own 127.77.N.1, so every test can use the same ports in parallel.
+pub fn next_ip() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        77,
+        NEXT_IP.fetch_add(1, Ordering::Relaxed),
+        1,
+    ))
+}
+
+pub struct Gatehouse {
+    pub dir: tempfile::TempDir,
+    pub ip: IpAddr,
+    pub admin: SocketAddr,
+    pub config: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Gatehouse {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Gatehouse {
+    /// Starts an operator on an empty directory and a data plane connected to it.
+    pub async fn start() -> Gatehouse {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ip = next_ip();
+        let operator = FileOperator::bind(FileOperatorOptions {
+            dir: dir.path().to_path_buf(),
+            settings: Settings {
+                default_address: ip,
+                ingress_ports: (18080, 18443),
+                ..Settings::default()
+            },
+            config_address: "127.0.0.1:0".parse().expect("addr"),
+            admin_address: "127.0.0.1:0".parse().expect("addr"),
+        })
+        .await
+        .expect("bind operator");
+        let config = operator.config_address().expect("config addr");
+        let admin = operator.admin_address().expect("admin addr");
+        let mut tasks = vec![tokio::spawn(async move {
+            let _ = operator.run().await;
+        })];
+        tasks.push(spawn_dataplane(config));
+        Gatehouse {
+            dir,
+            ip,
+            admin,
+            config,
+            tasks,
+        }
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    /// Writes a file in place, as an editor would.
+    pub fn write(&self, file: &str, yaml: &str) {
+        std::fs::write(self.path(file), yaml).expect("write yaml");
+    }
+
+    pub fn remove(&self, file: &str) {
+        std::fs::remove_file(self.path(file)).expect("remove yaml");
+    }
+
+    /// Starts an echo backend on this test's address and declares its Service and
+    /// EndpointSlice (service port 80). Returns the backend's port.
+    pub async fn backend(&self, name: &str) -> u16 {
+        let listener = tokio::net::TcpListener::bind((self.ip, 0))
+            .await
+            .expect("bind backend");
+        let port = listener.local_addr().expect("addr").port();
+        self.tasks_push(tokio::spawn(gatehouse_echo::serve(
+            listener,
+            gatehouse_echo::Identity {
+                pod: name.into(),
+                namespace: "default".into(),
+                service: name.into(),
+            },
+        )));
+        self.write(
+            &format!("svc-{name}.yaml"),
+            &service(name, self.ip, &[port]),
+        );
+        port
+    }
+
+    fn tasks_push(&self, task: JoinHandle<()>) {
+        // Backends live as long as the runtime of the test; aborting on drop is not
+        // needed for correctness, only tidiness.
+        drop(task);
+    }
+
+    pub async fn status(&self) -> Value {
+        let url = format!("http://{}/status", self.admin);
+        match client().get(url).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    }
+
+    /// The status of one object, e.g. "HTTPRoute default/app", once `pred` holds.
+    pub async fn wait_status(&self, object: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let status = self.status().await;
+            if pred(&status["objects"][object]) {
+                return status["objects"][object].clone();
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                panic!("status of {object} never matched; last: {status:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn wait_programmed(&self, gateway: &str) {
+        self.wait_status(&format!("Gateway {gateway}"), |g| {
+            condition(g, "Programmed").is_some_and(|c| c["status"] == "True")
+        })
+        .await;
+    }
+
+    pub fn url(&self, port: u16, path: &str) -> String {
+        format!("http://{}:{port}{path}", self.ip)
+    }
+}
+
+pub fn spawn_dataplane(config: SocketAddr) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let dataplane = gatehouse_dataplane::DataPlane::new();
+        gatehouse_dataplane::client::run(
+            gatehouse_dataplane::client::ClientSettings {
+                operator: format!("http://{config}"),
+                node: "test".into(),
+                gateways: vec![],
+            },
+            dataplane,
+        )
+        .await;
+    })
+}
+
+/// A condition of an object or listener status by type.
+pub fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+/// Polls `check` every 20 ms for up to 10 s.
+pub async fn wait_for<F, Fut>(what: &str, mut check: F) -> Result<Duration, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if check().await {
+            return Ok(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(format!("timed out waiting for {what}"))
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// GET with a Host header; returns status, the echo JSON (or Null) and the headers.
+pub async fn get(url: &str, host: &str) -> (u16, Value, reqwest::header::HeaderMap) {
+    request(&client(), reqwest::Method::GET, url, host, &[]).await
+}
+
+pub async fn request(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let mut req = client.request(method, url).header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::Null),
+        headers,
+    )
+}
+
+/// Which echo backend answered ("" for none).
+pub async fn pod(url: &str, host: &str) -> String {
+    let (status, body, _) = get(url, host).await;
+    if status == 200 {
+        body["pod"].as_str().unwrap_or_default().to_string()
+    } else {
+        format!("{status}")
+    }
+}
+
+pub const CLASS: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: gatehouse
+spec:
+  controllerName: gatehouse.dev/gateway-controller
+";
+
+/// A GatewayClass and a Gateway `default/gw` with one HTTP listener per port, routes
+/// allowed from all namespaces.
+pub fn http_gateway(ports: &[u16]) -> String {
+    let mut y = format!(
+        "{CLASS}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: gw
+  namespace: default
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+"
+    );
+    for p in ports {
+        y.push_str(&format!(
+            "  - name: http-{p}
+    protocol: HTTP
+    port: {p}
+    allowedRoutes:
+      namespaces:
+        from: All
+"
+        ));
+    }
+    y
+}
+
+/// A Service (port 80 named http) and an EndpointSlice with one endpoint per port.
+pub fn service(name: &str, ip: IpAddr, ports: &[u16]) -> String {
+    let mut y = format!(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: default
+spec:
+  ports:
+  - name: http
+    port: 80
+"
+    );
+    for (i, p) in ports.iter().enumerate() {
+        y.push_str(&format!(
+            "---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-{i}
+  namespace: default
+  labels:
+    kubernetes.io/service-name: {name}
+addressType: IPv4
+ports:
+- name: http
+  port: {p}
+endpoints:
+- addresses: [\"{ip}\"]
+"
+        ));
+    }
+    y
+}
+
+/// A self-signed certificate and key for the given names, as a kubernetes.io/tls Secret.
+pub fn tls_secret(name: &str, names: &[&str]) -> (String, Vec<u8>) {
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let cert = rcgen::generate_simple_self_signed(names).expect("certificate");
+    let indent = |s: &str| s.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    let yaml = format!(
+        "apiVersion: v1
+kind: Secret
+metadata:
+  name: {name}
+  namespace: default
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+{}  tls.key: |
+{}",
+        indent(&cert.cert.pem()),
+        indent(&cert.key_pair.serialize_pem())
+    );
+    (yaml, cert.cert.der().to_vec())
+}
+
+/// Connects with TLS (SNI `sni`, or none) and returns the DER of the certificate served.
+pub async fn served_certificate(addr: SocketAddr, sni: Option<&str>) -> Vec<u8> {
+    use std::sync::{Arc, Mutex};
+    use tokio_rustls::rustls;
+
+    #[derive(Debug)]
+    struct Capture(Mutex<Vec<u8>>, Arc<rustls::crypto::CryptoProvider>);
+    impl rustls::client::danger::ServerCertVerifier for Capture {
+        fn verify_server_cert(
+            &self,
+            end_entity: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            if let Ok(mut c) = self.0.lock() {
+                *c = end_entity.to_vec();
+            }
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &rustls::pki_types::CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.1.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &rustls::pki_types::CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.1.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.1.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let capture = Arc::new(Capture(Mutex::new(vec![]), provider.clone()));
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(capture.clone())
+        .with_no_client_auth();
+    config.enable_sni = sni.is_some();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // Without SNI rustls still needs a name to verify against; the verifier ignores it.
+    let name = rustls::pki_types::ServerName::try_from(sni.unwrap_or("no-sni.invalid").to_string())
+        .expect("server name");
+    connector.connect(name, tcp).await.expect("handshake");
+    let der = capture.0.lock().map(|c| c.clone()).unwrap_or_default();
+    der
+}
