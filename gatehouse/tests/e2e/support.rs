@@ -27,7 +27,6 @@ pub struct Gatehouse {
     pub dir: tempfile::TempDir,
     pub ip: IpAddr,
     pub admin: SocketAddr,
-    pub config: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -66,7 +65,6 @@ impl Gatehouse {
             dir,
             ip,
             admin,
-            config,
             tasks,
         }
     }
@@ -78,10 +76,6 @@ impl Gatehouse {
     /// Writes a file in place, as an editor would.
     pub fn write(&self, file: &str, yaml: &str) {
         std::fs::write(self.path(file), yaml).expect("write yaml");
-    }
-
-    pub fn remove(&self, file: &str) {
-        std::fs::remove_file(self.path(file)).expect("remove yaml");
     }
 
     /// Starts an echo backend on this test's address and declares its Service and

@@ -58,11 +58,16 @@ pub fn parse_file(file: &Path, text: &str) -> (Vec<Object>, Vec<SourceError>) {
     for (first_line, doc) in documents(text) {
         match parse_document(&doc) {
             Ok(object) => objects.push(object),
-            Err((line, message)) => errors.push(SourceError {
-                file: file.to_path_buf(),
-                line: Some(first_line + line.unwrap_or(1) - 1),
-                message,
-            }),
+            Err((line, message)) => {
+                // An error found at end of input points past the last line; clamp it.
+                let last = doc.lines().count().max(1);
+                let line = line.unwrap_or(1).clamp(1, last);
+                errors.push(SourceError {
+                    file: file.to_path_buf(),
+                    line: Some(first_line + line - 1),
+                    message,
+                })
+            }
         }
     }
     (objects, errors)
