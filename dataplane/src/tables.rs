@@ -303,7 +303,7 @@ pub fn compile(config: &Config, version: u64, tls_cache: &mut TlsCache) -> Resul
                 virtual_hosts,
             });
         }
-        compiled.sort_by(|a, b| b.hostname.specificity().cmp(&a.hostname.specificity()));
+        compiled.sort_by_key(|l| std::cmp::Reverse(l.hostname.specificity()));
         let tls = match protocol {
             Protocol::Http => None,
             Protocol::Https => {

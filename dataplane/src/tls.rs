@@ -127,7 +127,7 @@ pub fn acceptor(
     }
     resolver
         .wildcards
-        .sort_by(|a, b| b.0.specificity().cmp(&a.0.specificity()));
+        .sort_by_key(|(h, _)| std::cmp::Reverse(h.specificity()));
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)

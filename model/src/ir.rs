@@ -404,7 +404,7 @@ mod tests {
             HostMatch::gateway("*.example.com"),
             HostMatch::ingress("*.example.com"),
         ];
-        hosts.sort_by(|a, b| b.specificity().cmp(&a.specificity()));
+        hosts.sort_by_key(|h| std::cmp::Reverse(h.specificity()));
         assert_eq!(
             hosts,
             vec![

@@ -23,8 +23,7 @@ fn one_line(e: &regex::Error) -> String {
     // regex's messages draw the pattern over several lines; keep the last one, the reason.
     e.to_string()
         .lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or_default()
         .trim()
         .to_string()

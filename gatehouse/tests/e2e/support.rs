@@ -389,6 +389,5 @@ pub async fn served_certificate(addr: SocketAddr, sni: Option<&str>) -> Vec<u8> 
     let name = rustls::pki_types::ServerName::try_from(sni.unwrap_or("no-sni.invalid").to_string())
         .expect("server name");
     connector.connect(name, tcp).await.expect("handshake");
-    let der = capture.0.lock().map(|c| c.clone()).unwrap_or_default();
-    der
+    capture.0.lock().map(|c| c.clone()).unwrap_or_default()
 }

@@ -485,6 +485,19 @@ fn plan_listener(
     );
     // HTTPS is served when at least one certificate resolved; a bad ref among good ones
     // is reported (ResolvedRefs=False) without taking the listener down.
+    // Conditions in one order: Accepted, ResolvedRefs, Conflicted, Programmed.
+    let rank = |t: &str| {
+        [
+            reason::ACCEPTED,
+            reason::RESOLVED_REFS,
+            reason::CONFLICTED,
+            reason::PROGRAMMED,
+        ]
+        .iter()
+        .position(|x| *x == t)
+        .unwrap_or(9)
+    };
+    ls.conditions.sort_by_key(|c| rank(&c.type_));
     let https_ok = protocol != Some(Protocol::Https) || !certificates.is_empty() || synthetic;
     let served = accepted && https_ok && protocol.is_some();
     let listener = PlannedListener {
@@ -508,6 +521,7 @@ fn plan_listener(
             "listener is not valid and is not served",
         );
     }
+    ls.conditions.sort_by_key(|c| rank(&c.type_));
     (listener, ls)
 }
 

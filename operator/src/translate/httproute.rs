@@ -138,9 +138,9 @@ fn attach(
             Err((
                 reason::NO_MATCHING_PARENT,
                 format!(
-                    "Gateway {gw_key} has no listener matching sectionName {:?} port {:?}",
+                    "Gateway {gw_key} has no listener matching sectionName {} port {}",
                     p.section_name.as_deref().unwrap_or("*"),
-                    p.port
+                    p.port.map(|p| p.to_string()).unwrap_or_else(|| "*".into())
                 ),
             ))
         } else if allowed.is_empty() {

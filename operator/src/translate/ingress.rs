@@ -45,13 +45,29 @@ pub struct IngressPlan {
 
 pub fn plan_classes(store: &Store, settings: &Settings, status: &mut StatusReport) -> IngressPlan {
     let mut plan = IngressPlan::default();
-    let mut defaults = Vec::new();
-    for class in store.ingress_classes.values() {
+    let ours: Vec<_> = store
+        .ingress_classes
+        .values()
+        .filter(|c| {
+            c.spec.as_ref().and_then(|s| s.controller.as_deref())
+                == Some(settings.ingress_controller.as_str())
+        })
+        .collect();
+    // Several default classes: the oldest wins, deterministically.
+    plan.default_class = ours
+        .iter()
+        .filter(|c| {
+            c.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+                .is_some_and(|v| v == "true")
+        })
+        .min_by_key(|c| age(&c.metadata))
+        .and_then(|c| c.metadata.name.clone());
+
+    for class in ours {
         let spec = class.spec.as_ref();
-        if spec.and_then(|s| s.controller.as_deref()) != Some(settings.ingress_controller.as_str())
-        {
-            continue;
-        }
         let name = class.metadata.name.clone().unwrap_or_default();
         let st = status.entry(
             "IngressClass",
@@ -88,7 +104,14 @@ pub fn plan_classes(store: &Store, settings: &Settings, status: &mut StatusRepor
                 continue;
             }
             None => {
-                let gw = default_gateway(&name, store, settings);
+                let wants_tls = store.ingresses.values().any(|i| {
+                    class_name(i, plan.default_class.as_deref()) == Some(name.as_str())
+                        && i.spec
+                            .as_ref()
+                            .and_then(|s| s.tls.as_ref())
+                            .is_some_and(|t| !t.is_empty())
+                });
+                let gw = default_gateway(&name, wants_tls, settings);
                 let key = ObjectKey::of(&gw);
                 plan.default_gateways.push(gw);
                 key
@@ -100,36 +123,14 @@ pub fn plan_classes(store: &Store, settings: &Settings, status: &mut StatusRepor
             reason::ACCEPTED,
             format!("Ingresses of this class are served by Gateway {gateway}"),
         ));
-        if class
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
-            .is_some_and(|v| v == "true")
-        {
-            defaults.push((age(&class.metadata), name.clone()));
-        }
         plan.classes.insert(name, gateway);
     }
-    // Several default classes: the oldest wins, deterministically.
-    defaults.sort();
-    plan.default_class = defaults.into_iter().next().map(|(_, n)| n);
     plan
 }
 
 /// The Gateway a class without parameters gets: HTTP on 80 (and HTTPS on 443 when any of
 /// its Ingresses asks for TLS), open to every namespace.
-fn default_gateway(class: &str, store: &Store, settings: &Settings) -> Gateway {
-    let wants_tls = store.ingresses.values().any(|i| {
-        i.spec
-            .as_ref()
-            .and_then(|s| s.ingress_class_name.as_deref())
-            == Some(class)
-            && i.spec
-                .as_ref()
-                .and_then(|s| s.tls.as_ref())
-                .is_some_and(|t| !t.is_empty())
-    });
+fn default_gateway(class: &str, wants_tls: bool, settings: &Settings) -> Gateway {
     let listener = |name: &str, port: i32, protocol: &str| GatewayListeners {
         name: name.into(),
         port,
@@ -163,7 +164,9 @@ fn default_gateway(class: &str, store: &Store, settings: &Settings) -> Gateway {
     }
 }
 
-fn class_of<'a>(ingress: &'a Ingress, plan: &'a IngressPlan) -> Option<&'a str> {
+/// The class an Ingress asks for: spec.ingressClassName, else the legacy annotation,
+/// else the default class.
+fn class_name<'a>(ingress: &'a Ingress, default_class: Option<&'a str>) -> Option<&'a str> {
     ingress
         .spec
         .as_ref()
@@ -176,7 +179,7 @@ fn class_of<'a>(ingress: &'a Ingress, plan: &'a IngressPlan) -> Option<&'a str> 
                 .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION))
                 .map(String::as_str)
         })
-        .or(plan.default_class.as_deref())
+        .or(default_class)
 }
 
 pub fn attach_all(
@@ -189,7 +192,9 @@ pub fn attach_all(
 ) {
     for ingress in store.ingresses.values() {
         // Ingresses of classes that are not ours are not ours to touch, status included.
-        let Some(gateway_key) = class_of(ingress, plan).and_then(|c| plan.classes.get(c)) else {
+        let Some(gateway_key) =
+            class_name(ingress, plan.default_class.as_deref()).and_then(|c| plan.classes.get(c))
+        else {
             continue;
         };
         attach(
@@ -398,7 +403,8 @@ fn attach(
     if let Some(default) = &spec.default_backend {
         let backends = resolve(default, "spec.defaultBackend".into(), &mut problems);
         fallback = Some(Route {
-            source: source(usize::MAX),
+            // Numbered after the last rule: it is what no rule matched.
+            source: source(spec.rules.as_ref().map_or(0, Vec::len)),
             matcher: RouteMatch {
                 path: PathMatch::Prefix("/".into()),
                 method: None,
