@@ -309,9 +309,8 @@ impl ProxyHttp for GatehouseProxy {
         let code = match e.etype() {
             ErrorType::HTTPStatus(c) => *c,
             _ if *e.esource() == ErrorSource::Upstream => match e.etype() {
-                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-                    504
-                }
+                // A connect timeout is a connect failure (502); a slow answer is 504.
+                ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
                 _ => 502,
             },
             ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed

@@ -2,6 +2,7 @@
 //! between operator and data plane. One test binary to keep link time down.
 
 mod lifecycle;
+mod quickstart;
 mod routing;
 mod support;
 mod tls;

@@ -1,0 +1,85 @@
+//! The quickstart of README.md, as written in examples/quickstart, gives the documented
+//! answers. Backends move from 127.0.0.1 to this test's own address.
+
+use crate::support::*;
+use std::net::SocketAddr;
+
+#[tokio::test]
+async fn quickstart_gives_the_documented_answers() {
+    let gh = Gatehouse::start().await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let name = path.file_name().unwrap().to_str().unwrap();
+            gh.write(name, &text.replace("127.0.0.1", &gh.ip.to_string()));
+        }
+    }
+    for (pod, port) in [("app-v1", 9101), ("app-v2", 9102), ("legacy", 9103)] {
+        let listener = tokio::net::TcpListener::bind((gh.ip, port)).await.unwrap();
+        tokio::spawn(gatehouse_echo::serve(
+            listener,
+            gatehouse_echo::Identity {
+                pod: pod.into(),
+                namespace: "default".into(),
+                service: pod.into(),
+            },
+        ));
+    }
+    gh.wait_programmed("default/quickstart").await;
+    let http = |p: &str| gh.url(8080, p);
+    wait_for("quickstart", || async {
+        get(&http("/api"), "app.example.com").await.0 == 200
+    })
+    .await
+    .unwrap();
+
+    // curl -s -H 'Host: app.example.com' http://127.0.0.1:8080/api
+    let pod_api = pod(&http("/api"), "app.example.com").await;
+    assert!(pod_api == "app-v1" || pod_api == "app-v2", "{pod_api}");
+    // curl -s -H 'Host: legacy.example.com' http://127.0.0.1:8080/
+    assert_eq!(pod(&http("/"), "legacy.example.com").await, "legacy");
+    // curl -s -o /dev/null -w '%{http_code}' -H 'Host: nope.example.com' http://127.0.0.1:8080/
+    assert_eq!(pod(&http("/"), "nope.example.com").await, "404");
+
+    // curl -sk --resolve app.example.com:8443:127.0.0.1 https://app.example.com:8443/docs
+    let tls = reqwest::Client::builder()
+        .no_proxy()
+        .danger_accept_invalid_certs(true)
+        .resolve("app.example.com", SocketAddr::new(gh.ip, 8443))
+        .resolve("legacy.example.com", SocketAddr::new(gh.ip, 8443))
+        .build()
+        .unwrap();
+    let resp = tls
+        .get("https://app.example.com:8443/docs")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-served-by"], "app-v2");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["pod"], "app-v2");
+    // The Ingress is served on the same HTTPS listener.
+    let body: serde_json::Value = tls
+        .get("https://legacy.example.com:8443/")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["pod"], "legacy");
+
+    // Status names every object as healthy.
+    let status = gh.status().await;
+    assert!(
+        status["errors"].as_array().unwrap().is_empty(),
+        "{status:#}"
+    );
+    for key in ["HTTPRoute default/app", "Ingress default/legacy"] {
+        let st = &status["objects"][key];
+        let accepted =
+            condition(st, "Accepted").or_else(|| condition(&st["parents"][0], "Accepted"));
+        assert_eq!(accepted.unwrap()["status"], "True", "{key}: {st:#}");
+    }
+}
