@@ -197,8 +197,8 @@ impl ProxyHttp for GatehouseProxy {
             .backends
             .iter()
             .enumerate()
-            .scan(0u32, |acc, (i, b)| {
-                *acc += b.weight;
+            .scan(0u64, |acc, (i, b)| {
+                *acc += u64::from(b.weight);
                 Some((i, b, *acc))
             })
             .find(|(_, _, acc)| sample < *acc)

@@ -71,7 +71,7 @@ pub struct CompiledRoute {
     pub query: Vec<(String, ValueRule)>,
     pub filters: Vec<Filter>,
     pub backends: Vec<CompiledBackend>,
-    pub total_weight: u32,
+    pub total_weight: u64,
 }
 
 pub enum PathRule {
@@ -389,23 +389,9 @@ fn compile_route(
         headers,
         query,
         filters: r.filters.clone(),
-        total_weight: backends.iter().map(|b| b.weight).sum(),
+        total_weight: backends.iter().map(|b| u64::from(b.weight)).sum(),
         backends,
     })
-}
-
-impl CompiledRoute {
-    /// Picks a backend by weight; `sample` is uniform in `0..total_weight`.
-    pub fn pick_backend(&self, sample: u32) -> Option<&CompiledBackend> {
-        let mut acc = 0;
-        for b in &self.backends {
-            acc += b.weight;
-            if sample < acc {
-                return Some(b);
-            }
-        }
-        None
-    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,99 @@ fn one_line(e: &regex::Error) -> String {
         .to_string()
 }
 
+/// The spec's bound for a backendRef weight.
+pub const MAX_WEIGHT: u32 = 1_000_000;
+
+/// An HTTP header name (RFC 9110 token).
+pub fn header_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A header value we can send: visible ASCII, spaces and tabs.
+pub fn header_value_ok(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
+/// A path we can put in a request line or Location: starts with '/', visible ASCII, no
+/// space, query or fragment.
+pub fn path_ok(path: &str) -> bool {
+    path.starts_with('/')
+        && path
+            .bytes()
+            .all(|b| (0x21..0x7f).contains(&b) && b != b'?' && b != b'#')
+}
+
+/// A DNS hostname (for redirects and rewrites).
+pub fn hostname_ok(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Why a filter cannot be served, naming the field.
+pub fn check_filter(filter: &Filter) -> Result<(), String> {
+    let headers = |m: &crate::ir::HeaderModifier| -> Result<(), String> {
+        for (n, v) in m.set.iter().chain(&m.add) {
+            if !header_name_ok(n) {
+                return Err(format!("header name {n:?} is not a valid HTTP header name"));
+            }
+            if !header_value_ok(v) {
+                return Err(format!(
+                    "header {n:?}: value {v:?} is not a valid HTTP header value"
+                ));
+            }
+        }
+        match m.remove.iter().find(|n| !header_name_ok(n)) {
+            Some(n) => Err(format!("header name {n:?} is not a valid HTTP header name")),
+            None => Ok(()),
+        }
+    };
+    let path = |p: &Option<PathModifier>| match p {
+        Some(PathModifier::ReplaceFullPath(v) | PathModifier::ReplacePrefixMatch(v))
+            if !path_ok(v) =>
+        {
+            Err(format!("path {v:?} is not a valid absolute path"))
+        }
+        _ => Ok(()),
+    };
+    let host = |h: &Option<String>| match h {
+        Some(h) if !hostname_ok(h) => Err(format!("hostname {h:?} is not a valid hostname")),
+        _ => Ok(()),
+    };
+    match filter {
+        Filter::RequestHeaders(m) | Filter::ResponseHeaders(m) => headers(m),
+        Filter::Redirect(r) => {
+            if !matches!(r.status, 301 | 302 | 303 | 307 | 308) {
+                return Err(format!(
+                    "redirect status {} is not 301, 302, 303, 307 or 308",
+                    r.status
+                ));
+            }
+            if let Some(s) = &r.scheme
+                && s != "http"
+                && s != "https"
+            {
+                return Err(format!("redirect scheme {s:?} is not http or https"));
+            }
+            host(&r.hostname)?;
+            path(&r.path)
+        }
+        Filter::Rewrite(r) => {
+            host(&r.hostname)?;
+            path(&r.path)
+        }
+    }
+}
+
 /// Problems that make a config unservable, each naming the resource and field.
 pub fn validate(config: &Config) -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
@@ -94,7 +187,22 @@ pub fn validate(config: &Config) -> Result<(), Vec<String>> {
                         "{at}: filters: ReplacePrefixMatch needs a PathPrefix match"
                     ));
                 }
+                for f in route
+                    .filters
+                    .iter()
+                    .chain(route.backends.iter().flat_map(|b| &b.filters))
+                {
+                    if let Err(e) = check_filter(f) {
+                        errors.push(format!("{at}: filters: {e}"));
+                    }
+                }
                 for b in &route.backends {
+                    if b.weight > MAX_WEIGHT {
+                        errors.push(format!(
+                            "{at}: backends: weight {} is over {MAX_WEIGHT}",
+                            b.weight
+                        ));
+                    }
                     if let BackendTarget::Cluster(key) = &b.target
                         && !clusters.contains(key.as_str())
                     {
@@ -114,6 +222,31 @@ pub fn validate(config: &Config) -> Result<(), Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filters_with_unsendable_text_are_refused() {
+        use crate::ir::{HeaderModifier, Rewrite};
+        let set = |n: &str, v: &str| {
+            Filter::RequestHeaders(HeaderModifier {
+                set: vec![(n.into(), v.into())],
+                ..Default::default()
+            })
+        };
+        assert!(check_filter(&set("x-ok", "fine value")).is_ok());
+        assert!(check_filter(&set("bad name", "v")).is_err());
+        assert!(check_filter(&set("x", "line\nbreak")).is_err());
+        let rewrite = |p: &str| {
+            Filter::Rewrite(Rewrite {
+                hostname: None,
+                path: Some(PathModifier::ReplaceFullPath(p.into())),
+            })
+        };
+        assert!(check_filter(&rewrite("/a/b")).is_ok());
+        assert!(check_filter(&rewrite("/a b")).is_err());
+        assert!(check_filter(&rewrite("relative")).is_err());
+        assert!(!hostname_ok("bad_host.example.com"));
+        assert!(hostname_ok("good-host.example.com"));
+    }
 
     #[test]
     fn anchored_regex_matches_whole_string_only() {

@@ -11,7 +11,7 @@ use gatehouse_model::ir::{
     BackendTarget, Filter, HeaderModifier, HostMatch, PathMatch, PathModifier, Redirect, Rewrite,
     Route, RouteMatch, RouteSource, StringMatch, ValueMatch, WeightedBackend,
 };
-use gatehouse_model::validate::anchored_regex;
+use gatehouse_model::validate::{MAX_WEIGHT, anchored_regex, check_filter};
 use gateway_api::httproutes::*;
 use std::collections::BTreeMap;
 
@@ -284,7 +284,9 @@ fn compile_rule(
         .iter()
         .enumerate()
     {
-        filters.push(compile_filter(f).map_err(|e| format!("filters[{i}]: {e}"))?);
+        let filter = compile_filter(f).map_err(|e| format!("filters[{i}]: {e}"))?;
+        check_filter(&filter).map_err(|e| format!("filters[{i}]: {e}"))?;
+        filters.push(filter);
     }
     let redirects = filters.iter().any(|f| matches!(f, Filter::Redirect(_)));
     let rewrites = filters.iter().any(|f| matches!(f, Filter::Rewrite(_)));
@@ -319,13 +321,21 @@ fn compile_rule(
         .iter()
         .enumerate()
     {
-        let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
+        let weight = match u32::try_from(b.weight.unwrap_or(1)) {
+            Ok(w) if w <= MAX_WEIGHT => w,
+            _ => {
+                return Err(format!(
+                    "backendRefs[{i}].weight: {} is not within 0..={MAX_WEIGHT}",
+                    b.weight.unwrap_or(1)
+                ));
+            }
+        };
         let mut backend_filters = Vec::new();
         for (j, f) in b.filters.as_deref().unwrap_or_default().iter().enumerate() {
-            backend_filters.push(
-                compile_backend_filter(f)
-                    .map_err(|e| format!("backendRefs[{i}].filters[{j}]: {e}"))?,
-            );
+            let filter = compile_backend_filter(f)
+                .and_then(|f| check_filter(&f).map(|()| f))
+                .map_err(|e| format!("backendRefs[{i}].filters[{j}]: {e}"))?;
+            backend_filters.push(filter);
         }
         let target = match backends.resolve(
             (GATEWAY_GROUP, "HTTPRoute", &route.namespace),

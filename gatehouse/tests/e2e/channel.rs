@@ -1,0 +1,139 @@
+//! The config channel on its own: a version the data plane cannot apply is NACKed with the
+//! error, the previous version keeps serving, and the next good version applies.
+
+use crate::support::*;
+use gatehouse_model::ir::*;
+use gatehouse_operator::server::{AckEvent, ConfigServer, Published};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+fn config(ip: std::net::IpAddr, backend: std::net::SocketAddr, path: PathMatch) -> Config {
+    Config {
+        gateways: vec![Gateway {
+            key: "default/gw".into(),
+            generation: 1,
+        }],
+        listeners: vec![Listener {
+            key: "default/gw/http".into(),
+            gateway: "default/gw".into(),
+            name: "http".into(),
+            address: ip,
+            port: 8080,
+            protocol: Protocol::Http,
+            hostname: HostMatch::Any,
+            certificates: vec![],
+        }],
+        route_tables: vec![RouteTable {
+            listener: "default/gw/http".into(),
+            virtual_hosts: vec![VirtualHost {
+                hostname: HostMatch::Any,
+                routes: vec![Route {
+                    source: RouteSource {
+                        kind: "HTTPRoute".into(),
+                        namespace: "default".into(),
+                        name: "r".into(),
+                        rule: 0,
+                    },
+                    matcher: RouteMatch {
+                        path,
+                        method: None,
+                        headers: vec![],
+                        query: vec![],
+                    },
+                    filters: vec![],
+                    backends: vec![WeightedBackend {
+                        weight: 1,
+                        target: BackendTarget::Cluster("default/app:80".into()),
+                        filters: vec![],
+                    }],
+                }],
+            }],
+        }],
+        clusters: vec![Cluster {
+            key: "default/app:80".into(),
+            protocol: UpstreamProtocol::Http1,
+            endpoints: vec![backend],
+        }],
+        certificates: vec![],
+    }
+}
+
+async fn next_ack(acks: &mut mpsc::UnboundedReceiver<AckEvent>, version: u64) -> AckEvent {
+    loop {
+        let ack = tokio::time::timeout(Duration::from_secs(10), acks.recv())
+            .await
+            .expect("ack in time")
+            .expect("ack channel open");
+        if ack.version == version {
+            return ack;
+        }
+    }
+}
+
+#[tokio::test]
+async fn nacked_version_keeps_the_previous_one_serving() {
+    let ip = next_ip();
+    let backend = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    tokio::spawn(gatehouse_echo::serve(
+        backend,
+        gatehouse_echo::Identity {
+            pod: "app".into(),
+            namespace: "default".into(),
+            service: "app".into(),
+        },
+    ));
+
+    let (snapshots, rx) = watch::channel(Published::default());
+    let (ack_tx, mut acks) = mpsc::unbounded_channel();
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = grpc.local_addr().unwrap();
+    let service = ConfigServer::new(rx, ack_tx).into_service();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc))
+            .await
+    });
+    let _dataplane = spawn_dataplane(addr);
+
+    let good = config(ip, backend_addr, PathMatch::Prefix("/".into()));
+    snapshots
+        .send(Published {
+            version: 1,
+            config: Arc::new(good.clone()),
+        })
+        .unwrap();
+    assert!(next_ack(&mut acks, 1).await.accepted);
+    let url = format!("http://{ip}:8080/x");
+    wait_for("v1", || async { get(&url, "x").await.0 == 200 })
+        .await
+        .unwrap();
+
+    // Version 2 has a regex the data plane cannot compile (the operator would never send
+    // it; this test bypasses the operator's own validation).
+    let bad = config(ip, backend_addr, PathMatch::Regex("/(".into()));
+    snapshots
+        .send(Published {
+            version: 2,
+            config: Arc::new(bad),
+        })
+        .unwrap();
+    let nack = next_ack(&mut acks, 2).await;
+    assert!(!nack.accepted);
+    assert!(nack.error.contains("invalid regex"), "{}", nack.error);
+    assert_eq!(get(&url, "x").await.0, 200, "version 1 still serves");
+
+    // Version 3 only narrows the prefix: it applies on top of what was received.
+    let next = config(ip, backend_addr, PathMatch::Prefix("/only".into()));
+    snapshots
+        .send(Published {
+            version: 3,
+            config: Arc::new(next),
+        })
+        .unwrap();
+    assert!(next_ack(&mut acks, 3).await.accepted);
+    assert_eq!(get(&url, "x").await.0, 404);
+    assert_eq!(get(&format!("http://{ip}:8080/only/x"), "x").await.0, 200);
+}
