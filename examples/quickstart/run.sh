@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/install-build-deps
 cargo build --locked --bin gatehouse --bin gatehouse-echo
-bin=target/debug
+bin="${CARGO_TARGET_DIR:-target}/debug"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 for b in app-v1:9101 app-v2:9102 legacy:9103; do
