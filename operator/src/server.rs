@@ -231,3 +231,40 @@ impl ConfigDiscovery for ConfigServer {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::filter;
+    use crate::source::file::FileSource;
+    use crate::translate::{Settings, translate};
+
+    #[test]
+    fn a_data_plane_gets_only_what_its_gateways_use() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/translate/listeners");
+        let config = translate(&FileSource::new(&dir).load().store, &Settings::default()).config;
+        assert!(config.gateways.len() > 2);
+
+        let one = filter(&config, &["infra/granted".to_string()]);
+        assert_eq!(one.gateways.len(), 1);
+        assert!(one.listeners.iter().all(|l| l.gateway == "infra/granted"));
+        assert!(
+            one.route_tables
+                .iter()
+                .all(|t| t.listener.starts_with("infra/granted/"))
+        );
+        assert_eq!(
+            one.certificates
+                .iter()
+                .map(|c| c.key.as_str())
+                .collect::<Vec<_>>(),
+            ["certs/shared-tls"]
+        );
+        assert_eq!(filter(&config, &[]), config, "no names means every Gateway");
+        assert!(
+            filter(&config, &["nope/none".to_string()])
+                .listeners
+                .is_empty()
+        );
+    }
+}
