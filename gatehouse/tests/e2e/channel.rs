@@ -9,54 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 fn config(ip: std::net::IpAddr, backend: std::net::SocketAddr, path: PathMatch) -> Config {
-    Config {
-        gateways: vec![Gateway {
-            key: "default/gw".into(),
-            generation: 1,
-        }],
-        listeners: vec![Listener {
-            key: "default/gw/http".into(),
-            gateway: "default/gw".into(),
-            name: "http".into(),
-            address: ip,
-            port: 8080,
-            protocol: Protocol::Http,
-            hostname: HostMatch::Any,
-            certificates: vec![],
-        }],
-        route_tables: vec![RouteTable {
-            listener: "default/gw/http".into(),
-            virtual_hosts: vec![VirtualHost {
-                hostname: HostMatch::Any,
-                routes: vec![Route {
-                    source: RouteSource {
-                        kind: "HTTPRoute".into(),
-                        namespace: "default".into(),
-                        name: "r".into(),
-                        rule: 0,
-                    },
-                    matcher: RouteMatch {
-                        path,
-                        method: None,
-                        headers: vec![],
-                        query: vec![],
-                    },
-                    filters: vec![],
-                    backends: vec![WeightedBackend {
-                        weight: 1,
-                        target: BackendTarget::Cluster("default/app:80".into()),
-                        filters: vec![],
-                    }],
-                }],
-            }],
-        }],
-        clusters: vec![Cluster {
-            key: "default/app:80".into(),
-            protocol: UpstreamProtocol::Http1,
-            endpoints: vec![backend],
-        }],
-        certificates: vec![],
-    }
+    one_listener_config(ip, backend, vec![route_to_app(path, 1)], 1)
 }
 
 async fn next_ack(acks: &mut mpsc::UnboundedReceiver<AckEvent>, version: u64) -> AckEvent {
@@ -74,16 +27,7 @@ async fn next_ack(acks: &mut mpsc::UnboundedReceiver<AckEvent>, version: u64) ->
 #[tokio::test]
 async fn nacked_version_keeps_the_previous_one_serving() {
     let ip = next_ip();
-    let backend = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
-    let backend_addr = backend.local_addr().unwrap();
-    tokio::spawn(gatehouse_echo::serve(
-        backend,
-        gatehouse_echo::Identity {
-            pod: "app".into(),
-            namespace: "default".into(),
-            service: "app".into(),
-        },
-    ));
+    let backend_addr = spawn_echo(ip, 0, "app").await;
 
     let (snapshots, rx) = watch::channel(Published::default());
     let (ack_tx, mut acks) = mpsc::unbounded_channel();

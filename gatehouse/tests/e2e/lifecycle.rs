@@ -204,16 +204,7 @@ fn gatehouse(args: &[&str]) -> Killed {
 async fn operator_killed_and_restarted_while_traffic_flows() {
     let dir = tempfile::tempdir().unwrap();
     let ip = next_ip();
-    let backend = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
-    let backend_port = backend.local_addr().unwrap().port();
-    tokio::spawn(gatehouse_echo::serve(
-        backend,
-        gatehouse_echo::Identity {
-            pod: "app".into(),
-            namespace: "default".into(),
-            service: "app".into(),
-        },
-    ));
+    let backend_port = spawn_echo(ip, 0, "app").await.port();
     std::fs::write(dir.path().join("gateway.yaml"), http_gateway(&[8080])).unwrap();
     std::fs::write(
         dir.path().join("svc.yaml"),
@@ -457,69 +448,16 @@ spec:
 /// 10 ms (routes added and removed, backends reweighted) while load runs on the stable route.
 #[tokio::test]
 async fn dataplane_applies_a_version_every_10ms_under_load() {
-    use gatehouse_model::ir::*;
+    use gatehouse_model::ir::PathMatch;
     let ip = next_ip();
-    let backend = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
-    let backend_addr = backend.local_addr().unwrap();
-    tokio::spawn(gatehouse_echo::serve(
-        backend,
-        gatehouse_echo::Identity {
-            pod: "app".into(),
-            namespace: "default".into(),
-            service: "app".into(),
-        },
-    ));
-    let route = |path: &str, weight: u32| Route {
-        source: RouteSource {
-            kind: "HTTPRoute".into(),
-            namespace: "default".into(),
-            name: "r".into(),
-            rule: 0,
-        },
-        matcher: RouteMatch {
-            path: PathMatch::Prefix(path.into()),
-            method: None,
-            headers: vec![],
-            query: vec![],
-        },
-        filters: vec![],
-        backends: vec![WeightedBackend {
-            weight,
-            target: BackendTarget::Cluster("default/app:80".into()),
-            filters: vec![],
-        }],
-    };
-    let config = |i: u32| Config {
-        gateways: vec![Gateway {
-            key: "default/gw".into(),
-            generation: i64::from(i),
-        }],
-        listeners: vec![Listener {
-            key: "default/gw/http".into(),
-            gateway: "default/gw".into(),
-            name: "http".into(),
-            address: ip,
-            port: 8080,
-            protocol: Protocol::Http,
-            hostname: HostMatch::Any,
-            certificates: vec![],
-        }],
-        route_tables: vec![RouteTable {
-            listener: "default/gw/http".into(),
-            virtual_hosts: vec![VirtualHost {
-                hostname: HostMatch::Any,
-                routes: (0..i % 50)
-                    .map(|n| route(&format!("/extra/{n}"), 1 + i % 7))
-                    .chain([route("/", 1 + i % 5)])
-                    .collect(),
-            }],
-        }],
-        clusters: vec![Cluster {
-            key: "default/app:80".into(),
-            protocol: UpstreamProtocol::Http1,
-            endpoints: vec![backend_addr],
-        }],
-        certificates: vec![],
+    let backend_addr = spawn_echo(ip, 0, "app").await;
+    let config = |i: u32| {
+        let extra =
+            (0..i % 50).map(|n| route_to_app(PathMatch::Prefix(format!("/extra/{n}")), 1 + i % 7));
+        let routes = extra
+            .chain([route_to_app(PathMatch::Prefix("/".into()), 1 + i % 5)])
+            .collect();
+        one_listener_config(ip, backend_addr, routes, i64::from(i))
     };
     let dataplane = gatehouse_dataplane::DataPlane::new();
     dataplane.apply(&config(0), 1).unwrap();

@@ -17,15 +17,7 @@ async fn quickstart_gives_the_documented_answers() {
         }
     }
     for (pod, port) in [("app-v1", 9101), ("app-v2", 9102), ("legacy", 9103)] {
-        let listener = tokio::net::TcpListener::bind((gh.ip, port)).await.unwrap();
-        tokio::spawn(gatehouse_echo::serve(
-            listener,
-            gatehouse_echo::Identity {
-                pod: pod.into(),
-                namespace: "default".into(),
-                service: pod.into(),
-            },
-        ));
+        spawn_echo(gh.ip, port, pod).await;
     }
     gh.wait_programmed("default/quickstart").await;
     let http = |p: &str| gh.url(8080, p);

@@ -81,29 +81,12 @@ impl Gatehouse {
     /// Starts an echo backend on this test's address and declares its Service and
     /// EndpointSlice (service port 80). Returns the backend's port.
     pub async fn backend(&self, name: &str) -> u16 {
-        let listener = tokio::net::TcpListener::bind((self.ip, 0))
-            .await
-            .expect("bind backend");
-        let port = listener.local_addr().expect("addr").port();
-        self.tasks_push(tokio::spawn(gatehouse_echo::serve(
-            listener,
-            gatehouse_echo::Identity {
-                pod: name.into(),
-                namespace: "default".into(),
-                service: name.into(),
-            },
-        )));
+        let port = spawn_echo(self.ip, 0, name).await.port();
         self.write(
             &format!("svc-{name}.yaml"),
             &service(name, self.ip, &[port]),
         );
         port
-    }
-
-    fn tasks_push(&self, task: JoinHandle<()>) {
-        // Backends live as long as the runtime of the test; aborting on drop is not
-        // needed for correctness, only tidiness.
-        drop(task);
     }
 
     pub async fn status(&self) -> Value {
@@ -138,6 +121,92 @@ impl Gatehouse {
 
     pub fn url(&self, port: u16, path: &str) -> String {
         format!("http://{}:{port}{path}", self.ip)
+    }
+}
+
+/// Starts an echo backend answering as `pod` (port 0: any free port). It lives as long as
+/// the test's runtime.
+pub async fn spawn_echo(ip: IpAddr, port: u16, pod: &str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind((ip, port))
+        .await
+        .expect("bind backend");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(gatehouse_echo::serve(
+        listener,
+        gatehouse_echo::Identity {
+            pod: pod.into(),
+            namespace: "default".into(),
+            service: pod.into(),
+        },
+    ));
+    addr
+}
+
+/// A model config with one HTTP listener `default/gw/http` on `ip:8080`, the given routes
+/// on one catch-all virtual host, and one cluster `default/app:80` at `backend`.
+pub fn one_listener_config(
+    ip: IpAddr,
+    backend: SocketAddr,
+    routes: Vec<gatehouse_model::ir::Route>,
+    generation: i64,
+) -> gatehouse_model::ir::Config {
+    use gatehouse_model::ir::*;
+    Config {
+        gateways: vec![Gateway {
+            key: "default/gw".into(),
+            generation,
+        }],
+        listeners: vec![Listener {
+            key: "default/gw/http".into(),
+            gateway: "default/gw".into(),
+            name: "http".into(),
+            address: ip,
+            port: 8080,
+            protocol: Protocol::Http,
+            hostname: HostMatch::Any,
+            certificates: vec![],
+        }],
+        route_tables: vec![RouteTable {
+            listener: "default/gw/http".into(),
+            virtual_hosts: vec![VirtualHost {
+                hostname: HostMatch::Any,
+                routes,
+            }],
+        }],
+        clusters: vec![Cluster {
+            key: "default/app:80".into(),
+            protocol: UpstreamProtocol::Http1,
+            endpoints: vec![backend],
+        }],
+        certificates: vec![],
+    }
+}
+
+/// A route on `path` to the cluster `default/app:80`.
+pub fn route_to_app(
+    path: gatehouse_model::ir::PathMatch,
+    weight: u32,
+) -> gatehouse_model::ir::Route {
+    use gatehouse_model::ir::*;
+    Route {
+        source: RouteSource {
+            kind: "HTTPRoute".into(),
+            namespace: "default".into(),
+            name: "r".into(),
+            rule: 0,
+        },
+        matcher: RouteMatch {
+            path,
+            method: None,
+            headers: vec![],
+            query: vec![],
+        },
+        filters: vec![],
+        backends: vec![WeightedBackend {
+            weight,
+            target: BackendTarget::Cluster("default/app:80".into()),
+            filters: vec![],
+        }],
     }
 }
 

@@ -61,6 +61,23 @@ pub struct PlannedListener {
     pub attached_routes: i32,
 }
 
+impl PlannedListener {
+    /// Whether objects in `namespace` (with these labels) may attach to this listener of a
+    /// Gateway in `gateway_namespace`.
+    pub fn admits(
+        &self,
+        namespace: &str,
+        gateway_namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> bool {
+        match &self.allowed_namespaces {
+            AllowedNamespaces::Same => namespace == gateway_namespace,
+            AllowedNamespaces::All => true,
+            AllowedNamespaces::Selector(sel) => sel.matches(labels),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PlannedGateway {
     pub key: ObjectKey,

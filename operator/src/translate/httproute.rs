@@ -2,7 +2,7 @@
 //! status.
 
 use super::backends::{BackendRef, Backends, PortRef};
-use super::gateways::{AllowedNamespaces, PlannedGateway};
+use super::gateways::PlannedGateway;
 use super::tables::{Entries, Entry, Order};
 use super::{GATEWAY_GROUP, age, intersect, join};
 use crate::status::{Condition, ParentStatus, StatusReport, reason};
@@ -14,6 +14,28 @@ use gatehouse_model::ir::{
 use gatehouse_model::validate::{MAX_WEIGHT, anchored_regex, check_filter};
 use gateway_api::httproutes::*;
 use std::collections::BTreeMap;
+
+/// The generated types repeat one header-modifier shape per filter position (rule or
+/// backendRef, request or response); read them all the same way.
+macro_rules! header_modifier {
+    ($m:expr) => {
+        HeaderModifier {
+            set: $m
+                .set
+                .iter()
+                .flatten()
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect(),
+            add: $m
+                .add
+                .iter()
+                .flatten()
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect(),
+            remove: $m.remove.clone().unwrap_or_default(),
+        }
+    };
+}
 
 /// A rule turned into model routes (one per match), or why it cannot be served.
 struct CompiledRule {
@@ -120,12 +142,7 @@ fn attach(
             .copied()
             .filter(|&i| {
                 let l = &gw.listeners[i];
-                l.allows_http_routes
-                    && match &l.allowed_namespaces {
-                        AllowedNamespaces::Same => ns == gw_key.namespace,
-                        AllowedNamespaces::All => true,
-                        AllowedNamespaces::Selector(sel) => sel.matches(&ns_labels),
-                    }
+                l.allows_http_routes && l.admits(ns, &gw_key.namespace, &ns_labels)
             })
             .collect();
         let attached: Vec<(usize, Vec<HostMatch>)> = allowed
@@ -486,18 +503,6 @@ fn string_match(regex: bool, value: &str) -> Result<StringMatch, String> {
     }
 }
 
-fn header_modifier(
-    set: impl Iterator<Item = (String, String)>,
-    add: impl Iterator<Item = (String, String)>,
-    remove: &[String],
-) -> HeaderModifier {
-    HeaderModifier {
-        set: set.collect(),
-        add: add.collect(),
-        remove: remove.to_vec(),
-    }
-}
-
 fn path_modifier(
     full: &Option<String>,
     prefix: &Option<String>,
@@ -538,34 +543,14 @@ fn compile_filter(f: &HttpRouteRulesFilters) -> Result<Filter, String> {
                 .request_header_modifier
                 .as_ref()
                 .ok_or_else(|| missing("requestHeaderModifier"))?;
-            Ok(Filter::RequestHeaders(header_modifier(
-                m.set
-                    .iter()
-                    .flatten()
-                    .map(|h| (h.name.clone(), h.value.clone())),
-                m.add
-                    .iter()
-                    .flatten()
-                    .map(|h| (h.name.clone(), h.value.clone())),
-                m.remove.as_deref().unwrap_or_default(),
-            )))
+            Ok(Filter::RequestHeaders(header_modifier!(m)))
         }
         T::ResponseHeaderModifier => {
             let m = f
                 .response_header_modifier
                 .as_ref()
                 .ok_or_else(|| missing("responseHeaderModifier"))?;
-            Ok(Filter::ResponseHeaders(header_modifier(
-                m.set
-                    .iter()
-                    .flatten()
-                    .map(|h| (h.name.clone(), h.value.clone())),
-                m.add
-                    .iter()
-                    .flatten()
-                    .map(|h| (h.name.clone(), h.value.clone())),
-                m.remove.as_deref().unwrap_or_default(),
-            )))
+            Ok(Filter::ResponseHeaders(header_modifier!(m)))
         }
         T::RequestRedirect => {
             let r = f
@@ -637,34 +622,14 @@ fn compile_backend_filter(f: &HttpRouteRulesBackendRefsFilters) -> Result<Filter
                 .request_header_modifier
                 .as_ref()
                 .ok_or("type RequestHeaderModifier needs requestHeaderModifier")?;
-            Ok(Filter::RequestHeaders(header_modifier(
-                m.set
-                    .iter()
-                    .flatten()
-                    .map(|h| (h.name.clone(), h.value.clone())),
-                m.add
-                    .iter()
-                    .flatten()
-                    .map(|h| (h.name.clone(), h.value.clone())),
-                m.remove.as_deref().unwrap_or_default(),
-            )))
+            Ok(Filter::RequestHeaders(header_modifier!(m)))
         }
         T::ResponseHeaderModifier => {
             let m = f
                 .response_header_modifier
                 .as_ref()
                 .ok_or("type ResponseHeaderModifier needs responseHeaderModifier")?;
-            Ok(Filter::ResponseHeaders(header_modifier(
-                m.set
-                    .iter()
-                    .flatten()
-                    .map(|h| (h.name.clone(), h.value.clone())),
-                m.add
-                    .iter()
-                    .flatten()
-                    .map(|h| (h.name.clone(), h.value.clone())),
-                m.remove.as_deref().unwrap_or_default(),
-            )))
+            Ok(Filter::ResponseHeaders(header_modifier!(m)))
         }
         _ => Err(format!(
             "backendRef filter type {} is not supported yet",

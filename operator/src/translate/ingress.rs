@@ -10,7 +10,7 @@
 //!   team's Gateway decides which namespaces may attach, whatever the API.
 
 use super::backends::{BackendRef, Backends, PortRef, certificate_material};
-use super::gateways::{AllowedNamespaces, PlannedGateway};
+use super::gateways::PlannedGateway;
 use super::httproute::normalise_prefix;
 use super::tables::{Entries, Entry, Order};
 use super::{GATEWAY_GROUP, Settings, age, intersect};
@@ -240,11 +240,7 @@ fn attach(
         .listeners
         .iter()
         .enumerate()
-        .filter(|(_, l)| match &l.allowed_namespaces {
-            AllowedNamespaces::Same => ns == gateway_key.namespace,
-            AllowedNamespaces::All => true,
-            AllowedNamespaces::Selector(sel) => sel.matches(&ns_labels),
-        })
+        .filter(|(_, l)| l.admits(ns, &gateway_key.namespace, &ns_labels))
         .map(|(i, _)| i)
         .collect();
     if listeners.is_empty() {
