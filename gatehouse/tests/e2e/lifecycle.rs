@@ -8,16 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const ROUTE: &str = "apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: app
-  namespace: default
-spec:
-  parentRefs: [{name: gw}]
-  rules:
-  - backendRefs: [{name: app, port: 80}]
-";
+const ROUTE: &str = ROUTE_TO_APP;
 
 #[tokio::test]
 async fn listener_added_and_removed_while_another_serves_a_slow_request() {

@@ -296,6 +296,18 @@ pub async fn pod(url: &str, host: &str) -> String {
     }
 }
 
+/// An HTTPRoute `default/app` on Gateway `gw`, every request to Service `app` port 80.
+pub const ROUTE_TO_APP: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: app
+  namespace: default
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - backendRefs: [{name: app, port: 80}]
+";
+
 pub const CLASS: &str = "apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata:

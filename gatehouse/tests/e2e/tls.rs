@@ -38,30 +38,32 @@ spec:
     )
 }
 
-const ROUTE: &str = "apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: app
-  namespace: default
-spec:
-  parentRefs: [{name: gw}]
-  rules:
-  - backendRefs: [{name: app, port: 80}]
-";
+/// A Gateway with three HTTPS listeners on one port (exact, wildcard and default
+/// certificates) plus plaintext 8080, and a route to an echo backend. Returns the DER of
+/// the exact, wildcard and default certificates.
+async fn setup() -> (Gatehouse, [Vec<u8>; 3]) {
+    let gh = Gatehouse::start().await;
+    let mut ders = Vec::new();
+    for (secret, name) in [
+        ("cert-a", "a.example.com"),
+        ("cert-wild", "*.example.com"),
+        ("cert-default", "default.test"),
+    ] {
+        let (yaml, der) = tls_secret(secret, &[name]);
+        gh.write(&format!("{secret}.yaml"), &yaml);
+        ders.push(der);
+    }
+    gh.write("gateway.yaml", &https_gateway());
+    gh.backend("app").await;
+    gh.write("route.yaml", ROUTE_TO_APP);
+    gh.wait_programmed("default/gw").await;
+    let [a, wild, default] = <[Vec<u8>; 3]>::try_from(ders).expect("three certificates");
+    (gh, [a, wild, default])
+}
 
 #[tokio::test]
 async fn sni_selection_and_live_certificate_swap() {
-    let gh = Gatehouse::start().await;
-    let (a, a_der) = tls_secret("cert-a", &["a.example.com"]);
-    let (wild, wild_der) = tls_secret("cert-wild", &["*.example.com"]);
-    let (default, default_der) = tls_secret("cert-default", &["default.test"]);
-    gh.write("cert-a.yaml", &a);
-    gh.write("cert-wild.yaml", &wild);
-    gh.write("cert-default.yaml", &default);
-    gh.write("gateway.yaml", &https_gateway());
-    gh.backend("app").await;
-    gh.write("route.yaml", ROUTE);
-    gh.wait_programmed("default/gw").await;
+    let (gh, [a_der, wild_der, default_der]) = setup().await;
     let addr = SocketAddr::new(gh.ip, 8443);
 
     assert!(
@@ -144,17 +146,7 @@ async fn sni_selection_and_live_certificate_swap() {
 
 #[tokio::test]
 async fn http2_over_tls_and_prior_knowledge_cleartext() {
-    let gh = Gatehouse::start().await;
-    let (a, _) = tls_secret("cert-a", &["a.example.com"]);
-    let (wild, _) = tls_secret("cert-wild", &["*.example.com"]);
-    let (default, _) = tls_secret("cert-default", &["default.test"]);
-    gh.write("cert-a.yaml", &a);
-    gh.write("cert-wild.yaml", &wild);
-    gh.write("cert-default.yaml", &default);
-    gh.write("gateway.yaml", &https_gateway());
-    gh.backend("app").await;
-    gh.write("route.yaml", ROUTE);
-    gh.wait_programmed("default/gw").await;
+    let (gh, _) = setup().await;
 
     let h2c = reqwest::Client::builder()
         .no_proxy()
