@@ -42,6 +42,16 @@ done:
 	if len(cmd) == 0 {
 		fail("no command")
 	}
+	// Open the program before mounting: a volume mounted over one of its parent directories
+	// (CoreDNS mounts its ConfigMap at /root) would hide it.
+	path, err := exec.LookPath(cmd[0])
+	if err != nil {
+		fail("command %s: %v", cmd[0], err)
+	}
+	program, err := os.Open(path)
+	if err != nil {
+		fail("command %s: %v", path, err)
+	}
 	// Keep our mounts from propagating back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		fail("make / private: %v", err)
@@ -56,11 +66,8 @@ done:
 			fail("workdir %s: %v", workdir, err)
 		}
 	}
-	path, err := exec.LookPath(cmd[0])
-	if err != nil {
-		fail("command %s: %v", cmd[0], err)
-	}
-	if err := syscall.Exec(path, cmd, os.Environ()); err != nil {
+	fd := fmt.Sprintf("/proc/self/fd/%d", program.Fd())
+	if err := syscall.Exec(fd, cmd, os.Environ()); err != nil {
 		fail("exec %s: %v", path, err)
 	}
 }

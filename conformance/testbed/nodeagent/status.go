@@ -46,6 +46,8 @@ func (p *podRuntime) writeStatus(st corev1.PodStatus) error {
 			return nil
 		}
 		keepTransitions(&cur.Status, &st)
+		// The API server sets the QoS class at creation and never lets it change.
+		st.QOSClass = cur.Status.QOSClass
 		cur.Status = st
 		_, err = pods.UpdateStatus(context.Background(), cur, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {
@@ -76,7 +78,6 @@ func (p *podRuntime) computeStatus() corev1.PodStatus {
 		HostIP:    p.a.cfg.nodeIP.String(),
 		HostIPs:   []corev1.HostIP{{IP: p.a.cfg.nodeIP.String()}},
 		StartTime: &metav1.Time{Time: pod.CreationTimestamp.Time},
-		QOSClass:  corev1.PodQOSBestEffort,
 	}
 	if p.ip != nil {
 		st.PodIP = p.ip.String()
