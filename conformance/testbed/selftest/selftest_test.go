@@ -423,3 +423,115 @@ func TestUnknownImageStaysPendingWithAnEvent(t *testing.T) {
 		t.Fatalf("phase %s, want Pending", p.Status.Phase)
 	}
 }
+
+// TestPodProcesses: env from every source, volumes at their mountPaths, restartPolicy, and
+// deletion within the grace period of a process that ignores SIGTERM. The containers run
+// the host's /bin/sh (a command naming a host program runs as written).
+func TestPodProcesses(t *testing.T) {
+	ctx := context.Background()
+	c := client(t)
+	ns := fmt.Sprintf("selftest-proc-%d", time.Now().UnixNano()%100000)
+	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	if _, err := c.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "s"},
+		StringData: map[string]string{"password": "hunter2", "file.txt": "secret-file"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "cm"},
+		Data:       map[string]string{"mode": "fast", "app.conf": "listen 80"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	image := "registry.k8s.io/gateway-api/echo-basic:v1.6.1"
+	pod := func(name string, policy corev1.RestartPolicy, script string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: corev1.PodSpec{
+				RestartPolicy:                 policy,
+				TerminationGracePeriodSeconds: ptr.To(int64(2)),
+				Volumes: []corev1.Volume{
+					{Name: "sec", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "s"}}},
+					{Name: "conf", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cm"}}}},
+					{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				},
+				Containers: []corev1.Container{{
+					Name:    "main",
+					Image:   image,
+					Command: []string{"/bin/sh", "-c", script},
+					Env: []corev1.EnvVar{
+						{Name: "LITERAL", Value: "plain"},
+						{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
+						{Name: "PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "s"}, Key: "password"}}},
+						{Name: "MODE", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cm"}, Key: "mode"}}},
+					},
+					VolumeMounts: []corev1.VolumeMount{
+						{Name: "sec", MountPath: "/etc/testbed-selftest/secret"},
+						{Name: "conf", MountPath: "/etc/testbed-selftest/conf"},
+						{Name: "scratch", MountPath: "/tmp/testbed-selftest-scratch"},
+					},
+				}},
+			},
+		}
+	}
+	create := func(p *corev1.Pod) {
+		if _, err := c.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	getPod := func(name string) *corev1.Pod {
+		p, err := c.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	poll := func(what string, f func() bool) {
+		t.Helper()
+		if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(context.Context) (bool, error) { return f(), nil }); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+
+	// Env and volumes, then exit 3 with restartPolicy Never: phase Failed, exit code 3.
+	create(pod("once", corev1.RestartPolicyNever, `echo "env $LITERAL $PASSWORD $MODE $POD_IP"; `+
+		`echo "files $(cat /etc/testbed-selftest/secret/file.txt) $(cat /etc/testbed-selftest/conf/app.conf)"; `+
+		`echo scratch > /tmp/testbed-selftest-scratch/f && echo "scratch $(cat /tmp/testbed-selftest-scratch/f)"; exit 3`))
+	poll("pod once Failed", func() bool { return getPod("once").Status.Phase == corev1.PodFailed })
+	p := getPod("once")
+	if term := p.Status.ContainerStatuses[0].State.Terminated; term == nil || term.ExitCode != 3 {
+		t.Fatalf("want terminated with exit code 3: %+v", p.Status.ContainerStatuses[0].State)
+	}
+	logs := kubectl(t, "", "logs", "-n", ns, "once")
+	for _, want := range []string{"env plain hunter2 fast " + p.Status.PodIP, "files secret-file listen 80", "scratch scratch"} {
+		if !strings.Contains(logs, want) {
+			t.Fatalf("logs lack %q:\n%s", want, logs)
+		}
+	}
+
+	// restartPolicy Always: an exiting container is restarted.
+	create(pod("again", corev1.RestartPolicyAlways, "echo started; sleep 0.2; exit 1"))
+	poll("pod again restarted", func() bool {
+		cs := getPod("again").Status.ContainerStatuses
+		return len(cs) == 1 && cs[0].RestartCount >= 2
+	})
+
+	// A process that ignores SIGTERM is killed after the 2 s grace period.
+	create(pod("stubborn", corev1.RestartPolicyAlways, "trap '' TERM; echo ready; while true; do sleep 0.1; done"))
+	poll("pod stubborn Ready", func() bool { return podReady(getPod("stubborn")) })
+	start := time.Now()
+	if err := c.CoreV1().Pods(ns).Delete(ctx, "stubborn", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll("pod stubborn gone", func() bool {
+		_, err := c.CoreV1().Pods(ns).Get(ctx, "stubborn", metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
+	if took := time.Since(start); took < 2*time.Second || took > 10*time.Second {
+		t.Fatalf("deletion took %s; want the 2 s grace period, then a kill", took)
+	}
+}
