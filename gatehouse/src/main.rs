@@ -28,7 +28,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the operator: translate resources and serve config to data planes.
+    /// Run the operator: translate resources and serve config to data planes. Without
+    /// --file it watches the Kubernetes API (in-cluster config or KUBECONFIG) and writes
+    /// status there (leader only, Lease in $POD_NAMESPACE, default gatehouse-system).
     Operator {
         /// Read resources from this directory of YAML instead of a Kubernetes API server.
         #[arg(long)]
@@ -118,9 +120,25 @@ async fn main() -> anyhow::Result<()> {
             file: Some(dir),
             common,
         } => FileOperator::bind(common.options(dir)).await?.run().await,
-        Command::Operator { file: None, .. } => anyhow::bail!(
-            "Kubernetes mode is not built yet; run with --file DIR (or use `gatehouse standalone DIR`)"
-        ),
+        Command::Operator { file: None, common } => {
+            let client = kube::Client::try_default().await.map_err(|e| {
+                anyhow::anyhow!("connecting to Kubernetes (in-cluster or KUBECONFIG): {e}")
+            })?;
+            let options = common.options(PathBuf::new());
+            gatehouse_operator::kubernetes::run_kube(
+                client,
+                gatehouse_operator::kubernetes::KubeOperatorOptions {
+                    settings: options.settings,
+                    config_address: options.config_address,
+                    admin_address: options.admin_address,
+                    lease_namespace: std::env::var("POD_NAMESPACE")
+                        .unwrap_or_else(|_| "gatehouse-system".into()),
+                    identity: std::env::var("POD_NAME")
+                        .unwrap_or_else(|_| format!("gatehouse-operator-{}", std::process::id())),
+                },
+            )
+            .await
+        }
         Command::Dataplane {
             operator,
             gateways,

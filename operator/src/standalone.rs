@@ -22,6 +22,33 @@ pub struct FileOperatorOptions {
     pub admin_address: SocketAddr,
 }
 
+/// Where the operator's objects come from: a directory of YAML or the Kubernetes API.
+pub(crate) trait Source: Send {
+    /// The current objects, and problems reading them.
+    fn load(&mut self) -> crate::source::file::Loaded;
+    /// Resolves after the next change.
+    fn changed(&mut self) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+}
+
+struct Directory {
+    source: FileSource,
+    changes: mpsc::Receiver<()>,
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl Source for Directory {
+    fn load(&mut self) -> crate::source::file::Loaded {
+        self.source.load()
+    }
+
+    async fn changed(&mut self) -> anyhow::Result<()> {
+        match self.changes.recv().await {
+            Some(()) => Ok(()),
+            None => anyhow::bail!("file watcher stopped"),
+        }
+    }
+}
+
 /// Status as last computed, shared with the admin endpoint.
 #[derive(Default)]
 struct Book {
@@ -138,14 +165,25 @@ impl FileOperator {
     /// Runs until the process ends. Bad input never ends it: it becomes errors and
     /// conditions.
     pub async fn run(self) -> anyhow::Result<()> {
-        run(self.opts, self.grpc, self.admin).await
+        let (watcher, changes) = file::watch(&self.opts.dir)?;
+        let source = Directory {
+            source: FileSource::new(&self.opts.dir),
+            changes,
+            _watcher: watcher,
+        };
+        run(source, self.opts.settings, self.grpc, self.admin, None).await
     }
 }
 
-async fn run(
-    opts: FileOperatorOptions,
+/// The operator loop, whatever the source: load, translate, publish to data planes, and
+/// hand status (with what data planes reported) to the admin endpoint, the log, and the
+/// API-server writer when there is one.
+pub(crate) async fn run(
+    mut source: impl Source,
+    settings: Settings,
     grpc: tokio::net::TcpListener,
     admin: tokio::net::TcpListener,
+    status_sink: Option<watch::Sender<Arc<StatusReport>>>,
 ) -> anyhow::Result<()> {
     let (snapshot_tx, snapshot_rx) = watch::channel(Published::default());
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<AckEvent>();
@@ -166,13 +204,11 @@ async fn run(
     tracing::info!(address = %admin.local_addr()?, "admin endpoint listening (/status, /config, /healthz)");
     tokio::spawn(admin::serve(admin, Arc::new(View(book.clone()))));
 
-    let (_watcher, mut changes) = file::watch(&opts.dir)?;
-    let mut source = FileSource::new(&opts.dir);
     let mut version = first_version();
     let mut published: Option<Config> = None;
     loop {
         let loaded = source.load();
-        let output = translate::translate(&loaded.store, &opts.settings);
+        let output = translate::translate(&loaded.store, &settings);
         match gatehouse_model::validate::validate(&output.config) {
             // Translation only emits what validates; this guards the data plane all the same.
             Err(errors) => tracing::error!(
@@ -204,21 +240,25 @@ async fn run(
             b.errors = loaded.errors;
             b.translation = output.status;
             b.log_changes();
+            if let Some(sink) = &status_sink {
+                sink.send_replace(Arc::new(b.status()));
+            }
         }
 
-        // Wait for a file change, folding in data plane reports meanwhile.
+        // Wait for a change, folding in data plane reports meanwhile.
         loop {
             tokio::select! {
-                change = changes.recv() => {
-                    if change.is_none() {
-                        anyhow::bail!("file watcher stopped");
-                    }
+                change = source.changed() => {
+                    change?;
                     break;
                 }
                 Some(ack) = ack_rx.recv() => {
                     if let Ok(mut b) = book.lock() {
                         b.reports.record(&ack);
                         b.log_changes();
+                        if let Some(sink) = &status_sink {
+                            sink.send_replace(Arc::new(b.status()));
+                        }
                     }
                 }
             }

@@ -42,11 +42,38 @@ pub struct ListenerStatus {
     pub conditions: Vec<Condition>,
 }
 
+/// A route's parentRef with defaults filled in (group, kind, namespace), as route status
+/// echoes it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentRef {
+    pub group: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<i32>,
+}
+
+impl std::fmt::Display for ParentRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)?;
+        if let Some(s) = &self.section_name {
+            write!(f, "/{s}")?;
+        }
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ParentStatus {
-    /// The parentRef as written, rendered "namespace/name[/section][:port]".
-    pub parent_ref: String,
+    pub parent_ref: ParentRef,
     pub conditions: Vec<Condition>,
 }
 

@@ -2,6 +2,7 @@
 //! between operator and data plane. One test binary to keep link time down.
 
 mod channel;
+mod kubernetes;
 mod lifecycle;
 mod quickstart;
 mod routing;

@@ -1,4 +1,5 @@
-//! Sources fill the store. Only the file source exists so far; the Kubernetes source
-//! (kube-runtime reflectors) feeds the same store.
+//! Sources fill the store: a directory of YAML (`file`) or the Kubernetes API (`kube`,
+//! kube-runtime reflectors). Translation cannot tell them apart.
 
 pub mod file;
+pub mod kube;

@@ -4,8 +4,8 @@
 use super::backends::{BackendRef, Backends, PortRef};
 use super::gateways::PlannedGateway;
 use super::tables::{Entries, Entry, Order};
-use super::{GATEWAY_GROUP, age, intersect, join};
-use crate::status::{Condition, ParentStatus, StatusReport, reason};
+use super::{GATEWAY_GROUP, age, intersect};
+use crate::status::{Condition, ParentRef, ParentStatus, StatusReport, reason};
 use crate::store::{ObjectKey, Store};
 use gatehouse_model::ir::{
     BackendTarget, Filter, HeaderModifier, HostMatch, PathMatch, PathModifier, Redirect, Rewrite,
@@ -123,7 +123,7 @@ fn attach(
     for p in parents {
         let gw_key = ObjectKey::new(p.namespace.as_deref().unwrap_or(ns), p.name.as_str());
         let mut parent = ParentStatus {
-            parent_ref: render_parent(p, ns),
+            parent_ref: parent_ref(p, ns),
             conditions: vec![],
         };
         let Some(gw) = gateways.get_mut(&gw_key) else {
@@ -254,16 +254,15 @@ fn describe_invalid(p: &RouteProblems) -> String {
         .join("; ")
 }
 
-fn render_parent(p: &HttpRouteParentRefs, route_ns: &str) -> String {
-    let mut s = join(p.namespace.as_deref().unwrap_or(route_ns), &p.name);
-    if let Some(section) = &p.section_name {
-        s.push('/');
-        s.push_str(section);
+fn parent_ref(p: &HttpRouteParentRefs, route_ns: &str) -> ParentRef {
+    ParentRef {
+        group: p.group.clone().unwrap_or_else(|| GATEWAY_GROUP.into()),
+        kind: p.kind.clone().unwrap_or_else(|| "Gateway".into()),
+        namespace: p.namespace.clone().unwrap_or_else(|| route_ns.into()),
+        name: p.name.clone(),
+        section_name: p.section_name.clone(),
+        port: p.port,
     }
-    if let Some(port) = p.port {
-        s.push_str(&format!(":{port}"));
-    }
-    s
 }
 
 fn compile_rule(

@@ -1,0 +1,293 @@
+//! Kubernetes mode against the testbed's real API server: the operator (in this process)
+//! reads Gateway API objects and Ingresses through kube-runtime reflectors, a data plane
+//! (in this process) serves them, backends are real pods, and status is written to the API
+//! server by the elected leader, only when it changes.
+
+use crate::support::*;
+use gatehouse_operator::kubernetes::{KubeOperatorOptions, STATUS_WRITES, run_kube};
+use gatehouse_operator::translate::Settings;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Applies objects (server-side apply), whatever their kind.
+async fn apply(client: &kube::Client, objects: &[Value]) {
+    for o in objects {
+        let api_version = o["apiVersion"].as_str().expect("apiVersion");
+        let kind = o["kind"].as_str().expect("kind");
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let plural = match kind {
+            "Gateway" => "gateways".to_string(),
+            "GatewayClass" => "gatewayclasses".to_string(),
+            "HTTPRoute" => "httproutes".to_string(),
+            "IngressClass" => "ingressclasses".to_string(),
+            "Ingress" => "ingresses".to_string(),
+            k => format!("{}s", k.to_ascii_lowercase()),
+        };
+        let resource = ApiResource::from_gvk_with_plural(&gvk, &plural);
+        let api: Api<DynamicObject> = match o["metadata"]["namespace"].as_str() {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let name = o["metadata"]["name"].as_str().expect("name");
+        api.patch(
+            name,
+            &PatchParams::apply("gatehouse-test").force(),
+            &Patch::Apply(o),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply {kind} {name}: {e}"));
+    }
+}
+
+async fn get(
+    client: &kube::Client,
+    group: &str,
+    kind: &str,
+    plural: &str,
+    ns: Option<&str>,
+    name: &str,
+) -> Value {
+    let gvk = GroupVersionKind::gvk(group, "v1", kind);
+    let resource = ApiResource::from_gvk_with_plural(&gvk, plural);
+    let api: Api<DynamicObject> = match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    api.get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|o| serde_json::to_value(o).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn cond<'a>(conditions: &'a Value, type_: &str) -> Option<&'a Value> {
+    conditions.as_array()?.iter().find(|c| c["type"] == type_)
+}
+
+#[tokio::test]
+async fn gateway_routes_ingress_and_status_against_a_real_api_server() {
+    let client = gatehouse_testbed::client()
+        .await
+        .expect("testbed API server");
+    let ns = gatehouse_testbed::unique_namespace("gh-k8s");
+    let other = format!("{ns}-other");
+    let controller = format!("gatehouse.dev/test-{ns}");
+    let ip = next_ip();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for n in [&ns, &other] {
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": n}})).unwrap(),
+            )
+            .await
+            .expect("namespace");
+    }
+
+    // The operator, its lease in the test namespace, with a controller name of its own.
+    let config = free_port();
+    let operator = tokio::spawn(run_kube(
+        client.clone(),
+        KubeOperatorOptions {
+            settings: Settings {
+                gateway_controller: controller.clone(),
+                ingress_controller: format!("{controller}-ingress"),
+                default_address: ip,
+                ..Settings::default()
+            },
+            config_address: format!("127.0.0.1:{config}").parse().unwrap(),
+            admin_address: "127.0.0.1:0".parse().unwrap(),
+            lease_namespace: ns.clone(),
+            identity: "test-operator".into(),
+        },
+    ));
+    let dataplane = spawn_dataplane(format!("127.0.0.1:{config}").parse().unwrap());
+
+    let class = ns.clone();
+    let echo = |name: &str| {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{
+                        "name": "echo",
+                        "image": "registry.k8s.io/gateway-api/echo-basic:v1.6.1",
+                        "env": [
+                            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                            {"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
+                        ]
+                    }]}
+                }
+            }
+        })
+    };
+    let service = |name: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 8080, "targetPort": 3000}]}
+        })
+    };
+    apply(&client, &[
+        echo("web"), service("web"), echo("legacy"), service("legacy"),
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+            "metadata": {"name": class},
+            "spec": {"controllerName": controller}
+        }),
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "gw", "namespace": ns},
+            "spec": {"gatewayClassName": class, "listeners": [{"name": "http", "protocol": "HTTP", "port": 8080}]}
+        }),
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "web", "namespace": ns},
+            "spec": {
+                "parentRefs": [{"name": "gw"}],
+                "hostnames": ["web.example.com"],
+                "rules": [{"backendRefs": [{"name": "web", "port": 8080}]}]
+            }
+        }),
+        // A route from a namespace the listener does not allow (allowedRoutes: Same).
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "outsider", "namespace": other},
+            "spec": {
+                "parentRefs": [{"name": "gw", "namespace": ns}],
+                "rules": [{"backendRefs": [{"name": "web", "namespace": ns, "port": 8080}]}]
+            }
+        }),
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": format!("{class}-ingress")},
+            "spec": {
+                "controller": format!("{controller}-ingress"),
+                "parameters": {"apiGroup": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw", "namespace": ns, "scope": "Namespace"}
+            }
+        }),
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "legacy", "namespace": ns},
+            "spec": {
+                "ingressClassName": format!("{class}-ingress"),
+                "rules": [{"host": "legacy.example.com", "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "legacy", "port": {"name": "http"}}}}
+                ]}}]
+            }
+        }),
+    ])
+    .await;
+
+    // Status, written by the elected leader.
+    let g = "gateway.networking.k8s.io";
+    wait_for("GatewayClass Accepted", || async {
+        let gc = get(&client, g, "GatewayClass", "gatewayclasses", None, &class).await;
+        cond(&gc["status"]["conditions"], "Accepted").is_some_and(|c| c["status"] == "True")
+    })
+    .await
+    .unwrap();
+    wait_for("Gateway Programmed with its address", || async {
+        let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
+        cond(&gw["status"]["conditions"], "Programmed").is_some_and(|c| {
+            c["status"] == "True" && c["observedGeneration"] == gw["metadata"]["generation"]
+        }) && gw["status"]["addresses"][0]["value"] == ip.to_string()
+            && gw["status"]["listeners"][0]["attachedRoutes"] == 1
+    })
+    .await
+    .unwrap();
+    let route = get(&client, g, "HTTPRoute", "httproutes", Some(&ns), "web").await;
+    let parent = &route["status"]["parents"][0];
+    assert_eq!(parent["controllerName"], controller.as_str());
+    assert_eq!(
+        cond(&parent["conditions"], "Accepted").unwrap()["status"],
+        "True"
+    );
+    assert_eq!(
+        cond(&parent["conditions"], "ResolvedRefs").unwrap()["status"],
+        "True"
+    );
+    wait_for("outsider refused", || async {
+        let r = get(
+            &client,
+            g,
+            "HTTPRoute",
+            "httproutes",
+            Some(&other),
+            "outsider",
+        )
+        .await;
+        cond(&r["status"]["parents"][0]["conditions"], "Accepted")
+            .is_some_and(|c| c["status"] == "False" && c["reason"] == "NotAllowedByListeners")
+    })
+    .await
+    .unwrap();
+    wait_for("Ingress load balancer address", || async {
+        let i = get(
+            &client,
+            "networking.k8s.io",
+            "Ingress",
+            "ingresses",
+            Some(&ns),
+            "legacy",
+        )
+        .await;
+        i["status"]["loadBalancer"]["ingress"][0]["ip"] == ip.to_string()
+    })
+    .await
+    .unwrap();
+
+    // Traffic: the HTTPRoute and the Ingress on one Gateway, to real pods.
+    let url = format!("http://{ip}:8080/k8s");
+    wait_for("web answers", || async {
+        pod(&url, "web.example.com").await.starts_with("web-")
+    })
+    .await
+    .unwrap();
+    wait_for("legacy answers", || async {
+        pod(&url, "legacy.example.com").await.starts_with("legacy-")
+    })
+    .await
+    .unwrap();
+    assert_eq!(pod(&url, "other.example.com").await, "404");
+
+    // Idle: nothing changes, so nothing is written.
+    let writes = STATUS_WRITES.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        STATUS_WRITES.load(Ordering::Relaxed),
+        writes,
+        "status written while nothing changed"
+    );
+
+    operator.abort();
+    dataplane.abort();
+    for n in [&ns, &other] {
+        let _ = namespaces.delete(n, &DeleteParams::default()).await;
+    }
+    let classes: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(g, "v1", "GatewayClass"),
+            "gatewayclasses",
+        ),
+    );
+    let _ = classes.delete(&class, &DeleteParams::default()).await;
+}

@@ -1,0 +1,363 @@
+//! Kubernetes mode: the Kubernetes source feeding the operator loop, leader election on a
+//! coordination Lease, and the status writer.
+//!
+//! Every replica serves config to data planes; only the leader writes status, and only
+//! what changed (conditions keep their lastTransitionTime while their status holds).
+
+use crate::admin;
+use crate::source::file::Loaded;
+use crate::source::kube::KubeSource;
+use crate::standalone::{Source, run};
+use crate::status::{Condition, ObjectStatus, StatusReport};
+use crate::translate::{GATEWAY_GROUP, Settings};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone)]
+pub struct KubeOperatorOptions {
+    pub settings: Settings,
+    pub config_address: SocketAddr,
+    pub admin_address: SocketAddr,
+    /// Namespace of the leader-election Lease.
+    pub lease_namespace: String,
+    /// This replica's name in the Lease (the pod name in a cluster).
+    pub identity: String,
+}
+
+impl Source for KubeSource {
+    fn load(&mut self) -> Loaded {
+        Loaded {
+            store: self.snapshot(),
+            errors: vec![],
+        }
+    }
+
+    async fn changed(&mut self) -> anyhow::Result<()> {
+        KubeSource::changed(self).await;
+        // Fold a burst of events (a kubectl apply of many objects) into one recompute.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok(())
+    }
+}
+
+/// Status writes made by this process, for tests and metrics.
+pub static STATUS_WRITES: AtomicU64 = AtomicU64::new(0);
+
+pub async fn run_kube(client: Client, opts: KubeOperatorOptions) -> anyhow::Result<()> {
+    let grpc = tokio::net::TcpListener::bind(opts.config_address)
+        .await
+        .map_err(|e| anyhow::anyhow!("config server {}: {e}", opts.config_address))?;
+    let admin = admin::bind(opts.admin_address).await?;
+    let source = KubeSource::start(&client);
+    tracing::info!("waiting for the first list of every watched kind");
+    source.ready().await;
+
+    let leader = Arc::new(AtomicBool::new(false));
+    tokio::spawn(lead(
+        client.clone(),
+        opts.lease_namespace.clone(),
+        opts.identity.clone(),
+        leader.clone(),
+    ));
+    let (status_tx, status_rx) = watch::channel(Arc::new(StatusReport::default()));
+    tokio::spawn(write_status(
+        client,
+        status_rx,
+        leader,
+        opts.settings.gateway_controller.clone(),
+    ));
+    run(source, opts.settings, grpc, admin, Some(status_tx)).await
+}
+
+const LEASE_NAME: &str = "gatehouse-operator";
+const LEASE_SECONDS: i32 = 15;
+
+/// Holds (or waits for) the Lease; `leader` says whether this replica may write status.
+async fn lead(client: Client, namespace: String, identity: String, leader: Arc<AtomicBool>) {
+    let leases: Api<Lease> = Api::namespaced(client, &namespace);
+    loop {
+        let now = Timestamp::now();
+        let held = match leases.get_opt(LEASE_NAME).await {
+            Ok(None) => {
+                let lease: Lease = serde_json::from_value(json!({
+                    "metadata": {"name": LEASE_NAME, "namespace": namespace},
+                    "spec": {
+                        "holderIdentity": identity,
+                        "leaseDurationSeconds": LEASE_SECONDS,
+                        "acquireTime": MicroTime(now),
+                        "renewTime": MicroTime(now),
+                    }
+                }))
+                .unwrap_or_default();
+                leases.create(&PostParams::default(), &lease).await.is_ok()
+            }
+            Ok(Some(mut lease)) => {
+                let spec = lease.spec.get_or_insert_with(Default::default);
+                let ours = spec.holder_identity.as_deref() == Some(identity.as_str());
+                let duration = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS));
+                let expired = spec
+                    .renew_time
+                    .as_ref()
+                    .is_none_or(|t| t.0 + SignedDuration::from_secs(duration) < now);
+                if ours || expired {
+                    if !ours {
+                        spec.acquire_time = Some(MicroTime(now));
+                        spec.holder_identity = Some(identity.clone());
+                        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+                    }
+                    spec.renew_time = Some(MicroTime(now));
+                    spec.lease_duration_seconds = Some(LEASE_SECONDS);
+                    // resourceVersion makes this a compare-and-swap: two candidates cannot
+                    // both win.
+                    leases
+                        .replace(LEASE_NAME, &PostParams::default(), &lease)
+                        .await
+                        .is_ok()
+                } else {
+                    false
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the leader Lease");
+                false
+            }
+        };
+        if held != leader.swap(held, Ordering::SeqCst) {
+            tracing::info!(leader = held, %identity, "leadership changed");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Writes status whenever the report changes (and every 30 s, which also covers a fresh
+/// leader), skipping objects whose status is already what it should be.
+async fn write_status(
+    client: Client,
+    mut reports: watch::Receiver<Arc<StatusReport>>,
+    leader: Arc<AtomicBool>,
+    controller: String,
+) {
+    let mut was_leader = false;
+    loop {
+        tokio::select! {
+            changed = reports.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(if was_leader { 30 } else { 2 })) => {}
+        }
+        let is_leader = leader.load(Ordering::SeqCst);
+        was_leader = is_leader;
+        if !is_leader {
+            continue;
+        }
+        let report = reports.borrow_and_update().clone();
+        for st in report.objects.values() {
+            let result = match st.kind.as_str() {
+                "GatewayClass" => {
+                    sync(
+                        Api::<gateway_api::gatewayclasses::GatewayClass>::all(client.clone()),
+                        st,
+                        |cur| gateway_class_status(st, cur),
+                    )
+                    .await
+                }
+                "Gateway" => {
+                    sync(
+                        Api::<gateway_api::gateways::Gateway>::namespaced(
+                            client.clone(),
+                            &st.namespace,
+                        ),
+                        st,
+                        |cur| gateway_status(st, cur),
+                    )
+                    .await
+                }
+                "HTTPRoute" => {
+                    sync(
+                        Api::<gateway_api::httproutes::HttpRoute>::namespaced(
+                            client.clone(),
+                            &st.namespace,
+                        ),
+                        st,
+                        |cur| route_status(st, cur, &controller),
+                    )
+                    .await
+                }
+                "Ingress" => {
+                    sync(
+                        Api::<k8s_openapi::api::networking::v1::Ingress>::namespaced(
+                            client.clone(),
+                            &st.namespace,
+                        ),
+                        st,
+                        |_| ingress_status(st),
+                    )
+                    .await
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                tracing::warn!(kind = %st.kind, namespace = %st.namespace, name = %st.name, error = %e, "writing status");
+            }
+        }
+    }
+}
+
+/// Reads the object, computes its desired status from the current one, and patches when
+/// they differ (ignoring transition times).
+async fn sync<K>(
+    api: Api<K>,
+    st: &ObjectStatus,
+    desired: impl Fn(&Value) -> Value,
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    // Synthetic objects (the default Ingress Gateway) have nothing to write to.
+    let Some(obj) = api.get_opt(&st.name).await? else {
+        return Ok(());
+    };
+    let current = serde_json::to_value(&obj)
+        .ok()
+        .and_then(|v| v.get("status").cloned())
+        .unwrap_or(Value::Null);
+    let want = desired(&current);
+    if without_times(&want) == without_times(&current) {
+        return Ok(());
+    }
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": want })),
+    )
+    .await?;
+    STATUS_WRITES.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(kind = %st.kind, namespace = %st.namespace, name = %st.name, "status written");
+    Ok(())
+}
+
+fn without_times(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| k.as_str() != "lastTransitionTime")
+                .map(|(k, v)| (k.clone(), without_times(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(without_times).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Conditions as the API wants them, keeping lastTransitionTime of any condition whose
+/// status did not change.
+fn conditions(want: &[Condition], current: &Value) -> Value {
+    let now = serde_json::to_value(Time(Timestamp::now())).unwrap_or(Value::Null);
+    Value::Array(
+        want.iter()
+            .map(|c| {
+                let kept = current.as_array().and_then(|cs| {
+                    cs.iter()
+                        .find(|x| x["type"] == c.type_.as_str() && x["status"] == c.status.as_str())
+                        .map(|x| x["lastTransitionTime"].clone())
+                });
+                json!({
+                    "type": c.type_,
+                    "status": c.status,
+                    "reason": c.reason,
+                    "message": c.message,
+                    "observedGeneration": c.observed_generation,
+                    "lastTransitionTime": kept.unwrap_or_else(|| now.clone()),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Features whose conformance tests pass here (conformance/, docs/conformance.md). Empty
+/// until the suite runs against Kubernetes mode: the list is a claim, and we claim nothing
+/// we have not shown.
+pub const SUPPORTED_FEATURES: &[&str] = &[];
+
+fn gateway_class_status(st: &ObjectStatus, current: &Value) -> Value {
+    json!({
+        "conditions": conditions(&st.conditions, &current["conditions"]),
+        "supportedFeatures": SUPPORTED_FEATURES.iter().map(|f| json!({"name": f})).collect::<Vec<_>>(),
+    })
+}
+
+fn gateway_status(st: &ObjectStatus, current: &Value) -> Value {
+    let listeners: Vec<Value> = st
+        .listeners
+        .iter()
+        .map(|l| {
+            let cur = current["listeners"]
+                .as_array()
+                .and_then(|ls| ls.iter().find(|x| x["name"] == l.name.as_str()))
+                .map(|x| x["conditions"].clone())
+                .unwrap_or(Value::Null);
+            json!({
+                "name": l.name,
+                "supportedKinds": l.supported_kinds.iter().map(|k| json!({"group": GATEWAY_GROUP, "kind": k})).collect::<Vec<_>>(),
+                "attachedRoutes": l.attached_routes,
+                "conditions": conditions(&l.conditions, &cur),
+            })
+        })
+        .collect();
+    json!({
+        "conditions": conditions(&st.conditions, &current["conditions"]),
+        "addresses": st.addresses.iter().map(|a| json!({"type": "IPAddress", "value": a})).collect::<Vec<_>>(),
+        "listeners": listeners,
+    })
+}
+
+/// Our entries replace our previous ones; other controllers' entries stay.
+fn route_status(st: &ObjectStatus, current: &Value, controller: &str) -> Value {
+    let mut parents: Vec<Value> = current["parents"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .filter(|p| p["controllerName"] != controller)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    for p in &st.parents {
+        let cur = current["parents"]
+            .as_array()
+            .and_then(|ps| {
+                ps.iter().find(|x| {
+                    x["controllerName"] == controller
+                        && x["parentRef"]["name"] == p.parent_ref.name.as_str()
+                        && x["parentRef"]["namespace"] == p.parent_ref.namespace.as_str()
+                })
+            })
+            .map(|x| x["conditions"].clone())
+            .unwrap_or(Value::Null);
+        parents.push(json!({
+            "parentRef": p.parent_ref,
+            "controllerName": controller,
+            "conditions": conditions(&p.conditions, &cur),
+        }));
+    }
+    json!({ "parents": parents })
+}
+
+fn ingress_status(st: &ObjectStatus) -> Value {
+    json!({
+        "loadBalancer": {
+            "ingress": st.addresses.iter().map(|a| json!({"ip": a})).collect::<Vec<_>>(),
+        }
+    })
+}
