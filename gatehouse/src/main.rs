@@ -35,6 +35,9 @@ enum Command {
         /// Read resources from this directory of YAML instead of a Kubernetes API server.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// Image of the data plane pods provisioned per Gateway (Kubernetes mode).
+        #[arg(long, default_value = concat!("ghcr.io/gatehouse-dev/gatehouse:v", env!("CARGO_PKG_VERSION")))]
+        dataplane_image: String,
         #[command(flatten)]
         common: OperatorArgs,
     },
@@ -119,12 +122,25 @@ async fn main() -> anyhow::Result<()> {
         Command::Operator {
             file: Some(dir),
             common,
+            ..
         } => FileOperator::bind(common.options(dir)).await?.run().await,
-        Command::Operator { file: None, common } => {
+        Command::Operator {
+            file: None,
+            common,
+            dataplane_image,
+        } => {
             let client = kube::Client::try_default().await.map_err(|e| {
                 anyhow::anyhow!("connecting to Kubernetes (in-cluster or KUBECONFIG): {e}")
             })?;
-            let options = common.options(PathBuf::new());
+            let mut options = common.options(PathBuf::new());
+            options.settings.infrastructure =
+                gatehouse_operator::translate::Infrastructure::Kubernetes;
+            // Data plane pods dial the operator's Service (no cluster DNS needed: the
+            // kubelet's service links give its address).
+            let operator_url = match std::env::var("GATEHOUSE_OPERATOR_SERVICE_HOST") {
+                Ok(host) => format!("http://{host}:{}", options.config_address.port()),
+                Err(_) => format!("http://{}", options.config_address),
+            };
             gatehouse_operator::kubernetes::run_kube(
                 client,
                 gatehouse_operator::kubernetes::KubeOperatorOptions {
@@ -135,6 +151,10 @@ async fn main() -> anyhow::Result<()> {
                         .unwrap_or_else(|_| "gatehouse-system".into()),
                     identity: std::env::var("POD_NAME")
                         .unwrap_or_else(|_| format!("gatehouse-operator-{}", std::process::id())),
+                    dataplanes: Some(gatehouse_operator::infra::DataPlaneSettings {
+                        image: dataplane_image,
+                        operator_url,
+                    }),
                 },
             )
             .await

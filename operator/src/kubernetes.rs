@@ -31,6 +31,9 @@ pub struct KubeOperatorOptions {
     pub lease_namespace: String,
     /// This replica's name in the Lease (the pod name in a cluster).
     pub identity: String,
+    /// Provision a data plane Deployment and LoadBalancer Service per Gateway. Without it
+    /// data planes are run by someone else (tests run one in process).
+    pub dataplanes: Option<crate::infra::DataPlaneSettings>,
 }
 
 impl Source for KubeSource {
@@ -68,12 +71,19 @@ pub async fn run_kube(client: Client, opts: KubeOperatorOptions) -> anyhow::Resu
         opts.identity.clone(),
         leader.clone(),
     ));
+    tokio::spawn(release_on_shutdown(
+        client.clone(),
+        opts.lease_namespace.clone(),
+        opts.identity.clone(),
+        leader.clone(),
+    ));
     let (status_tx, status_rx) = watch::channel(Arc::new(StatusReport::default()));
     tokio::spawn(write_status(
         client,
         status_rx,
         leader,
         opts.settings.gateway_controller.clone(),
+        opts.dataplanes.clone(),
     ));
     run(source, opts.settings, grpc, admin, Some(status_tx)).await
 }
@@ -138,6 +148,33 @@ async fn lead(client: Client, namespace: String, identity: String, leader: Arc<A
     }
 }
 
+/// On SIGTERM (a rollout, a drained node) the leader hands its Lease back, so the next
+/// replica takes over within one poll instead of waiting for the Lease to expire.
+async fn release_on_shutdown(
+    client: Client,
+    namespace: String,
+    identity: String,
+    leader: Arc<AtomicBool>,
+) {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return;
+    };
+    term.recv().await;
+    if leader.swap(false, Ordering::SeqCst) {
+        let leases: Api<Lease> = Api::namespaced(client, &namespace);
+        let patch = json!({"spec": {"holderIdentity": null, "renewTime": null}});
+        match leases
+            .patch(LEASE_NAME, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => tracing::info!(%identity, "released the leader Lease"),
+            Err(e) => tracing::warn!(error = %e, "releasing the leader Lease"),
+        }
+    }
+    std::process::exit(0);
+}
+
 /// Writes status whenever the report changes (and every 30 s, which also covers a fresh
 /// leader), skipping objects whose status is already what it should be.
 async fn write_status(
@@ -145,6 +182,7 @@ async fn write_status(
     mut reports: watch::Receiver<Arc<StatusReport>>,
     leader: Arc<AtomicBool>,
     controller: String,
+    dataplanes: Option<crate::infra::DataPlaneSettings>,
 ) {
     let mut was_leader = false;
     loop {
@@ -158,6 +196,9 @@ async fn write_status(
             continue;
         }
         let report = reports.borrow_and_update().clone();
+        if let Some(dataplanes) = &dataplanes {
+            crate::infra::reconcile(&client, &report, dataplanes).await;
+        }
         for st in report.objects.values() {
             let result = match st.kind.as_str() {
                 "GatewayClass" => {

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod host;
+pub mod infra;
 pub mod kubernetes;
 pub mod server;
 pub mod source;

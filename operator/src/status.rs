@@ -191,6 +191,7 @@ pub mod reason {
     pub const UNSUPPORTED_ADDRESS: &str = "UnsupportedAddress";
     pub const LISTENERS_NOT_VALID: &str = "ListenersNotValid";
     pub const ADDRESS_NOT_USABLE: &str = "AddressNotUsable";
+    pub const ADDRESS_NOT_ASSIGNED: &str = "AddressNotAssigned";
 
     pub const HOSTNAME_CONFLICT: &str = "HostnameConflict";
     pub const PROTOCOL_CONFLICT: &str = "ProtocolConflict";

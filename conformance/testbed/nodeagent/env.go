@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -31,6 +32,25 @@ func (p *podRuntime) env(pod *corev1.Pod, c corev1.Container) ([]string, error) 
 	set("KUBERNETES_SERVICE_HOST", p.a.cfg.serviceHost)
 	set("KUBERNETES_SERVICE_PORT", "443")
 	set("KUBERNETES_PORT", "tcp://"+p.a.cfg.serviceHost+":443")
+	// Service links, as the kubelet gives them: NAME_SERVICE_HOST/PORT for every Service of
+	// the pod's namespace (the testbed has no cluster DNS).
+	if pod.Spec.EnableServiceLinks == nil || *pod.Spec.EnableServiceLinks {
+		if svcs, err := p.a.client.CoreV1().Services(pod.Namespace).List(ctx, metav1.ListOptions{}); err == nil {
+			for _, svc := range svcs.Items {
+				if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == "None" || len(svc.Spec.Ports) == 0 {
+					continue
+				}
+				prefix := strings.ToUpper(strings.ReplaceAll(svc.Name, "-", "_"))
+				set(prefix+"_SERVICE_HOST", svc.Spec.ClusterIP)
+				set(prefix+"_SERVICE_PORT", strconv.Itoa(int(svc.Spec.Ports[0].Port)))
+				for _, port := range svc.Spec.Ports {
+					if port.Name != "" {
+						set(prefix+"_SERVICE_PORT_"+strings.ToUpper(strings.ReplaceAll(port.Name, "-", "_")), strconv.Itoa(int(port.Port)))
+					}
+				}
+			}
+		}
+	}
 	for _, from := range c.EnvFrom {
 		switch {
 		case from.ConfigMapRef != nil:

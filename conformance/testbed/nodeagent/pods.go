@@ -375,6 +375,17 @@ func (p *podRuntime) startAndWait(c *containerRuntime) (int32, error) {
 		p.markDirty()
 		return 127, err
 	}
+	// $(VAR) in command and args expands from the container's environment, as the kubelet
+	// does; $$ escapes a dollar.
+	vars := map[string]string{}
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			vars[k] = v
+		}
+	}
+	for i := range argv {
+		argv[i] = expandVars(argv[i], vars)
+	}
 	args := []string{"netns", "exec", p.netns, p.a.self, "exec-container"}
 	for _, m := range c.spec.VolumeMounts {
 		src := filepath.Join(p.dir, "volumes", m.Name)
@@ -448,6 +459,29 @@ func (p *podRuntime) argv(c *containerRuntime) ([]string, error) {
 		argv = append(argv, cmd[1:]...)
 	}
 	return append(argv, c.spec.Args...), nil
+}
+
+func expandVars(s string, vars map[string]string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '$' && i+1 < len(s) && s[i+1] == '$' {
+			b.WriteByte('$')
+			i++
+			continue
+		}
+		if s[i] == '$' && i+1 < len(s) && s[i+1] == '(' {
+			if end := strings.IndexByte(s[i+2:], ')'); end >= 0 {
+				name := s[i+2 : i+2+end]
+				if v, ok := vars[name]; ok {
+					b.WriteString(v)
+					i += 2 + end
+					continue
+				}
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 func (p *podRuntime) probe(c *containerRuntime) {

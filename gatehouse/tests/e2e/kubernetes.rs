@@ -9,9 +9,20 @@ use gatehouse_operator::translate::Settings;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+/// Cluster operations (scheduling, kube-proxy syncs) get more room than local ones; the
+/// figures the issues promise are asserted on measured times instead.
+async fn wait_k8s<F, Fut>(what: &str, check: F) -> Result<Duration, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_up_to(what, Duration::from_secs(30), check).await
+}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -112,6 +123,7 @@ async fn gateway_routes_ingress_and_status_against_a_real_api_server() {
             admin_address: "127.0.0.1:0".parse().unwrap(),
             lease_namespace: ns.clone(),
             identity: "test-operator".into(),
+            dataplanes: None,
         },
     ));
     let dataplane = spawn_dataplane(format!("127.0.0.1:{config}").parse().unwrap());
@@ -198,18 +210,24 @@ async fn gateway_routes_ingress_and_status_against_a_real_api_server() {
 
     // Status, written by the elected leader.
     let g = "gateway.networking.k8s.io";
-    wait_for("GatewayClass Accepted", || async {
+    wait_k8s("GatewayClass Accepted", || async {
         let gc = get(&client, g, "GatewayClass", "gatewayclasses", None, &class).await;
         cond(&gc["status"]["conditions"], "Accepted").is_some_and(|c| c["status"] == "True")
     })
     .await
     .unwrap();
-    wait_for("Gateway Programmed with its address", || async {
+    wait_k8s("Gateway Programmed with its address", || async {
         let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
         cond(&gw["status"]["conditions"], "Programmed").is_some_and(|c| {
             c["status"] == "True" && c["observedGeneration"] == gw["metadata"]["generation"]
         }) && gw["status"]["addresses"][0]["value"] == ip.to_string()
             && gw["status"]["listeners"][0]["attachedRoutes"] == 1
+    })
+    .await
+    .unwrap();
+    wait_k8s("HTTPRoute status", || async {
+        let r = get(&client, g, "HTTPRoute", "httproutes", Some(&ns), "web").await;
+        cond(&r["status"]["parents"][0]["conditions"], "Accepted").is_some()
     })
     .await
     .unwrap();
@@ -224,7 +242,7 @@ async fn gateway_routes_ingress_and_status_against_a_real_api_server() {
         cond(&parent["conditions"], "ResolvedRefs").unwrap()["status"],
         "True"
     );
-    wait_for("outsider refused", || async {
+    wait_k8s("outsider refused", || async {
         let r = get(
             &client,
             g,
@@ -239,7 +257,7 @@ async fn gateway_routes_ingress_and_status_against_a_real_api_server() {
     })
     .await
     .unwrap();
-    wait_for("Ingress load balancer address", || async {
+    wait_k8s("Ingress load balancer address", || async {
         let i = get(
             &client,
             "networking.k8s.io",
@@ -256,12 +274,12 @@ async fn gateway_routes_ingress_and_status_against_a_real_api_server() {
 
     // Traffic: the HTTPRoute and the Ingress on one Gateway, to real pods.
     let url = format!("http://{ip}:8080/k8s");
-    wait_for("web answers", || async {
+    wait_k8s("web answers", || async {
         pod(&url, "web.example.com").await.starts_with("web-")
     })
     .await
     .unwrap();
-    wait_for("legacy answers", || async {
+    wait_k8s("legacy answers", || async {
         pod(&url, "legacy.example.com").await.starts_with("legacy-")
     })
     .await
@@ -290,4 +308,135 @@ async fn gateway_routes_ingress_and_status_against_a_real_api_server() {
         ),
     );
     let _ = classes.delete(&class, &DeleteParams::default()).await;
+}
+
+/// examples/kubernetes/ on the operator deployed as a pod (`testbed install-gatehouse`):
+/// the data planes are provisioned per Gateway, reached at the LoadBalancer address.
+#[tokio::test]
+async fn examples_kubernetes_on_the_operator_deployed_in_the_cluster() {
+    let client = gatehouse_testbed::client()
+        .await
+        .expect("testbed API server");
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), "gatehouse-system");
+    assert!(
+        deployments
+            .get_opt("gatehouse-operator")
+            .await
+            .ok()
+            .flatten()
+            .is_some(),
+        "the operator is not deployed: run conformance/testbed/testbed install-gatehouse (scripts/test does)"
+    );
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kubernetes");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut objects = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v: Value =
+                serde_yaml::from_value(serde_yaml::Value::deserialize(doc).unwrap()).unwrap();
+            if !v.is_null() {
+                objects.push(v);
+            }
+        }
+    }
+    // A namespace the Gateway's selector leaves out, with a route of its own.
+    objects
+        .push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "excluded"}}));
+    objects.push(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "sneaky", "namespace": "excluded"},
+        "spec": {
+            "parentRefs": [{"name": "shared", "namespace": "infra"}],
+            "hostnames": ["sneaky.example.com"],
+            "rules": [{"backendRefs": [{"name": "app", "namespace": "app", "port": 8080}]}]
+        }
+    }));
+    let started = std::time::Instant::now();
+    apply(&client, &objects).await;
+
+    let g = "gateway.networking.k8s.io";
+    wait_k8s("Gateway Programmed with an address", || async {
+        let gw = get(&client, g, "Gateway", "gateways", Some("infra"), "shared").await;
+        cond(&gw["status"]["conditions"], "Programmed").is_some_and(|c| c["status"] == "True")
+            && gw["status"]["addresses"][0]["value"].is_string()
+    })
+    .await
+    .unwrap();
+    let programmed = started.elapsed();
+    let gw = get(&client, g, "Gateway", "gateways", Some("infra"), "shared").await;
+    let address = gw["status"]["addresses"][0]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    eprintln!(
+        "examples/kubernetes: Gateway Programmed with address {address} {programmed:?} after apply"
+    );
+    assert!(programmed < Duration::from_secs(10), "took {programmed:?}");
+
+    let url = format!("http://{address}/");
+    for (host, want) in [
+        ("app.example.com", "app-"),
+        ("legacy.example.com", "legacy-"),
+    ] {
+        if wait_k8s(host, || async { pod(&url, host).await.starts_with(want) })
+            .await
+            .is_err()
+        {
+            panic!(
+                "{host} never reached {want}*: last answer {:?}",
+                pod(&url, host).await
+            );
+        }
+    }
+    wait_k8s("the excluded route refused", || async {
+        let r = get(
+            &client,
+            g,
+            "HTTPRoute",
+            "httproutes",
+            Some("excluded"),
+            "sneaky",
+        )
+        .await;
+        cond(&r["status"]["parents"][0]["conditions"], "Accepted")
+            .is_some_and(|c| c["status"] == "False" && c["reason"] == "NotAllowedByListeners")
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        pod(&url, "sneaky.example.com").await,
+        "404",
+        "no traffic for the excluded route"
+    );
+    // The data planes' objects carry the Gateway's name label.
+    let dp = deployments_in(&client, "infra").await;
+    assert!(dp.contains(&"gatehouse-shared".to_string()), "{dp:?}");
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in ["app", "legacy", "excluded", "infra"] {
+        let _ = namespaces.delete(ns, &DeleteParams::default()).await;
+    }
+    let classes: Api<k8s_openapi::api::networking::v1::IngressClass> = Api::all(client.clone());
+    let _ = classes
+        .delete("gatehouse-shared", &DeleteParams::default())
+        .await;
+}
+
+async fn deployments_in(client: &kube::Client, ns: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), ns);
+    api.list(&kube::api::ListParams::default().labels("gateway.networking.k8s.io/gateway-name"))
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .filter_map(|d| d.metadata.name)
+                .collect()
+        })
+        .unwrap_or_default()
 }

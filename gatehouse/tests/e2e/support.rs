@@ -234,13 +234,26 @@ pub fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
 }
 
 /// Polls `check` every 20 ms for up to 10 s.
-pub async fn wait_for<F, Fut>(what: &str, mut check: F) -> Result<Duration, String>
+pub async fn wait_for<F, Fut>(what: &str, check: F) -> Result<Duration, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    wait_up_to(what, Duration::from_secs(10), check).await
+}
+
+/// Polls `check` every 20 ms for up to `limit`.
+pub async fn wait_up_to<F, Fut>(
+    what: &str,
+    limit: Duration,
+    mut check: F,
+) -> Result<Duration, String>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10) {
+    while start.elapsed() < limit {
         if check().await {
             return Ok(start.elapsed());
         }
@@ -286,9 +299,15 @@ pub async fn request(
     )
 }
 
-/// Which echo backend answered ("" for none).
+/// Which echo backend answered: its pod name, else the status code, else the error (so
+/// `wait_for` can retry while a listener or load balancer comes up).
 pub async fn pod(url: &str, host: &str) -> String {
-    let (status, body, _) = get(url, host).await;
+    let resp = match client().get(url).header("host", host).send().await {
+        Ok(r) => r,
+        Err(e) => return format!("error: {e}"),
+    };
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
     if status == 200 {
         body["pod"].as_str().unwrap_or_default().to_string()
     } else {

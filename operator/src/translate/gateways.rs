@@ -2,7 +2,7 @@
 //! certificates they offer.
 
 use super::backends::Backends;
-use super::{GATEWAY_GROUP, Settings, age, join};
+use super::{GATEWAY_GROUP, Infrastructure, Settings, age, join};
 use crate::status::{Condition, ListenerStatus, StatusReport, reason};
 use crate::store::{ObjectKey, Store};
 use gatehouse_model::ir::{self, Config, HostMatch, Protocol, SniCertificate};
@@ -82,7 +82,10 @@ impl PlannedListener {
 pub struct PlannedGateway {
     pub key: ObjectKey,
     pub generation: i64,
+    /// Where listeners bind.
     pub address: IpAddr,
+    /// What status reports as the Gateway's addresses (and its Ingresses').
+    pub published: Vec<String>,
     pub listeners: Vec<PlannedListener>,
 }
 
@@ -185,6 +188,14 @@ fn plan_gateway(
         }
     };
 
+    // In Kubernetes the pod binds every address; the Gateway's address is its Service's.
+    let (address, published) = match settings.infrastructure {
+        Infrastructure::Host => (address, vec![address.to_string()]),
+        Infrastructure::Kubernetes => (
+            IpAddr::from([0, 0, 0, 0]),
+            load_balancer_addresses(store, &key),
+        ),
+    };
     let mut listeners = Vec::new();
     let mut listener_status = Vec::new();
     for l in &gateway.spec.listeners {
@@ -200,7 +211,10 @@ fn plan_gateway(
 
     // Another (older) Gateway on the same address and port takes precedence.
     for (l, ls) in listeners.iter_mut().zip(&mut listener_status) {
-        if !l.served || address_error.is_some() {
+        if !l.served
+            || address_error.is_some()
+            || settings.infrastructure == Infrastructure::Kubernetes
+        {
             continue;
         }
         let taken = sockets.iter().find(|((ip, port), owner)| {
@@ -254,6 +268,26 @@ fn plan_gateway(
             reason::INVALID,
             "no listener is valid",
         ));
+    } else if settings.infrastructure == Infrastructure::Kubernetes
+        && published.is_empty()
+        && !synthetic
+    {
+        st.set(Condition::new(
+            reason::ACCEPTED,
+            true,
+            reason::ACCEPTED,
+            "Accepted by Gatehouse",
+        ));
+        st.set(Condition::new(
+            reason::PROGRAMMED,
+            false,
+            reason::ADDRESS_NOT_ASSIGNED,
+            format!(
+                "waiting for Service {}/{} to get a load balancer address",
+                key.namespace,
+                super::infrastructure_name(&key.name)
+            ),
+        ));
     } else {
         let msg = if synthetic {
             "default Gateway for Ingresses of an IngressClass without parameters"
@@ -275,7 +309,7 @@ fn plan_gateway(
         ));
     }
     if address_error.is_none() {
-        st.addresses = vec![address.to_string()];
+        st.addresses = published.clone();
     }
     for ls in &mut listener_status {
         for c in &mut ls.conditions {
@@ -288,8 +322,29 @@ fn plan_gateway(
         key,
         generation,
         address,
+        published,
         listeners,
     }
+}
+
+/// Load balancer addresses of the Service that fronts a Gateway's data planes.
+fn load_balancer_addresses(store: &Store, gateway: &ObjectKey) -> Vec<String> {
+    store
+        .services
+        .get(&ObjectKey::new(
+            &gateway.namespace,
+            super::infrastructure_name(&gateway.name),
+        ))
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|ingress| {
+            ingress
+                .iter()
+                .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn set_listener(ls: &mut ListenerStatus, type_: &str, ok: bool, reason: &str, msg: &str) {

@@ -252,7 +252,7 @@ fn attach(
         ));
         return;
     }
-    st.addresses = vec![gw.address.to_string()];
+    st.addresses = gw.published.clone();
 
     let mut problems: Vec<(&'static str, String)> = Vec::new();
     let spec = ingress.spec.clone().unwrap_or_default();

@@ -1,0 +1,155 @@
+//! The Kubernetes infrastructure provider: per Gateway of ours, a ServiceAccount, a
+//! Deployment of data planes and a LoadBalancer Service, owned by the Gateway (so they go
+//! when it goes), labelled `gateway.networking.k8s.io/gateway-name`, with the Gateway's
+//! `spec.infrastructure` labels and annotations propagated. Applied with server-side apply:
+//! an unchanged object is not rewritten.
+
+use crate::status::{StatusReport, reason};
+use crate::translate::infrastructure_name;
+use gateway_api::gateways::Gateway;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone)]
+pub struct DataPlaneSettings {
+    /// Image of the data plane pods (our `gatehouse` binary).
+    pub image: String,
+    /// The operator's config server as data plane pods reach it.
+    pub operator_url: String,
+}
+
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+const FIELD_MANAGER: &str = "gatehouse-operator";
+
+/// Ensures the infrastructure of every accepted Gateway in the report.
+pub async fn reconcile(client: &Client, report: &StatusReport, settings: &DataPlaneSettings) {
+    for st in report.objects.values().filter(|s| s.kind == "Gateway") {
+        let accepted = st.condition(reason::ACCEPTED).is_some_and(|c| c.is_true());
+        if !accepted {
+            continue;
+        }
+        let gateways: Api<Gateway> = Api::namespaced(client.clone(), &st.namespace);
+        // Synthetic Gateways (the Ingress default) are not API objects and own nothing.
+        let Ok(Some(gateway)) = gateways.get_opt(&st.name).await else {
+            continue;
+        };
+        if let Err(e) = ensure(client, &gateway, settings).await {
+            tracing::warn!(gateway = %format!("{}/{}", st.namespace, st.name), error = %e, "provisioning data planes");
+        }
+    }
+}
+
+async fn ensure(
+    client: &Client,
+    gw: &Gateway,
+    settings: &DataPlaneSettings,
+) -> Result<(), kube::Error> {
+    let ns = gw.namespace().unwrap_or_default();
+    let name = infrastructure_name(&gw.name_any());
+    let infra = gw.spec.infrastructure.as_ref();
+    let mut labels: BTreeMap<String, String> =
+        infra.and_then(|i| i.labels.clone()).unwrap_or_default();
+    labels.insert(GATEWAY_NAME_LABEL.into(), gw.name_any());
+    labels.insert(
+        "app.kubernetes.io/name".into(),
+        "gatehouse-dataplane".into(),
+    );
+    labels.insert("app.kubernetes.io/managed-by".into(), "gatehouse".into());
+    let annotations: BTreeMap<String, String> = infra
+        .and_then(|i| i.annotations.clone())
+        .unwrap_or_default();
+    let selector = json!({
+        GATEWAY_NAME_LABEL: gw.name_any(),
+        "app.kubernetes.io/name": "gatehouse-dataplane",
+    });
+    let owner = json!([{
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "name": gw.name_any(),
+        "uid": gw.meta().uid.clone().unwrap_or_default(),
+        "controller": true,
+        "blockOwnerDeletion": true,
+    }]);
+    let meta = json!({
+        "name": name,
+        "namespace": ns,
+        "labels": labels,
+        "annotations": annotations,
+        "ownerReferences": owner,
+    });
+    let mut ports: Vec<i32> = gw.spec.listeners.iter().map(|l| l.port).collect();
+    ports.sort();
+    ports.dedup();
+
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta});
+    apply::<ServiceAccount>(Api::namespaced(client.clone(), &ns), &name, sa).await?;
+
+    let deployment = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": labels, "annotations": annotations},
+                "spec": {
+                    "serviceAccountName": name,
+                    "automountServiceAccountToken": false,
+                    "terminationGracePeriodSeconds": 10,
+                    "containers": [{
+                        "name": "dataplane",
+                        "image": settings.image,
+                        "args": [
+                            "dataplane",
+                            "--operator", settings.operator_url,
+                            "--gateway", format!("{ns}/{}", gw.name_any()),
+                            "--node", "$(POD_NAME)",
+                        ],
+                        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                        "ports": ports.iter().map(|p| json!({"containerPort": p, "protocol": "TCP"})).collect::<Vec<_>>(),
+                    }],
+                },
+            },
+        },
+    });
+    apply::<Deployment>(Api::namespaced(client.clone(), &ns), &name, deployment).await?;
+
+    let mut service_spec = json!({
+        "type": "LoadBalancer",
+        "selector": selector,
+        "ports": ports.iter().map(|p| json!({"name": format!("port-{p}"), "port": p, "targetPort": p, "protocol": "TCP"})).collect::<Vec<_>>(),
+    });
+    // A static address (spec.addresses) is asked of the load balancer.
+    if let Some(ip) = gw
+        .spec
+        .addresses
+        .as_deref()
+        .and_then(|a| a.first())
+        .filter(|a| matches!(a.r#type.as_deref(), None | Some("IPAddress")))
+        .and_then(|a| a.value.clone())
+    {
+        service_spec["loadBalancerIP"] = Value::String(ip);
+    }
+    let service =
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": service_spec});
+    apply::<Service>(Api::namespaced(client.clone(), &ns), &name, service).await?;
+    Ok(())
+}
+
+async fn apply<K>(api: Api<K>, name: &str, object: Value) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map(|_| ())
+}
