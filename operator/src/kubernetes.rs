@@ -8,7 +8,7 @@ use crate::admin;
 use crate::source::file::Loaded;
 use crate::source::kube::KubeSource;
 use crate::standalone::{Source, run};
-use crate::status::{Condition, ObjectStatus, StatusReport};
+use crate::status::{Condition, ObjectStatus, StatusReport, reason};
 use crate::translate::{GATEWAY_GROUP, Settings};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
@@ -303,11 +303,27 @@ fn without_times(v: &Value) -> Value {
 
 /// Conditions as the API wants them, keeping lastTransitionTime of any condition whose
 /// status did not change.
+///
+/// `Programmed=False/Pending` only means this replica has not heard from a data plane yet
+/// (a new leader, a data plane reconnecting). It is no evidence against a
+/// `Programmed=True` already recorded for the same generation, which therefore stays.
 fn conditions(want: &[Condition], current: &Value) -> Value {
     let now = serde_json::to_value(Time(Timestamp::now())).unwrap_or(Value::Null);
     Value::Array(
         want.iter()
             .map(|c| {
+                if c.type_ == reason::PROGRAMMED && c.reason == reason::PENDING {
+                    let recorded = current.as_array().and_then(|cs| {
+                        cs.iter().find(|x| {
+                            x["type"] == reason::PROGRAMMED
+                                && x["status"] == "True"
+                                && x["observedGeneration"] == c.observed_generation
+                        })
+                    });
+                    if let Some(kept) = recorded {
+                        return kept.clone();
+                    }
+                }
                 let kept = current.as_array().and_then(|cs| {
                     cs.iter()
                         .find(|x| x["type"] == c.type_.as_str() && x["status"] == c.status.as_str())

@@ -286,6 +286,99 @@ async fn gateway_routes_ingress_and_status_against_a_real_api_server() {
     .unwrap();
     assert_eq!(pod(&url, "other.example.com").await, "404");
 
+    // A cross-namespace backend allowed by a ReferenceGrant; deleting the grant revokes it.
+    let remote = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "remote", "namespace": other},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "remote"}},
+            "template": {
+                "metadata": {"labels": {"app": "remote"}},
+                "spec": {"containers": [{
+                    "name": "echo",
+                    "image": "registry.k8s.io/gateway-api/echo-basic:v1.6.1",
+                    "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+                }]}
+            }
+        }
+    });
+    apply(&client, &[
+        remote,
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "remote", "namespace": other},
+            "spec": {"selector": {"app": "remote"}, "ports": [{"name": "http", "port": 8080, "targetPort": 3000}]}
+        }),
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+            "metadata": {"name": "let-routes-in", "namespace": other},
+            "spec": {
+                "from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": ns}],
+                "to": [{"group": "", "kind": "Service"}]
+            }
+        }),
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "split", "namespace": ns},
+            "spec": {
+                "parentRefs": [{"name": "gw"}],
+                "hostnames": ["split.example.com"],
+                "rules": [{"backendRefs": [
+                    {"name": "web", "port": 8080},
+                    {"name": "remote", "namespace": other, "port": 8080}
+                ]}]
+            }
+        }),
+    ])
+    .await;
+    wait_k8s("both shares answer", || async {
+        let mut seen = (false, false);
+        for _ in 0..20 {
+            let p = pod(&url, "split.example.com").await;
+            seen.0 |= p.starts_with("web-");
+            seen.1 |= p.starts_with("remote-");
+        }
+        seen == (true, true)
+    })
+    .await
+    .unwrap();
+    let grants: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &other,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(g, "v1beta1", "ReferenceGrant"),
+            "referencegrants",
+        ),
+    );
+    grants
+        .delete("let-routes-in", &DeleteParams::default())
+        .await
+        .expect("delete grant");
+    let revoked = wait_k8s("RefNotPermitted after the grant went", || async {
+        let r = get(&client, g, "HTTPRoute", "httproutes", Some(&ns), "split").await;
+        cond(&r["status"]["parents"][0]["conditions"], "ResolvedRefs")
+            .is_some_and(|c| c["status"] == "False" && c["reason"] == "RefNotPermitted")
+    })
+    .await
+    .unwrap();
+    eprintln!("ReferenceGrant deleted -> RefNotPermitted in {revoked:?}");
+    assert!(revoked < Duration::from_secs(2), "took {revoked:?}");
+    let answers: Vec<String> =
+        futures::future::join_all((0..40).map(|_| pod(&url, "split.example.com"))).await;
+    assert!(
+        answers.iter().any(|a| a == "500"),
+        "the revoked share answers 500: {answers:?}"
+    );
+    assert!(
+        answers.iter().any(|a| a.starts_with("web-")),
+        "the allowed share still answers: {answers:?}"
+    );
+    assert!(
+        !answers.iter().any(|a| a.starts_with("remote-")),
+        "no traffic crosses without the grant: {answers:?}"
+    );
+
     // Idle: nothing changes, so nothing is written.
     let writes = STATUS_WRITES.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -417,6 +510,110 @@ async fn examples_kubernetes_on_the_operator_deployed_in_the_cluster() {
     // The data planes' objects carry the Gateway's name label.
     let dp = deployments_in(&client, "infra").await;
     assert!(dp.contains(&"gatehouse-shared".to_string()), "{dp:?}");
+
+    // Kill the operator pod while traffic flows: the data plane keeps serving, and the new
+    // leader writes no status that did not change (resourceVersions stay put).
+    let watched = [
+        (g, "Gateway", "gateways", Some("infra"), "shared"),
+        (g, "HTTPRoute", "httproutes", Some("app"), "app"),
+        (g, "HTTPRoute", "httproutes", Some("excluded"), "sneaky"),
+        (
+            "networking.k8s.io",
+            "Ingress",
+            "ingresses",
+            Some("legacy"),
+            "legacy",
+        ),
+        (g, "GatewayClass", "gatewayclasses", None, "gatehouse"),
+    ];
+    let versions = || async {
+        let mut v = Vec::new();
+        for (group, kind, plural, ns, name) in watched {
+            v.push(
+                get(&client, group, kind, plural, ns, name).await["metadata"]["resourceVersion"]
+                    .clone(),
+            );
+        }
+        v
+    };
+    let before = versions().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loads: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, stop) = (url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let c = crate::support::client();
+                let (mut ok, mut failed) = (0u64, 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    match c.get(&url).header("host", "app.example.com").send().await {
+                        Ok(r) if r.status() == 200 => ok += 1,
+                        other => {
+                            failed += 1;
+                            eprintln!("load: {other:?}");
+                        }
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(client.clone(), "gatehouse-system");
+    let old: Vec<String> = pods
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/name=gatehouse-operator"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    for name in &old {
+        pods.delete(
+            name,
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "gatehouse-system");
+    wait_k8s("a new operator pod holding the Lease", || async {
+        let holder = leases
+            .get("gatehouse-operator")
+            .await
+            .ok()
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+            .unwrap_or_default();
+        !holder.is_empty() && !old.contains(&holder)
+    })
+    .await
+    .unwrap();
+    let idle: u64 = std::env::var("GATEHOUSE_IDLE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    tokio::time::sleep(Duration::from_secs(idle)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, 0);
+    for l in loads {
+        let (o, f) = l.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    eprintln!(
+        "operator pod killed under load: {ok} ok, {failed} failed; {idle} s idle after the new leader"
+    );
+    assert_eq!(failed, 0);
+    assert!(ok > 100);
+    assert_eq!(
+        versions().await,
+        before,
+        "the new leader rewrote status that had not changed"
+    );
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for ns in ["app", "legacy", "excluded", "infra"] {
