@@ -42,7 +42,8 @@ impl DataPlane {
         let conf = Arc::new(ServerConf {
             threads: 1,
             upstream_keepalive_pool_size: 256,
-            max_retries: 1,
+            // Retries after failed connects (proxy::MAX_CONNECT_ATTEMPTS decides).
+            max_retries: proxy::MAX_CONNECT_ATTEMPTS as usize,
             ..Default::default()
         });
         let mut proxy = pingora_proxy::http_proxy(&conf, proxy::GatehouseProxy::new(state.clone()));

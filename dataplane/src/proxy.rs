@@ -17,6 +17,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Connection attempts per request, the first included; a request tries at most every
+/// endpoint of its cluster once.
+pub const MAX_CONNECT_ATTEMPTS: u32 = 8;
+
 pub struct GatehouseProxy {
     state: Arc<ArcSwap<Runtime>>,
 }
@@ -34,7 +38,10 @@ pub struct Ctx {
     runtime: Option<Arc<Runtime>>,
     route: Option<Arc<CompiledRoute>>,
     backend: usize,
+    cluster: Option<Arc<crate::tables::Cluster>>,
     upstream: Option<(SocketAddr, UpstreamProtocol)>,
+    /// Connection attempts made for this request.
+    attempts: u32,
     tls: bool,
     /// Outcome for the access log.
     status_reason: &'static str,
@@ -219,6 +226,7 @@ impl ProxyHttp for GatehouseProxy {
                 }
                 Some(addr) => {
                     ctx.upstream = Some((addr, cluster.protocol));
+                    ctx.cluster = Some(cluster.clone());
                     Ok(false)
                 }
             },
@@ -226,6 +234,14 @@ impl ProxyHttp for GatehouseProxy {
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        // A retry after a failed connect goes to the next endpoint.
+        if ctx.attempts > 0
+            && let Some(next) = ctx.cluster.as_ref().and_then(|c| c.pick())
+            && let Some(up) = ctx.upstream.as_mut()
+        {
+            up.0 = next;
+        }
+        ctx.attempts += 1;
         let Some((addr, protocol)) = ctx.upstream else {
             return Err(Error::explain(
                 ErrorType::InternalError,
@@ -303,6 +319,57 @@ impl ProxyHttp for GatehouseProxy {
             }
         }
         Ok(())
+    }
+
+    /// A connect that failed sent nothing, so it is safe to try another endpoint: an
+    /// endpoint going away (a scale-down, a rollout) costs a retry, not a failed request.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let endpoints = ctx.cluster.as_ref().map_or(0, |c| c.endpoints.len());
+        let limit = MAX_CONNECT_ATTEMPTS.min(u32::try_from(endpoints).unwrap_or(u32::MAX));
+        if ctx.attempts < limit {
+            tracing::debug!(upstream = %peer, attempt = ctx.attempts, "connect failed; trying another endpoint");
+            e.set_retry(true);
+        }
+        e
+    }
+
+    /// An upstream that fails mid-request (a pod killed while answering) is retried on
+    /// another endpoint only when replaying is safe: GET/HEAD/OPTIONS without a body, and
+    /// nothing sent to the client yet. Otherwise pingora's rule: retry only errors on
+    /// reused pooled connections.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        mut e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let req = session.req_header();
+        let idempotent = matches!(
+            req.method,
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        );
+        let no_body = req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0")
+            && !req.headers.contains_key(http::header::TRANSFER_ENCODING);
+        let endpoints = ctx.cluster.as_ref().map_or(0, |c| c.endpoints.len());
+        let limit = MAX_CONNECT_ATTEMPTS.min(u32::try_from(endpoints).unwrap_or(u32::MAX));
+        if idempotent && no_body && session.response_written().is_none() && ctx.attempts < limit {
+            tracing::debug!(upstream = %peer, attempt = ctx.attempts, "upstream failed; replaying on another endpoint");
+            e.set_retry(true);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {

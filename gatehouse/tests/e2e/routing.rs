@@ -505,6 +505,9 @@ async fn answers_404_500_503_502() {
         l.local_addr().unwrap().port()
     };
     gh.write("dead.yaml", &service("dead", gh.ip, &[closed]));
+    let live = gh.backend("live").await;
+    // One endpoint gone (a pod just deleted), one alive.
+    gh.write("mixed.yaml", &service("mixed", gh.ip, &[closed, live]));
     gh.write("empty.yaml", &service("empty", gh.ip, &[]));
     gh.write(
         "route.yaml",
@@ -520,6 +523,8 @@ async fn answers_404_500_503_502() {
     backendRefs: [{name: empty, port: 80}]
   - matches: [{path: {value: /dead}}]
     backendRefs: [{name: dead, port: 80}]
+  - matches: [{path: {value: /mixed}}]
+    backendRefs: [{name: mixed, port: 80}]
 ",
         ),
     );
@@ -534,6 +539,10 @@ async fn answers_404_500_503_502() {
     assert_eq!(get(&u("/missing"), host).await.0, 500);
     assert_eq!(get(&u("/empty"), host).await.0, 503);
     assert_eq!(get(&u("/dead"), host).await.0, 502);
+    // A failed connect is retried on another endpoint: no request fails.
+    for _ in 0..20 {
+        assert_eq!(pod(&u("/mixed"), host).await, "live");
+    }
     // And the status says why the route's refs do not resolve.
     let st = gh
         .wait_status("HTTPRoute default/errors", |s| !s["parents"][0].is_null())
