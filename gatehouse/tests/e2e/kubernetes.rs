@@ -539,23 +539,7 @@ async fn examples_kubernetes_on_the_operator_deployed_in_the_cluster() {
     let before = versions().await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let loads: Vec<_> = (0..2)
-        .map(|_| {
-            let (url, stop) = (url.clone(), stop.clone());
-            tokio::spawn(async move {
-                let c = crate::support::client();
-                let (mut ok, mut failed) = (0u64, 0u64);
-                while !stop.load(Ordering::Relaxed) {
-                    match c.get(&url).header("host", "app.example.com").send().await {
-                        Ok(r) if r.status() == 200 => ok += 1,
-                        other => {
-                            failed += 1;
-                            eprintln!("load: {other:?}");
-                        }
-                    }
-                }
-                (ok, failed)
-            })
-        })
+        .map(|_| load(url.clone(), "app.example.com", stop.clone()))
         .collect();
     let pods: Api<k8s_openapi::api::core::v1::Pod> =
         Api::namespaced(client.clone(), "gatehouse-system");
@@ -597,13 +581,7 @@ async fn examples_kubernetes_on_the_operator_deployed_in_the_cluster() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(15);
     tokio::time::sleep(Duration::from_secs(idle)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (mut ok, mut failed) = (0, 0);
-    for l in loads {
-        let (o, f) = l.await.unwrap();
-        ok += o;
-        failed += f;
-    }
+    let (ok, failed) = stop_load(&stop, loads).await;
     eprintln!(
         "operator pod killed under load: {ok} ok, {failed} failed; {idle} s idle after the new leader"
     );

@@ -59,32 +59,6 @@ async fn listener_added_and_removed_while_another_serves_a_slow_request() {
     assert_eq!(get(&u(8083, "/"), "x").await.0, 200);
 }
 
-/// Steady load on one listener; returns (ok, failed) counts once `stop` is set.
-fn load(
-    url: String,
-    host: &'static str,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<(u64, u64)> {
-    tokio::spawn(async move {
-        let c = client();
-        let (mut ok, mut failed) = (0, 0);
-        while !stop.load(Ordering::Relaxed) {
-            match c.get(&url).header("host", host).send().await {
-                Ok(r) if r.status() == 200 => ok += 1,
-                Ok(r) => {
-                    failed += 1;
-                    eprintln!("load: status {}", r.status());
-                }
-                Err(e) => {
-                    failed += 1;
-                    eprintln!("load: {e}");
-                }
-            }
-        }
-        (ok, failed)
-    })
-}
-
 #[tokio::test]
 async fn config_change_every_10ms_under_load_fails_no_request() {
     let gh = Gatehouse::start().await;
@@ -116,14 +90,7 @@ async fn config_change_every_10ms_under_load_fails_no_request() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut ok = 0;
-    let mut failed = 0;
-    for l in loads {
-        let (o, f) = l.await.unwrap();
-        ok += o;
-        failed += f;
-    }
+    let (ok, failed) = stop_load(&stop, loads).await;
     let published = gh.status().await["version"].as_u64().unwrap() - version_before;
     eprintln!("churn: {ok} ok, {failed} failed, {published} versions published");
     assert_eq!(failed, 0);
@@ -156,8 +123,7 @@ async fn editing_a_route_file_reroutes_within_one_second() {
         .await
         .unwrap();
     let took = edited.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let (_, failed) = l.await.unwrap();
+    let (_, failed) = stop_load(&stop, vec![l]).await;
     eprintln!("edit to new routing: {took:?}");
     assert!(took < Duration::from_secs(1), "took {took:?}");
     assert_eq!(failed, 0);
@@ -266,13 +232,7 @@ async fn operator_killed_and_restarted_while_traffic_flows() {
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (mut ok, mut failed) = (0, 0);
-    for l in loads {
-        let (o, f) = l.await.unwrap();
-        ok += o;
-        failed += f;
-    }
+    let (ok, failed) = stop_load(&stop, loads).await;
     drop(operator);
     eprintln!("operator restart: {ok} ok, {failed} failed");
     assert!(
@@ -465,13 +425,7 @@ async fn dataplane_applies_a_version_every_10ms_under_load() {
         dataplane.apply(&config(i), u64::from(i) + 1).unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    let (mut ok, mut failed) = (0, 0);
-    for l in loads {
-        let (o, f) = l.await.unwrap();
-        ok += o;
-        failed += f;
-    }
+    let (ok, failed) = stop_load(&stop, loads).await;
     eprintln!("data plane swaps: 299 versions, {ok} ok, {failed} failed");
     assert_eq!(dataplane.version(), 300);
     assert_eq!(failed, 0);

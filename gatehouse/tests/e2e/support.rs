@@ -7,7 +7,8 @@ use serde_json::Value;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
@@ -208,6 +209,36 @@ pub fn route_to_app(
             filters: vec![],
         }],
     }
+}
+
+/// Steady load: one client sending requests with `host` until `stop` is set. Returns
+/// (ok, failed) counts; failures are printed.
+pub fn load(url: String, host: &'static str, stop: Arc<AtomicBool>) -> JoinHandle<(u64, u64)> {
+    tokio::spawn(async move {
+        let c = client();
+        let (mut ok, mut failed) = (0, 0);
+        while !stop.load(Ordering::Relaxed) {
+            match c.get(&url).header("host", host).send().await {
+                Ok(r) if r.status() == 200 => ok += 1,
+                other => {
+                    failed += 1;
+                    eprintln!("load: {other:?}");
+                }
+            }
+        }
+        (ok, failed)
+    })
+}
+
+/// Stops load tasks and adds up their (ok, failed) counts.
+pub async fn stop_load(stop: &AtomicBool, loads: Vec<JoinHandle<(u64, u64)>>) -> (u64, u64) {
+    stop.store(true, Ordering::Relaxed);
+    let mut total = (0, 0);
+    for l in loads {
+        let (ok, failed) = l.await.expect("load task");
+        total = (total.0 + ok, total.1 + failed);
+    }
+    total
 }
 
 pub fn spawn_dataplane(config: SocketAddr) -> JoinHandle<()> {
