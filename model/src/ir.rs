@@ -199,6 +199,18 @@ pub struct RouteMatch {
     pub query: Vec<ValueMatch>,
 }
 
+impl RouteMatch {
+    /// A match on the path alone (no method, header or query conditions).
+    pub fn path_only(path: PathMatch) -> Self {
+        RouteMatch {
+            path,
+            method: None,
+            headers: vec![],
+            query: vec![],
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PathMatch {
     /// Whole path equal.

@@ -84,6 +84,29 @@ async fn get(
         .unwrap_or(Value::Null)
 }
 
+/// A Deployment of echo-basic pods labelled `app: <name>`.
+fn echo_deployment(name: &str, namespace: &str, replicas: u32) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{
+                    "name": "echo",
+                    "image": "registry.k8s.io/gateway-api/echo-basic:v1.6.1",
+                    "env": [
+                        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
+                    ]
+                }]}
+            }
+        }
+    })
+}
+
 fn cond<'a>(conditions: &'a Value, type_: &str) -> Option<&'a Value> {
     conditions.as_array()?.iter().find(|c| c["type"] == type_)
 }
@@ -129,27 +152,7 @@ async fn gateway_routes_ingress_and_status_against_a_real_api_server() {
     let dataplane = spawn_dataplane(format!("127.0.0.1:{config}").parse().unwrap());
 
     let class = ns.clone();
-    let echo = |name: &str| {
-        json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{
-                        "name": "echo",
-                        "image": "registry.k8s.io/gateway-api/echo-basic:v1.6.1",
-                        "env": [
-                            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                            {"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
-                        ]
-                    }]}
-                }
-            }
-        })
-    };
+    let echo = |name: &str| echo_deployment(name, &ns, 2);
     let service = |name: &str| {
         json!({
             "apiVersion": "v1", "kind": "Service",
@@ -287,22 +290,7 @@ async fn gateway_routes_ingress_and_status_against_a_real_api_server() {
     assert_eq!(pod(&url, "other.example.com").await, "404");
 
     // A cross-namespace backend allowed by a ReferenceGrant; deleting the grant revokes it.
-    let remote = json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "remote", "namespace": other},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "remote"}},
-            "template": {
-                "metadata": {"labels": {"app": "remote"}},
-                "spec": {"containers": [{
-                    "name": "echo",
-                    "image": "registry.k8s.io/gateway-api/echo-basic:v1.6.1",
-                    "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
-                }]}
-            }
-        }
-    });
+    let remote = echo_deployment("remote", &other, 1);
     apply(&client, &[
         remote,
         json!({

@@ -196,12 +196,7 @@ pub fn route_to_app(
             name: "r".into(),
             rule: 0,
         },
-        matcher: RouteMatch {
-            path,
-            method: None,
-            headers: vec![],
-            query: vec![],
-        },
+        matcher: RouteMatch::path_only(path),
         filters: vec![],
         backends: vec![WeightedBackend {
             weight,
@@ -366,10 +361,9 @@ spec:
   controllerName: gatehouse.dev/gateway-controller
 ";
 
-/// A GatewayClass and a Gateway `default/gw` with one HTTP listener per port, routes
-/// allowed from all namespaces.
-pub fn http_gateway(ports: &[u16]) -> String {
-    let mut y = format!(
+/// A GatewayClass and a Gateway `default/gw` with the given listeners (YAML list items).
+pub fn gateway(listeners: &str) -> String {
+    format!(
         "{CLASS}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -379,8 +373,14 @@ metadata:
 spec:
   gatewayClassName: gatehouse
   listeners:
-"
-    );
+{listeners}"
+    )
+}
+
+/// A GatewayClass and a Gateway `default/gw` with one HTTP listener per port, routes
+/// allowed from all namespaces.
+pub fn http_gateway(ports: &[u16]) -> String {
+    let mut y = String::new();
     for p in ports {
         y.push_str(&format!(
             "  - name: http-{p}
@@ -392,7 +392,7 @@ spec:
 "
         ));
     }
-    y
+    gateway(&y)
 }
 
 /// A Service (port 80 named http) and an EndpointSlice with one endpoint per port.

@@ -18,24 +18,15 @@ fn https_gateway() -> String {
                 .unwrap_or_default()
         )
     };
-    format!(
-        "{CLASS}---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata:
-  name: gw
-  namespace: default
-spec:
-  gatewayClassName: gatehouse
-  listeners:
-{}{}{}  - name: plain
+    gateway(&format!(
+        "{}{}{}  - name: plain
     protocol: HTTP
     port: 8080
 ",
         listener("exact", Some("a.example.com"), "cert-a"),
         listener("wild", Some("*.example.com"), "cert-wild"),
         listener("default", None, "cert-default"),
-    )
+    ))
 }
 
 /// A Gateway with three HTTPS listeners on one port (exact, wildcard and default

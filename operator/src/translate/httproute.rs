@@ -279,12 +279,7 @@ fn compile_rule(
         rule: index,
     };
     let matches: Vec<RouteMatch> = match rule.matches.as_deref() {
-        None | Some([]) => vec![RouteMatch {
-            path: PathMatch::Prefix("/".into()),
-            method: None,
-            headers: vec![],
-            query: vec![],
-        }],
+        None | Some([]) => vec![RouteMatch::path_only(PathMatch::Prefix("/".into()))],
         Some(ms) => ms
             .iter()
             .enumerate()

@@ -382,12 +382,7 @@ fn attach(
                 host.clone(),
                 Route {
                     source: source(i),
-                    matcher: RouteMatch {
-                        path,
-                        method: None,
-                        headers: vec![],
-                        query: vec![],
-                    },
+                    matcher: RouteMatch::path_only(path),
                     filters: vec![],
                     backends,
                 },
@@ -401,12 +396,7 @@ fn attach(
         fallback = Some(Route {
             // Numbered after the last rule: it is what no rule matched.
             source: source(spec.rules.as_ref().map_or(0, Vec::len)),
-            matcher: RouteMatch {
-                path: PathMatch::Prefix("/".into()),
-                method: None,
-                headers: vec![],
-                query: vec![],
-            },
+            matcher: RouteMatch::path_only(PathMatch::Prefix("/".into())),
             filters: vec![],
             backends,
         });
