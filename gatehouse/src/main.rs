@@ -53,6 +53,13 @@ enum Command {
         #[arg(long, default_value = "dataplane")]
         node: String,
     },
+    /// Write Gatehouse's CustomResourceDefinitions (generated from api/src/lib.rs) into DIR,
+    /// one file per CRD; with --check, fail when DIR differs from what would be written.
+    Crds {
+        dir: PathBuf,
+        #[arg(long)]
+        check: bool,
+    },
     /// Run operator and data plane on this machine from a directory of YAML.
     Standalone {
         /// Directory of YAML documents (read recursively, re-applied on change).
@@ -101,6 +108,31 @@ impl OperatorArgs {
             admin_address: self.admin_address,
         }
     }
+}
+
+fn write_crds(dir: &std::path::Path, check: bool) -> anyhow::Result<()> {
+    let mut stale = vec![];
+    for crd in gatehouse_api::crds() {
+        let path = dir.join(gatehouse_api::file_name(&crd));
+        let yaml = gatehouse_api::to_yaml(&crd)?;
+        if check {
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(yaml.as_str()) {
+                stale.push(path.display().to_string());
+            }
+        } else {
+            std::fs::create_dir_all(dir)?;
+            std::fs::write(&path, yaml).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
+    }
+    if !stale.is_empty() {
+        anyhow::bail!(
+            "stale or missing, regenerate with `cargo run --bin gatehouse -- crds {}`: {}",
+            dir.display(),
+            stale.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn init_logging(json: bool) {
@@ -173,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
             gatehouse_dataplane::client::run(settings, dataplane).await;
             Ok(())
         }
+        Command::Crds { dir, check } => write_crds(&dir, check),
         Command::Standalone { dir, common } => {
             if !dir.is_dir() {
                 anyhow::bail!("{} is not a directory", dir.display());

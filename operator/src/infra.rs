@@ -4,8 +4,9 @@
 //! `spec.infrastructure` labels and annotations propagated. Applied with server-side apply:
 //! an unchanged object is not rewritten.
 
-use crate::status::{StatusReport, reason};
+use crate::store::ObjectKey;
 use crate::translate::infrastructure_name;
+use gatehouse_api::{GatewayParametersSpec, ServiceType};
 use gateway_api::gateways::Gateway;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
@@ -25,20 +26,19 @@ pub struct DataPlaneSettings {
 pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 const FIELD_MANAGER: &str = "gatehouse-operator";
 
-/// Ensures the infrastructure of every accepted Gateway in the report.
-pub async fn reconcile(client: &Client, report: &StatusReport, settings: &DataPlaneSettings) {
-    for st in report.objects.values().filter(|s| s.kind == "Gateway") {
-        let accepted = st.condition(reason::ACCEPTED).is_some_and(|c| c.is_true());
-        if !accepted {
-            continue;
-        }
-        let gateways: Api<Gateway> = Api::namespaced(client.clone(), &st.namespace);
-        // Synthetic Gateways (the Ingress default) are not API objects and own nothing.
-        let Ok(Some(gateway)) = gateways.get_opt(&st.name).await else {
+/// Ensures the data planes of every accepted Gateway, shaped by its resolved parameters.
+pub async fn reconcile(
+    client: &Client,
+    wanted: &BTreeMap<ObjectKey, GatewayParametersSpec>,
+    settings: &DataPlaneSettings,
+) {
+    for (key, parameters) in wanted {
+        let gateways: Api<Gateway> = Api::namespaced(client.clone(), &key.namespace);
+        let Ok(Some(gateway)) = gateways.get_opt(&key.name).await else {
             continue;
         };
-        if let Err(e) = ensure(client, &gateway, settings).await {
-            tracing::warn!(gateway = %format!("{}/{}", st.namespace, st.name), error = %e, "provisioning data planes");
+        if let Err(e) = ensure(client, &gateway, parameters, settings).await {
+            tracing::warn!(gateway = %key, error = %e, "provisioning data planes");
         }
     }
 }
@@ -46,6 +46,7 @@ pub async fn reconcile(client: &Client, report: &StatusReport, settings: &DataPl
 async fn ensure(
     client: &Client,
     gw: &Gateway,
+    parameters: &GatewayParametersSpec,
     settings: &DataPlaneSettings,
 ) -> Result<(), kube::Error> {
     let ns = gw.namespace().unwrap_or_default();
@@ -93,7 +94,7 @@ async fn ensure(
         "kind": "Deployment",
         "metadata": meta,
         "spec": {
-            "replicas": 1,
+            "replicas": parameters.replicas.unwrap_or(1),
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {"labels": labels, "annotations": annotations},
@@ -111,6 +112,7 @@ async fn ensure(
                             "--node", "$(POD_NAME)",
                         ],
                         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                        "resources": parameters.resources.clone().unwrap_or_default(),
                         "ports": ports.iter().map(|p| json!({"containerPort": p, "protocol": "TCP"})).collect::<Vec<_>>(),
                     }],
                 },
@@ -119,8 +121,13 @@ async fn ensure(
     });
     apply::<Deployment>(Api::namespaced(client.clone(), &ns), &name, deployment).await?;
 
+    let service_type = parameters
+        .service
+        .as_ref()
+        .and_then(|s| s.service_type)
+        .unwrap_or(ServiceType::LoadBalancer);
     let mut service_spec = json!({
-        "type": "LoadBalancer",
+        "type": service_type.as_str(),
         "selector": selector,
         "ports": ports.iter().map(|p| json!({"name": format!("port-{p}"), "port": p, "targetPort": p, "protocol": "TCP"})).collect::<Vec<_>>(),
     });

@@ -7,8 +7,8 @@
 use crate::admin;
 use crate::source::file::Loaded;
 use crate::source::kube::KubeSource;
-use crate::standalone::{Source, run};
-use crate::status::{Condition, ObjectStatus, StatusReport, reason};
+use crate::standalone::{Desired, Source, run};
+use crate::status::{Condition, ObjectStatus, reason};
 use crate::translate::{GATEWAY_GROUP, Settings};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
@@ -77,7 +77,7 @@ pub async fn run_kube(client: Client, opts: KubeOperatorOptions) -> anyhow::Resu
         opts.identity.clone(),
         leader.clone(),
     ));
-    let (status_tx, status_rx) = watch::channel(Arc::new(StatusReport::default()));
+    let (status_tx, status_rx) = watch::channel(Arc::new(Desired::default()));
     tokio::spawn(write_status(
         client,
         status_rx,
@@ -179,7 +179,7 @@ async fn release_on_shutdown(
 /// leader), skipping objects whose status is already what it should be.
 async fn write_status(
     client: Client,
-    mut reports: watch::Receiver<Arc<StatusReport>>,
+    mut reports: watch::Receiver<Arc<Desired>>,
     leader: Arc<AtomicBool>,
     controller: String,
     dataplanes: Option<crate::infra::DataPlaneSettings>,
@@ -195,10 +195,11 @@ async fn write_status(
         if !is_leader {
             continue;
         }
-        let report = reports.borrow_and_update().clone();
+        let desired = reports.borrow_and_update().clone();
         if let Some(dataplanes) = &dataplanes {
-            crate::infra::reconcile(&client, &report, dataplanes).await;
+            crate::infra::reconcile(&client, &desired.dataplanes, dataplanes).await;
         }
+        let report = &desired.status;
         for st in report.objects.values() {
             let result = match st.kind.as_str() {
                 "GatewayClass" => {

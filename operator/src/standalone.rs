@@ -5,8 +5,11 @@ use crate::admin::{self, AdminView};
 use crate::server::{AckEvent, ConfigServer, Published};
 use crate::source::file::{self, FileSource, SourceError};
 use crate::status::{DataPlaneReports, StatusReport};
+use crate::store::ObjectKey;
 use crate::translate::{self, Settings};
+use gatehouse_api::GatewayParametersSpec;
 use gatehouse_model::ir::Config;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -49,10 +52,19 @@ impl Source for Directory {
     }
 }
 
+/// What the API server should hold: every object's status (data plane reports folded in)
+/// and the data planes each accepted Gateway should have.
+#[derive(Debug, Default)]
+pub struct Desired {
+    pub status: StatusReport,
+    pub dataplanes: BTreeMap<ObjectKey, GatewayParametersSpec>,
+}
+
 /// Status as last computed, shared with the admin endpoint.
 #[derive(Default)]
 struct Book {
     translation: StatusReport,
+    dataplanes: BTreeMap<ObjectKey, GatewayParametersSpec>,
     reports: DataPlaneReports,
     errors: Vec<SourceError>,
     config: Arc<Config>,
@@ -64,6 +76,13 @@ struct Book {
 impl Book {
     fn status(&self) -> StatusReport {
         self.reports.apply(&self.translation)
+    }
+
+    fn desired(&self) -> Arc<Desired> {
+        Arc::new(Desired {
+            status: self.status(),
+            dataplanes: self.dataplanes.clone(),
+        })
     }
 
     /// Logs the objects whose status changed since the last log.
@@ -183,7 +202,7 @@ pub(crate) async fn run(
     settings: Settings,
     grpc: tokio::net::TcpListener,
     admin: tokio::net::TcpListener,
-    status_sink: Option<watch::Sender<Arc<StatusReport>>>,
+    status_sink: Option<watch::Sender<Arc<Desired>>>,
 ) -> anyhow::Result<()> {
     let (snapshot_tx, snapshot_rx) = watch::channel(Published::default());
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<AckEvent>();
@@ -239,9 +258,10 @@ pub(crate) async fn run(
             }
             b.errors = loaded.errors;
             b.translation = output.status;
+            b.dataplanes = output.dataplanes;
             b.log_changes();
             if let Some(sink) = &status_sink {
-                sink.send_replace(Arc::new(b.status()));
+                sink.send_replace(b.desired());
             }
         }
 
@@ -257,7 +277,7 @@ pub(crate) async fn run(
                         b.reports.record(&ack);
                         b.log_changes();
                         if let Some(sink) = &status_sink {
-                            sink.send_replace(Arc::new(b.status()));
+                            sink.send_replace(b.desired());
                         }
                     }
                 }

@@ -3,6 +3,7 @@
 //! Sources (a YAML directory, or kube-runtime reflectors) fill it; translation reads it.
 //! Nothing downstream knows which source an object came from.
 
+use gatehouse_api::{GatewayParameters, IngressClassParameters};
 use gateway_api::gatewayclasses::GatewayClass;
 use gateway_api::gateways::Gateway;
 use gateway_api::httproutes::HttpRoute;
@@ -57,6 +58,8 @@ pub enum Object {
     Secret(Secret),
     ConfigMap(ConfigMap),
     Namespace(Namespace),
+    GatewayParameters(GatewayParameters),
+    IngressClassParameters(IngressClassParameters),
 }
 
 impl Object {
@@ -73,6 +76,8 @@ impl Object {
             Object::Secret(_) => "Secret",
             Object::ConfigMap(_) => "ConfigMap",
             Object::Namespace(_) => "Namespace",
+            Object::GatewayParameters(_) => "GatewayParameters",
+            Object::IngressClassParameters(_) => "IngressClassParameters",
         }
     }
 
@@ -89,6 +94,8 @@ impl Object {
             Object::Secret(o) => ObjectKey::of(o),
             Object::ConfigMap(o) => ObjectKey::of(o),
             Object::Namespace(o) => ObjectKey::of(o),
+            Object::GatewayParameters(o) => ObjectKey::of(o),
+            Object::IngressClassParameters(o) => ObjectKey::of(o),
         }
     }
 }
@@ -106,6 +113,8 @@ pub struct Store {
     pub secrets: BTreeMap<ObjectKey, Secret>,
     pub config_maps: BTreeMap<ObjectKey, ConfigMap>,
     pub namespaces: BTreeMap<ObjectKey, Namespace>,
+    pub gateway_parameters: BTreeMap<ObjectKey, GatewayParameters>,
+    pub ingress_class_parameters: BTreeMap<ObjectKey, IngressClassParameters>,
 }
 
 impl Store {
@@ -124,6 +133,10 @@ impl Store {
             Object::Secret(o) => drop(self.secrets.insert(key.clone(), o)),
             Object::ConfigMap(o) => drop(self.config_maps.insert(key.clone(), o)),
             Object::Namespace(o) => drop(self.namespaces.insert(key.clone(), o)),
+            Object::GatewayParameters(o) => drop(self.gateway_parameters.insert(key.clone(), o)),
+            Object::IngressClassParameters(o) => {
+                drop(self.ingress_class_parameters.insert(key.clone(), o))
+            }
         }
         (kind, key)
     }

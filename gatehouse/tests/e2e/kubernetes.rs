@@ -44,6 +44,7 @@ async fn apply(client: &kube::Client, objects: &[Value]) {
             "HTTPRoute" => "httproutes".to_string(),
             "IngressClass" => "ingressclasses".to_string(),
             "Ingress" => "ingresses".to_string(),
+            "GatewayParameters" | "IngressClassParameters" => k_lower(kind),
             k => format!("{}s", k.to_ascii_lowercase()),
         };
         let resource = ApiResource::from_gvk_with_plural(&gvk, &plural);
@@ -60,6 +61,10 @@ async fn apply(client: &kube::Client, objects: &[Value]) {
         .await
         .unwrap_or_else(|e| panic!("apply {kind} {name}: {e}"));
     }
+}
+
+fn k_lower(kind: &str) -> String {
+    kind.to_ascii_lowercase()
 }
 
 async fn get(
@@ -567,7 +572,7 @@ async fn examples_kubernetes_on_the_operator_deployed_in_the_cluster() {
     let idle: u64 = std::env::var("GATEHOUSE_IDLE_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(15);
+        .unwrap_or(60);
     tokio::time::sleep(Duration::from_secs(idle)).await;
     let (ok, failed) = stop_load(&stop, loads).await;
     eprintln!(
@@ -589,6 +594,137 @@ async fn examples_kubernetes_on_the_operator_deployed_in_the_cluster() {
     let _ = classes
         .delete("gatehouse-shared", &DeleteParams::default())
         .await;
+    let parameters = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gatehouse.dev", "v1alpha1", "IngressClassParameters"),
+        "ingressclassparameters",
+    );
+    let _ = Api::<DynamicObject>::all_with(client.clone(), &parameters)
+        .delete("gatehouse-shared", &DeleteParams::default())
+        .await;
+}
+
+/// GatewayParameters shape a Gateway's data planes: replicas, resources and Service type,
+/// followed when they change; a Gateway naming parameters that do not exist is refused
+/// with InvalidParameters and gets no data planes.
+#[tokio::test]
+async fn gateway_parameters_shape_the_data_planes() {
+    let client = gatehouse_testbed::client()
+        .await
+        .expect("testbed API server");
+    let ns = gatehouse_testbed::unique_namespace("params");
+    let parameters = |replicas: i32| {
+        json!({
+            "apiVersion": "gatehouse.dev/v1alpha1", "kind": "GatewayParameters",
+            "metadata": {"name": "small", "namespace": ns},
+            "spec": {
+                "replicas": replicas,
+                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+                "service": {"type": "ClusterIP"}
+            }
+        })
+    };
+    let gateway = |name: &str, params: &str| {
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "gatewayClassName": "gatehouse",
+                "infrastructure": {"parametersRef": {"group": "gatehouse.dev", "kind": "GatewayParameters", "name": params}},
+                "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]
+            }
+        })
+    };
+    apply(
+        &client,
+        &[
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            parameters(2),
+            gateway("shaped", "small"),
+            gateway("broken", "nowhere"),
+        ],
+    )
+    .await;
+
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &ns);
+    let replicas = || async {
+        deployments
+            .get_opt("gatehouse-shaped")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|d| d.status)
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0)
+    };
+    wait_k8s("2 data plane pods ready", || async {
+        replicas().await == 2
+    })
+    .await
+    .unwrap();
+    let d = deployments.get("gatehouse-shaped").await.unwrap();
+    let container = &d.spec.unwrap().template.spec.unwrap().containers[0];
+    let requests = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.clone())
+        .unwrap_or_default();
+    assert_eq!(requests.get("cpu").map(|q| q.0.as_str()), Some("10m"));
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), &ns);
+    let service = services.get("gatehouse-shaped").await.unwrap();
+    let spec = service.spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+    let cluster_ip = spec.cluster_ip.unwrap_or_default();
+
+    let g = "gateway.networking.k8s.io";
+    wait_k8s("Gateway Programmed at its ClusterIP", || async {
+        let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "shaped").await;
+        cond(&gw["status"]["conditions"], "Programmed").is_some_and(|c| c["status"] == "True")
+            && gw["status"]["addresses"][0]["value"] == cluster_ip.as_str()
+    })
+    .await
+    .unwrap();
+    // The data planes answer there (no routes yet: our 404).
+    let url = format!("http://{cluster_ip}/");
+    wait_k8s("the data planes answer at the ClusterIP", || async {
+        pod(&url, "any.example.com").await == "404"
+    })
+    .await
+    .unwrap();
+
+    wait_k8s("missing parameters refused", || async {
+        let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "broken").await;
+        cond(&gw["status"]["conditions"], "Accepted")
+            .is_some_and(|c| c["status"] == "False" && c["reason"] == "InvalidParameters")
+    })
+    .await
+    .unwrap();
+    assert!(
+        deployments
+            .get_opt("gatehouse-broken")
+            .await
+            .unwrap()
+            .is_none(),
+        "no data planes for a refused Gateway"
+    );
+
+    // Changing the parameters reshapes the data planes.
+    apply(&client, &[parameters(1)]).await;
+    wait_k8s("scaled to 1 replica", || async {
+        deployments
+            .get_opt("gatehouse-shaped")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|d| d.spec)
+            .and_then(|s| s.replicas)
+            == Some(1)
+    })
+    .await
+    .unwrap();
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
 }
 
 async fn deployments_in(client: &kube::Client, ns: &str) -> Vec<String> {

@@ -99,6 +99,10 @@ fn parse_document(doc: &str) -> Result<Object, DocError> {
         ("", "Secret") => Object::Secret(string_data_into_data(typed(doc, kind)?)),
         ("", "ConfigMap") => Object::ConfigMap(typed(doc, kind)?),
         ("", "Namespace") => Object::Namespace(typed(doc, kind)?),
+        ("gatehouse.dev", "GatewayParameters") => Object::GatewayParameters(typed(doc, kind)?),
+        ("gatehouse.dev", "IngressClassParameters") => {
+            Object::IngressClassParameters(typed(doc, kind)?)
+        }
         ("discovery.k8s.io", "EndpointSlice") => Object::EndpointSlice(typed(doc, kind)?),
         _ => {
             return Err((
@@ -177,6 +181,8 @@ fn normalise_metadata(object: &mut Object) -> Result<(), String> {
         Object::Secret(o) => meta(o, true),
         Object::ConfigMap(o) => meta(o, true),
         Object::Namespace(o) => meta(o, false),
+        Object::GatewayParameters(o) => meta(o, true),
+        Object::IngressClassParameters(o) => meta(o, false),
     }
 }
 

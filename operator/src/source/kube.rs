@@ -4,6 +4,7 @@
 
 use crate::store::{Object, Store};
 use futures::StreamExt;
+use gatehouse_api::{GatewayParameters, IngressClassParameters};
 use gateway_api::gatewayclasses::GatewayClass;
 use gateway_api::gateways::Gateway;
 use gateway_api::httproutes::HttpRoute;
@@ -34,6 +35,8 @@ pub struct KubeSource {
     secrets: Reader<Secret>,
     config_maps: Reader<ConfigMap>,
     namespaces: Reader<Namespace>,
+    gateway_parameters: Reader<GatewayParameters>,
+    ingress_class_parameters: Reader<IngressClassParameters>,
 }
 
 /// Starts a reflector for one kind; every event pokes `changed`.
@@ -76,6 +79,8 @@ impl KubeSource {
             secrets: reflect(client, &changed),
             config_maps: reflect(client, &changed),
             namespaces: reflect(client, &changed),
+            gateway_parameters: reflect(client, &changed),
+            ingress_class_parameters: reflect(client, &changed),
             changed,
         }
     }
@@ -94,6 +99,8 @@ impl KubeSource {
         let _ = self.secrets.wait_until_ready().await;
         let _ = self.config_maps.wait_until_ready().await;
         let _ = self.namespaces.wait_until_ready().await;
+        let _ = self.gateway_parameters.wait_until_ready().await;
+        let _ = self.ingress_class_parameters.wait_until_ready().await;
     }
 
     /// Resolves after the next change to any watched object.
@@ -124,6 +131,16 @@ impl KubeSource {
         fill(&mut store, &self.secrets, Object::Secret);
         fill(&mut store, &self.config_maps, Object::ConfigMap);
         fill(&mut store, &self.namespaces, Object::Namespace);
+        fill(
+            &mut store,
+            &self.gateway_parameters,
+            Object::GatewayParameters,
+        );
+        fill(
+            &mut store,
+            &self.ingress_class_parameters,
+            Object::IngressClassParameters,
+        );
         store
     }
 }

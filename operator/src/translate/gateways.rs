@@ -5,6 +5,7 @@ use super::backends::Backends;
 use super::{GATEWAY_GROUP, Infrastructure, Settings, age, join};
 use crate::status::{Condition, ListenerStatus, StatusReport, reason};
 use crate::store::{ObjectKey, Store};
+use gatehouse_api::GatewayParametersSpec;
 use gatehouse_model::ir::{self, Config, HostMatch, Protocol, SniCertificate};
 use gateway_api::gateways::{
     Gateway, GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom, GatewayListenersTlsMode,
@@ -87,6 +88,11 @@ pub struct PlannedGateway {
     /// What status reports as the Gateway's addresses (and its Ingresses').
     pub published: Vec<String>,
     pub listeners: Vec<PlannedListener>,
+    /// How its data planes run (Kubernetes provider).
+    pub dataplane: GatewayParametersSpec,
+    /// Made for an IngressClass, not an API object.
+    pub synthetic: bool,
+    pub accepted: bool,
 }
 
 impl PlannedGateway {
@@ -103,6 +109,7 @@ pub fn plan(
     status: &mut StatusReport,
 ) -> BTreeMap<ObjectKey, PlannedGateway> {
     let ours = classes(store, settings, status);
+    let class_parameters = |g: &Gateway| ours.get(&g.spec.gateway_class_name).cloned();
     let mut gateways: Vec<(&Gateway, bool)> = store
         .gateways
         .values()
@@ -116,14 +123,28 @@ pub fn plan(
     let mut planned = BTreeMap::new();
     let mut sockets: HashMap<(IpAddr, u16), ObjectKey> = HashMap::new();
     for (gateway, is_synthetic) in gateways {
-        let p = plan_gateway(store, settings, gateway, is_synthetic, &mut sockets, status);
+        let defaults = class_parameters(gateway).unwrap_or_default();
+        let p = plan_gateway(
+            store,
+            settings,
+            gateway,
+            is_synthetic,
+            &defaults,
+            &mut sockets,
+            status,
+        );
         planned.insert(p.key.clone(), p);
     }
     planned
 }
 
-/// GatewayClasses whose controllerName is ours, with their Accepted condition.
-fn classes(store: &Store, settings: &Settings, status: &mut StatusReport) -> BTreeMap<String, ()> {
+/// GatewayClasses whose controllerName is ours and that are accepted, with the data plane
+/// parameters their `parametersRef` names (defaults for their Gateways).
+fn classes(
+    store: &Store,
+    settings: &Settings,
+    status: &mut StatusReport,
+) -> BTreeMap<String, GatewayParametersSpec> {
     let mut ours = BTreeMap::new();
     for class in store.gateway_classes.values() {
         if class.spec.controller_name != settings.gateway_controller {
@@ -132,28 +153,56 @@ fn classes(store: &Store, settings: &Settings, status: &mut StatusReport) -> BTr
         let name = class.metadata.name.clone().unwrap_or_default();
         let generation = class.metadata.generation.unwrap_or(0);
         let st = status.entry("GatewayClass", "", &name, generation);
-        match &class.spec.parameters_ref {
-            Some(p) => st.set(Condition::new(
+        let parameters = match &class.spec.parameters_ref {
+            None => Ok(GatewayParametersSpec::default()),
+            Some(p) => match p.namespace.as_deref() {
+                None if p.group == gatehouse_api::GROUP && p.kind == "GatewayParameters" => Err(
+                    "parametersRef: GatewayParameters are namespaced; set parametersRef.namespace"
+                        .to_string(),
+                ),
+                namespace => parameters(store, &p.group, &p.kind, namespace.unwrap_or(""), &p.name),
+            },
+        };
+        match parameters {
+            Err(message) => st.set(Condition::new(
                 reason::ACCEPTED,
                 false,
                 reason::INVALID_PARAMETERS,
-                format!(
-                    "parametersRef {}/{} {} is not supported yet",
-                    p.group, p.kind, p.name
-                ),
+                message,
             )),
-            None => {
+            Ok(parameters) => {
                 st.set(Condition::new(
                     reason::ACCEPTED,
                     true,
                     reason::ACCEPTED,
                     "Accepted by Gatehouse",
                 ));
-                ours.insert(name, ());
+                ours.insert(name, parameters);
             }
         }
     }
     ours
+}
+
+/// The GatewayParameters a parametersRef names, or why it cannot be used.
+fn parameters(
+    store: &Store,
+    group: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<GatewayParametersSpec, String> {
+    if group != gatehouse_api::GROUP || kind != "GatewayParameters" {
+        return Err(format!(
+            "parametersRef: {group}/{kind} is not supported; name a {}/GatewayParameters",
+            gatehouse_api::GROUP
+        ));
+    }
+    store
+        .gateway_parameters
+        .get(&ObjectKey::new(namespace, name))
+        .map(|p| p.spec.clone())
+        .ok_or_else(|| format!("parametersRef: GatewayParameters {namespace}/{name} not found"))
 }
 
 fn plan_gateway(
@@ -161,12 +210,31 @@ fn plan_gateway(
     settings: &Settings,
     gateway: &Gateway,
     synthetic: bool,
+    class_parameters: &GatewayParametersSpec,
     sockets: &mut HashMap<(IpAddr, u16), ObjectKey>,
     status: &mut StatusReport,
 ) -> PlannedGateway {
     let key = ObjectKey::of(gateway);
     let generation = gateway.metadata.generation.unwrap_or(0);
     let st = status.entry("Gateway", &key.namespace, &key.name, generation);
+
+    // Data plane shape: the class's parameters, overridden field by field by the Gateway's.
+    let own_parameters = match gateway
+        .spec
+        .infrastructure
+        .as_ref()
+        .and_then(|i| i.parameters_ref.as_ref())
+    {
+        None => Ok(GatewayParametersSpec::default()),
+        Some(p) => parameters(store, &p.group, &p.kind, &key.namespace, &p.name),
+    };
+    let (dataplane, parameters_error) = match own_parameters {
+        Ok(own) => (class_parameters.overridden_by(&own), None),
+        Err(e) => (
+            class_parameters.clone(),
+            Some(format!("spec.infrastructure.{e}")),
+        ),
+    };
 
     // Address: spec.addresses[0] (an IP) or the default.
     let mut address_error = None;
@@ -239,7 +307,23 @@ fn plan_gateway(
     }
 
     let any_served = listeners.iter().any(|l| l.served);
-    if let Some(msg) = &address_error {
+    if let Some(msg) = &parameters_error {
+        st.set(Condition::new(
+            reason::ACCEPTED,
+            false,
+            reason::INVALID_PARAMETERS,
+            msg.clone(),
+        ));
+        st.set(Condition::new(
+            reason::PROGRAMMED,
+            false,
+            reason::INVALID,
+            msg.clone(),
+        ));
+        for l in &mut listeners {
+            l.served = false;
+        }
+    } else if let Some(msg) = &address_error {
         st.set(Condition::new(
             reason::ACCEPTED,
             false,
@@ -308,7 +392,7 @@ fn plan_gateway(
             "waiting for the data plane to apply this generation",
         ));
     }
-    if address_error.is_none() {
+    if address_error.is_none() && parameters_error.is_none() {
         st.addresses = published.clone();
     }
     for ls in &mut listener_status {
@@ -324,18 +408,35 @@ fn plan_gateway(
         address,
         published,
         listeners,
+        dataplane,
+        synthetic,
+        accepted: parameters_error.is_none()
+            && address_error.is_none()
+            && (any_served || gateway.spec.listeners.is_empty()),
     }
 }
 
 /// Load balancer addresses of the Service that fronts a Gateway's data planes.
+/// Addresses of the Service that fronts a Gateway's data planes: its load balancer's, or its
+/// cluster IP when the parameters chose a NodePort or ClusterIP Service.
 fn load_balancer_addresses(store: &Store, gateway: &ObjectKey) -> Vec<String> {
-    store
-        .services
-        .get(&ObjectKey::new(
-            &gateway.namespace,
-            super::infrastructure_name(&gateway.name),
-        ))
-        .and_then(|s| s.status.as_ref())
+    let Some(service) = store.services.get(&ObjectKey::new(
+        &gateway.namespace,
+        super::infrastructure_name(&gateway.name),
+    )) else {
+        return vec![];
+    };
+    let spec = service.spec.as_ref();
+    if spec.and_then(|s| s.type_.as_deref()) != Some("LoadBalancer") {
+        return spec
+            .and_then(|s| s.cluster_ip.clone())
+            .filter(|ip| !ip.is_empty() && ip != "None")
+            .into_iter()
+            .collect();
+    }
+    service
+        .status
+        .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.as_ref())
         .map(|ingress| {

@@ -90,15 +90,42 @@ pub fn plan_classes(store: &Store, settings: &Settings, status: &mut StatusRepor
                     }
                 }
             }
+            Some(p)
+                if p.api_group.as_deref() == Some(gatehouse_api::GROUP)
+                    && p.kind == "IngressClassParameters" =>
+            {
+                match store
+                    .ingress_class_parameters
+                    .get(&ObjectKey::new("", p.name.as_str()))
+                {
+                    Some(params) => {
+                        let g = &params.spec.gateway_ref;
+                        ObjectKey::new(g.namespace.as_str(), g.name.as_str())
+                    }
+                    None => {
+                        st.set(Condition::new(
+                            reason::ACCEPTED,
+                            false,
+                            reason::INVALID_PARAMETERS,
+                            format!(
+                                "spec.parameters: IngressClassParameters {} not found",
+                                p.name
+                            ),
+                        ));
+                        continue;
+                    }
+                }
+            }
             Some(p) => {
                 st.set(Condition::new(
                     reason::ACCEPTED,
                     false,
                     reason::INVALID_PARAMETERS,
                     format!(
-                        "spec.parameters: {}/{} is not supported; name a gateway.networking.k8s.io Gateway",
+                        "spec.parameters: {}/{} is not supported; name a {}/IngressClassParameters or a {GATEWAY_GROUP}/Gateway",
                         p.api_group.as_deref().unwrap_or(""),
-                        p.kind
+                        p.kind,
+                        gatehouse_api::GROUP,
                     ),
                 ));
                 continue;

@@ -12,8 +12,10 @@ mod ingress;
 mod tables;
 
 use crate::status::StatusReport;
-use crate::store::Store;
+use crate::store::{ObjectKey, Store};
+use gatehouse_api::GatewayParametersSpec;
 use gatehouse_model::ir::Config;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 pub use hostnames::intersect;
@@ -70,6 +72,8 @@ pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 pub struct Output {
     pub config: Config,
     pub status: StatusReport,
+    /// The data planes every accepted Gateway (an API object) should have.
+    pub dataplanes: BTreeMap<ObjectKey, GatewayParametersSpec>,
 }
 
 /// Translates everything in the store.
@@ -103,7 +107,16 @@ pub fn translate(store: &Store, settings: &Settings) -> Output {
     config.route_tables = tables::build(&gateways, entries);
     config.clusters = backends.finish();
     config.certificates = certificates(store, &config);
-    Output { config, status }
+    let dataplanes = gateways
+        .values()
+        .filter(|g| g.accepted && !g.synthetic)
+        .map(|g| (g.key.clone(), g.dataplane.clone()))
+        .collect();
+    Output {
+        config,
+        status,
+        dataplanes,
+    }
 }
 
 /// The material of every certificate a listener offers, each once.

@@ -20,6 +20,11 @@ fn golden(input: &Path, expected: &Path) {
         "clusters": c.clusters,
         "certificates": c.certificates.iter().map(|c| &c.key).collect::<Vec<_>>(),
         "status": out.status.objects,
+        "dataplanes": out
+            .dataplanes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<std::collections::BTreeMap<_, _>>(),
     }))
     .expect("json")
         + "\n";
@@ -76,6 +81,11 @@ fn attachment() {
 #[test]
 fn ingress() {
     case("ingress");
+}
+
+#[test]
+fn parameters() {
+    case("parameters");
 }
 
 #[test]
