@@ -7,10 +7,12 @@ use gatehouse_model::channel::ResourceSet;
 use gatehouse_model::ir::Config;
 use gatehouse_model::proto::config_discovery_client::ConfigDiscoveryClient;
 use gatehouse_model::proto::{self, data_plane_message::Message};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
@@ -19,6 +21,24 @@ pub struct ClientSettings {
     pub node: String,
     /// "namespace/name"; empty for all.
     pub gateways: Vec<String>,
+    /// Mutual TLS to the operator: a directory with `ca.crt` (the operator's CA), `tls.crt`
+    /// and `tls.key` (this data plane's identity), read at every connect so a rotated
+    /// identity is picked up. Without it the channel is plain gRPC (standalone, loopback).
+    pub identity: Option<PathBuf>,
+    /// The name the operator's certificate must carry.
+    pub server_name: String,
+}
+
+/// The TLS settings of one connection, from the identity directory.
+fn tls_config(dir: &Path, server_name: &str) -> anyhow::Result<ClientTlsConfig> {
+    let read = |file: &str| {
+        let path = dir.join(file);
+        std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    };
+    Ok(ClientTlsConfig::new()
+        .domain_name(server_name)
+        .ca_certificate(Certificate::from_pem(read("ca.crt")?))
+        .identity(Identity::from_pem(read("tls.crt")?, read("tls.key")?)))
 }
 
 /// Runs forever: one stream at a time, redialled with exponential backoff (100 ms to 5 s).
@@ -46,11 +66,13 @@ async fn stream_once(
     settings: &ClientSettings,
     dataplane: &Arc<DataPlane>,
 ) -> anyhow::Result<bool> {
-    let channel = tonic::transport::Endpoint::from_shared(settings.operator.clone())?
+    let mut endpoint = tonic::transport::Endpoint::from_shared(settings.operator.clone())?
         .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .connect()
-        .await?;
+        .tcp_nodelay(true);
+    if let Some(dir) = &settings.identity {
+        endpoint = endpoint.tls_config(tls_config(dir, &settings.server_name)?)?;
+    }
+    let channel = endpoint.connect().await?;
     let mut client = ConfigDiscoveryClient::new(channel);
     let (tx, rx) = mpsc::channel(16);
     tx.send(proto::DataPlaneMessage {

@@ -52,6 +52,13 @@ enum Command {
         /// Name reported to the operator.
         #[arg(long, default_value = "dataplane")]
         node: String,
+        /// Directory with ca.crt, tls.crt and tls.key: dial the operator over mutual TLS
+        /// (how provisioned data planes run; the operator issues the identity).
+        #[arg(long)]
+        identity: Option<PathBuf>,
+        /// Name the operator's certificate must carry.
+        #[arg(long, default_value = gatehouse_operator::identity::SERVER_NAME)]
+        operator_name: String,
     },
     /// Write Gatehouse's CustomResourceDefinitions (generated from api/src/lib.rs) into DIR,
     /// one file per CRD; with --check, fail when DIR differs from what would be written.
@@ -168,10 +175,11 @@ async fn main() -> anyhow::Result<()> {
             options.settings.infrastructure =
                 gatehouse_operator::translate::Infrastructure::Kubernetes;
             // Data plane pods dial the operator's Service (no cluster DNS needed: the
-            // kubelet's service links give its address).
+            // kubelet's service links give its address) over mutual TLS, verifying the
+            // operator by its Service name.
             let operator_url = match std::env::var("GATEHOUSE_OPERATOR_SERVICE_HOST") {
-                Ok(host) => format!("http://{host}:{}", options.config_address.port()),
-                Err(_) => format!("http://{}", options.config_address),
+                Ok(host) => format!("https://{host}:{}", options.config_address.port()),
+                Err(_) => format!("https://{}", options.config_address),
             };
             gatehouse_operator::kubernetes::run_kube(
                 client,
@@ -195,12 +203,16 @@ async fn main() -> anyhow::Result<()> {
             operator,
             gateways,
             node,
+            identity,
+            operator_name,
         } => {
             let dataplane = gatehouse_dataplane::DataPlane::new();
             let settings = gatehouse_dataplane::client::ClientSettings {
                 operator,
                 node,
                 gateways,
+                identity,
+                server_name: operator_name,
             };
             gatehouse_dataplane::client::run(settings, dataplane).await;
             Ok(())

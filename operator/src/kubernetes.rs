@@ -5,6 +5,7 @@
 //! what changed (conditions keep their lastTransitionTime while their status holds).
 
 use crate::admin;
+use crate::identity::Ca;
 use crate::source::file::Loaded;
 use crate::source::kube::KubeSource;
 use crate::standalone::{Desired, Source, run};
@@ -31,8 +32,10 @@ pub struct KubeOperatorOptions {
     pub lease_namespace: String,
     /// This replica's name in the Lease (the pod name in a cluster).
     pub identity: String,
-    /// Provision a data plane Deployment and LoadBalancer Service per Gateway. Without it
-    /// data planes are run by someone else (tests run one in process).
+    /// Provision a data plane Deployment and LoadBalancer Service per Gateway, with an
+    /// identity from the operator's CA; the config channel then requires mutual TLS.
+    /// Without it data planes are run by someone else over plain gRPC (tests run one in
+    /// process).
     pub dataplanes: Option<crate::infra::DataPlaneSettings>,
 }
 
@@ -77,15 +80,30 @@ pub async fn run_kube(client: Client, opts: KubeOperatorOptions) -> anyhow::Resu
         opts.identity.clone(),
         leader.clone(),
     ));
+    // Data planes we provision talk to us over mutual TLS with identities from our CA.
+    let (provisioner, tls) = match opts.dataplanes.clone() {
+        Some(settings) => {
+            let ca = Arc::new(Ca::load_or_create(&client, &opts.lease_namespace).await?);
+            let server = ca.issue_server()?;
+            let tls = tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(
+                    &server.cert_pem,
+                    &server.key_pem,
+                ))
+                .client_ca_root(tonic::transport::Certificate::from_pem(ca.cert_pem()));
+            (Some(crate::infra::Provisioner { settings, ca }), Some(tls))
+        }
+        None => (None, None),
+    };
     let (status_tx, status_rx) = watch::channel(Arc::new(Desired::default()));
     tokio::spawn(write_status(
         client,
         status_rx,
         leader,
         opts.settings.gateway_controller.clone(),
-        opts.dataplanes.clone(),
+        provisioner,
     ));
-    run(source, opts.settings, grpc, admin, Some(status_tx)).await
+    run(source, opts.settings, grpc, admin, Some(status_tx), tls).await
 }
 
 const LEASE_NAME: &str = "gatehouse-operator";
@@ -182,7 +200,7 @@ async fn write_status(
     mut reports: watch::Receiver<Arc<Desired>>,
     leader: Arc<AtomicBool>,
     controller: String,
-    dataplanes: Option<crate::infra::DataPlaneSettings>,
+    provisioner: Option<crate::infra::Provisioner>,
 ) {
     let mut was_leader = false;
     loop {
@@ -196,8 +214,8 @@ async fn write_status(
             continue;
         }
         let desired = reports.borrow_and_update().clone();
-        if let Some(dataplanes) = &dataplanes {
-            crate::infra::reconcile(&client, &desired.dataplanes, dataplanes).await;
+        if let Some(provisioner) = &provisioner {
+            provisioner.reconcile(&client, &desired.dataplanes).await;
         }
         let report = &desired.status;
         for st in report.objects.values() {

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod host;
+pub mod identity;
 pub mod infra;
 pub mod kubernetes;
 pub mod server;

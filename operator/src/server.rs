@@ -40,6 +40,9 @@ pub struct AckEvent {
 pub struct ConfigServer {
     snapshots: watch::Receiver<Published>,
     acks: mpsc::UnboundedSender<AckEvent>,
+    /// Served over mutual TLS: a data plane may subscribe only to the Gateway its client
+    /// certificate names (see `identity`).
+    require_identity: bool,
 }
 
 impl ConfigServer {
@@ -47,7 +50,17 @@ impl ConfigServer {
         snapshots: watch::Receiver<Published>,
         acks: mpsc::UnboundedSender<AckEvent>,
     ) -> Self {
-        ConfigServer { snapshots, acks }
+        ConfigServer {
+            snapshots,
+            acks,
+            require_identity: false,
+        }
+    }
+
+    /// Authorizes each subscription by the client certificate's Gateway identity.
+    pub fn requiring_identity(mut self) -> Self {
+        self.require_identity = true;
+        self
     }
 
     pub fn into_service(self) -> ConfigDiscoveryServer<Self> {
@@ -122,6 +135,24 @@ impl ConfigDiscovery for ConfigServer {
         &self,
         request: Request<Streaming<proto::DataPlaneMessage>>,
     ) -> Result<Response<UpdateStream>, Status> {
+        // The Gateway the client certificate names, when identities are required.
+        let identity = if self.require_identity {
+            let gateway = request
+                .peer_certs()
+                .and_then(|certs| {
+                    certs
+                        .first()
+                        .and_then(|c| crate::identity::gateway_of_certificate(c))
+                })
+                .ok_or_else(|| {
+                    Status::unauthenticated(
+                        "a client certificate naming a Gateway is required on this channel",
+                    )
+                })?;
+            Some(gateway)
+        } else {
+            None
+        };
         let mut inbound = request.into_inner();
         let subscribe = match inbound.message().await? {
             Some(proto::DataPlaneMessage {
@@ -133,6 +164,14 @@ impl ConfigDiscovery for ConfigServer {
                 ));
             }
         };
+        if let Some(gateway) = &identity
+            && (subscribe.gateways.is_empty() || subscribe.gateways.iter().any(|g| g != gateway))
+        {
+            tracing::warn!(node = %subscribe.node, identity = %gateway, asked = ?subscribe.gateways, "subscription refused");
+            return Err(Status::permission_denied(format!(
+                "this certificate is for Gateway {gateway}; it may subscribe to that Gateway only"
+            )));
+        }
         tracing::info!(node = %subscribe.node, gateways = ?subscribe.gateways, "data plane connected");
 
         // Versions this stream was sent, with the Gateway generations each contains.

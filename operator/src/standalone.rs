@@ -190,7 +190,15 @@ impl FileOperator {
             changes,
             _watcher: watcher,
         };
-        run(source, self.opts.settings, self.grpc, self.admin, None).await
+        run(
+            source,
+            self.opts.settings,
+            self.grpc,
+            self.admin,
+            None,
+            None,
+        )
+        .await
     }
 }
 
@@ -203,15 +211,23 @@ pub(crate) async fn run(
     grpc: tokio::net::TcpListener,
     admin: tokio::net::TcpListener,
     status_sink: Option<watch::Sender<Arc<Desired>>>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
 ) -> anyhow::Result<()> {
     let (snapshot_tx, snapshot_rx) = watch::channel(Published::default());
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<AckEvent>();
     let book = Arc::new(Mutex::new(Book::default()));
     tracing::info!(address = %grpc.local_addr()?, "config server listening");
-    let server = ConfigServer::new(snapshot_rx, ack_tx);
+    let mut server = ConfigServer::new(snapshot_rx, ack_tx);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.requiring_identity();
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| anyhow::anyhow!("config server TLS: {e}"))?;
+    }
     tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
-        if let Err(e) = tonic::transport::Server::builder()
+        if let Err(e) = builder
             .add_service(server.into_service())
             .serve_with_incoming(incoming)
             .await

@@ -739,3 +739,122 @@ async fn deployments_in(client: &kube::Client, ns: &str) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Subscribes on the config channel and returns the first update, or the error.
+async fn subscribe(
+    url: &str,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+    gateway: &str,
+) -> Result<gatehouse_model::proto::ConfigUpdate, String> {
+    use gatehouse_model::proto::{self, data_plane_message::Message};
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(2));
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).map_err(|e| e.to_string())?;
+    }
+    let channel = endpoint.connect().await.map_err(|e| format!("{e:?}"))?;
+    let mut client = proto::config_discovery_client::ConfigDiscoveryClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(proto::DataPlaneMessage {
+        message: Some(Message::Subscribe(proto::Subscribe {
+            node: "intruder".into(),
+            gateways: vec![gateway.into()],
+        })),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut updates = client
+        .stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(|e| format!("{:?}: {}", e.code(), e.message()))?
+        .into_inner();
+    match updates.message().await {
+        Ok(Some(u)) => Ok(u),
+        Ok(None) => Err("stream ended".into()),
+        Err(e) => Err(format!("{:?}: {}", e.code(), e.message())),
+    }
+}
+
+/// The config channel of the deployed operator is mutual TLS with identities from the
+/// operator's CA: no certificate, no config; a Gateway's certificate gets that Gateway's
+/// config and nothing else.
+#[tokio::test]
+async fn config_channel_admits_only_a_gateways_own_data_planes() {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let client = gatehouse_testbed::client()
+        .await
+        .expect("testbed API server");
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(client.clone(), "gatehouse-system");
+    let operator = services
+        .get("gatehouse-operator")
+        .await
+        .expect("the operator is deployed (testbed install-gatehouse)");
+    let ip = operator
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .expect("operator ClusterIP");
+    let ns = gatehouse_testbed::unique_namespace("mtls");
+    apply(
+        &client,
+        &[
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            json!({
+                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                "metadata": {"name": "a", "namespace": ns},
+                "spec": {
+                    "gatewayClassName": "gatehouse",
+                    "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]
+                }
+            }),
+        ],
+    )
+    .await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    wait_k8s("the Gateway's identity Secret", || async {
+        secrets
+            .get_opt("gatehouse-a-identity")
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    })
+    .await
+    .unwrap();
+    let secret = secrets.get("gatehouse-a-identity").await.unwrap();
+    let data = secret.data.unwrap_or_default();
+    let file = |k: &str| data.get(k).map(|b| b.0.clone()).unwrap_or_default();
+    let ca = Certificate::from_pem(file("ca.crt"));
+    let name = "gatehouse-operator.gatehouse-system.svc";
+    let anonymous = ClientTlsConfig::new()
+        .domain_name(name)
+        .ca_certificate(ca.clone());
+    let identified = anonymous
+        .clone()
+        .identity(Identity::from_pem(file("tls.crt"), file("tls.key")));
+    let gateway = format!("{ns}/a");
+
+    let plain = subscribe(&format!("http://{ip}:9901"), None, &gateway).await;
+    assert!(plain.is_err(), "plain gRPC got config: {plain:?}");
+    let https = format!("https://{ip}:9901");
+    let no_cert = subscribe(&https, Some(anonymous), &gateway).await;
+    assert!(no_cert.is_err(), "no client certificate got config");
+    let other = subscribe(&https, Some(identified.clone()), &format!("{ns}/b")).await;
+    assert!(
+        other
+            .as_ref()
+            .is_err_and(|e| e.starts_with("PermissionDenied")),
+        "another Gateway's config: {other:?}"
+    );
+    let everything = subscribe(&https, Some(identified.clone()), "").await;
+    assert!(everything.is_err(), "an identity asked for all Gateways");
+    let own = subscribe(&https, Some(identified), &gateway).await;
+    assert!(
+        own.as_ref().is_ok_and(|u| u.full),
+        "its own Gateway: {own:?}"
+    );
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+}

@@ -244,6 +244,8 @@ pub fn spawn_dataplane(config: SocketAddr) -> JoinHandle<()> {
                 operator: format!("http://{config}"),
                 node: "test".into(),
                 gateways: vec![],
+                identity: None,
+                server_name: String::new(),
             },
             dataplane,
         )
