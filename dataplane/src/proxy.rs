@@ -21,13 +21,20 @@ use std::time::Duration;
 /// endpoint of its cluster once.
 pub const MAX_CONNECT_ATTEMPTS: u32 = 8;
 
+/// How long an endpoint that failed a connect is skipped.
+const EJECTION: Duration = Duration::from_secs(10);
+
 pub struct GatehouseProxy {
     state: Arc<ArcSwap<Runtime>>,
+    ejections: crate::tables::Ejections,
 }
 
 impl GatehouseProxy {
     pub fn new(state: Arc<ArcSwap<Runtime>>) -> Self {
-        GatehouseProxy { state }
+        GatehouseProxy {
+            state,
+            ejections: Default::default(),
+        }
     }
 }
 
@@ -42,6 +49,8 @@ pub struct Ctx {
     upstream: Option<(SocketAddr, UpstreamProtocol)>,
     /// Connection attempts made for this request.
     attempts: u32,
+    /// Endpoints this request tried, so a retry goes elsewhere.
+    tried: Vec<SocketAddr>,
     tls: bool,
     /// Outcome for the access log.
     status_reason: &'static str,
@@ -219,7 +228,7 @@ impl ProxyHttp for GatehouseProxy {
                 ctx.status_reason = "invalid backend";
                 respond(session, 500, "invalid backend\n".into(), &[]).await
             }
-            Target::Cluster(cluster) => match cluster.pick() {
+            Target::Cluster(cluster) => match cluster.pick(&[], &self.ejections) {
                 None => {
                     ctx.status_reason = "no endpoints";
                     respond(session, 503, "no healthy endpoints\n".into(), &[]).await
@@ -236,12 +245,18 @@ impl ProxyHttp for GatehouseProxy {
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         // A retry after a failed connect goes to the next endpoint.
         if ctx.attempts > 0
-            && let Some(next) = ctx.cluster.as_ref().and_then(|c| c.pick())
+            && let Some(next) = ctx
+                .cluster
+                .as_ref()
+                .and_then(|c| c.pick(&ctx.tried, &self.ejections))
             && let Some(up) = ctx.upstream.as_mut()
         {
             up.0 = next;
         }
         ctx.attempts += 1;
+        if let Some((addr, _)) = ctx.upstream {
+            ctx.tried.push(addr);
+        }
         let Some((addr, protocol)) = ctx.upstream else {
             return Err(Error::explain(
                 ErrorType::InternalError,
@@ -330,6 +345,9 @@ impl ProxyHttp for GatehouseProxy {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        if let Some((addr, _)) = ctx.upstream {
+            self.ejections.eject(addr, EJECTION);
+        }
         let endpoints = ctx.cluster.as_ref().map_or(0, |c| c.endpoints.len());
         let limit = MAX_CONNECT_ATTEMPTS.min(u32::try_from(endpoints).unwrap_or(u32::MAX));
         if ctx.attempts < limit {

@@ -113,13 +113,54 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Round robin over the ready endpoints.
-    pub fn pick(&self) -> Option<SocketAddr> {
-        if self.endpoints.is_empty() {
+    /// Round robin over the endpoints, skipping those this request already tried and those
+    /// recently ejected; when every untried endpoint is ejected, an ejected one (it may be
+    /// back), and when all were tried, any.
+    pub fn pick(&self, tried: &[SocketAddr], ejections: &Ejections) -> Option<SocketAddr> {
+        let n = self.endpoints.len();
+        if n == 0 {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        Some(self.endpoints[i % self.endpoints.len()])
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let candidates = (0..n).map(|k| self.endpoints[(start + k) % n]);
+        let mut untried = candidates.clone().filter(|a| !tried.contains(a));
+        let first_untried = untried.clone().next();
+        untried
+            .find(|a| !ejections.is_ejected(a))
+            .or(first_untried)
+            .or_else(|| candidates.clone().next())
+    }
+}
+
+/// Endpoints that just refused or timed out a connect, skipped for a while by every
+/// request (passive health checking): a pod that went away costs one failed connect, not
+/// one per request until the config without it arrives. Shared by all config versions.
+#[derive(Default)]
+pub struct Ejections {
+    /// Entries in `until`, so the common case (nothing ejected) takes no lock.
+    count: AtomicUsize,
+    until: std::sync::Mutex<std::collections::HashMap<SocketAddr, std::time::Instant>>,
+}
+
+impl Ejections {
+    pub fn eject(&self, addr: SocketAddr, duration: std::time::Duration) {
+        if let Ok(mut map) = self.until.lock() {
+            map.insert(addr, std::time::Instant::now() + duration);
+            self.count.store(map.len(), Ordering::Relaxed);
+        }
+    }
+
+    pub fn is_ejected(&self, addr: &SocketAddr) -> bool {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let Ok(mut map) = self.until.lock() else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        map.retain(|_, until| *until > now);
+        self.count.store(map.len(), Ordering::Relaxed);
+        map.contains_key(addr)
     }
 }
 

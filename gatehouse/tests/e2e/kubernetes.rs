@@ -858,3 +858,113 @@ async fn config_channel_admits_only_a_gateways_own_data_planes() {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
 }
+
+/// A backend scaled from 1 to 5 pods and back to 1 while traffic runs through a provisioned
+/// data plane: new pods take traffic once ready, and pods going away cost no request
+/// (terminating endpoints leave the table; a connect or a replayable request that fails on
+/// one goes to another).
+#[tokio::test]
+async fn backend_scaled_up_and_down_under_load_fails_no_request() {
+    let client = gatehouse_testbed::client()
+        .await
+        .expect("testbed API server");
+    let ns = gatehouse_testbed::unique_namespace("scale");
+    let mut objects = vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        echo_deployment("web", &ns, 1),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": ns},
+            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 8080, "targetPort": 3000}]}
+        }),
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "web", "namespace": ns},
+            "spec": {
+                "parentRefs": [{"name": "gw"}],
+                "rules": [{"backendRefs": [{"name": "web", "port": 8080}]}]
+            }
+        }),
+    ];
+    objects.push(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": ns},
+        "spec": {
+            "gatewayClassName": "gatehouse",
+            "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]
+        }
+    }));
+    apply(&client, &objects).await;
+    let g = "gateway.networking.k8s.io";
+    wait_k8s("Gateway Programmed", || async {
+        let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
+        cond(&gw["status"]["conditions"], "Programmed").is_some_and(|c| c["status"] == "True")
+            && gw["status"]["addresses"][0]["value"].is_string()
+    })
+    .await
+    .unwrap();
+    let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
+    let url = format!(
+        "http://{}/",
+        gw["status"]["addresses"][0]["value"]
+            .as_str()
+            .unwrap_or_default()
+    );
+    wait_k8s("the backend answers", || async {
+        pod(&url, "web.example.com").await.starts_with("web-")
+    })
+    .await
+    .unwrap();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loads: Vec<_> = (0..4)
+        .map(|_| load(url.clone(), "web.example.com", stop.clone()))
+        .collect();
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &ns);
+    let scale = |n: i32| {
+        let deployments = deployments.clone();
+        async move {
+            deployments
+                .patch(
+                    "web",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"replicas": n}})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let pods_answering = || async {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..40 {
+            seen.insert(pod(&url, "web.example.com").await);
+        }
+        seen.into_iter().filter(|p| p.starts_with("web-")).count()
+    };
+    scale(5).await;
+    wait_k8s("traffic spread over 5 pods", || async {
+        pods_answering().await == 5
+    })
+    .await
+    .unwrap();
+    scale(1).await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns);
+    wait_k8s("4 pods gone", || async {
+        pods.list(&kube::api::ListParams::default().labels("app=web"))
+            .await
+            .map(|l| l.items.len() == 1)
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap();
+    // Keep the load on a little past the last deletion.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (ok, failed) = stop_load(&stop, loads).await;
+    eprintln!("backend scaled 1 -> 5 -> 1 under load: {ok} ok, {failed} failed");
+    assert_eq!(failed, 0);
+    assert!(ok > 100, "{ok} requests");
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+}

@@ -141,6 +141,7 @@ impl<'s> Backends<'s> {
     /// Ready endpoints of one Service port, from its EndpointSlices.
     fn cluster(&self, key: &str, namespace: &str, service: &str, port: &ServicePort) -> Cluster {
         let mut endpoints = Vec::new();
+        let mut terminating = Vec::new();
         let slices = self.store.endpoint_slices.iter().filter(|(k, s)| {
             k.namespace == namespace
                 && s.metadata
@@ -166,19 +167,30 @@ impl<'s> Backends<'s> {
                 continue;
             };
             for ep in slice.endpoints.iter().flatten() {
-                let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-                if !ready {
-                    continue;
-                }
+                let c = ep.conditions.as_ref();
+                let ready = c.and_then(|c| c.ready).unwrap_or(true);
+                // Terminating endpoints still finishing their work report serving.
+                let serving = c.and_then(|c| c.serving).unwrap_or(ready);
+                let list = match (ready, serving) {
+                    (true, _) => &mut endpoints,
+                    (false, true) => &mut terminating,
+                    (false, false) => continue,
+                };
                 for a in &ep.addresses {
                     if let Ok(ip) = a.parse::<IpAddr>() {
-                        endpoints.push(SocketAddr::new(ip, slice_port));
+                        list.push(SocketAddr::new(ip, slice_port));
                     }
                 }
             }
         }
+        // Only when no endpoint is ready do serving, terminating ones take traffic (as
+        // kube-proxy does): better a pod on its way out than no answer.
+        if endpoints.is_empty() {
+            endpoints = terminating;
+        }
         endpoints.sort();
         endpoints.dedup();
+        // kubernetes.io/ws (WebSocket) and anything unknown: HTTP/1.1, where Upgrade works.
         let protocol = match port.app_protocol.as_deref() {
             Some("kubernetes.io/h2c") => UpstreamProtocol::H2c,
             _ => UpstreamProtocol::Http1,
