@@ -440,6 +440,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_retry_skips_tried_and_ejected_endpoints() {
+        let a: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:80".parse().unwrap();
+        let c: SocketAddr = "10.0.0.3:80".parse().unwrap();
+        let cluster = Cluster {
+            key: "k".into(),
+            protocol: UpstreamProtocol::Http1,
+            endpoints: vec![a, b, c],
+            next: AtomicUsize::new(0),
+        };
+        let none = Ejections::default();
+        // Whatever the round-robin position, a retry never lands on a tried endpoint.
+        for _ in 0..6 {
+            let picked = cluster.pick(&[a, b], &none);
+            assert_eq!(picked, Some(c));
+        }
+        // Ejected endpoints are skipped by every request while untried healthy ones exist.
+        let ejections = Ejections::default();
+        ejections.eject(a, std::time::Duration::from_secs(60));
+        ejections.eject(b, std::time::Duration::from_secs(60));
+        for _ in 0..6 {
+            assert_eq!(cluster.pick(&[], &ejections), Some(c));
+        }
+        // All ejected: still an answer (an ejected endpoint may be back).
+        ejections.eject(c, std::time::Duration::from_secs(60));
+        assert!(cluster.pick(&[], &ejections).is_some());
+        // All tried: any endpoint.
+        assert!(cluster.pick(&[a, b, c], &none).is_some());
+        // Ejection ends.
+        let brief = Ejections::default();
+        brief.eject(a, std::time::Duration::ZERO);
+        assert!(!brief.is_ejected(&a));
+    }
+
+    #[test]
     fn prefix_is_element_wise() {
         assert!(prefix_matches("/foo", "/foo"));
         assert!(prefix_matches("/foo", "/foo/"));

@@ -455,7 +455,8 @@ stringData:
     (yaml, cert.cert.der().to_vec())
 }
 
-/// Connects with TLS (SNI `sni`, or none) and returns the DER of the certificate served.
+/// Connects with TLS (SNI `sni`, or none) and returns the DER of the certificate served
+/// (empty when the connection or handshake fails).
 pub async fn served_certificate(addr: SocketAddr, sni: Option<&str>) -> Vec<u8> {
     use std::sync::{Arc, Mutex};
     use tokio_rustls::rustls;
@@ -517,10 +518,15 @@ pub async fn served_certificate(addr: SocketAddr, sni: Option<&str>) -> Vec<u8> 
         .with_no_client_auth();
     config.enable_sni = sni.is_some();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // Empty when nothing answers: callers wait for a certificate, so no panic here.
+    let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else {
+        return vec![];
+    };
     // Without SNI rustls still needs a name to verify against; the verifier ignores it.
     let name = rustls::pki_types::ServerName::try_from(sni.unwrap_or("no-sni.invalid").to_string())
         .expect("server name");
-    connector.connect(name, tcp).await.expect("handshake");
+    if connector.connect(name, tcp).await.is_err() {
+        return vec![];
+    }
     capture.0.lock().map(|c| c.clone()).unwrap_or_default()
 }
