@@ -10,12 +10,16 @@ import (
 )
 
 // ipam hands out pod addresses from the bridge subnet, skipping the network address, the
-// node (bridge) address and the broadcast address.
+// node (bridge) address and the broadcast address. Like the host-local CNI plugin it goes
+// on from the last address it gave out instead of reusing the lowest free one: an address
+// freed a moment ago may still sit in a peer's ARP cache with the old pod's MAC, and a new
+// pod behind it would be unreachable until that entry expires.
 type ipam struct {
 	mu     sync.Mutex
 	subnet *net.IPNet
 	node   net.IP
 	used   map[string]bool
+	last   uint32
 }
 
 func newIPAM(subnet *net.IPNet, node net.IP) *ipam {
@@ -28,12 +32,19 @@ func (p *ipam) allocate() (net.IP, error) {
 	base := binary.BigEndian.Uint32(p.subnet.IP.To4())
 	ones, bits := p.subnet.Mask.Size()
 	size := uint32(1) << uint(bits-ones)
-	// Start at .10 so the first addresses stay free for infrastructure.
-	for i := uint32(10); i < size-1; i++ {
+	// From .10 so the first addresses stay free for infrastructure.
+	const first = uint32(10)
+	span := size - 1 - first
+	for k := uint32(1); k <= span; k++ {
+		i := first + (p.last-first+k)%span
+		if p.last < first {
+			i = first + (k-1)%span
+		}
 		ip := make(net.IP, 4)
 		binary.BigEndian.PutUint32(ip, base+i)
 		if !p.used[ip.String()] {
 			p.used[ip.String()] = true
+			p.last = i
 			return ip, nil
 		}
 	}
@@ -75,6 +86,8 @@ func podNetwork(netns, hostVeth, bridge string, ip net.IP, subnet *net.IPNet, ga
 			return err
 		}
 	}
+	// Forget any MAC an earlier pod with this address left in the node's ARP cache.
+	_ = run("ip", "neigh", "flush", "to", ip.String())
 	return nil
 }
 
