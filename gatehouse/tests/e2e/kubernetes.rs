@@ -301,83 +301,7 @@ async fn gateway_routes_ingress_and_status_against_a_real_api_server() {
     .unwrap();
     assert_eq!(pod(&url, "other.example.com").await, "404");
 
-    // A cross-namespace backend allowed by a ReferenceGrant; deleting the grant revokes it.
-    let remote = echo_deployment("remote", &other, 1);
-    apply(&client, &[
-        remote,
-        json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "remote", "namespace": other},
-            "spec": {"selector": {"app": "remote"}, "ports": [{"name": "http", "port": 8080, "targetPort": 3000}]}
-        }),
-        json!({
-            "apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
-            "metadata": {"name": "let-routes-in", "namespace": other},
-            "spec": {
-                "from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": ns}],
-                "to": [{"group": "", "kind": "Service"}]
-            }
-        }),
-        json!({
-            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": "split", "namespace": ns},
-            "spec": {
-                "parentRefs": [{"name": "gw"}],
-                "hostnames": ["split.example.com"],
-                "rules": [{"backendRefs": [
-                    {"name": "web", "port": 8080},
-                    {"name": "remote", "namespace": other, "port": 8080}
-                ]}]
-            }
-        }),
-    ])
-    .await;
-    wait_k8s("both shares answer", || async {
-        let mut seen = (false, false);
-        for _ in 0..20 {
-            let p = pod(&url, "split.example.com").await;
-            seen.0 |= p.starts_with("web-");
-            seen.1 |= p.starts_with("remote-");
-        }
-        seen == (true, true)
-    })
-    .await
-    .unwrap();
-    let grants: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        &other,
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk(g, "v1beta1", "ReferenceGrant"),
-            "referencegrants",
-        ),
-    );
-    grants
-        .delete("let-routes-in", &DeleteParams::default())
-        .await
-        .expect("delete grant");
-    let revoked = wait_k8s("RefNotPermitted after the grant went", || async {
-        let r = get(&client, g, "HTTPRoute", "httproutes", Some(&ns), "split").await;
-        cond(&r["status"]["parents"][0]["conditions"], "ResolvedRefs")
-            .is_some_and(|c| c["status"] == "False" && c["reason"] == "RefNotPermitted")
-    })
-    .await
-    .unwrap();
-    eprintln!("ReferenceGrant deleted -> RefNotPermitted in {revoked:?}");
-    assert!(revoked < Duration::from_secs(2), "took {revoked:?}");
-    let answers: Vec<String> =
-        futures::future::join_all((0..40).map(|_| pod(&url, "split.example.com"))).await;
-    assert!(
-        answers.iter().any(|a| a == "500"),
-        "the revoked share answers 500: {answers:?}"
-    );
-    assert!(
-        answers.iter().any(|a| a.starts_with("web-")),
-        "the allowed share still answers: {answers:?}"
-    );
-    assert!(
-        !answers.iter().any(|a| a.starts_with("remote-")),
-        "no traffic crosses without the grant: {answers:?}"
-    );
+    referencegrant_revocation(&client, &url, &ns, &other).await;
 
     // Idle: nothing changes, so nothing is written.
     let writes = STATUS_WRITES.load(Ordering::Relaxed);
@@ -910,15 +834,17 @@ async fn config_channel_admits_only_a_gateways_own_data_planes() {
 /// A backend scaled from 1 to 5 pods and back to 1 while traffic runs through a provisioned
 /// data plane: new pods take traffic once ready, and pods going away cost no request
 /// (terminating endpoints leave the table; a connect or a replayable request that fails on
-/// one goes to another).
+/// one goes to another). Then a ReferenceGrant revoked on the same Gateway.
 #[tokio::test]
-async fn backend_scaled_up_and_down_under_load_fails_no_request() {
+async fn backend_scaled_under_load_then_grant_revoked_on_the_deployed_operator() {
     let client = gatehouse_testbed::client()
         .await
         .expect("testbed API server");
     let ns = gatehouse_testbed::unique_namespace("scale");
+    let other = format!("{ns}-other");
     let mut objects = vec![
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}}),
         echo_deployment("web", &ns, 1),
         json!({
             "apiVersion": "v1", "kind": "Service",
@@ -1013,8 +939,13 @@ async fn backend_scaled_up_and_down_under_load_fails_no_request() {
     assert_eq!(failed, 0);
     assert!(ok > 100, "{ok} requests");
 
+    // Role separation on the same deployed operator: a grant revoked is refused at once.
+    referencegrant_revocation(&client, &url, &ns, &other).await;
+
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+    for n in [&ns, &other] {
+        let _ = namespaces.delete(n, &DeleteParams::default()).await;
+    }
 }
 
 /// A TLS Secret replaced in the cluster: new handshakes get the new certificate within 2 s,
@@ -1086,4 +1017,88 @@ async fn rotated_tls_secret_is_served_within_two_seconds() {
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+}
+
+/// An HTTPRoute in `ns` on Gateway `gw` splitting traffic between Service `web` there and
+/// Service `remote` in `other`, allowed by a ReferenceGrant; deleting the grant gives
+/// ResolvedRefs=False RefNotPermitted within 2 s and 500 for that share only.
+async fn referencegrant_revocation(client: &kube::Client, url: &str, ns: &str, other: &str) {
+    let client = client.clone();
+    let g = "gateway.networking.k8s.io";
+    let remote = echo_deployment("remote", &other, 1);
+    apply(&client, &[
+        remote,
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "remote", "namespace": other},
+            "spec": {"selector": {"app": "remote"}, "ports": [{"name": "http", "port": 8080, "targetPort": 3000}]}
+        }),
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+            "metadata": {"name": "let-routes-in", "namespace": other},
+            "spec": {
+                "from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": ns}],
+                "to": [{"group": "", "kind": "Service"}]
+            }
+        }),
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "split", "namespace": ns},
+            "spec": {
+                "parentRefs": [{"name": "gw"}],
+                "hostnames": ["split.example.com"],
+                "rules": [{"backendRefs": [
+                    {"name": "web", "port": 8080},
+                    {"name": "remote", "namespace": other, "port": 8080}
+                ]}]
+            }
+        }),
+    ])
+    .await;
+    wait_k8s("both shares answer", || async {
+        let mut seen = (false, false);
+        for _ in 0..20 {
+            let p = pod(url, "split.example.com").await;
+            seen.0 |= p.starts_with("web-");
+            seen.1 |= p.starts_with("remote-");
+        }
+        seen == (true, true)
+    })
+    .await
+    .unwrap();
+    let grants: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &other,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(g, "v1beta1", "ReferenceGrant"),
+            "referencegrants",
+        ),
+    );
+    grants
+        .delete("let-routes-in", &DeleteParams::default())
+        .await
+        .expect("delete grant");
+    let revoked = wait_k8s("RefNotPermitted after the grant went", || async {
+        let r = get(&client, g, "HTTPRoute", "httproutes", Some(ns), "split").await;
+        cond(&r["status"]["parents"][0]["conditions"], "ResolvedRefs")
+            .is_some_and(|c| c["status"] == "False" && c["reason"] == "RefNotPermitted")
+    })
+    .await
+    .unwrap();
+    eprintln!("ReferenceGrant deleted -> RefNotPermitted in {revoked:?}");
+    assert!(revoked < Duration::from_secs(2), "took {revoked:?}");
+    let answers: Vec<String> =
+        futures::future::join_all((0..40).map(|_| pod(url, "split.example.com"))).await;
+    assert!(
+        answers.iter().any(|a| a == "500"),
+        "the revoked share answers 500: {answers:?}"
+    );
+    assert!(
+        answers.iter().any(|a| a.starts_with("web-")),
+        "the allowed share still answers: {answers:?}"
+    );
+    assert!(
+        !answers.iter().any(|a| a.starts_with("remote-")),
+        "no traffic crosses without the grant: {answers:?}"
+    );
 }
