@@ -1025,7 +1025,7 @@ async fn rotated_tls_secret_is_served_within_two_seconds() {
 async fn referencegrant_revocation(client: &kube::Client, url: &str, ns: &str, other: &str) {
     let client = client.clone();
     let g = "gateway.networking.k8s.io";
-    let remote = echo_deployment("remote", &other, 1);
+    let remote = echo_deployment("remote", other, 1);
     apply(&client, &[
         remote,
         json!({
@@ -1068,7 +1068,7 @@ async fn referencegrant_revocation(client: &kube::Client, url: &str, ns: &str, o
     .unwrap();
     let grants: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
-        &other,
+        other,
         &ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk(g, "v1beta1", "ReferenceGrant"),
             "referencegrants",
