@@ -137,13 +137,6 @@ impl Drop for Killed {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 fn gatehouse(args: &[&str]) -> Killed {
     Killed(
         Command::new(env!("CARGO_BIN_EXE_gatehouse"))
@@ -170,11 +163,13 @@ async fn operator_killed_and_restarted_while_traffic_flows() {
     .unwrap();
     std::fs::write(dir.path().join("route.yaml"), ROUTE).unwrap();
 
-    let (config, admin) = (free_port(), free_port());
+    // Fixed ports on this test's own address: a port picked by binding :0 and releasing it
+    // can be taken by an outgoing connection's ephemeral port before the operator binds it
+    // (other tests open thousands of connections).
     let dir_s = dir.path().to_str().unwrap().to_string();
     let ip_s = ip.to_string();
-    let config_addr = format!("127.0.0.1:{config}");
-    let admin_addr = format!("127.0.0.1:{admin}");
+    let config_addr = format!("{ip}:9901");
+    let admin_addr = format!("{ip}:9900");
     let operator_args = [
         "operator",
         "--file",
