@@ -56,6 +56,15 @@ pub struct Ctx {
     status_reason: &'static str,
 }
 
+impl Ctx {
+    /// Whether another attempt is allowed: at most every endpoint of the cluster once, and
+    /// never more than MAX_CONNECT_ATTEMPTS.
+    fn may_try_another(&self) -> bool {
+        let endpoints = self.cluster.as_ref().map_or(0, |c| c.endpoints.len());
+        self.attempts < MAX_CONNECT_ATTEMPTS.min(u32::try_from(endpoints).unwrap_or(u32::MAX))
+    }
+}
+
 /// Host without port, lower-case, without a trailing dot.
 fn request_host(req: &RequestHeader) -> String {
     let raw = req
@@ -348,9 +357,7 @@ impl ProxyHttp for GatehouseProxy {
         if let Some((addr, _)) = ctx.upstream {
             self.ejections.eject(addr, EJECTION);
         }
-        let endpoints = ctx.cluster.as_ref().map_or(0, |c| c.endpoints.len());
-        let limit = MAX_CONNECT_ATTEMPTS.min(u32::try_from(endpoints).unwrap_or(u32::MAX));
-        if ctx.attempts < limit {
+        if ctx.may_try_another() {
             tracing::debug!(upstream = %peer, attempt = ctx.attempts, "connect failed; trying another endpoint");
             e.set_retry(true);
         }
@@ -379,9 +386,7 @@ impl ProxyHttp for GatehouseProxy {
             .get(http::header::CONTENT_LENGTH)
             .is_none_or(|v| v.as_bytes() == b"0")
             && !req.headers.contains_key(http::header::TRANSFER_ENCODING);
-        let endpoints = ctx.cluster.as_ref().map_or(0, |c| c.endpoints.len());
-        let limit = MAX_CONNECT_ATTEMPTS.min(u32::try_from(endpoints).unwrap_or(u32::MAX));
-        if idempotent && no_body && session.response_written().is_none() && ctx.attempts < limit {
+        if idempotent && no_body && session.response_written().is_none() && ctx.may_try_another() {
             tracing::debug!(upstream = %peer, attempt = ctx.attempts, "upstream failed; replaying on another endpoint");
             e.set_retry(true);
         } else {

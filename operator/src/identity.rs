@@ -52,14 +52,8 @@ pub fn gateway_of_certificate(der: &[u8]) -> Option<String> {
     })
 }
 
-/// Whether a PEM certificate expires within `days`, or cannot be read.
-fn expires_within(pem: &str, days: i64) -> bool {
-    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(pem.as_bytes()) else {
-        return true;
-    };
-    let Ok(cert) = pem.parse_x509() else {
-        return true;
-    };
+/// Whether a certificate expires within `days`.
+fn expires_within(cert: &x509_parser::certificate::X509Certificate<'_>, days: i64) -> bool {
     let not_after = cert.validity().not_after.timestamp();
     not_after < (OffsetDateTime::now_utc() + Duration::days(days)).unix_timestamp()
 }
@@ -216,10 +210,13 @@ impl Ca {
         let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert.as_bytes()) else {
             return false;
         };
+        let Ok(parsed) = pem.parse_x509() else {
+            return false;
+        };
         ca == self.cert_pem
             && gateway_of_certificate(&pem.contents).as_deref()
                 == Some(format!("{namespace}/{name}").as_str())
-            && !expires_within(cert, RENEW_DAYS)
+            && !expires_within(&parsed, RENEW_DAYS)
     }
 }
 

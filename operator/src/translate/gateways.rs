@@ -307,33 +307,21 @@ fn plan_gateway(
     }
 
     let any_served = listeners.iter().any(|l| l.served);
-    if let Some(msg) = &parameters_error {
+    // A Gateway refused as a whole: (Accepted reason, Programmed reason, message).
+    let refusal = parameters_error
+        .map(|m| (reason::INVALID_PARAMETERS, reason::INVALID, m))
+        .or(address_error.map(|m| (reason::UNSUPPORTED_ADDRESS, reason::ADDRESS_NOT_USABLE, m)));
+    if let Some((accepted, programmed, msg)) = &refusal {
         st.set(Condition::new(
             reason::ACCEPTED,
             false,
-            reason::INVALID_PARAMETERS,
+            accepted,
             msg.clone(),
         ));
         st.set(Condition::new(
             reason::PROGRAMMED,
             false,
-            reason::INVALID,
-            msg.clone(),
-        ));
-        for l in &mut listeners {
-            l.served = false;
-        }
-    } else if let Some(msg) = &address_error {
-        st.set(Condition::new(
-            reason::ACCEPTED,
-            false,
-            reason::UNSUPPORTED_ADDRESS,
-            msg.clone(),
-        ));
-        st.set(Condition::new(
-            reason::PROGRAMMED,
-            false,
-            reason::ADDRESS_NOT_USABLE,
+            programmed,
             msg.clone(),
         ));
         for l in &mut listeners {
@@ -392,7 +380,7 @@ fn plan_gateway(
             "waiting for the data plane to apply this generation",
         ));
     }
-    if address_error.is_none() && parameters_error.is_none() {
+    if refusal.is_none() {
         st.addresses = published.clone();
     }
     for ls in &mut listener_status {
@@ -410,9 +398,7 @@ fn plan_gateway(
         listeners,
         dataplane,
         synthetic,
-        accepted: parameters_error.is_none()
-            && address_error.is_none()
-            && (any_served || gateway.spec.listeners.is_empty()),
+        accepted: refusal.is_none() && (any_served || gateway.spec.listeners.is_empty()),
     }
 }
 
