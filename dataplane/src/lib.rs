@@ -8,8 +8,10 @@
 //! ```
 
 pub mod client;
+pub mod cors;
 pub mod filters;
 pub mod listeners;
+pub mod mirror;
 pub mod proxy;
 pub mod tables;
 pub mod tls;
@@ -42,8 +44,8 @@ impl DataPlane {
         let conf = Arc::new(ServerConf {
             threads: 1,
             upstream_keepalive_pool_size: 256,
-            // Retries after failed connects (proxy::MAX_CONNECT_ATTEMPTS decides).
-            max_retries: proxy::MAX_CONNECT_ATTEMPTS as usize,
+            // Attempts per request; the proxy decides each retry (see proxy.rs).
+            max_retries: proxy::MAX_POLICY_ATTEMPTS.max(proxy::MAX_CONNECT_ATTEMPTS) as usize,
             ..Default::default()
         });
         let mut proxy = pingora_proxy::http_proxy(&conf, proxy::GatehouseProxy::new(state.clone()));

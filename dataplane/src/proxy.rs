@@ -1,10 +1,12 @@
 //! The HTTP proxy: pingora-proxy phases with Gatehouse routing, filters and answers.
 //!
 //! Answers of our own: 404 no route, 500 invalid backend, 503 no endpoints, 502 upstream
-//! connect failure. Every request keeps the `Runtime` it started with.
+//! connect failure, 504 timeout. Every request keeps the `Runtime` it started with.
 
+use crate::cors;
 use crate::filters::{modify_path, redirect_location};
-use crate::tables::{CompiledRoute, PathRule, RequestView, Runtime, Target};
+use crate::mirror::{MAX_MIRRORED_BODY, Mirrors};
+use crate::tables::{Cluster, CompiledRoute, PathRule, RequestView, Runtime, Target};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -15,11 +17,14 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Connection attempts per request, the first included; a request tries at most every
 /// endpoint of its cluster once.
 pub const MAX_CONNECT_ATTEMPTS: u32 = 8;
+
+/// Attempts per request under a route's retry policy, the first included.
+pub const MAX_POLICY_ATTEMPTS: u32 = 16;
 
 /// How long an endpoint that failed a connect is skipped.
 const EJECTION: Duration = Duration::from_secs(10);
@@ -27,6 +32,7 @@ const EJECTION: Duration = Duration::from_secs(10);
 pub struct GatehouseProxy {
     state: Arc<ArcSwap<Runtime>>,
     ejections: crate::tables::Ejections,
+    mirrors: Mirrors,
 }
 
 impl GatehouseProxy {
@@ -34,8 +40,16 @@ impl GatehouseProxy {
         GatehouseProxy {
             state,
             ejections: Default::default(),
+            mirrors: Mirrors::default(),
         }
     }
+}
+
+/// A request to be mirrored once its body has been read.
+struct PendingMirror {
+    head: RequestHeader,
+    targets: Vec<Arc<Cluster>>,
+    body: Vec<u8>,
 }
 
 /// Per-request state.
@@ -54,14 +68,98 @@ pub struct Ctx {
     tls: bool,
     /// Outcome for the access log.
     status_reason: &'static str,
+    /// When the route's request timeout runs out.
+    deadline: Option<Instant>,
+    /// CORS headers to add to the answer.
+    cors: Vec<cors::Header>,
+    /// The answer just received is thrown away and the request sent again (retry policy).
+    retry_answer: bool,
+    mirror: Option<PendingMirror>,
 }
 
 impl Ctx {
-    /// Whether another attempt is allowed: at most every endpoint of the cluster once, and
-    /// never more than MAX_CONNECT_ATTEMPTS.
+    fn timed_out(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Attempts the route's retry policy allows, the first included (1 without a policy).
+    fn policy_attempts(&self) -> u32 {
+        self.route
+            .as_ref()
+            .and_then(|r| r.retry.as_ref())
+            .map_or(1, |r| r.attempts.saturating_add(1).min(MAX_POLICY_ATTEMPTS))
+    }
+
+    /// Whether another attempt under the retry policy is allowed (an answer with a retried
+    /// code, a backend timeout, a broken connection).
+    fn may_retry(&self) -> bool {
+        !self.timed_out() && self.attempts < self.policy_attempts()
+    }
+
+    /// Whether another attempt after a failed connect (or a safe replay) is allowed: every
+    /// endpoint of the cluster once (at most MAX_CONNECT_ATTEMPTS), or what the retry policy
+    /// allows if that is more.
     fn may_try_another(&self) -> bool {
         let endpoints = self.cluster.as_ref().map_or(0, |c| c.endpoints.len());
-        self.attempts < MAX_CONNECT_ATTEMPTS.min(u32::try_from(endpoints).unwrap_or(u32::MAX))
+        let spread = MAX_CONNECT_ATTEMPTS.min(u32::try_from(endpoints).unwrap_or(u32::MAX));
+        !self.timed_out() && self.attempts < spread.max(self.policy_attempts())
+    }
+}
+
+/// Whether the request body can be replayed: none, or pingora kept all of it.
+fn replayable(session: &Session) -> bool {
+    let req = session.req_header();
+    let no_body = req
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_none_or(|v| v.as_bytes() == b"0")
+        && !req.headers.contains_key(http::header::TRANSFER_ENCODING);
+    no_body || !session.as_ref().retry_buffer_truncated()
+}
+
+fn has_body(req: &RequestHeader) -> bool {
+    req.headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
+        || req.headers.contains_key(http::header::TRANSFER_ENCODING)
+}
+
+impl GatehouseProxy {
+    /// Copies the request (after the route's request header filters) for each mirror that
+    /// takes it; sends now when there is no body, else when the body has been read.
+    fn start_mirrors(
+        &self,
+        session: &Session,
+        route: &CompiledRoute,
+    ) -> Result<Option<PendingMirror>> {
+        let targets: Vec<Arc<Cluster>> = route
+            .mirrors
+            .iter()
+            .filter(|m| m.takes(rand::random_range(0..m.denominator)))
+            .map(|m| m.cluster.clone())
+            .collect();
+        if targets.is_empty() {
+            return Ok(None);
+        }
+        let mut head = session.req_header().clone();
+        for f in &route.filters {
+            if let Filter::RequestHeaders(m) = f {
+                modify_request(&mut head, m)?;
+            }
+        }
+        if has_body(&head) {
+            // request_body_filter keeps the body and sends at its end.
+            return Ok(Some(PendingMirror {
+                head,
+                targets,
+                body: Vec::new(),
+            }));
+        }
+        for cluster in &targets {
+            self.mirrors
+                .send(cluster, &self.ejections, &head, Bytes::new());
+        }
+        Ok(None)
     }
 }
 
@@ -190,6 +288,36 @@ impl ProxyHttp for GatehouseProxy {
             return respond(session, 404, "no route\n".into(), &[]).await;
         };
         ctx.route = Some(route.clone());
+        ctx.deadline = route
+            .timeouts
+            .request_ms
+            .filter(|ms| *ms > 0)
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
+
+        if let Some(c) = &route.cors {
+            let req = session.req_header();
+            let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+            let outcome = cors::evaluate(
+                c,
+                &req.method,
+                header("origin"),
+                header("access-control-request-method"),
+                header("access-control-request-headers"),
+            );
+            match outcome {
+                cors::Outcome::Preflight(headers) => {
+                    ctx.status_reason = "cors preflight";
+                    let mut resp = ResponseHeader::build(204, Some(headers.len()))?;
+                    for (name, value) in headers {
+                        resp.insert_header(name, value)?;
+                    }
+                    session.write_response_header(Box::new(resp), true).await?;
+                    return Ok(true);
+                }
+                cors::Outcome::Actual(headers) => ctx.cors = headers,
+                cors::Outcome::NotCors => {}
+            }
+        }
 
         let prefix = match &route.path {
             PathRule::Prefix(p) => Some(p.as_str()),
@@ -211,6 +339,10 @@ impl ProxyHttp for GatehouseProxy {
             );
             ctx.status_reason = "redirect";
             return respond(session, r.status, String::new(), &[("location", location)]).await;
+        }
+
+        if !route.mirrors.is_empty() {
+            ctx.mirror = self.start_mirrors(session, &route)?;
         }
 
         if route.total_weight == 0 {
@@ -262,7 +394,16 @@ impl ProxyHttp for GatehouseProxy {
         {
             up.0 = next;
         }
+        if ctx.attempts > 0
+            && let Some(ms) = ctx
+                .route
+                .as_ref()
+                .and_then(|r| r.retry.as_ref()?.backoff_ms)
+        {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         ctx.attempts += 1;
+        ctx.retry_answer = false;
         if let Some((addr, _)) = ctx.upstream {
             ctx.tried.push(addr);
         }
@@ -276,6 +417,33 @@ impl ProxyHttp for GatehouseProxy {
         peer.options.connection_timeout = Some(Duration::from_secs(5));
         peer.options.total_connection_timeout = Some(Duration::from_secs(10));
         peer.options.idle_timeout = Some(Duration::from_secs(60));
+        // Time limits: the backend timeout bounds each attempt, the request timeout what is
+        // left of the whole request.
+        let backend = ctx
+            .route
+            .as_ref()
+            .and_then(|r| r.timeouts.backend_request_ms)
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis);
+        let remaining = ctx
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        if remaining.is_some_and(|r| r.is_zero()) {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(504),
+                "request timeout reached",
+            ));
+        }
+        let limit = match (backend, remaining) {
+            (Some(b), Some(r)) => Some(b.min(r)),
+            (b, r) => b.or(r),
+        };
+        if let Some(limit) = limit {
+            peer.options.read_timeout = Some(limit);
+            peer.options.write_timeout = Some(limit);
+            peer.options.total_connection_timeout = Some(limit.min(Duration::from_secs(10)));
+            peer.options.connection_timeout = Some(limit.min(Duration::from_secs(5)));
+        }
         if protocol == UpstreamProtocol::H2c && !session.is_upgrade_req() {
             peer.options.set_http_version(2, 2);
             peer.options.max_h2_streams = 100;
@@ -312,7 +480,10 @@ impl ProxyHttp for GatehouseProxy {
                         upstream.set_uri(uri);
                     }
                 }
-                Filter::ResponseHeaders(_) | Filter::Redirect(_) => {}
+                Filter::ResponseHeaders(_)
+                | Filter::Redirect(_)
+                | Filter::Mirror(_)
+                | Filter::Cors(_) => {}
             }
         }
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
@@ -340,6 +511,62 @@ impl ProxyHttp for GatehouseProxy {
         for f in ctx.filters() {
             if let Filter::ResponseHeaders(m) = f {
                 modify_response(resp, m)?;
+            }
+        }
+        for (name, value) in &ctx.cors {
+            resp.insert_header(*name, value.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// A retry policy that names this answer's status sends the request again, while
+    /// attempts remain and the body can be replayed; the answer is thrown away unread.
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let code = resp.status.as_u16();
+        let retried = ctx
+            .route
+            .as_ref()
+            .and_then(|r| r.retry.as_ref())
+            .is_some_and(|r| r.codes.contains(&code));
+        if retried && ctx.may_retry() && replayable(session) {
+            ctx.retry_answer = true;
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(code),
+                "answer retried by the route's retry policy",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Keeps the body of a request that is mirrored, and sends the mirrors at its end.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let Some(pending) = ctx.mirror.as_mut() else {
+            return Ok(());
+        };
+        if let Some(chunk) = body {
+            if pending.body.len() + chunk.len() > MAX_MIRRORED_BODY {
+                tracing::debug!("request body too large to mirror");
+                ctx.mirror = None;
+                return Ok(());
+            }
+            pending.body.extend_from_slice(chunk);
+        }
+        if end_of_stream && let Some(p) = ctx.mirror.take() {
+            let body = Bytes::from(p.body);
+            for cluster in &p.targets {
+                self.mirrors
+                    .send(cluster, &self.ejections, &p.head, body.clone());
             }
         }
         Ok(())
@@ -376,18 +603,24 @@ impl ProxyHttp for GatehouseProxy {
         ctx: &mut Ctx,
         client_reused: bool,
     ) -> Box<Error> {
+        if ctx.retry_answer {
+            tracing::debug!(upstream = %peer, attempt = ctx.attempts, "retrying after a retried status");
+            e.set_retry(true);
+            return e;
+        }
         let req = session.req_header();
         let idempotent = matches!(
             req.method,
             http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
         );
-        let no_body = req
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .is_none_or(|v| v.as_bytes() == b"0")
-            && !req.headers.contains_key(http::header::TRANSFER_ENCODING);
-        if idempotent && no_body && session.response_written().is_none() && ctx.may_try_another() {
-            tracing::debug!(upstream = %peer, attempt = ctx.attempts, "upstream failed; replaying on another endpoint");
+        let nothing_sent = session.response_written().is_none();
+        let safe_replay = idempotent && !has_body(req) && ctx.may_try_another();
+        // Under a retry policy, a backend timeout or broken connection is retried too.
+        let policy = ctx.route.as_ref().is_some_and(|r| r.retry.is_some())
+            && ctx.may_retry()
+            && replayable(session);
+        if nothing_sent && (safe_replay || policy) {
+            tracing::debug!(upstream = %peer, attempt = ctx.attempts, "upstream failed; trying again");
             e.set_retry(true);
         } else {
             e.retry.decide_reuse(client_reused);
@@ -395,8 +628,9 @@ impl ProxyHttp for GatehouseProxy {
         e
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let code = match e.etype() {
+            _ if ctx.timed_out() => 504,
             ErrorType::HTTPStatus(c) => *c,
             _ if *e.esource() == ErrorSource::Upstream => match e.etype() {
                 // A connect timeout is a connect failure (502); a slow answer is 504.

@@ -5,8 +5,8 @@
 
 use crate::tls::{self, TlsCache};
 use gatehouse_model::ir::{
-    BackendTarget, Config, Filter, HostMatch, PathMatch, Protocol, RouteSource, StringMatch,
-    UpstreamProtocol,
+    BackendTarget, Config, Cors, Filter, HostMatch, PathMatch, Protocol, Retry, RouteSource,
+    StringMatch, Timeouts, UpstreamProtocol,
 };
 use gatehouse_model::validate::anchored_regex;
 use pingora_core::listeners::tls::Acceptor;
@@ -72,6 +72,24 @@ pub struct CompiledRoute {
     pub filters: Vec<Filter>,
     pub backends: Vec<CompiledBackend>,
     pub total_weight: u64,
+    /// Where copies of each request go (RequestMirror filters).
+    pub mirrors: Vec<CompiledMirror>,
+    pub cors: Option<Cors>,
+    pub timeouts: Timeouts,
+    pub retry: Option<Retry>,
+}
+
+pub struct CompiledMirror {
+    pub cluster: Arc<Cluster>,
+    pub numerator: u32,
+    pub denominator: u32,
+}
+
+impl CompiledMirror {
+    /// Whether this request is mirrored, given a uniform sample in [0, denominator).
+    pub fn takes(&self, sample: u32) -> bool {
+        sample < self.numerator
+    }
 }
 
 pub enum PathRule {
@@ -423,12 +441,37 @@ fn compile_route(
             filters: b.filters.clone(),
         })
         .collect();
+    let mirrors = r
+        .filters
+        .iter()
+        .filter_map(|f| match f {
+            Filter::Mirror(m) => Some(m),
+            _ => None,
+        })
+        .filter_map(|m| match &m.target {
+            // A mirror whose backend cannot be served mirrors nothing; the route still serves.
+            BackendTarget::Cluster(k) => clusters.get(k.as_str()).map(|c| CompiledMirror {
+                cluster: c.clone(),
+                numerator: m.numerator.min(m.denominator),
+                denominator: m.denominator.max(1),
+            }),
+            BackendTarget::Invalid(_) => None,
+        })
+        .collect();
+    let cors = r.filters.iter().find_map(|f| match f {
+        Filter::Cors(c) => Some(c.clone()),
+        _ => None,
+    });
     Ok(CompiledRoute {
         source: r.source.clone(),
         path,
         method,
         headers,
         query,
+        mirrors,
+        cors,
+        timeouts: r.timeouts,
+        retry: r.retry.clone(),
         filters: r.filters.clone(),
         total_weight: backends.iter().map(|b| u64::from(b.weight)).sum(),
         backends,

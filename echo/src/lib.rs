@@ -3,15 +3,17 @@
 //! Serves HTTP/1.1 and cleartext HTTP/2 (prior knowledge) on the same port.
 //!
 //! Special paths for tests: `/slow/<ms>` answers after that many milliseconds;
-//! `/status/<code>` answers with that status.
+//! `/status/<code>` answers with that status; `/flaky/<key>/<n>/<code>` answers `code` to
+//! the first `n` requests with that key, then 200; `/seen/<path>` says how many requests
+//! for `<path>` (without query) this server has had (for mirroring tests).
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -22,18 +24,35 @@ pub struct Identity {
     pub service: String,
 }
 
+/// Requests seen per path, and per flaky key.
+#[derive(Default)]
+struct Counters {
+    paths: Mutex<HashMap<String, u64>>,
+    flaky: Mutex<HashMap<String, u64>>,
+}
+
+fn bump(map: &Mutex<HashMap<String, u64>>, key: &str) -> u64 {
+    let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+    let n = m.entry(key.to_string()).or_default();
+    *n += 1;
+    *n
+}
+
 /// Serves until the listener's task is dropped.
 pub async fn serve(listener: TcpListener, id: Identity) {
     let id = Arc::new(id);
+    let counters = Arc::new(Counters::default());
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
         let id = id.clone();
+        let counters = counters.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let id = id.clone();
-                async move { Ok::<_, std::convert::Infallible>(answer(req, &id).await) }
+                let counters = counters.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(req, &id, &counters).await) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tcp), service)
@@ -42,9 +61,29 @@ pub async fn serve(listener: TcpListener, id: Identity) {
     }
 }
 
-async fn answer(req: Request<Incoming>, id: &Identity) -> Response<Full<Bytes>> {
+async fn answer(
+    req: Request<Incoming>,
+    id: &Identity,
+    counters: &Counters,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let mut status = 200;
+    if let Some(seen) = path.strip_prefix("/seen") {
+        let n = counters
+            .paths
+            .lock()
+            .map(|m| m.get(seen).copied().unwrap_or(0))
+            .unwrap_or(0);
+        return Response::new(Full::new(Bytes::from(n.to_string())));
+    }
+    bump(&counters.paths, &path);
+    if let Some(rest) = path.strip_prefix("/flaky/")
+        && let [key, n, code] = rest.split('/').collect::<Vec<_>>()[..]
+        && let (Ok(n), Ok(code)) = (n.parse::<u64>(), code.parse::<u16>())
+        && bump(&counters.flaky, key) <= n
+    {
+        status = code;
+    }
     if let Some(ms) = path
         .strip_prefix("/slow/")
         .and_then(|s| s.parse::<u64>().ok())

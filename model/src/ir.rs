@@ -175,6 +175,43 @@ pub struct Route {
     /// Weighted backends. Empty with no redirect filter answers 500.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<WeightedBackend>,
+    #[serde(default, skip_serializing_if = "Timeouts::is_default")]
+    pub timeouts: Timeouts,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+}
+
+/// Time limits of a route, in milliseconds. `None` is the data plane's default; `Some(0)`
+/// turns the limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Timeouts {
+    /// From the request's arrival to the end of the answer, retries included (504 when
+    /// exceeded before the answer started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_ms: Option<u64>,
+    /// One attempt at a backend: connect plus waiting for its answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_request_ms: Option<u64>,
+}
+
+impl Timeouts {
+    pub fn is_default(&self) -> bool {
+        *self == Timeouts::default()
+    }
+}
+
+/// When to send a request to a backend again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retry {
+    /// Answers that are retried (5xx codes). Connect failures and backend timeouts are
+    /// always retried while attempts remain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<u16>,
+    /// Retries after the first attempt.
+    pub attempts: u32,
+    /// Wait before each retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_ms: Option<u64>,
 }
 
 /// Where a route came from, for logs and metrics.
@@ -242,6 +279,38 @@ pub enum Filter {
     ResponseHeaders(HeaderModifier),
     Redirect(Redirect),
     Rewrite(Rewrite),
+    /// Send a copy of the request to another backend; its answer is dropped.
+    Mirror(Mirror),
+    Cors(Cors),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mirror {
+    pub target: BackendTarget,
+    /// Share of requests mirrored: numerator/denominator (1/1 is all).
+    pub numerator: u32,
+    pub denominator: u32,
+}
+
+/// Cross-origin resource sharing: answers preflights itself and adds the allow headers to
+/// answers for allowed origins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Cors {
+    /// "https://a.example", "https://*.example" (any depth of labels) or "*".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_origins: Vec<String>,
+    /// Methods, or ["*"].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_methods: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_headers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose_headers: Vec<String>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// Seconds; None leaves Access-Control-Max-Age out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

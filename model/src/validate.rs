@@ -119,6 +119,29 @@ pub fn check_filter(filter: &Filter) -> Result<(), String> {
             host(&r.hostname)?;
             path(&r.path)
         }
+        Filter::Mirror(m) => {
+            if m.denominator == 0 || m.numerator > m.denominator {
+                return Err(format!(
+                    "mirror fraction {}/{} is not within 0..=1",
+                    m.numerator, m.denominator
+                ));
+            }
+            Ok(())
+        }
+        Filter::Cors(c) => {
+            let token_or_star = |v: &String| v == "*" || header_name_ok(v);
+            if let Some(m) = c.allow_methods.iter().find(|m| !token_or_star(m)) {
+                return Err(format!("cors allowMethods: {m:?} is not a method"));
+            }
+            let names = c.allow_headers.iter().chain(&c.expose_headers);
+            if let Some(h) = names.into_iter().find(|h| !token_or_star(h)) {
+                return Err(format!("cors: {h:?} is not a header name"));
+            }
+            if let Some(o) = c.allow_origins.iter().find(|o| !header_value_ok(o)) {
+                return Err(format!("cors allowOrigins: {o:?} is not an origin"));
+            }
+            Ok(())
+        }
     }
 }
 
@@ -207,6 +230,16 @@ pub fn validate(config: &Config) -> Result<(), Vec<String>> {
                         && !clusters.contains(key.as_str())
                     {
                         errors.push(format!("{at}: backends: unknown Cluster {key:?}"));
+                    }
+                }
+                for f in &route.filters {
+                    if let Filter::Mirror(crate::ir::Mirror {
+                        target: BackendTarget::Cluster(key),
+                        ..
+                    }) = f
+                        && !clusters.contains(key.as_str())
+                    {
+                        errors.push(format!("{at}: mirror: unknown Cluster {key:?}"));
                     }
                 }
             }

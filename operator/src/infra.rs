@@ -4,11 +4,11 @@
 //! `spec.infrastructure` labels and annotations propagated. Applied with server-side apply:
 //! an unchanged object is not rewritten.
 
+use crate::gwapi::gateways::Gateway;
 use crate::identity::{self, Ca};
 use crate::store::ObjectKey;
 use crate::translate::infrastructure_name;
 use gatehouse_api::{GatewayParametersSpec, ServiceType};
-use gateway_api::gateways::Gateway;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use kube::api::{Api, Patch, PatchParams};

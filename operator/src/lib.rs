@@ -13,3 +13,7 @@ pub mod standalone;
 pub mod status;
 pub mod store;
 pub mod translate;
+
+/// Gateway API types of the experimental channel: a superset of the standard channel's,
+/// with the fields (rule retry, ListenerSet, ...) the conformance profile exercises.
+pub(crate) use gateway_api::experimental as gwapi;

@@ -3,11 +3,11 @@
 //! Sources (a YAML directory, or kube-runtime reflectors) fill it; translation reads it.
 //! Nothing downstream knows which source an object came from.
 
+use crate::gwapi::gatewayclasses::GatewayClass;
+use crate::gwapi::gateways::Gateway;
+use crate::gwapi::httproutes::HttpRoute;
+use crate::gwapi::referencegrants::ReferenceGrant;
 use gatehouse_api::{GatewayParameters, IngressClassParameters};
-use gateway_api::gatewayclasses::GatewayClass;
-use gateway_api::gateways::Gateway;
-use gateway_api::httproutes::HttpRoute;
-use gateway_api::referencegrants::ReferenceGrant;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};

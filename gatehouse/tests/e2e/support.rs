@@ -203,6 +203,8 @@ pub fn route_to_app(
             target: BackendTarget::Cluster("default/app:80".into()),
             filters: vec![],
         }],
+        timeouts: Default::default(),
+        retry: None,
     }
 }
 

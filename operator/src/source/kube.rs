@@ -2,13 +2,13 @@
 //! translation reads in standalone mode. Any change to any watched object wakes the
 //! operator loop; bursts fold into one recompute.
 
+use crate::gwapi::gatewayclasses::GatewayClass;
+use crate::gwapi::gateways::Gateway;
+use crate::gwapi::httproutes::HttpRoute;
+use crate::gwapi::referencegrants::ReferenceGrant;
 use crate::store::{Object, Store};
 use futures::StreamExt;
 use gatehouse_api::{GatewayParameters, IngressClassParameters};
-use gateway_api::gatewayclasses::GatewayClass;
-use gateway_api::gateways::Gateway;
-use gateway_api::httproutes::HttpRoute;
-use gateway_api::referencegrants::ReferenceGrant;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};

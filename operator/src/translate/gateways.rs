@@ -3,13 +3,13 @@
 
 use super::backends::Backends;
 use super::{GATEWAY_GROUP, Infrastructure, Settings, age, join};
+use crate::gwapi::gateways::{
+    Gateway, GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom, GatewayListenersTlsMode,
+};
 use crate::status::{Condition, ListenerStatus, StatusReport, reason};
 use crate::store::{ObjectKey, Store};
 use gatehouse_api::GatewayParametersSpec;
 use gatehouse_model::ir::{self, Config, HostMatch, Protocol, SniCertificate};
-use gateway_api::gateways::{
-    Gateway, GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom, GatewayListenersTlsMode,
-};
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
@@ -344,12 +344,7 @@ fn plan_gateway(
         && published.is_empty()
         && !synthetic
     {
-        st.set(Condition::new(
-            reason::ACCEPTED,
-            true,
-            reason::ACCEPTED,
-            "Accepted by Gatehouse",
-        ));
+        st.set(accepted_condition(&listeners, "Accepted by Gatehouse"));
         st.set(Condition::new(
             reason::PROGRAMMED,
             false,
@@ -366,12 +361,7 @@ fn plan_gateway(
         } else {
             "Accepted by Gatehouse"
         };
-        st.set(Condition::new(
-            reason::ACCEPTED,
-            true,
-            reason::ACCEPTED,
-            msg,
-        ));
+        st.set(accepted_condition(&listeners, msg));
         // Programmed turns True when the data plane acknowledges this generation.
         st.set(Condition::new(
             reason::PROGRAMMED,
@@ -402,7 +392,26 @@ fn plan_gateway(
     }
 }
 
-/// Load balancer addresses of the Service that fronts a Gateway's data planes.
+/// Accepted=True of a Gateway with at least one served listener; the reason is
+/// ListenersNotValid when some other listener is not valid.
+fn accepted_condition(listeners: &[PlannedListener], msg: &str) -> Condition {
+    let invalid: Vec<&str> = listeners
+        .iter()
+        .filter(|l| !l.served)
+        .map(|l| l.name.as_str())
+        .collect();
+    if invalid.is_empty() {
+        Condition::new(reason::ACCEPTED, true, reason::ACCEPTED, msg)
+    } else {
+        Condition::new(
+            reason::ACCEPTED,
+            true,
+            reason::LISTENERS_NOT_VALID,
+            format!("listeners not valid: {}", invalid.join(", ")),
+        )
+    }
+}
+
 /// Addresses of the Service that fronts a Gateway's data planes: its load balancer's, or its
 /// cluster IP when the parameters chose a NodePort or ClusterIP Service.
 fn load_balancer_addresses(store: &Store, gateway: &ObjectKey) -> Vec<String> {

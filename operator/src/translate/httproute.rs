@@ -5,14 +5,15 @@ use super::backends::{BackendRef, Backends, PortRef};
 use super::gateways::PlannedGateway;
 use super::tables::{Entries, Entry, Order};
 use super::{GATEWAY_GROUP, age, intersect};
+use crate::gwapi::httproutes::*;
 use crate::status::{Condition, ParentRef, ParentStatus, StatusReport, reason};
 use crate::store::{ObjectKey, Store};
 use gatehouse_model::ir::{
-    BackendTarget, Filter, HeaderModifier, HostMatch, PathMatch, PathModifier, Redirect, Rewrite,
-    Route, RouteMatch, RouteSource, StringMatch, ValueMatch, WeightedBackend,
+    BackendTarget, Cors, Filter, HeaderModifier, HostMatch, Mirror, PathMatch, PathModifier,
+    Redirect, Retry, Rewrite, Route, RouteMatch, RouteSource, StringMatch, Timeouts, ValueMatch,
+    WeightedBackend,
 };
 use gatehouse_model::validate::{MAX_WEIGHT, anchored_regex, check_filter};
-use gateway_api::httproutes::*;
 use std::collections::BTreeMap;
 
 /// The generated types repeat one header-modifier shape per filter position (rule or
@@ -296,9 +297,28 @@ fn compile_rule(
         .enumerate()
     {
         let filter = compile_filter(f).map_err(|e| format!("filters[{i}]: {e}"))?;
+        let filter = match filter {
+            Compiled::Filter(f) => f,
+            Compiled::Mirror(m, fraction) => {
+                let target = resolve(
+                    backends,
+                    route,
+                    &m,
+                    &format!("spec.rules[{index}].filters[{i}].requestMirror.backendRef"),
+                    problems,
+                );
+                Filter::Mirror(Mirror {
+                    target,
+                    numerator: fraction.0,
+                    denominator: fraction.1,
+                })
+            }
+        };
         check_filter(&filter).map_err(|e| format!("filters[{i}]: {e}"))?;
         filters.push(filter);
     }
+    let timeouts = compile_timeouts(rule.timeouts.as_ref())?;
+    let retry = rule.retry.as_ref().map(compile_retry).transpose()?;
     let redirects = filters.iter().any(|f| matches!(f, Filter::Redirect(_)));
     let rewrites = filters.iter().any(|f| matches!(f, Filter::Rewrite(_)));
     if redirects && rewrites {
@@ -348,25 +368,19 @@ fn compile_rule(
                 .map_err(|e| format!("backendRefs[{i}].filters[{j}]: {e}"))?;
             backend_filters.push(filter);
         }
-        let target = match backends.resolve(
-            (GATEWAY_GROUP, "HTTPRoute", &route.namespace),
-            BackendRef {
-                group: b.group.as_deref().unwrap_or(""),
-                kind: b.kind.as_deref().unwrap_or("Service"),
-                namespace: b.namespace.as_deref().unwrap_or(&route.namespace),
-                name: &b.name,
-                port: b.port.map(PortRef::Number),
+        let target = resolve(
+            backends,
+            route,
+            &Ref {
+                group: b.group.clone(),
+                kind: b.kind.clone(),
+                namespace: b.namespace.clone(),
+                name: b.name.clone(),
+                port: b.port,
             },
-        ) {
-            Ok(cluster) => BackendTarget::Cluster(cluster),
-            Err((r, msg)) => {
-                let msg = format!("spec.rules[{index}].backendRefs[{i}]: {msg}");
-                if problems.unresolved.is_none() {
-                    problems.unresolved = Some((r, msg.clone()));
-                }
-                BackendTarget::Invalid(msg)
-            }
-        };
+            &format!("spec.rules[{index}].backendRefs[{i}]"),
+            problems,
+        );
         weighted.push(WeightedBackend {
             weight,
             target,
@@ -382,8 +396,135 @@ fn compile_rule(
                 matcher,
                 filters: filters.clone(),
                 backends: weighted.clone(),
+                timeouts,
+                retry: retry.clone(),
             })
             .collect(),
+    })
+}
+
+/// A backend reference, from a backendRef or a mirror's backendRef.
+struct Ref {
+    group: Option<String>,
+    kind: Option<String>,
+    namespace: Option<String>,
+    name: String,
+    port: Option<i32>,
+}
+
+/// Resolves a reference to a cluster, recording the first unresolved one for ResolvedRefs.
+fn resolve(
+    backends: &mut Backends<'_>,
+    route: &ObjectKey,
+    r: &Ref,
+    at: &str,
+    problems: &mut RouteProblems,
+) -> BackendTarget {
+    match backends.resolve(
+        (GATEWAY_GROUP, "HTTPRoute", &route.namespace),
+        BackendRef {
+            group: r.group.as_deref().unwrap_or(""),
+            kind: r.kind.as_deref().unwrap_or("Service"),
+            namespace: r.namespace.as_deref().unwrap_or(&route.namespace),
+            name: &r.name,
+            port: r.port.map(PortRef::Number),
+        },
+    ) {
+        Ok(cluster) => BackendTarget::Cluster(cluster),
+        Err((reason, msg)) => {
+            let msg = format!("{at}: {msg}");
+            if problems.unresolved.is_none() {
+                problems.unresolved = Some((reason, msg.clone()));
+            }
+            BackendTarget::Invalid(msg)
+        }
+    }
+}
+
+/// A Gateway API duration ("1h", "500ms", "1m30s", "0s") in milliseconds.
+pub(crate) fn duration_ms(value: &str) -> Result<u64, String> {
+    let bad = || format!("{value:?} is not a duration like 10s, 500ms or 1m30s");
+    let mut total: u64 = 0;
+    let mut rest = value;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 5 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (1, 2)
+        } else if rest.starts_with('s') {
+            (1_000, 1)
+        } else if rest.starts_with('m') {
+            (60_000, 1)
+        } else if rest.starts_with('h') {
+            (3_600_000, 1)
+        } else {
+            return Err(bad());
+        };
+        total += n * unit;
+        rest = &rest[len..];
+    }
+    Ok(total)
+}
+
+fn compile_timeouts(t: Option<&HttpRouteRulesTimeouts>) -> Result<Timeouts, String> {
+    let Some(t) = t else {
+        return Ok(Timeouts::default());
+    };
+    let parse = |field: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(duration_ms)
+            .transpose()
+            .map_err(|e| format!("timeouts.{field}: {e}"))
+    };
+    let timeouts = Timeouts {
+        request_ms: parse("request", &t.request)?,
+        backend_request_ms: parse("backendRequest", &t.backend_request)?,
+    };
+    if let (Some(req), Some(backend)) = (timeouts.request_ms, timeouts.backend_request_ms)
+        && req > 0
+        && (backend > req || backend == 0)
+    {
+        return Err(format!(
+            "timeouts.backendRequest ({backend} ms) must not be longer than timeouts.request ({req} ms)"
+        ));
+    }
+    Ok(timeouts)
+}
+
+fn compile_retry(r: &HttpRouteRulesRetry) -> Result<Retry, String> {
+    let codes = r
+        .codes
+        .iter()
+        .flatten()
+        .map(|&c| match u16::try_from(c) {
+            Ok(c) if (400..600).contains(&c) => Ok(c),
+            _ => Err(format!(
+                "retry.codes: {c} is not an HTTP error status (400-599)"
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    // Without attempts, one retry.
+    let attempts = match r.attempts {
+        None => 1,
+        Some(a) => u32::try_from(a).map_err(|_| format!("retry.attempts: {a} is negative"))?,
+    };
+    let backoff_ms = r
+        .backoff
+        .as_deref()
+        .map(duration_ms)
+        .transpose()
+        .map_err(|e| format!("retry.backoff: {e}"))?;
+    Ok(Retry {
+        codes,
+        attempts,
+        backoff_ms,
     })
 }
 
@@ -528,30 +669,37 @@ fn port(p: Option<i32>) -> Result<Option<u16>, String> {
         .transpose()
 }
 
-fn compile_filter(f: &HttpRouteRulesFilters) -> Result<Filter, String> {
+/// A rule filter; a mirror still needs its backend resolved.
+enum Compiled {
+    Filter(Filter),
+    /// The backend and the mirrored fraction (numerator, denominator).
+    Mirror(Ref, (u32, u32)),
+}
+
+fn compile_filter(f: &HttpRouteRulesFilters) -> Result<Compiled, String> {
     use HttpRouteRulesFiltersType as T;
     let missing = |what: &str| format!("type {what} needs its {what} field");
-    match f.r#type {
+    let filter = match f.r#type {
         T::RequestHeaderModifier => {
             let m = f
                 .request_header_modifier
                 .as_ref()
                 .ok_or_else(|| missing("requestHeaderModifier"))?;
-            Ok(Filter::RequestHeaders(header_modifier!(m)))
+            Filter::RequestHeaders(header_modifier!(m))
         }
         T::ResponseHeaderModifier => {
             let m = f
                 .response_header_modifier
                 .as_ref()
                 .ok_or_else(|| missing("responseHeaderModifier"))?;
-            Ok(Filter::ResponseHeaders(header_modifier!(m)))
+            Filter::ResponseHeaders(header_modifier!(m))
         }
         T::RequestRedirect => {
             let r = f
                 .request_redirect
                 .as_ref()
                 .ok_or_else(|| missing("requestRedirect"))?;
-            Ok(Filter::Redirect(Redirect {
+            Filter::Redirect(Redirect {
                 scheme: r.scheme.as_ref().map(|s| match s {
                     HttpRouteRulesFiltersRequestRedirectScheme::Http => "http".into(),
                     HttpRouteRulesFiltersRequestRedirectScheme::Https => "https".into(),
@@ -573,14 +721,14 @@ fn compile_filter(f: &HttpRouteRulesFilters) -> Result<Filter, String> {
                     .transpose()?,
                 port: port(r.port)?,
                 status: redirect_status(r.status_code)?,
-            }))
+            })
         }
         T::UrlRewrite => {
             let r = f
                 .url_rewrite
                 .as_ref()
                 .ok_or_else(|| missing("urlRewrite"))?;
-            Ok(Filter::Rewrite(Rewrite {
+            Filter::Rewrite(Rewrite {
                 hostname: r.hostname.clone(),
                 path: r
                     .path
@@ -596,16 +744,67 @@ fn compile_filter(f: &HttpRouteRulesFilters) -> Result<Filter, String> {
                         )
                     })
                     .transpose()?,
-            }))
+            })
         }
-        T::RequestMirror | T::ExtensionRef | T::Cors => Err(format!(
-            "filter type {} is not supported yet",
-            serde_json::to_value(&f.r#type)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default()
-        )),
-    }
+        T::RequestMirror => {
+            let m = f
+                .request_mirror
+                .as_ref()
+                .ok_or_else(|| missing("requestMirror"))?;
+            let fraction = match (&m.fraction, m.percent) {
+                (Some(_), Some(_)) => {
+                    return Err("requestMirror: set fraction or percent, not both".into());
+                }
+                (Some(fr), None) => (fr.numerator, fr.denominator.unwrap_or(100)),
+                (None, Some(p)) => (p, 100),
+                (None, None) => (1, 1),
+            };
+            let fraction = match (u32::try_from(fraction.0), u32::try_from(fraction.1)) {
+                (Ok(n), Ok(d)) if d > 0 && n <= d => (n, d),
+                _ => {
+                    return Err(format!(
+                        "requestMirror: {}/{} is not a fraction within 0..=1",
+                        fraction.0, fraction.1
+                    ));
+                }
+            };
+            let b = &m.backend_ref;
+            return Ok(Compiled::Mirror(
+                Ref {
+                    group: b.group.clone(),
+                    kind: b.kind.clone(),
+                    namespace: b.namespace.clone(),
+                    name: b.name.clone(),
+                    port: b.port,
+                },
+                fraction,
+            ));
+        }
+        T::Cors => {
+            let c = f.cors.as_ref().ok_or_else(|| missing("cors"))?;
+            Filter::Cors(Cors {
+                allow_origins: c.allow_origins.clone().unwrap_or_default(),
+                allow_methods: c.allow_methods.clone().unwrap_or_default(),
+                allow_headers: c.allow_headers.clone().unwrap_or_default(),
+                expose_headers: c.expose_headers.clone().unwrap_or_default(),
+                allow_credentials: c.allow_credentials.unwrap_or(false),
+                max_age: c
+                    .max_age
+                    .map(|a| u32::try_from(a).map_err(|_| format!("cors.maxAge: {a} is negative")))
+                    .transpose()?,
+            })
+        }
+        T::ExtensionRef | T::ExternalAuth => {
+            return Err(format!(
+                "filter type {} is not supported",
+                serde_json::to_value(&f.r#type)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            ));
+        }
+    };
+    Ok(Compiled::Filter(filter))
 }
 
 fn compile_backend_filter(f: &HttpRouteRulesBackendRefsFilters) -> Result<Filter, String> {

@@ -14,16 +14,16 @@ use super::gateways::PlannedGateway;
 use super::httproute::normalise_prefix;
 use super::tables::{Entries, Entry, Order};
 use super::{GATEWAY_GROUP, Settings, age, intersect};
+use crate::gwapi::gateways::{
+    Gateway, GatewayListeners, GatewayListenersAllowedRoutes,
+    GatewayListenersAllowedRoutesNamespaces, GatewayListenersAllowedRoutesNamespacesFrom,
+    GatewaySpec,
+};
 use crate::status::{Condition, StatusReport, reason};
 use crate::store::{ObjectKey, Store};
 use gatehouse_model::ir::{
     BackendTarget, HostMatch, PathMatch, Protocol, Route, RouteMatch, RouteSource, SniCertificate,
     WeightedBackend,
-};
-use gateway_api::gateways::{
-    Gateway, GatewayListeners, GatewayListenersAllowedRoutes,
-    GatewayListenersAllowedRoutesNamespaces, GatewayListenersAllowedRoutesNamespacesFrom,
-    GatewaySpec,
 };
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -412,6 +412,8 @@ fn attach(
                     matcher: RouteMatch::path_only(path),
                     filters: vec![],
                     backends,
+                    timeouts: Default::default(),
+                    retry: None,
                 },
                 j,
             ));
@@ -426,6 +428,8 @@ fn attach(
             matcher: RouteMatch::path_only(PathMatch::Prefix("/".into())),
             filters: vec![],
             backends,
+            timeouts: Default::default(),
+            retry: None,
         });
         if !hosts_seen.contains(&HostMatch::Any) {
             hosts_seen.push(HostMatch::Any);

@@ -89,6 +89,11 @@ fn parameters() {
 }
 
 #[test]
+fn policies() {
+    case("policies");
+}
+
+#[test]
 fn translation_is_deterministic() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/translate/attachment");
     let a = translate(&FileSource::new(&dir).load().store, &Settings::default());
