@@ -3,9 +3,10 @@
 //! Serves HTTP/1.1 and cleartext HTTP/2 (prior knowledge) on the same port.
 //!
 //! Special paths for tests: `/slow/<ms>` answers after that many milliseconds;
-//! `/status/<code>` answers with that status; `/flaky/<key>/<n>/<code>` answers `code` to
-//! the first `n` requests with that key, then 200; `/seen/<path>` says how many requests
-//! for `<path>` (without query) this server has had (for mirroring tests).
+//! `/status/<code>` answers with that status; `/flaky/<key>/<n>/<how>` fails the first `n`
+//! requests with that key, then answers 200, where `<how>` is a status code, `slow<ms>`
+//! (answer late) or `close` (drop the connection without an answer); `/seen/<path>` says
+//! how many requests for `<path>` (without query) this server has had.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -52,7 +53,7 @@ pub async fn serve(listener: TcpListener, id: Identity) {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let id = id.clone();
                 let counters = counters.clone();
-                async move { Ok::<_, std::convert::Infallible>(answer(req, &id, &counters).await) }
+                async move { answer(req, &id, &counters).await }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tcp), service)
@@ -61,11 +62,12 @@ pub async fn serve(listener: TcpListener, id: Identity) {
     }
 }
 
+/// The answer, or an error that makes hyper drop the connection unanswered.
 async fn answer(
     req: Request<Incoming>,
     id: &Identity,
     counters: &Counters,
-) -> Response<Full<Bytes>> {
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let path = req.uri().path().to_string();
     let mut status = 200;
     if let Some(seen) = path.strip_prefix("/seen") {
@@ -74,15 +76,21 @@ async fn answer(
             .lock()
             .map(|m| m.get(seen).copied().unwrap_or(0))
             .unwrap_or(0);
-        return Response::new(Full::new(Bytes::from(n.to_string())));
+        return Ok(Response::new(Full::new(Bytes::from(n.to_string()))));
     }
     bump(&counters.paths, &path);
     if let Some(rest) = path.strip_prefix("/flaky/")
-        && let [key, n, code] = rest.split('/').collect::<Vec<_>>()[..]
-        && let (Ok(n), Ok(code)) = (n.parse::<u64>(), code.parse::<u16>())
+        && let [key, n, how] = rest.split('/').collect::<Vec<_>>()[..]
+        && let Ok(n) = n.parse::<u64>()
         && bump(&counters.flaky, key) <= n
     {
-        status = code;
+        if how == "close" {
+            return Err(std::io::Error::other("flaky: dropping the connection"));
+        } else if let Some(ms) = how.strip_prefix("slow").and_then(|m| m.parse::<u64>().ok()) {
+            tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
+        } else if let Ok(code) = how.parse::<u16>() {
+            status = code;
+        }
     }
     if let Some(ms) = path
         .strip_prefix("/slow/")
@@ -130,7 +138,7 @@ async fn answer(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
-    resp
+    Ok(resp)
 }
 
 /// "x-forwarded-for" -> "X-Forwarded-For", as Go's echo server reports header names.

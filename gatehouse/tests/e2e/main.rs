@@ -4,6 +4,7 @@
 mod channel;
 mod kubernetes;
 mod lifecycle;
+mod policies;
 mod quickstart;
 mod routing;
 mod support;
