@@ -163,6 +163,17 @@ impl GatehouseProxy {
     }
 }
 
+/// The TLS server name (SNI) of the connection, lower-case, if the client sent one.
+fn server_name(session: &Session) -> Option<String> {
+    let digest = session.digest()?.ssl_digest.as_ref()?;
+    let sni = digest
+        .extension
+        .get::<crate::listeners::Sni>()?
+        .0
+        .as_deref()?;
+    Some(sni.trim_end_matches('.').to_ascii_lowercase())
+}
+
 /// Host without port, lower-case, without a trailing dot.
 fn request_host(req: &RequestHeader) -> String {
     let raw = req
@@ -272,6 +283,20 @@ impl ProxyHttp for GatehouseProxy {
         ctx.tls = bind.protocol == Protocol::Https;
         let req = session.req_header();
         let host = request_host(req);
+        if ctx.tls
+            && let Some(sni) = server_name(session)
+            && bind.misdirected(&sni, &host)
+        {
+            ctx.status_reason = "misdirected";
+            return respond(
+                session,
+                421,
+                "misdirected request: Host does not match the TLS server name\n".into(),
+                &[],
+            )
+            .await;
+        }
+        let req = session.req_header();
         let path = req.uri.path().to_string();
         let query = req.uri.query().map(str::to_string);
         let routed = bind

@@ -274,6 +274,21 @@ pub enum Miss {
 }
 
 impl Bind {
+    /// The listener a hostname (Host header or SNI) selects: the most specific that matches.
+    pub fn listener_for(&self, host: &str) -> Option<&ListenerTable> {
+        self.listeners.iter().find(|l| l.hostname.matches(host))
+    }
+
+    /// Whether a request's Host belongs to another listener than the one its TLS server
+    /// name selected: such a request is misdirected (421), since the connection was set up
+    /// with the other listener's certificate.
+    pub fn misdirected(&self, sni: &str, host: &str) -> bool {
+        match (self.listener_for(sni), self.listener_for(host)) {
+            (Some(by_sni), Some(by_host)) => by_sni.key != by_host.key,
+            _ => false,
+        }
+    }
+
     /// Listener by Host, then virtual host, then the first route in precedence order.
     pub fn route(
         &self,
@@ -370,8 +385,11 @@ pub fn compile(config: &Config, version: u64, tls_cache: &mut TlsCache) -> Resul
                     .iter()
                     .flat_map(|l| l.certificates.iter())
                     .collect();
-                let (key, acceptor) = tls::acceptor(&certs, &config.certificates, tls_cache)
-                    .map_err(|e| format!("{addr}: {e}"))?;
+                // Client validation is per port: every listener of the bind has the same.
+                let client = listeners.iter().find_map(|l| l.client_validation.as_ref());
+                let (key, acceptor) =
+                    tls::acceptor(&certs, &config.certificates, client, tls_cache)
+                        .map_err(|e| format!("{addr}: {e}"))?;
                 used_tls.push(key);
                 Some(acceptor)
             }

@@ -2,9 +2,12 @@
 //! set. One rustls ServerConfig per set, reused across config versions while the set is
 //! unchanged, never one per connection.
 
-use gatehouse_model::ir::{Certificate, HostMatch, SniCertificate};
+use gatehouse_model::ir::{Certificate, ClientValidation, HostMatch, SniCertificate};
 use pingora_core::listeners::tls::Acceptor;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -71,10 +74,93 @@ fn load_key(cert: &Certificate) -> Result<Arc<CertifiedKey>, String> {
     Ok(Arc::new(certified))
 }
 
-/// The acceptor for one bind's certificates, from the cache when the set is unchanged.
+/// Checks client certificates against the listener's CAs. With insecure fallback, a
+/// missing or failing certificate is let through (and logged); the handshake still asks.
+#[derive(Debug)]
+struct ClientCheck {
+    inner: Arc<dyn ClientCertVerifier>,
+    insecure_fallback: bool,
+}
+
+impl ClientCertVerifier for ClientCheck {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        !self.insecure_fallback
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Err(e) if self.insecure_fallback => {
+                tracing::debug!(error = %e, "client certificate not valid; insecure fallback");
+                Ok(ClientCertVerified::assertion())
+            }
+            r => r,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+fn client_verifier(v: &ClientValidation) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut v.ca_pem.as_bytes()) {
+        let cert = cert.map_err(|e| format!("client CA: {e}"))?;
+        roots.add(cert).map_err(|e| format!("client CA: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("client CA: no certificate".into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| format!("client CA: {e}"))?;
+    Ok(Arc::new(ClientCheck {
+        inner,
+        insecure_fallback: v.insecure_fallback,
+    }))
+}
+
+/// The acceptor for one bind's certificates (and client validation), from the cache when
+/// the set is unchanged.
 pub fn acceptor(
     sni_certs: &[&SniCertificate],
     certificates: &[Certificate],
+    client: Option<&ClientValidation>,
     cache: &mut TlsCache,
 ) -> Result<(u64, Arc<Acceptor>), String> {
     let material: HashMap<&str, &Certificate> =
@@ -88,6 +174,7 @@ pub fn acceptor(
         c.chain_pem.hash(&mut hasher);
         c.private_key_pem.hash(&mut hasher);
     }
+    client.hash(&mut hasher);
     let fingerprint = hasher.finish();
     if let Some(a) = cache.acceptors.get(&fingerprint) {
         return Ok((fingerprint, a.clone()));
@@ -130,11 +217,14 @@ pub fn acceptor(
         .sort_by_key(|(h, _)| std::cmp::Reverse(h.specificity()));
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS versions: {e}"))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .map_err(|e| format!("TLS versions: {e}"))?;
+    let builder = match client {
+        None => builder.with_no_client_auth(),
+        Some(v) => builder.with_client_cert_verifier(client_verifier(v)?),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = Arc::new(Acceptor::from_server_config(Arc::new(config)));
     cache.acceptors.insert(fingerprint, acceptor.clone());

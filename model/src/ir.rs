@@ -41,6 +41,21 @@ pub struct Listener {
     /// Certificates offered on this listener, each for the server names it covers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<SniCertificate>,
+    /// Client certificates asked for and checked on HTTPS (Gateway spec.tls.frontend);
+    /// it applies to the listener's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_validation: Option<ClientValidation>,
+}
+
+/// Which client certificates a TLS listener accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ClientValidation {
+    /// PEM CA certificates a client certificate must chain to.
+    pub ca_pem: String,
+    /// AllowInsecureFallback: connections without a valid client certificate are accepted
+    /// too (the certificate is still asked for).
+    #[serde(default)]
+    pub insecure_fallback: bool,
 }
 
 impl Listener {
@@ -179,6 +194,24 @@ pub struct Route {
     pub timeouts: Timeouts,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
+}
+
+impl Route {
+    /// Keys of every cluster the route sends to: its backends and its mirrors.
+    pub fn clusters(&self) -> impl Iterator<Item = &str> {
+        let mirrors = self.filters.iter().filter_map(|f| match f {
+            Filter::Mirror(m) => Some(&m.target),
+            _ => None,
+        });
+        self.backends
+            .iter()
+            .map(|b| &b.target)
+            .chain(mirrors)
+            .filter_map(|t| match t {
+                BackendTarget::Cluster(k) => Some(k.as_str()),
+                BackendTarget::Invalid(_) => None,
+            })
+    }
 }
 
 /// Time limits of a route, in milliseconds. `None` is the data plane's default; `Some(0)`

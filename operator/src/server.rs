@@ -91,11 +91,7 @@ pub fn filter(config: &Config, gateways: &[String]) -> Config {
         .iter()
         .flat_map(|t| &t.virtual_hosts)
         .flat_map(|v| &v.routes)
-        .flat_map(|r| &r.backends)
-        .filter_map(|b| match &b.target {
-            gatehouse_model::ir::BackendTarget::Cluster(k) => Some(k.as_str()),
-            _ => None,
-        })
+        .flat_map(|r| r.clusters())
         .collect();
     let certs_used: BTreeSet<&str> = listeners
         .iter()

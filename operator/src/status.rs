@@ -201,6 +201,11 @@ pub mod reason {
     pub const INVALID_CERTIFICATE_REF: &str = "InvalidCertificateRef";
     pub const INVALID_ROUTE_KINDS: &str = "InvalidRouteKinds";
     pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
+    pub const INVALID_CA_CERTIFICATE_REF: &str = "InvalidCACertificateRef";
+    pub const INVALID_CA_CERTIFICATE_KIND: &str = "InvalidCACertificateKind";
+    pub const NO_VALID_CA_CERTIFICATE: &str = "NoValidCACertificate";
+    pub const INSECURE_FRONTEND_VALIDATION_MODE: &str = "InsecureFrontendValidationMode";
+    pub const CONFIGURATION_CHANGED: &str = "ConfigurationChanged";
 
     pub const NOT_ALLOWED_BY_LISTENERS: &str = "NotAllowedByListeners";
     pub const NO_MATCHING_LISTENER_HOSTNAME: &str = "NoMatchingListenerHostname";

@@ -144,7 +144,10 @@ async fn retry_policy_retries_its_codes_timeouts_and_dropped_connections() {
     assert_eq!(status("/flaky/k5/1/close", &[]).await, 200);
     assert_eq!(seen(&gh, a, "/flaky/k5/1/close").await, 2);
     // Without a policy nothing is retried.
-    assert_eq!(status("/flaky/k6/1/500", &[("x-policy", "none")]).await, 500);
+    assert_eq!(
+        status("/flaky/k6/1/500", &[("x-policy", "none")]).await,
+        500
+    );
     assert_eq!(seen(&gh, a, "/flaky/k6/1/500").await, 1);
 }
 

@@ -166,6 +166,7 @@ pub fn one_listener_config(
             protocol: Protocol::Http,
             hostname: HostMatch::Any,
             certificates: vec![],
+            client_validation: None,
         }],
         route_tables: vec![RouteTable {
             listener: "default/gw/http".into(),

@@ -57,6 +57,7 @@ pub struct PlannedListener {
     /// Whether HTTPRoutes may attach (allowedRoutes.kinds includes it or is unset).
     pub allows_http_routes: bool,
     pub certificates: Vec<SniCertificate>,
+    pub client_validation: Option<ir::ClientValidation>,
     /// Valid and not conflicted: gets a socket and a route table.
     pub served: bool,
     pub attached_routes: i32,
@@ -267,7 +268,8 @@ fn plan_gateway(
     let mut listeners = Vec::new();
     let mut listener_status = Vec::new();
     for l in &gateway.spec.listeners {
-        let (planned, ls) = plan_listener(store, &key, l, synthetic);
+        let frontend = super::frontend::for_port(gateway, l.port);
+        let (planned, ls) = plan_listener(store, &key, l, frontend.as_ref(), synthetic);
         listeners.push(planned);
         listener_status.push(ls);
     }
@@ -373,6 +375,18 @@ fn plan_gateway(
     if refusal.is_none() {
         st.addresses = published.clone();
     }
+    if listeners.iter().any(|l| {
+        l.client_validation
+            .as_ref()
+            .is_some_and(|v| v.insecure_fallback)
+    }) {
+        st.set(Condition::new(
+            reason::INSECURE_FRONTEND_VALIDATION_MODE,
+            true,
+            reason::CONFIGURATION_CHANGED,
+            "spec.tls.frontend: AllowInsecureFallback accepts clients without a valid certificate",
+        ));
+    }
     for ls in &mut listener_status {
         for c in &mut ls.conditions {
             c.observed_generation = generation;
@@ -451,6 +465,7 @@ fn plan_listener(
     store: &Store,
     gateway: &ObjectKey,
     l: &GatewayListeners,
+    frontend: Option<&super::frontend::PortValidation>,
     synthetic: bool,
 ) -> (PlannedListener, ListenerStatus) {
     let mut ls = ListenerStatus {
@@ -548,6 +563,7 @@ fn plan_listener(
 
     // TLS material for HTTPS.
     let mut certificates = Vec::new();
+    let mut client_validation = None;
     if protocol == Some(Protocol::Https) {
         let tls = l.tls.as_ref();
         if matches!(
@@ -615,6 +631,23 @@ fn plan_listener(
                 "tls.certificateRefs: an HTTPS listener needs at least one certificate".into(),
             ));
         }
+        // Client certificate validation: a listener none of whose CAs resolve is not
+        // served (it would accept clients it was told to refuse).
+        if let Some(v) = frontend {
+            let (validation, ca_problems) = super::frontend::resolve(store, gateway, v);
+            if validation.is_none() {
+                accepted = false;
+                set_listener(
+                    &mut ls,
+                    reason::ACCEPTED,
+                    false,
+                    reason::NO_VALID_CA_CERTIFICATE,
+                    "spec.tls.frontend: no CA certificate reference of this port resolves",
+                );
+            }
+            problems.extend(ca_problems);
+            client_validation = validation;
+        }
         if let Some((r, _)) = problems.first() {
             resolved = false;
             let msg = problems
@@ -677,6 +710,7 @@ fn plan_listener(
         allowed_namespaces,
         allows_http_routes,
         certificates,
+        client_validation,
         served: served && l.port > 0 && l.port <= 65535,
         attached_routes: 0,
     };
@@ -775,6 +809,7 @@ pub fn finish(
                 protocol: l.protocol,
                 hostname: l.hostname.clone(),
                 certificates: l.certificates.clone(),
+                client_validation: l.client_validation.clone(),
             });
         }
     }

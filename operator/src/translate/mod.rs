@@ -5,6 +5,7 @@
 //! route table per listener. Tested with YAML in and model plus conditions out.
 
 mod backends;
+mod frontend;
 mod gateways;
 mod hostnames;
 mod httproute;

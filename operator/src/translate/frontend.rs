@@ -1,0 +1,143 @@
+//! Client certificate validation on HTTPS listeners (Gateway `spec.tls.frontend`): which
+//! CAs a port asks client certificates to chain to, read from ConfigMaps (`ca.crt`).
+
+use super::GATEWAY_GROUP;
+use crate::gwapi::gateways::{
+    Gateway, GatewayTlsFrontendDefaultValidationMode, GatewayTlsFrontendPerPortTlsValidationMode,
+};
+use crate::status::reason;
+use crate::store::{ObjectKey, Store};
+use gatehouse_model::ir::ClientValidation;
+
+/// A CA reference, from the default or a per-port entry.
+struct CaRef {
+    group: String,
+    kind: String,
+    namespace: Option<String>,
+    name: String,
+}
+
+/// What `spec.tls.frontend` asks of one port.
+pub struct PortValidation {
+    refs: Vec<CaRef>,
+    pub insecure_fallback: bool,
+}
+
+/// The validation for `port`: its perPort entry, else the default; None when neither asks
+/// for client certificates.
+pub fn for_port(gateway: &Gateway, port: i32) -> Option<PortValidation> {
+    let frontend = gateway.spec.tls.as_ref()?.frontend.as_ref()?;
+    let per_port = frontend.per_port.iter().flatten().find(|p| p.port == port);
+    match per_port {
+        Some(p) => p.tls.validation.as_ref().map(|v| PortValidation {
+            refs: v
+                .ca_certificate_refs
+                .iter()
+                .map(|r| CaRef {
+                    group: r.group.clone(),
+                    kind: r.kind.clone(),
+                    namespace: r.namespace.clone(),
+                    name: r.name.clone(),
+                })
+                .collect(),
+            insecure_fallback: matches!(
+                v.mode,
+                Some(GatewayTlsFrontendPerPortTlsValidationMode::AllowInsecureFallback)
+            ),
+        }),
+        None => frontend
+            .default
+            .validation
+            .as_ref()
+            .map(|v| PortValidation {
+                refs: v
+                    .ca_certificate_refs
+                    .iter()
+                    .map(|r| CaRef {
+                        group: r.group.clone(),
+                        kind: r.kind.clone(),
+                        namespace: r.namespace.clone(),
+                        name: r.name.clone(),
+                    })
+                    .collect(),
+                insecure_fallback: matches!(
+                    v.mode,
+                    Some(GatewayTlsFrontendDefaultValidationMode::AllowInsecureFallback)
+                ),
+            }),
+    }
+}
+
+/// Resolves the CA references: the validation from those that resolve (None when none
+/// does), and a (reason, message) per reference that does not.
+pub fn resolve(
+    store: &Store,
+    gateway: &ObjectKey,
+    v: &PortValidation,
+) -> (Option<ClientValidation>, Vec<(&'static str, String)>) {
+    let mut pem = String::new();
+    let mut problems = Vec::new();
+    for (i, r) in v.refs.iter().enumerate() {
+        let at = format!("spec.tls.frontend caCertificateRefs[{i}]");
+        let ns = r.namespace.as_deref().unwrap_or(&gateway.namespace);
+        if !(r.group.is_empty() || r.group == "core") || r.kind != "ConfigMap" {
+            problems.push((
+                reason::INVALID_CA_CERTIFICATE_KIND,
+                format!("{at}: {}/{} is not a ConfigMap", r.group, r.kind),
+            ));
+            continue;
+        }
+        if ns != gateway.namespace
+            && !super::backends::grant_allows(
+                store,
+                (GATEWAY_GROUP, "Gateway", &gateway.namespace),
+                ("", "ConfigMap", ns, &r.name),
+            )
+        {
+            problems.push((
+                reason::REF_NOT_PERMITTED,
+                format!(
+                    "{at}: ConfigMap {ns}/{} is in another namespace and no ReferenceGrant allows it",
+                    r.name
+                ),
+            ));
+            continue;
+        }
+        match ca_pem(store, ns, &r.name) {
+            Ok(p) => {
+                pem.push_str(&p);
+                if !p.ends_with('\n') {
+                    pem.push('\n');
+                }
+            }
+            Err(e) => problems.push((reason::INVALID_CA_CERTIFICATE_REF, format!("{at}: {e}"))),
+        }
+    }
+    let validation = (!pem.is_empty()).then(|| ClientValidation {
+        ca_pem: pem,
+        insecure_fallback: v.insecure_fallback,
+    });
+    (validation, problems)
+}
+
+/// The PEM certificates in a ConfigMap's `ca.crt`, checked to parse.
+fn ca_pem(store: &Store, namespace: &str, name: &str) -> Result<String, String> {
+    let cm = store
+        .config_maps
+        .get(&ObjectKey::new(namespace, name))
+        .ok_or_else(|| format!("ConfigMap {namespace}/{name} not found"))?;
+    let pem = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get("ca.crt"))
+        .ok_or_else(|| format!("ConfigMap {namespace}/{name} has no ca.crt"))?;
+    let certs = rustls_pemfile::certs(&mut pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("ConfigMap {namespace}/{name}: ca.crt is not PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "ConfigMap {namespace}/{name}: ca.crt holds no certificate"
+        ));
+    }
+    Ok(pem.clone())
+}
