@@ -113,7 +113,7 @@ pub fn resolve(
             Err(e) => problems.push((reason::INVALID_CA_CERTIFICATE_REF, format!("{at}: {e}"))),
         }
     }
-    let validation = (!pem.is_empty()).then(|| ClientValidation {
+    let validation = (!pem.is_empty()).then_some(ClientValidation {
         ca_pem: pem,
         insecure_fallback: v.insecure_fallback,
     });
