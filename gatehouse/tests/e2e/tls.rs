@@ -175,3 +175,156 @@ async fn http2_over_tls_and_prior_knowledge_cleartext() {
         assert_eq!((version, status), (reqwest::Version::HTTP_2, 200));
     }
 }
+
+#[tokio::test]
+async fn a_host_of_another_listener_than_the_server_name_is_misdirected() {
+    let (gh, _) = setup().await;
+    let addr = SocketAddr::new(gh.ip, 8443);
+    // HTTP/1.1 so the Host header can differ from the name the connection was made for.
+    let c = |sni: &str| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .danger_accept_invalid_certs(true)
+            .http1_only()
+            .resolve(sni, addr)
+            .build()
+            .unwrap()
+    };
+    let status = |sni: &'static str, host: &'static str| {
+        let client = c(sni);
+        async move {
+            client
+                .get(format!("https://{sni}:8443/"))
+                .header("host", host)
+                .send()
+                .await
+                .map_or(0, |r| r.status().as_u16())
+        }
+    };
+    wait_for("route", || async {
+        status("a.example.com", "a.example.com").await == 200
+    })
+    .await
+    .unwrap();
+    // SNI picks the exact listener; a Host of the wildcard or default listener is 421.
+    assert_eq!(status("a.example.com", "b.example.com").await, 421);
+    assert_eq!(status("a.example.com", "other.org").await, 421);
+    // SNI and Host on the same (wildcard) listener: served.
+    assert_eq!(status("b.example.com", "c.example.com").await, 200);
+    assert_eq!(status("b.example.com", "a.example.com").await, 421);
+    // The default listener's names stay together too.
+    assert_eq!(status("other.org", "another.org").await, 200);
+}
+
+/// A CA and a client certificate it issued, as (CA PEM, client identity PEM).
+fn client_ca_and_identity(ca_name: &str) -> (String, Vec<u8>) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(vec![]).unwrap();
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, ca_name);
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["client.test".into()]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client = params.signed_by(&client_key, &ca, &ca_key).unwrap();
+    let identity = format!("{}{}", client.pem(), client_key.serialize_pem());
+    (ca.pem(), identity.into_bytes())
+}
+
+#[tokio::test]
+async fn client_certificates_are_checked_per_port_with_an_insecure_fallback() {
+    let gh = Gatehouse::start().await;
+    let (cert, _) = tls_secret("server", &["app.example.com"]);
+    gh.write("server.yaml", &cert);
+    let (ca1, id1) = client_ca_and_identity("ca one");
+    let (ca2, id2) = client_ca_and_identity("ca two");
+    let indent = |s: &str| s.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    for (name, pem) in [("ca-one", &ca1), ("ca-two", &ca2)] {
+        gh.write(
+            &format!("{name}.yaml"),
+            &format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: default}}\ndata:\n  ca.crt: |\n{}",
+                indent(pem)
+            ),
+        );
+    }
+    let listener = |name: &str, port: u16| {
+        format!(
+            "  - name: {name}
+    protocol: HTTPS
+    port: {port}
+    tls: {{certificateRefs: [{{name: server}}]}}
+"
+        )
+    };
+    let gw = gateway(&format!(
+        "{}{}",
+        listener("strict", 8443),
+        listener("fallback", 9443)
+    ))
+    .replace(
+        "  gatewayClassName: gatehouse\n",
+        "  gatewayClassName: gatehouse
+  tls:
+    frontend:
+      default:
+        validation:
+          caCertificateRefs: [{kind: ConfigMap, group: '', name: ca-one}]
+      perPort:
+      - port: 9443
+        tls:
+          validation:
+            mode: AllowInsecureFallback
+            caCertificateRefs: [{kind: ConfigMap, group: '', name: ca-two}]
+",
+    );
+    gh.write("gateway.yaml", &gw);
+    gh.backend("app").await;
+    gh.write("route.yaml", ROUTE_TO_APP);
+    gh.wait_programmed("default/gw").await;
+    let status = gh
+        .wait_status("Gateway default/gw", |g| {
+            condition(g, "InsecureFrontendValidationMode").is_some()
+        })
+        .await;
+    let c = condition(&status, "InsecureFrontendValidationMode").unwrap();
+    assert_eq!(
+        (&c["status"], &c["reason"]),
+        (&"True".into(), &"ConfigurationChanged".into())
+    );
+
+    let get = |port: u16, identity: Option<&[u8]>| {
+        let mut b = reqwest::Client::builder()
+            .no_proxy()
+            .danger_accept_invalid_certs(true)
+            .resolve("app.example.com", SocketAddr::new(gh.ip, port));
+        if let Some(pem) = identity {
+            b = b.identity(reqwest::Identity::from_pem(pem).unwrap());
+        }
+        let client = b.build().unwrap();
+        async move {
+            client
+                .get(format!("https://app.example.com:{port}/"))
+                .send()
+                .await
+                .map_or(0, |r| r.status().as_u16())
+        }
+    };
+    wait_for("strict port with a valid client certificate", || async {
+        get(8443, Some(&id1)).await == 200
+    })
+    .await
+    .unwrap();
+    assert_eq!(get(8443, None).await, 0, "no client certificate: refused");
+    assert_eq!(
+        get(8443, Some(&id2)).await,
+        0,
+        "a certificate of another CA: refused"
+    );
+    // The per-port entry wins on 9443: its own CA, and the fallback lets anyone in.
+    assert_eq!(get(9443, Some(&id2)).await, 200);
+    assert_eq!(get(9443, Some(&id1)).await, 200);
+    assert_eq!(get(9443, None).await, 200);
+}
