@@ -42,15 +42,21 @@ func runLoadBalancerAllocator(ctx context.Context, client kubernetes.Interface, 
 		}
 		ns, name, _ := cache.SplitMetaNamespaceKey(key)
 		svc, err := inf.Lister().Services(ns).Get(name)
-		if err == nil && svc.Spec.Type == corev1.ServiceTypeLoadBalancer && len(svc.Status.LoadBalancer.Ingress) == 0 {
+		if err == nil && svc.Spec.Type == corev1.ServiceTypeLoadBalancer && needsAddress(svc, pool) {
 			used := map[string]bool{}
 			all, _ := inf.Lister().List(labels.Everything())
 			for _, s := range all {
+				if s.Namespace == svc.Namespace && s.Name == svc.Name {
+					continue // its own address may be given again
+				}
 				for _, in := range s.Status.LoadBalancer.Ingress {
 					used[in.IP] = true
 				}
 			}
 			ip := nextFree(pool, used, svc.Spec.LoadBalancerIP)
+			if len(svc.Status.LoadBalancer.Ingress) > 0 && used[svc.Spec.LoadBalancerIP] {
+				ip = svc.Status.LoadBalancer.Ingress[0].IP // asked for a taken address: keep its own
+			}
 			if ip == "" {
 				log.Printf("load balancer pool %s is exhausted", pool)
 			} else {
@@ -68,6 +74,18 @@ func runLoadBalancerAllocator(ctx context.Context, client kubernetes.Interface, 
 		queue.Forget(key)
 		queue.Done(key)
 	}
+}
+
+// needsAddress: no address yet, or spec.loadBalancerIP asks for another one the pool can
+// give (a changed request is honoured, as MetalLB does). A request the pool cannot meet
+// gets the lowest free address instead, which the Service owner can see differs.
+func needsAddress(svc *corev1.Service, pool *net.IPNet) bool {
+	ingress := svc.Status.LoadBalancer.Ingress
+	if len(ingress) == 0 {
+		return true
+	}
+	requested := net.ParseIP(svc.Spec.LoadBalancerIP)
+	return requested != nil && pool.Contains(requested) && ingress[0].IP != requested.String()
 }
 
 // nextFree: the requested address when it is in the pool and free, else the lowest free one.

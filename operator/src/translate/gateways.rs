@@ -237,33 +237,52 @@ fn plan_gateway(
         ),
     };
 
-    // Address: spec.addresses[0] (an IP) or the default.
+    // Addresses: every entry must be an IP address (the only type Gatehouse serves); the
+    // first is bound (standalone) or asked of the load balancer (Kubernetes).
     let mut address_error = None;
-    let address = match gateway.spec.addresses.as_deref().and_then(|a| a.first()) {
-        None => settings.default_address,
-        Some(a) => {
-            let type_ok = matches!(a.r#type.as_deref(), None | Some("IPAddress"));
-            match a.value.as_deref().map(str::parse::<IpAddr>) {
-                Some(Ok(ip)) if type_ok => ip,
-                _ => {
-                    address_error = Some(format!(
-                        "spec.addresses[0]: {:?} of type {:?} is not an IP address Gatehouse can bind",
-                        a.value.as_deref().unwrap_or_default(),
-                        a.r#type.as_deref().unwrap_or("IPAddress")
-                    ));
-                    settings.default_address
-                }
+    let mut requested = Vec::new();
+    for (i, a) in gateway.spec.addresses.iter().flatten().enumerate() {
+        let type_ok = matches!(a.r#type.as_deref(), None | Some("IPAddress"));
+        match a.value.as_deref().map(str::parse::<IpAddr>) {
+            Some(Ok(ip)) if type_ok => requested.push(ip),
+            _ => {
+                address_error.get_or_insert(format!(
+                    "spec.addresses[{i}]: {:?} of type {:?} is not an IP address Gatehouse can serve",
+                    a.value.as_deref().unwrap_or_default(),
+                    a.r#type.as_deref().unwrap_or("IPAddress")
+                ));
             }
         }
-    };
+    }
+    let address = requested
+        .first()
+        .copied()
+        .unwrap_or(settings.default_address);
 
-    // In Kubernetes the pod binds every address; the Gateway's address is its Service's.
+    // In Kubernetes the pod binds every address; the Gateway's address is its Service's,
+    // which must be the one asked for.
+    let mut unusable = None;
     let (address, published) = match settings.infrastructure {
         Infrastructure::Host => (address, vec![address.to_string()]),
-        Infrastructure::Kubernetes => (
-            IpAddr::from([0, 0, 0, 0]),
-            load_balancer_addresses(store, &key),
-        ),
+        Infrastructure::Kubernetes => {
+            let assigned = load_balancer_addresses(store, &key);
+            if let Some(want) = requested.first()
+                && !assigned.is_empty()
+                && !assigned.contains(&want.to_string())
+            {
+                unusable = Some(format!(
+                    "spec.addresses[0]: the load balancer cannot give {want} (it assigned {})",
+                    assigned.join(", ")
+                ));
+            }
+            if requested.len() > 1 {
+                unusable.get_or_insert(format!(
+                    "spec.addresses: {} addresses asked for; a Gateway's load balancer has one",
+                    requested.len()
+                ));
+            }
+            (IpAddr::from([0, 0, 0, 0]), assigned)
+        }
     };
     let mut listeners = Vec::new();
     let mut listener_status = Vec::new();
@@ -342,6 +361,15 @@ fn plan_gateway(
             reason::INVALID,
             "no listener is valid",
         ));
+    } else if let Some(msg) = &unusable {
+        // Accepted (the Gateway is fine), but not served at an address it did not ask for.
+        st.set(accepted_condition(&listeners, "Accepted by Gatehouse"));
+        st.set(Condition::new(
+            reason::PROGRAMMED,
+            false,
+            reason::ADDRESS_NOT_USABLE,
+            msg.clone(),
+        ));
     } else if settings.infrastructure == Infrastructure::Kubernetes
         && published.is_empty()
         && !synthetic
@@ -372,7 +400,7 @@ fn plan_gateway(
             "waiting for the data plane to apply this generation",
         ));
     }
-    if refusal.is_none() {
+    if refusal.is_none() && unusable.is_none() {
         st.addresses = published.clone();
     }
     if listeners.iter().any(|l| {

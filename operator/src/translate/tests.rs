@@ -100,3 +100,71 @@ fn translation_is_deterministic() {
     let b = translate(&FileSource::new(&dir).load().store, &Settings::default());
     assert_eq!(a, b);
 }
+
+/// Kubernetes mode: a Gateway's static address must be the one its load balancer gave.
+#[test]
+fn static_addresses_the_load_balancer_did_not_give_are_not_usable() {
+    use crate::status::reason;
+    use crate::store::Object;
+    let settings = Settings {
+        infrastructure: super::Infrastructure::Kubernetes,
+        ..Settings::default()
+    };
+    let yaml = |addresses: &str, assigned: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: gatehouse}}
+spec: {{controllerName: gatehouse.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: default, generation: 1}}
+spec:
+  gatewayClassName: gatehouse
+  addresses: {addresses}
+  listeners: [{{name: http, protocol: HTTP, port: 80}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: gatehouse-gw, namespace: default}}
+spec: {{type: LoadBalancer, loadBalancerIP: 198.51.100.7}}
+status: {{loadBalancer: {{ingress: [{{ip: {assigned}}}]}}}}
+"
+        )
+    };
+    let programmed = |addresses: &str, assigned: &str| {
+        let mut store = crate::store::Store::default();
+        for doc in serde_yaml::Deserializer::from_str(&yaml(addresses, assigned)) {
+            let v = serde_yaml::Value::deserialize(doc).unwrap();
+            let obj = match v["kind"].as_str() {
+                Some("GatewayClass") => Object::GatewayClass(serde_yaml::from_value(v).unwrap()),
+                Some("Gateway") => Object::Gateway(serde_yaml::from_value(v).unwrap()),
+                _ => Object::Service(serde_yaml::from_value(v).unwrap()),
+            };
+            store.insert(obj);
+        }
+        let out = translate(&store, &settings);
+        let st = &out.status.objects["Gateway default/gw"];
+        let c = st.condition(reason::PROGRAMMED).unwrap();
+        let a = st.condition(reason::ACCEPTED).unwrap();
+        (a.reason.clone(), c.reason.clone(), st.addresses.clone())
+    };
+    use serde::Deserialize;
+    assert_eq!(
+        programmed("[{value: 198.51.100.7}]", "198.19.0.4"),
+        ("Accepted".into(), "AddressNotUsable".into(), vec![])
+    );
+    assert_eq!(
+        programmed("[{value: 198.51.100.7}]", "198.51.100.7"),
+        (
+            "Accepted".into(),
+            "Pending".into(),
+            vec!["198.51.100.7".to_string()]
+        )
+    );
+    assert_eq!(
+        programmed("[{type: test/fake, value: x}]", "198.19.0.4").0,
+        "UnsupportedAddress"
+    );
+}
