@@ -376,6 +376,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "GatewayHTTPSListenerDetectMisdirectedRequests",
     "GatewayInfrastructurePropagation",
     "GatewayPort8080",
+    "GatewayStaticAddresses",
     // HTTPRoute extended.
     "HTTPRoute303RedirectStatusCode",
     "HTTPRoute307RedirectStatusCode",
