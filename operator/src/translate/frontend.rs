@@ -23,14 +23,12 @@ pub struct PortValidation {
     pub insecure_fallback: bool,
 }
 
-/// The validation for `port`: its perPort entry, else the default; None when neither asks
-/// for client certificates.
-pub fn for_port(gateway: &Gateway, port: i32) -> Option<PortValidation> {
-    let frontend = gateway.spec.tls.as_ref()?.frontend.as_ref()?;
-    let per_port = frontend.per_port.iter().flatten().find(|p| p.port == port);
-    match per_port {
-        Some(p) => p.tls.validation.as_ref().map(|v| PortValidation {
-            refs: v
+/// The default and per-port validations are two generated types of one shape; read both
+/// the same way.
+macro_rules! port_validation {
+    ($v:expr, $fallback:pat) => {
+        PortValidation {
+            refs: $v
                 .ca_certificate_refs
                 .iter()
                 .map(|r| CaRef {
@@ -40,31 +38,29 @@ pub fn for_port(gateway: &Gateway, port: i32) -> Option<PortValidation> {
                     name: r.name.clone(),
                 })
                 .collect(),
-            insecure_fallback: matches!(
-                v.mode,
-                Some(GatewayTlsFrontendPerPortTlsValidationMode::AllowInsecureFallback)
-            ),
+            insecure_fallback: matches!($v.mode, Some($fallback)),
+        }
+    };
+}
+
+/// The validation for `port`: its perPort entry, else the default; None when neither asks
+/// for client certificates.
+pub fn for_port(gateway: &Gateway, port: i32) -> Option<PortValidation> {
+    let frontend = gateway.spec.tls.as_ref()?.frontend.as_ref()?;
+    let per_port = frontend.per_port.iter().flatten().find(|p| p.port == port);
+    match per_port {
+        Some(p) => p.tls.validation.as_ref().map(|v| {
+            port_validation!(
+                v,
+                GatewayTlsFrontendPerPortTlsValidationMode::AllowInsecureFallback
+            )
         }),
-        None => frontend
-            .default
-            .validation
-            .as_ref()
-            .map(|v| PortValidation {
-                refs: v
-                    .ca_certificate_refs
-                    .iter()
-                    .map(|r| CaRef {
-                        group: r.group.clone(),
-                        kind: r.kind.clone(),
-                        namespace: r.namespace.clone(),
-                        name: r.name.clone(),
-                    })
-                    .collect(),
-                insecure_fallback: matches!(
-                    v.mode,
-                    Some(GatewayTlsFrontendDefaultValidationMode::AllowInsecureFallback)
-                ),
-            }),
+        None => frontend.default.validation.as_ref().map(|v| {
+            port_validation!(
+                v,
+                GatewayTlsFrontendDefaultValidationMode::AllowInsecureFallback
+            )
+        }),
     }
 }
 
