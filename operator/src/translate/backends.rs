@@ -9,6 +9,30 @@ use std::net::{IpAddr, SocketAddr};
 
 /// Whether a ReferenceGrant in the target namespace lets `from` (group, kind, namespace)
 /// refer to `to` (group, kind, namespace, name).
+/// Whether a Gateway may read a core object (`kind` Secret or ConfigMap) `ns/name`: in its
+/// own namespace always, elsewhere when a ReferenceGrant allows it.
+pub fn gateway_may_read(
+    store: &Store,
+    gateway: &ObjectKey,
+    kind: &str,
+    ns: &str,
+    name: &str,
+) -> Result<(), String> {
+    if ns == gateway.namespace
+        || grant_allows(
+            store,
+            (super::GATEWAY_GROUP, "Gateway", &gateway.namespace),
+            ("", kind, ns, name),
+        )
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "{kind} {ns}/{name} is in another namespace and no ReferenceGrant allows it"
+        ))
+    }
+}
+
 pub fn grant_allows(store: &Store, from: (&str, &str, &str), to: (&str, &str, &str, &str)) -> bool {
     let (from_group, from_kind, from_ns) = from;
     let (to_group, to_kind, to_ns, to_name) = to;

@@ -1,7 +1,6 @@
 //! Client certificate validation on HTTPS listeners (Gateway `spec.tls.frontend`): which
 //! CAs a port asks client certificates to chain to, read from ConfigMaps (`ca.crt`).
 
-use super::GATEWAY_GROUP;
 use crate::gwapi::gateways::{
     Gateway, GatewayTlsFrontendDefaultValidationMode, GatewayTlsFrontendPerPortTlsValidationMode,
 };
@@ -83,20 +82,9 @@ pub fn resolve(
             ));
             continue;
         }
-        if ns != gateway.namespace
-            && !super::backends::grant_allows(
-                store,
-                (GATEWAY_GROUP, "Gateway", &gateway.namespace),
-                ("", "ConfigMap", ns, &r.name),
-            )
+        if let Err(e) = super::backends::gateway_may_read(store, gateway, "ConfigMap", ns, &r.name)
         {
-            problems.push((
-                reason::REF_NOT_PERMITTED,
-                format!(
-                    "{at}: ConfigMap {ns}/{} is in another namespace and no ReferenceGrant allows it",
-                    r.name
-                ),
-            ));
+            problems.push((reason::REF_NOT_PERMITTED, format!("{at}: {e}")));
             continue;
         }
         match ca_pem(store, ns, &r.name) {

@@ -622,19 +622,11 @@ fn plan_listener(
                 ));
                 continue;
             }
-            if ns != gateway.namespace
-                && !super::backends::grant_allows(
-                    store,
-                    (GATEWAY_GROUP, "Gateway", &gateway.namespace),
-                    ("", "Secret", ns, &r.name),
-                )
+            if let Err(e) = super::backends::gateway_may_read(store, gateway, "Secret", ns, &r.name)
             {
                 problems.push((
                     reason::REF_NOT_PERMITTED,
-                    format!(
-                        "tls.certificateRefs[{i}]: Secret {ns}/{} is in another namespace and no ReferenceGrant allows it",
-                        r.name
-                    ),
+                    format!("tls.certificateRefs[{i}]: {e}"),
                 ));
                 continue;
             }
