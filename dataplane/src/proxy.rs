@@ -108,13 +108,7 @@ impl Ctx {
 
 /// Whether the request body can be replayed: none, or pingora kept all of it.
 fn replayable(session: &Session) -> bool {
-    let req = session.req_header();
-    let no_body = req
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .is_none_or(|v| v.as_bytes() == b"0")
-        && !req.headers.contains_key(http::header::TRANSFER_ENCODING);
-    no_body || !session.as_ref().retry_buffer_truncated()
+    !has_body(session.req_header()) || !session.as_ref().retry_buffer_truncated()
 }
 
 fn has_body(req: &RequestHeader) -> bool {

@@ -236,6 +236,18 @@ impl<'s> Backends<'s> {
     }
 }
 
+/// Checks that `pem` (named by `at`, e.g. "Secret ns/name: tls.crt") holds PEM
+/// certificates, at least one.
+pub fn pem_certificates(pem: &str, at: &str) -> Result<(), String> {
+    let certs = rustls_pemfile::certs(&mut pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{at} is not PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{at} holds no certificate"));
+    }
+    Ok(())
+}
+
 /// Reads and checks the PEM material of a TLS Secret.
 pub fn certificate_material(
     store: &Store,
@@ -254,14 +266,7 @@ pub fn certificate_material(
     };
     let chain_pem = field("tls.crt")?;
     let private_key_pem = field("tls.key")?;
-    let certs = rustls_pemfile::certs(&mut chain_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("Secret {namespace}/{name}: tls.crt is not PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "Secret {namespace}/{name}: tls.crt holds no certificate"
-        ));
-    }
+    pem_certificates(&chain_pem, &format!("Secret {namespace}/{name}: tls.crt"))?;
     match rustls_pemfile::private_key(&mut private_key_pem.as_bytes()) {
         Ok(Some(_)) => {}
         Ok(None) => {

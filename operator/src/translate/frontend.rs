@@ -115,13 +115,6 @@ fn ca_pem(store: &Store, namespace: &str, name: &str) -> Result<String, String> 
         .as_ref()
         .and_then(|d| d.get("ca.crt"))
         .ok_or_else(|| format!("ConfigMap {namespace}/{name} has no ca.crt"))?;
-    let certs = rustls_pemfile::certs(&mut pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("ConfigMap {namespace}/{name}: ca.crt is not PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "ConfigMap {namespace}/{name}: ca.crt holds no certificate"
-        ));
-    }
+    super::backends::pem_certificates(pem, &format!("ConfigMap {namespace}/{name}: ca.crt"))?;
     Ok(pem.clone())
 }
