@@ -16,6 +16,18 @@ pub struct Gateway {
     /// "namespace/name".
     pub key: String,
     pub generation: i64,
+    /// The ListenerSets whose listeners this Gateway serves, so an acknowledgement of a
+    /// version also acknowledges their generations. The data plane does not read it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listener_sets: Vec<Generation>,
+}
+
+/// An object's generation, as a version of the config carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generation {
+    /// "namespace/name".
+    pub key: String,
+    pub generation: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -7,7 +7,7 @@
 use crate::gwapi::gateways::Gateway;
 use crate::identity::{self, Ca};
 use crate::store::ObjectKey;
-use crate::translate::infrastructure_name;
+use crate::translate::{DataPlanePlan, infrastructure_name};
 use gatehouse_api::{GatewayParametersSpec, ServiceType};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
@@ -39,17 +39,16 @@ pub struct Provisioner {
 
 impl Provisioner {
     /// Ensures the data planes of every accepted Gateway, shaped by its resolved parameters.
-    pub async fn reconcile(
-        &self,
-        client: &Client,
-        wanted: &BTreeMap<ObjectKey, GatewayParametersSpec>,
-    ) {
-        for (key, parameters) in wanted {
+    pub async fn reconcile(&self, client: &Client, wanted: &BTreeMap<ObjectKey, DataPlanePlan>) {
+        for (key, plan) in wanted {
             let gateways: Api<Gateway> = Api::namespaced(client.clone(), &key.namespace);
             let Ok(Some(gateway)) = gateways.get_opt(&key.name).await else {
                 continue;
             };
-            if let Err(e) = self.ensure(client, &gateway, parameters).await {
+            if let Err(e) = self
+                .ensure(client, &gateway, &plan.parameters, &plan.ports)
+                .await
+            {
                 tracing::warn!(gateway = %key, error = %format!("{e:#}"), "provisioning data planes");
             }
         }
@@ -96,6 +95,7 @@ impl Provisioner {
         client: &Client,
         gw: &Gateway,
         parameters: &GatewayParametersSpec,
+        ports: &[u16],
     ) -> anyhow::Result<()> {
         let settings = &self.settings;
         let ns = gw.namespace().unwrap_or_default();
@@ -131,9 +131,6 @@ impl Provisioner {
             "annotations": annotations,
             "ownerReferences": owner,
         });
-        let mut ports: Vec<i32> = gw.spec.listeners.iter().map(|l| l.port).collect();
-        ports.sort();
-        ports.dedup();
 
         let identity_secret = format!("{name}-identity");
         self.ensure_identity(client, gw, &meta, &identity_secret)

@@ -239,6 +239,17 @@ async fn write_status(
                     )
                     .await
                 }
+                "ListenerSet" => {
+                    sync(
+                        Api::<crate::gwapi::listenersets::ListenerSet>::namespaced(
+                            client.clone(),
+                            &st.namespace,
+                        ),
+                        st,
+                        |cur| listener_set_status(st, cur),
+                    )
+                    .await
+                }
                 "HTTPRoute" => {
                     sync(
                         Api::<crate::gwapi::httproutes::HttpRoute>::namespaced(
@@ -377,6 +388,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "GatewayInfrastructurePropagation",
     "GatewayPort8080",
     "GatewayStaticAddresses",
+    "ListenerSet",
     // HTTPRoute extended.
     "HTTPRoute303RedirectStatusCode",
     "HTTPRoute307RedirectStatusCode",
@@ -420,8 +432,24 @@ fn gateway_class_status(st: &ObjectStatus, current: &Value) -> Value {
 }
 
 fn gateway_status(st: &ObjectStatus, current: &Value) -> Value {
-    let listeners: Vec<Value> = st
-        .listeners
+    json!({
+        "conditions": conditions(&st.conditions, &current["conditions"]),
+        "addresses": st.addresses.iter().map(|a| json!({"type": "IPAddress", "value": a})).collect::<Vec<_>>(),
+        "listeners": listeners_status(st, current),
+        "attachedListenerSets": st.attached_listener_sets.unwrap_or(0),
+    })
+}
+
+fn listener_set_status(st: &ObjectStatus, current: &Value) -> Value {
+    json!({
+        "conditions": conditions(&st.conditions, &current["conditions"]),
+        "listeners": listeners_status(st, current),
+    })
+}
+
+/// `status.listeners` of a Gateway or a ListenerSet.
+fn listeners_status(st: &ObjectStatus, current: &Value) -> Vec<Value> {
+    st.listeners
         .iter()
         .map(|l| {
             let cur = current["listeners"]
@@ -436,12 +464,7 @@ fn gateway_status(st: &ObjectStatus, current: &Value) -> Value {
                 "conditions": conditions(&l.conditions, &cur),
             })
         })
-        .collect();
-    json!({
-        "conditions": conditions(&st.conditions, &current["conditions"]),
-        "addresses": st.addresses.iter().map(|a| json!({"type": "IPAddress", "value": a})).collect::<Vec<_>>(),
-        "listeners": listeners,
-    })
+        .collect()
 }
 
 /// Our entries replace our previous ones; other controllers' entries stay.
@@ -461,8 +484,11 @@ fn route_status(st: &ObjectStatus, current: &Value, controller: &str) -> Value {
             .and_then(|ps| {
                 ps.iter().find(|x| {
                     x["controllerName"] == controller
+                        && x["parentRef"]["kind"] == p.parent_ref.kind.as_str()
                         && x["parentRef"]["name"] == p.parent_ref.name.as_str()
                         && x["parentRef"]["namespace"] == p.parent_ref.namespace.as_str()
+                        && x["parentRef"]["sectionName"].as_str()
+                            == p.parent_ref.section_name.as_deref()
                 })
             })
             .map(|x| x["conditions"].clone())

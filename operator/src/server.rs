@@ -68,6 +68,22 @@ impl ConfigServer {
     }
 }
 
+/// What an acknowledgement of a config acknowledges: each Gateway's generation ("ns/name"),
+/// and each of its ListenerSets' ("gateway-ns/gateway/ns/name").
+fn acknowledgeable(config: &Config) -> Vec<(String, i64)> {
+    config
+        .gateways
+        .iter()
+        .flat_map(|g| {
+            std::iter::once((g.key.clone(), g.generation)).chain(
+                g.listener_sets
+                    .iter()
+                    .map(|s| (format!("{}/{}", g.key, s.key), s.generation)),
+            )
+        })
+        .collect()
+}
+
 /// The part of a config that serves the named Gateways (all of it when none are named).
 pub fn filter(config: &Config, gateways: &[String]) -> Config {
     if gateways.is_empty() {
@@ -203,14 +219,7 @@ impl ConfigDiscovery for ConfigServer {
                 };
                 if let Some(update) = update {
                     if let Ok(mut s) = sent_by_sender.lock() {
-                        s.insert(
-                            published.version,
-                            config
-                                .gateways
-                                .iter()
-                                .map(|g| (g.key.clone(), g.generation))
-                                .collect(),
-                        );
+                        s.insert(published.version, acknowledgeable(&config));
                     }
                     if tx.send(Ok(update)).await.is_err() {
                         return; // The data plane went away.

@@ -6,8 +6,7 @@ use crate::server::{AckEvent, ConfigServer, Published};
 use crate::source::file::{self, FileSource, SourceError};
 use crate::status::{DataPlaneReports, StatusReport};
 use crate::store::ObjectKey;
-use crate::translate::{self, Settings};
-use gatehouse_api::GatewayParametersSpec;
+use crate::translate::{self, DataPlanePlan, Settings};
 use gatehouse_model::ir::Config;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -57,14 +56,14 @@ impl Source for Directory {
 #[derive(Debug, Default)]
 pub struct Desired {
     pub status: StatusReport,
-    pub dataplanes: BTreeMap<ObjectKey, GatewayParametersSpec>,
+    pub dataplanes: BTreeMap<ObjectKey, DataPlanePlan>,
 }
 
 /// Status as last computed, shared with the admin endpoint.
 #[derive(Default)]
 struct Book {
     translation: StatusReport,
-    dataplanes: BTreeMap<ObjectKey, GatewayParametersSpec>,
+    dataplanes: BTreeMap<ObjectKey, DataPlanePlan>,
     reports: DataPlaneReports,
     errors: Vec<SourceError>,
     config: Arc<Config>,

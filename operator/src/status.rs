@@ -92,6 +92,12 @@ pub struct ObjectStatus {
     pub listeners: Vec<ListenerStatus>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub parents: Vec<ParentStatus>,
+    /// A Gateway's count of accepted ListenerSets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attached_listener_sets: Option<i32>,
+    /// A ListenerSet's Gateway ("namespace/name"), whose data planes program it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 impl ObjectStatus {
@@ -192,6 +198,8 @@ pub mod reason {
     pub const LISTENERS_NOT_VALID: &str = "ListenersNotValid";
     pub const ADDRESS_NOT_USABLE: &str = "AddressNotUsable";
     pub const ADDRESS_NOT_ASSIGNED: &str = "AddressNotAssigned";
+    pub const NOT_ALLOWED: &str = "NotAllowed";
+    pub const PARENT_NOT_ACCEPTED: &str = "ParentNotAccepted";
 
     pub const HOSTNAME_CONFLICT: &str = "HostnameConflict";
     pub const PROTOCOL_CONFLICT: &str = "ProtocolConflict";
@@ -249,17 +257,25 @@ impl DataPlaneReports {
             .extend(ack.listener_errors.iter().cloned());
     }
 
-    /// The translation's report with Programmed filled in.
+    /// The translation's report with Programmed filled in, for Gateways and ListenerSets.
     pub fn apply(&self, report: &StatusReport) -> StatusReport {
         let mut out = report.clone();
-        for st in out.objects.values_mut().filter(|s| s.kind == "Gateway") {
+        for st in out.objects.values_mut() {
             let pending = st
                 .condition(reason::PROGRAMMED)
                 .is_some_and(|c| c.reason == reason::PENDING);
+            // What an acknowledgement names (see server.rs), which also prefixes the
+            // keys of the object's listeners.
+            let key = match (st.kind.as_str(), &st.parent) {
+                ("Gateway", _) => format!("{}/{}", st.namespace, st.name),
+                ("ListenerSet", Some(gateway)) => {
+                    format!("{gateway}/{}/{}", st.namespace, st.name)
+                }
+                _ => continue,
+            };
             if !pending {
                 continue;
             }
-            let key = format!("{}/{}", st.namespace, st.name);
             let programmed = self.acked.get(&key).is_some_and(|g| *g >= st.generation);
             let generation = st.generation;
             let mut failed = 0;

@@ -3,16 +3,34 @@
 //! Sources (a YAML directory, or kube-runtime reflectors) fill it; translation reads it.
 //! Nothing downstream knows which source an object came from.
 
-use crate::gwapi::gatewayclasses::GatewayClass;
-use crate::gwapi::gateways::Gateway;
-use crate::gwapi::httproutes::HttpRoute;
-use crate::gwapi::referencegrants::ReferenceGrant;
-use gatehouse_api::{GatewayParameters, IngressClassParameters};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::ResourceExt;
 use std::collections::BTreeMap;
+
+/// Every kind the store holds, in one table: variant, store field, type, API group, kind
+/// and whether it is namespaced. `for_each_kind!(m)` hands the table to macro `m`, so the
+/// store, the file parser and the Kubernetes reflectors cannot disagree about the kinds.
+macro_rules! for_each_kind {
+    ($m:ident) => {
+        $m! {
+            GatewayClass gateway_classes crate::gwapi::gatewayclasses::GatewayClass, "gateway.networking.k8s.io" "GatewayClass" false;
+            Gateway gateways crate::gwapi::gateways::Gateway, "gateway.networking.k8s.io" "Gateway" true;
+            ListenerSet listener_sets crate::gwapi::listenersets::ListenerSet, "gateway.networking.k8s.io" "ListenerSet" true;
+            HttpRoute http_routes crate::gwapi::httproutes::HttpRoute, "gateway.networking.k8s.io" "HTTPRoute" true;
+            ReferenceGrant reference_grants crate::gwapi::referencegrants::ReferenceGrant, "gateway.networking.k8s.io" "ReferenceGrant" true;
+            BackendTlsPolicy backend_tls_policies gateway_api::apis::standard::backendtlspolicies::BackendTlsPolicy, "gateway.networking.k8s.io" "BackendTLSPolicy" true;
+            Ingress ingresses k8s_openapi::api::networking::v1::Ingress, "networking.k8s.io" "Ingress" true;
+            IngressClass ingress_classes k8s_openapi::api::networking::v1::IngressClass, "networking.k8s.io" "IngressClass" false;
+            Service services k8s_openapi::api::core::v1::Service, "" "Service" true;
+            EndpointSlice endpoint_slices k8s_openapi::api::discovery::v1::EndpointSlice, "discovery.k8s.io" "EndpointSlice" true;
+            Secret secrets k8s_openapi::api::core::v1::Secret, "" "Secret" true;
+            ConfigMap config_maps k8s_openapi::api::core::v1::ConfigMap, "" "ConfigMap" true;
+            Namespace namespaces k8s_openapi::api::core::v1::Namespace, "" "Namespace" false;
+            GatewayParameters gateway_parameters gatehouse_api::GatewayParameters, "gatehouse.dev" "GatewayParameters" true;
+            IngressClassParameters ingress_class_parameters gatehouse_api::IngressClassParameters, "gatehouse.dev" "IngressClassParameters" false;
+        }
+    };
+}
+pub(crate) use for_each_kind;
 
 /// Namespace and name. Cluster-scoped objects have an empty namespace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -44,103 +62,60 @@ impl std::fmt::Display for ObjectKey {
     }
 }
 
-/// One object of a kind the store holds.
-#[derive(Debug, Clone)]
-pub enum Object {
-    GatewayClass(GatewayClass),
-    Gateway(Gateway),
-    HttpRoute(HttpRoute),
-    ReferenceGrant(ReferenceGrant),
-    Ingress(Ingress),
-    IngressClass(IngressClass),
-    Service(Service),
-    EndpointSlice(EndpointSlice),
-    Secret(Secret),
-    ConfigMap(ConfigMap),
-    Namespace(Namespace),
-    GatewayParameters(GatewayParameters),
-    IngressClassParameters(IngressClassParameters),
-}
-
-impl Object {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Object::GatewayClass(_) => "GatewayClass",
-            Object::Gateway(_) => "Gateway",
-            Object::HttpRoute(_) => "HTTPRoute",
-            Object::ReferenceGrant(_) => "ReferenceGrant",
-            Object::Ingress(_) => "Ingress",
-            Object::IngressClass(_) => "IngressClass",
-            Object::Service(_) => "Service",
-            Object::EndpointSlice(_) => "EndpointSlice",
-            Object::Secret(_) => "Secret",
-            Object::ConfigMap(_) => "ConfigMap",
-            Object::Namespace(_) => "Namespace",
-            Object::GatewayParameters(_) => "GatewayParameters",
-            Object::IngressClassParameters(_) => "IngressClassParameters",
+macro_rules! store {
+    ($($variant:ident $field:ident $ty:ty, $group:literal $kind:literal $namespaced:literal;)*) => {
+        /// One object of a kind the store holds.
+        #[derive(Debug, Clone)]
+        pub enum Object {
+            $($variant($ty),)*
         }
-    }
 
-    pub fn key(&self) -> ObjectKey {
-        match self {
-            Object::GatewayClass(o) => ObjectKey::of(o),
-            Object::Gateway(o) => ObjectKey::of(o),
-            Object::HttpRoute(o) => ObjectKey::of(o),
-            Object::ReferenceGrant(o) => ObjectKey::of(o),
-            Object::Ingress(o) => ObjectKey::of(o),
-            Object::IngressClass(o) => ObjectKey::of(o),
-            Object::Service(o) => ObjectKey::of(o),
-            Object::EndpointSlice(o) => ObjectKey::of(o),
-            Object::Secret(o) => ObjectKey::of(o),
-            Object::ConfigMap(o) => ObjectKey::of(o),
-            Object::Namespace(o) => ObjectKey::of(o),
-            Object::GatewayParameters(o) => ObjectKey::of(o),
-            Object::IngressClassParameters(o) => ObjectKey::of(o),
-        }
-    }
-}
+        impl Object {
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Object::$variant(_) => $kind,)*
+                }
+            }
 
-#[derive(Debug, Clone, Default)]
-pub struct Store {
-    pub gateway_classes: BTreeMap<ObjectKey, GatewayClass>,
-    pub gateways: BTreeMap<ObjectKey, Gateway>,
-    pub http_routes: BTreeMap<ObjectKey, HttpRoute>,
-    pub reference_grants: BTreeMap<ObjectKey, ReferenceGrant>,
-    pub ingresses: BTreeMap<ObjectKey, Ingress>,
-    pub ingress_classes: BTreeMap<ObjectKey, IngressClass>,
-    pub services: BTreeMap<ObjectKey, Service>,
-    pub endpoint_slices: BTreeMap<ObjectKey, EndpointSlice>,
-    pub secrets: BTreeMap<ObjectKey, Secret>,
-    pub config_maps: BTreeMap<ObjectKey, ConfigMap>,
-    pub namespaces: BTreeMap<ObjectKey, Namespace>,
-    pub gateway_parameters: BTreeMap<ObjectKey, GatewayParameters>,
-    pub ingress_class_parameters: BTreeMap<ObjectKey, IngressClassParameters>,
-}
+            pub fn key(&self) -> ObjectKey {
+                match self {
+                    $(Object::$variant(o) => ObjectKey::of(o),)*
+                }
+            }
 
-impl Store {
-    /// Inserts or replaces an object; returns the kind and key it was stored under.
-    pub fn insert(&mut self, object: Object) -> (&'static str, ObjectKey) {
-        let (kind, key) = (object.kind(), object.key());
-        match object {
-            Object::GatewayClass(o) => drop(self.gateway_classes.insert(key.clone(), o)),
-            Object::Gateway(o) => drop(self.gateways.insert(key.clone(), o)),
-            Object::HttpRoute(o) => drop(self.http_routes.insert(key.clone(), o)),
-            Object::ReferenceGrant(o) => drop(self.reference_grants.insert(key.clone(), o)),
-            Object::Ingress(o) => drop(self.ingresses.insert(key.clone(), o)),
-            Object::IngressClass(o) => drop(self.ingress_classes.insert(key.clone(), o)),
-            Object::Service(o) => drop(self.services.insert(key.clone(), o)),
-            Object::EndpointSlice(o) => drop(self.endpoint_slices.insert(key.clone(), o)),
-            Object::Secret(o) => drop(self.secrets.insert(key.clone(), o)),
-            Object::ConfigMap(o) => drop(self.config_maps.insert(key.clone(), o)),
-            Object::Namespace(o) => drop(self.namespaces.insert(key.clone(), o)),
-            Object::GatewayParameters(o) => drop(self.gateway_parameters.insert(key.clone(), o)),
-            Object::IngressClassParameters(o) => {
-                drop(self.ingress_class_parameters.insert(key.clone(), o))
+            pub fn is_namespaced(&self) -> bool {
+                match self {
+                    $(Object::$variant(_) => $namespaced,)*
+                }
+            }
+
+            pub fn meta_mut(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                match self {
+                    $(Object::$variant(o) => kube::Resource::meta_mut(o),)*
+                }
             }
         }
-        (kind, key)
-    }
 
+        #[derive(Debug, Clone, Default)]
+        pub struct Store {
+            $(pub $field: BTreeMap<ObjectKey, $ty>,)*
+        }
+
+        impl Store {
+            /// Inserts or replaces an object; returns the kind and key it was stored under.
+            pub fn insert(&mut self, object: Object) -> (&'static str, ObjectKey) {
+                let (kind, key) = (object.kind(), object.key());
+                match object {
+                    $(Object::$variant(o) => drop(self.$field.insert(key.clone(), o)),)*
+                }
+                (kind, key)
+            }
+        }
+    };
+}
+for_each_kind!(store);
+
+impl Store {
     /// Labels of a namespace; a namespace the store has not seen has only the label
     /// `kubernetes.io/metadata.name` that the API server would give it.
     pub fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {

@@ -156,6 +156,7 @@ pub fn one_listener_config(
         gateways: vec![Gateway {
             key: "default/gw".into(),
             generation,
+            listener_sets: vec![],
         }],
         listeners: vec![Listener {
             key: "default/gw/http".into(),

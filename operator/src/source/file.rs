@@ -3,7 +3,7 @@
 //! Errors name the file, the line and the field. A file that fails to parse keeps its last
 //! good objects in the store, so a half-saved edit never takes routes down.
 
-use crate::store::{Object, Store};
+use crate::store::{Object, Store, for_each_kind};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -86,37 +86,32 @@ fn parse_document(doc: &str) -> Result<Object, DocError> {
         ));
     }
     let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-    let object = match (group, kind) {
-        ("gateway.networking.k8s.io", "GatewayClass") => Object::GatewayClass(typed(doc, kind)?),
-        ("gateway.networking.k8s.io", "Gateway") => Object::Gateway(typed(doc, kind)?),
-        ("gateway.networking.k8s.io", "HTTPRoute") => Object::HttpRoute(typed(doc, kind)?),
-        ("gateway.networking.k8s.io", "ReferenceGrant") => {
-            Object::ReferenceGrant(typed(doc, kind)?)
-        }
-        ("networking.k8s.io", "Ingress") => Object::Ingress(typed(doc, kind)?),
-        ("networking.k8s.io", "IngressClass") => Object::IngressClass(typed(doc, kind)?),
-        ("", "Service") => Object::Service(typed(doc, kind)?),
-        ("", "Secret") => Object::Secret(string_data_into_data(typed(doc, kind)?)),
-        ("", "ConfigMap") => Object::ConfigMap(typed(doc, kind)?),
-        ("", "Namespace") => Object::Namespace(typed(doc, kind)?),
-        ("gatehouse.dev", "GatewayParameters") => Object::GatewayParameters(typed(doc, kind)?),
-        ("gatehouse.dev", "IngressClassParameters") => {
-            Object::IngressClassParameters(typed(doc, kind)?)
-        }
-        ("discovery.k8s.io", "EndpointSlice") => Object::EndpointSlice(typed(doc, kind)?),
-        _ => {
-            return Err((
-                Some(1),
-                format!(
-                    "unknown kind {kind:?} of apiVersion {api_version:?}: not served by Gatehouse"
-                ),
-            ));
-        }
-    };
-    let mut object = object;
+    let mut object = typed_object(group, kind, doc)?.ok_or_else(|| {
+        (
+            Some(1),
+            format!("unknown kind {kind:?} of apiVersion {api_version:?}: not served by Gatehouse"),
+        )
+    })?;
+    // The API server turns a Secret's `stringData` into `data`; so does the file source.
+    if let Object::Secret(secret) = &mut object {
+        string_data_into_data(secret);
+    }
     normalise_metadata(&mut object).map_err(|m| (Some(1), format!("{kind}: {m}")))?;
     Ok(object)
 }
+
+macro_rules! typed_object {
+    ($($variant:ident $field:ident $ty:ty, $group:literal $kind:literal $namespaced:literal;)*) => {
+        /// The typed object of a group and kind the store holds, or None for other kinds.
+        fn typed_object(group: &str, kind: &str, doc: &str) -> Result<Option<Object>, DocError> {
+            Ok(Some(match (group, kind) {
+                $(($group, $kind) => Object::$variant(typed(doc, kind)?),)*
+                _ => return Ok(None),
+            }))
+        }
+    };
+}
+for_each_kind!(typed_object);
 
 /// Deserialises a document into a typed object, reporting the failing field's path.
 fn typed<T: DeserializeOwned>(doc: &str, kind: &str) -> Result<T, DocError> {
@@ -141,49 +136,29 @@ fn yaml_error(e: &serde_yaml::Error) -> DocError {
     )
 }
 
-/// The API server turns `stringData` into `data`; so does the file source.
-fn string_data_into_data(
-    mut secret: k8s_openapi::api::core::v1::Secret,
-) -> k8s_openapi::api::core::v1::Secret {
+fn string_data_into_data(secret: &mut k8s_openapi::api::core::v1::Secret) {
     if let Some(string_data) = secret.string_data.take() {
         let data = secret.data.get_or_insert_with(Default::default);
         for (k, v) in string_data {
             data.insert(k, k8s_openapi::ByteString(v.into_bytes()));
         }
     }
-    secret
 }
 
 /// Requires a name and gives namespaced objects the namespace `default` when they have none.
 fn normalise_metadata(object: &mut Object) -> Result<(), String> {
-    fn meta<K: kube::Resource>(o: &mut K, namespaced: bool) -> Result<(), String> {
-        let m = o.meta_mut();
-        if m.name.as_deref().unwrap_or_default().is_empty() {
-            return Err("field metadata.name: missing".into());
-        }
-        if namespaced && m.namespace.as_deref().unwrap_or_default().is_empty() {
-            m.namespace = Some("default".into());
-        }
-        if !namespaced {
-            m.namespace = None;
-        }
-        Ok(())
+    let namespaced = object.is_namespaced();
+    let m = object.meta_mut();
+    if m.name.as_deref().unwrap_or_default().is_empty() {
+        return Err("field metadata.name: missing".into());
     }
-    match object {
-        Object::GatewayClass(o) => meta(o, false),
-        Object::Gateway(o) => meta(o, true),
-        Object::HttpRoute(o) => meta(o, true),
-        Object::ReferenceGrant(o) => meta(o, true),
-        Object::Ingress(o) => meta(o, true),
-        Object::IngressClass(o) => meta(o, false),
-        Object::Service(o) => meta(o, true),
-        Object::EndpointSlice(o) => meta(o, true),
-        Object::Secret(o) => meta(o, true),
-        Object::ConfigMap(o) => meta(o, true),
-        Object::Namespace(o) => meta(o, false),
-        Object::GatewayParameters(o) => meta(o, true),
-        Object::IngressClassParameters(o) => meta(o, false),
+    if namespaced && m.namespace.as_deref().unwrap_or_default().is_empty() {
+        m.namespace = Some("default".into());
     }
+    if !namespaced {
+        m.namespace = None;
+    }
+    Ok(())
 }
 
 /// The directory source with its per-file memory of the last good parse.

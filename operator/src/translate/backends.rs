@@ -7,21 +7,22 @@ use k8s_openapi::api::core::v1::ServicePort;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-/// Whether a ReferenceGrant in the target namespace lets `from` (group, kind, namespace)
-/// refer to `to` (group, kind, namespace, name).
-/// Whether a Gateway may read a core object (`kind` Secret or ConfigMap) `ns/name`: in its
-/// own namespace always, elsewhere when a ReferenceGrant allows it.
-pub fn gateway_may_read(
+/// Whether an object of kind `from_kind` (a Gateway or a ListenerSet) may read a core
+/// object (`kind` Secret or ConfigMap) `ns/name`: in its own namespace always, elsewhere
+/// when a ReferenceGrant allows that kind. Grants are per kind: one for Gateways does not
+/// cover ListenerSets.
+pub fn may_read(
     store: &Store,
-    gateway: &ObjectKey,
+    from_kind: &str,
+    from: &ObjectKey,
     kind: &str,
     ns: &str,
     name: &str,
 ) -> Result<(), String> {
-    if ns == gateway.namespace
+    if ns == from.namespace
         || grant_allows(
             store,
-            (super::GATEWAY_GROUP, "Gateway", &gateway.namespace),
+            (super::GATEWAY_GROUP, from_kind, &from.namespace),
             ("", kind, ns, name),
         )
     {
@@ -33,6 +34,8 @@ pub fn gateway_may_read(
     }
 }
 
+/// Whether a ReferenceGrant in the target namespace lets `from` (group, kind, namespace)
+/// refer to `to` (group, kind, namespace, name).
 pub fn grant_allows(store: &Store, from: (&str, &str, &str), to: (&str, &str, &str, &str)) -> bool {
     let (from_group, from_kind, from_ns) = from;
     let (to_group, to_kind, to_ns, to_name) = to;

@@ -82,7 +82,8 @@ pub fn resolve(
             ));
             continue;
         }
-        if let Err(e) = super::backends::gateway_may_read(store, gateway, "ConfigMap", ns, &r.name)
+        if let Err(e) =
+            super::backends::may_read(store, "Gateway", gateway, "ConfigMap", ns, &r.name)
         {
             problems.push((reason::REF_NOT_PERMITTED, format!("{at}: {e}")));
             continue;

@@ -46,12 +46,63 @@ impl LabelSelector {
     }
 }
 
+/// Who declared a listener: the Gateway itself or one of its ListenerSets. Status, route
+/// attachment (parentRef kind, sectionName, allowedRoutes "Same") and ReferenceGrants are
+/// the owner's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    Gateway(ObjectKey),
+    ListenerSet(ObjectKey),
+}
+
+impl Owner {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Owner::Gateway(_) => "Gateway",
+            Owner::ListenerSet(_) => "ListenerSet",
+        }
+    }
+
+    pub fn key(&self) -> &ObjectKey {
+        match self {
+            Owner::Gateway(k) | Owner::ListenerSet(k) => k,
+        }
+    }
+}
+
+/// A LabelSelector from any of the generated selector types (they share one shape).
+macro_rules! label_selector {
+    ($sel:expr) => {{
+        let sel = $sel;
+        LabelSelector {
+            match_labels: sel.and_then(|s| s.match_labels.clone()).unwrap_or_default(),
+            match_expressions: sel
+                .and_then(|s| s.match_expressions.as_ref())
+                .map(|e| {
+                    e.iter()
+                        .map(|x| {
+                            (
+                                x.key.clone(),
+                                x.operator.clone(),
+                                x.values.clone().unwrap_or_default(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }};
+}
+
 #[derive(Debug, Clone)]
 pub struct PlannedListener {
     pub key: String,
+    pub owner: Owner,
     pub name: String,
     pub port: u16,
     pub protocol: Protocol,
+    /// The protocol as written (HTTP, HTTPS, TLS, TCP, ...), for conflicts.
+    pub spec_protocol: String,
     pub hostname: HostMatch,
     pub allowed_namespaces: AllowedNamespaces,
     /// Whether HTTPRoutes may attach (allowedRoutes.kinds includes it or is unset).
@@ -64,16 +115,11 @@ pub struct PlannedListener {
 }
 
 impl PlannedListener {
-    /// Whether objects in `namespace` (with these labels) may attach to this listener of a
-    /// Gateway in `gateway_namespace`.
-    pub fn admits(
-        &self,
-        namespace: &str,
-        gateway_namespace: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> bool {
+    /// Whether objects in `namespace` (with these labels) may attach to this listener;
+    /// "Same" is the namespace of the listener's owner (Gateway or ListenerSet).
+    pub fn admits(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
         match &self.allowed_namespaces {
-            AllowedNamespaces::Same => namespace == gateway_namespace,
+            AllowedNamespaces::Same => namespace == self.owner.key().namespace,
             AllowedNamespaces::All => true,
             AllowedNamespaces::Selector(sel) => sel.matches(labels),
         }
@@ -94,12 +140,16 @@ pub struct PlannedGateway {
     /// Made for an IngressClass, not an API object.
     pub synthetic: bool,
     pub accepted: bool,
+    /// Every ListenerSet naming this Gateway as its parent, allowed or not.
+    pub listener_sets: Vec<PlannedListenerSet>,
 }
 
-impl PlannedGateway {
-    pub fn status_kind(&self) -> &'static str {
-        "Gateway"
-    }
+#[derive(Debug, Clone)]
+pub struct PlannedListenerSet {
+    pub key: ObjectKey,
+    pub generation: i64,
+    /// Allowed by the Gateway and with at least one valid listener.
+    pub accepted: bool,
 }
 
 /// Plans every Gateway of one of our GatewayClasses, plus the synthetic Ingress defaults.
@@ -217,8 +267,6 @@ fn plan_gateway(
 ) -> PlannedGateway {
     let key = ObjectKey::of(gateway);
     let generation = gateway.metadata.generation.unwrap_or(0);
-    let st = status.entry("Gateway", &key.namespace, &key.name, generation);
-
     // Data plane shape: the class's parameters, overridden field by field by the Gateway's.
     let own_parameters = match gateway
         .spec
@@ -284,11 +332,14 @@ fn plan_gateway(
             (IpAddr::from([0, 0, 0, 0]), assigned)
         }
     };
+    // The Gateway's own listeners, then its ListenerSets' in precedence order: one list,
+    // with each listener's status beside it until it goes to its owner.
+    let owner = Owner::Gateway(key.clone());
     let mut listeners = Vec::new();
     let mut listener_status = Vec::new();
     for l in &gateway.spec.listeners {
         let frontend = super::frontend::for_port(gateway, l.port);
-        let (planned, ls) = plan_listener(store, &key, l, frontend.as_ref(), synthetic);
+        let (planned, ls) = plan_listener(store, &key, &owner, l, frontend.as_ref(), synthetic);
         listeners.push(planned);
         listener_status.push(ls);
     }
@@ -297,6 +348,8 @@ fn plan_gateway(
         &mut listeners,
         &mut listener_status,
     );
+    let own = listeners.len();
+    let sets = merge_listener_sets(store, gateway, &mut listeners, &mut listener_status, status);
 
     // Another (older) Gateway on the same address and port takes precedence.
     for (l, ls) in listeners.iter_mut().zip(&mut listener_status) {
@@ -327,11 +380,14 @@ fn plan_gateway(
         }
     }
 
-    let any_served = listeners.iter().any(|l| l.served);
+    // The Gateway's conditions reflect its own listeners only (GEP-1713).
+    let own_listeners = &listeners[..own];
+    let any_served = own_listeners.iter().any(|l| l.served);
     // A Gateway refused as a whole: (Accepted reason, Programmed reason, message).
     let refusal = parameters_error
         .map(|m| (reason::INVALID_PARAMETERS, reason::INVALID, m))
         .or(address_error.map(|m| (reason::UNSUPPORTED_ADDRESS, reason::ADDRESS_NOT_USABLE, m)));
+    let st = status.entry("Gateway", &key.namespace, &key.name, generation);
     if let Some((accepted, programmed, msg)) = &refusal {
         st.set(Condition::new(
             reason::ACCEPTED,
@@ -345,10 +401,7 @@ fn plan_gateway(
             programmed,
             msg.clone(),
         ));
-        for l in &mut listeners {
-            l.served = false;
-        }
-    } else if !any_served && !listeners.is_empty() {
+    } else if !any_served && !own_listeners.is_empty() {
         st.set(Condition::new(
             reason::ACCEPTED,
             false,
@@ -363,7 +416,7 @@ fn plan_gateway(
         ));
     } else if let Some(msg) = &unusable {
         // Accepted (the Gateway is fine), but not served at an address it did not ask for.
-        st.set(accepted_condition(&listeners, "Accepted by Gatehouse"));
+        st.set(accepted_condition(own_listeners, "Accepted by Gatehouse"));
         st.set(Condition::new(
             reason::PROGRAMMED,
             false,
@@ -374,7 +427,7 @@ fn plan_gateway(
         && published.is_empty()
         && !synthetic
     {
-        st.set(accepted_condition(&listeners, "Accepted by Gatehouse"));
+        st.set(accepted_condition(own_listeners, "Accepted by Gatehouse"));
         st.set(Condition::new(
             reason::PROGRAMMED,
             false,
@@ -391,7 +444,7 @@ fn plan_gateway(
         } else {
             "Accepted by Gatehouse"
         };
-        st.set(accepted_condition(&listeners, msg));
+        st.set(accepted_condition(own_listeners, msg));
         // Programmed turns True when the data plane acknowledges this generation.
         st.set(Condition::new(
             reason::PROGRAMMED,
@@ -403,7 +456,7 @@ fn plan_gateway(
     if refusal.is_none() && unusable.is_none() {
         st.addresses = published.clone();
     }
-    if listeners.iter().any(|l| {
+    if own_listeners.iter().any(|l| {
         l.client_validation
             .as_ref()
             .is_some_and(|v| v.insecure_fallback)
@@ -415,12 +468,30 @@ fn plan_gateway(
             "spec.tls.frontend: AllowInsecureFallback accepts clients without a valid certificate",
         ));
     }
-    for ls in &mut listener_status {
+    let gateway_accepted = refusal.is_none() && (any_served || own_listeners.is_empty());
+    if !gateway_accepted {
+        for l in &mut listeners {
+            l.served = false;
+        }
+    }
+    let listener_sets = finish_listener_sets(
+        &key,
+        gateway_accepted,
+        &sets,
+        &listeners,
+        &mut listener_status,
+        status,
+    );
+    let st = status.entry("Gateway", &key.namespace, &key.name, generation);
+    st.attached_listener_sets = Some(listener_sets.iter().filter(|s| s.accepted).count() as i32);
+    let mut own_status = listener_status;
+    own_status.truncate(own);
+    for ls in &mut own_status {
         for c in &mut ls.conditions {
             c.observed_generation = generation;
         }
     }
-    st.listeners = listener_status;
+    st.listeners = own_status;
 
     PlannedGateway {
         key,
@@ -430,7 +501,8 @@ fn plan_gateway(
         listeners,
         dataplane,
         synthetic,
-        accepted: refusal.is_none() && (any_served || gateway.spec.listeners.is_empty()),
+        accepted: gateway_accepted,
+        listener_sets,
     }
 }
 
@@ -492,6 +564,7 @@ fn set_listener(ls: &mut ListenerStatus, type_: &str, ok: bool, reason: &str, ms
 fn plan_listener(
     store: &Store,
     gateway: &ObjectKey,
+    owner: &Owner,
     l: &GatewayListeners,
     frontend: Option<&super::frontend::PortValidation>,
     synthetic: bool,
@@ -561,24 +634,7 @@ fn plan_listener(
             }
             Some(GatewayListenersAllowedRoutesNamespacesFrom::All) => AllowedNamespaces::All,
             Some(GatewayListenersAllowedRoutesNamespacesFrom::Selector) => {
-                let sel = ns.selector.as_ref();
-                AllowedNamespaces::Selector(LabelSelector {
-                    match_labels: sel.and_then(|s| s.match_labels.clone()).unwrap_or_default(),
-                    match_expressions: sel
-                        .and_then(|s| s.match_expressions.as_ref())
-                        .map(|e| {
-                            e.iter()
-                                .map(|x| {
-                                    (
-                                        x.key.clone(),
-                                        x.operator.clone(),
-                                        x.values.clone().unwrap_or_default(),
-                                    )
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                })
+                AllowedNamespaces::Selector(label_selector!(ns.selector.as_ref()))
             }
         },
     };
@@ -614,7 +670,7 @@ fn plan_listener(
         for (i, r) in refs.iter().enumerate() {
             let group = r.group.as_deref().unwrap_or("");
             let kind = r.kind.as_deref().unwrap_or("Secret");
-            let ns = r.namespace.as_deref().unwrap_or(&gateway.namespace);
+            let ns = r.namespace.as_deref().unwrap_or(&owner.key().namespace);
             if !(group.is_empty() || group == "core") || kind != "Secret" {
                 problems.push((
                     reason::INVALID_CERTIFICATE_REF,
@@ -622,7 +678,8 @@ fn plan_listener(
                 ));
                 continue;
             }
-            if let Err(e) = super::backends::gateway_may_read(store, gateway, "Secret", ns, &r.name)
+            if let Err(e) =
+                super::backends::may_read(store, owner.kind(), owner.key(), "Secret", ns, &r.name)
             {
                 problems.push((
                     reason::REF_NOT_PERMITTED,
@@ -721,11 +778,20 @@ fn plan_listener(
     ls.conditions.sort_by_key(|c| rank(&c.type_));
     let https_ok = protocol != Some(Protocol::Https) || !certificates.is_empty() || synthetic;
     let served = accepted && https_ok && protocol.is_some();
+    let gateway_key = join(&gateway.namespace, &gateway.name);
     let listener = PlannedListener {
-        key: format!("{}/{}", join(&gateway.namespace, &gateway.name), l.name),
+        // Unique on the Gateway: listener names repeat across ListenerSets.
+        key: match owner {
+            Owner::Gateway(_) => format!("{gateway_key}/{}", l.name),
+            Owner::ListenerSet(set) => {
+                format!("{gateway_key}/{}/{}/{}", set.namespace, set.name, l.name)
+            }
+        },
+        owner: owner.clone(),
         name: l.name.clone(),
         port: u16::try_from(l.port).unwrap_or(0),
         protocol: protocol.unwrap_or(Protocol::Http),
+        spec_protocol: l.protocol.clone(),
         hostname,
         allowed_namespaces,
         allows_http_routes,
@@ -791,6 +857,275 @@ fn mark_conflicts(
     }
 }
 
+/// The Gateway of ours a parentRef (group, kind, namespace, name) leads to, and the
+/// owner of the listeners it may attach to; None when the parent is not ours.
+pub fn parent(
+    gateways: &BTreeMap<ObjectKey, PlannedGateway>,
+    group: Option<&str>,
+    kind: Option<&str>,
+    namespace: &str,
+    name: &str,
+) -> Option<(ObjectKey, Owner)> {
+    if group.unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP {
+        return None;
+    }
+    let key = ObjectKey::new(namespace, name);
+    match kind.unwrap_or("Gateway") {
+        "Gateway" => gateways
+            .contains_key(&key)
+            .then(|| (key.clone(), Owner::Gateway(key))),
+        "ListenerSet" => gateways
+            .values()
+            .find(|g| g.listener_sets.iter().any(|s| s.key == key))
+            .map(|g| (g.key.clone(), Owner::ListenerSet(key))),
+        _ => None,
+    }
+}
+
+/// A ListenerSet's place in its Gateway's merged listener list.
+struct MergedSet {
+    key: ObjectKey,
+    generation: i64,
+    /// Indexes of its listeners; None when the Gateway does not allow it.
+    listeners: Option<std::ops::Range<usize>>,
+}
+
+/// Whether the Gateway's `spec.allowedListeners` admits ListenerSets from `namespace`
+/// (none when unset).
+fn allows_listener_sets(store: &Store, gateway: &Gateway, namespace: &str) -> bool {
+    use crate::gwapi::gateways::GatewayAllowedListenersNamespacesFrom as From;
+    let Some(ns) = gateway
+        .spec
+        .allowed_listeners
+        .as_ref()
+        .and_then(|a| a.namespaces.as_ref())
+    else {
+        return false;
+    };
+    match ns.from {
+        Some(From::All) => true,
+        Some(From::Same) => gateway.metadata.namespace.as_deref() == Some(namespace),
+        Some(From::Selector) => {
+            label_selector!(ns.selector.as_ref()).matches(&store.namespace_labels(namespace))
+        }
+        Some(From::None) | None => false,
+    }
+}
+
+/// Appends the listeners of every ListenerSet the Gateway allows, oldest set first (then
+/// namespace/name), after the Gateway's own. A listener that collides with an earlier one
+/// (same port and another protocol, or same port and hostname) is conflicted; the
+/// earlier keeps serving. Sets the Gateway does not allow get Accepted=False NotAllowed.
+fn merge_listener_sets(
+    store: &Store,
+    gateway: &Gateway,
+    listeners: &mut Vec<PlannedListener>,
+    listener_status: &mut Vec<ListenerStatus>,
+    status: &mut StatusReport,
+) -> Vec<MergedSet> {
+    let gateway_key = ObjectKey::of(gateway);
+    let mut sets: Vec<_> = store
+        .listener_sets
+        .values()
+        .filter(|set| {
+            let p = &set.spec.parent_ref;
+            let ns = set.metadata.namespace.as_deref().unwrap_or_default();
+            p.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
+                && p.kind.as_deref().unwrap_or("Gateway") == "Gateway"
+                && ObjectKey::new(p.namespace.as_deref().unwrap_or(ns), p.name.as_str())
+                    == gateway_key
+        })
+        .collect();
+    sets.sort_by_key(|set| age(&set.metadata));
+
+    let mut merged = Vec::new();
+    for set in sets {
+        let key = ObjectKey::of(set);
+        let generation = set.metadata.generation.unwrap_or(0);
+        if !allows_listener_sets(store, gateway, &key.namespace) {
+            let msg = format!(
+                "Gateway {gateway_key} does not allow ListenerSets from namespace {} (spec.allowedListeners)",
+                key.namespace
+            );
+            let st = status.entry("ListenerSet", &key.namespace, &key.name, generation);
+            st.set(Condition::new(
+                reason::ACCEPTED,
+                false,
+                reason::NOT_ALLOWED,
+                msg.clone(),
+            ));
+            st.set(Condition::new(
+                reason::PROGRAMMED,
+                false,
+                reason::NOT_ALLOWED,
+                msg,
+            ));
+            merged.push(MergedSet {
+                key,
+                generation,
+                listeners: None,
+            });
+            continue;
+        }
+        // ListenerSet and Gateway listeners are one schema (ListenerEntry) generated as
+        // two Rust types; read the set's through the Gateway's.
+        let spec: Vec<GatewayListeners> = set
+            .spec
+            .listeners
+            .iter()
+            .map(|l| {
+                serde_json::to_value(l)
+                    .and_then(serde_json::from_value)
+                    .unwrap_or_else(|_| GatewayListeners {
+                        name: l.name.clone(),
+                        port: l.port,
+                        protocol: l.protocol.clone(),
+                        ..Default::default()
+                    })
+            })
+            .collect();
+        let owner = Owner::ListenerSet(key.clone());
+        let first = listeners.len();
+        for l in &spec {
+            let frontend = super::frontend::for_port(gateway, l.port);
+            let (planned, ls) =
+                plan_listener(store, &gateway_key, &owner, l, frontend.as_ref(), false);
+            listeners.push(planned);
+            listener_status.push(ls);
+        }
+        // Within a set too, an earlier listener wins (the Gateway's own conflicting
+        // listeners are all refused instead: there the spec names no order).
+        mark_precedence_conflicts(listeners, listener_status, first);
+        merged.push(MergedSet {
+            key,
+            generation,
+            listeners: Some(first..listeners.len()),
+        });
+    }
+    merged
+}
+
+/// Conflicts of each listener from `first` on with the served listeners before it (in
+/// merged order), which take precedence: another protocol on the same port, or the same
+/// port and hostname.
+fn mark_precedence_conflicts(
+    listeners: &mut [PlannedListener],
+    status: &mut [ListenerStatus],
+    first: usize,
+) {
+    for (i, ls) in status.iter_mut().enumerate().skip(first) {
+        let (earlier, rest) = listeners.split_at_mut(i);
+        let l = &mut rest[0];
+        let conflict = earlier
+            .iter()
+            .filter(|e| e.served && e.port == l.port)
+            .find_map(|e| {
+                if e.spec_protocol != l.spec_protocol {
+                    Some((
+                        reason::PROTOCOL_CONFLICT,
+                        format!(
+                            "port {} is already used with protocol {} by {} {} listener {}",
+                            l.port,
+                            e.spec_protocol,
+                            e.owner.kind(),
+                            e.owner.key(),
+                            e.name
+                        ),
+                    ))
+                } else if e.hostname == l.hostname {
+                    Some((
+                        reason::HOSTNAME_CONFLICT,
+                        format!(
+                            "port {} and hostname are already used by {} {} listener {}",
+                            l.port,
+                            e.owner.kind(),
+                            e.owner.key(),
+                            e.name
+                        ),
+                    ))
+                } else {
+                    None
+                }
+            });
+        if let Some((r, msg)) = conflict {
+            l.served = false;
+            set_listener(ls, reason::CONFLICTED, true, r, &msg);
+            set_listener(ls, reason::ACCEPTED, false, r, &msg);
+            set_listener(ls, reason::PROGRAMMED, false, r, &msg);
+        }
+    }
+}
+
+/// Each allowed ListenerSet's own conditions and listener statuses, once the Gateway's
+/// fate is known; returns what route attachment and the model need of them.
+fn finish_listener_sets(
+    gateway: &ObjectKey,
+    gateway_accepted: bool,
+    sets: &[MergedSet],
+    listeners: &[PlannedListener],
+    listener_status: &mut [ListenerStatus],
+    status: &mut StatusReport,
+) -> Vec<PlannedListenerSet> {
+    let mut planned = Vec::new();
+    for set in sets {
+        let mut accepted = false;
+        if let Some(range) = &set.listeners {
+            let own = &listeners[range.clone()];
+            let st = status.entry(
+                "ListenerSet",
+                &set.key.namespace,
+                &set.key.name,
+                set.generation,
+            );
+            st.parent = Some(join(&gateway.namespace, &gateway.name));
+            let refused = if !gateway_accepted {
+                Some((
+                    reason::PARENT_NOT_ACCEPTED,
+                    format!("Gateway {gateway} is not accepted"),
+                ))
+            } else if !own.iter().any(|l| l.served) {
+                Some((
+                    reason::LISTENERS_NOT_VALID,
+                    "no listener is valid".to_string(),
+                ))
+            } else {
+                None
+            };
+            match refused {
+                Some((r, msg)) => {
+                    st.set(Condition::new(reason::ACCEPTED, false, r, msg.clone()));
+                    st.set(Condition::new(reason::PROGRAMMED, false, r, msg));
+                }
+                None => {
+                    accepted = true;
+                    st.set(accepted_condition(
+                        own,
+                        &format!("attached to Gateway {gateway}"),
+                    ));
+                    st.set(Condition::new(
+                        reason::PROGRAMMED,
+                        false,
+                        reason::PENDING,
+                        "waiting for the data plane to apply this generation",
+                    ));
+                }
+            }
+            st.listeners = listener_status[range.clone()].to_vec();
+            for ls in &mut st.listeners {
+                for c in &mut ls.conditions {
+                    c.observed_generation = set.generation;
+                }
+            }
+        }
+        planned.push(PlannedListenerSet {
+            key: set.key.clone(),
+            generation: set.generation,
+            accepted,
+        });
+    }
+    planned
+}
+
 /// Emits the model's Gateways and Listeners and the final attachedRoutes counts.
 pub fn finish(
     gateways: &BTreeMap<ObjectKey, PlannedGateway>,
@@ -800,15 +1135,18 @@ pub fn finish(
 ) {
     for g in gateways.values() {
         let gkey = join(&g.key.namespace, &g.key.name);
-        if let Some(st) = status.objects.get_mut(&StatusReport::key(
-            g.status_kind(),
-            &g.key.namespace,
-            &g.key.name,
-        )) {
-            for l in &g.listeners {
-                if let Some(ls) = st.listener_mut(&l.name) {
-                    ls.attached_routes = l.attached_routes;
-                }
+        for l in &g.listeners {
+            let owner = l.owner.key();
+            if let Some(ls) = status
+                .objects
+                .get_mut(&StatusReport::key(
+                    l.owner.kind(),
+                    &owner.namespace,
+                    &owner.name,
+                ))
+                .and_then(|st| st.listener_mut(&l.name))
+            {
+                ls.attached_routes = l.attached_routes;
             }
         }
         let served: Vec<_> = g.listeners.iter().filter(|l| l.served).collect();
@@ -818,6 +1156,15 @@ pub fn finish(
         config.gateways.push(ir::Gateway {
             key: gkey.clone(),
             generation: g.generation,
+            listener_sets: g
+                .listener_sets
+                .iter()
+                .filter(|s| s.accepted)
+                .map(|s| ir::Generation {
+                    key: join(&s.key.namespace, &s.key.name),
+                    generation: s.generation,
+                })
+                .collect(),
         });
         for l in served {
             config.listeners.push(ir::Listener {

@@ -2,7 +2,7 @@
 //! status.
 
 use super::backends::{BackendRef, Backends, PortRef};
-use super::gateways::PlannedGateway;
+use super::gateways::{Owner, PlannedGateway};
 use super::tables::{Entries, Entry, Order};
 use super::{GATEWAY_GROUP, age, intersect};
 use crate::gwapi::httproutes::*;
@@ -75,19 +75,21 @@ fn attach(
     let key = ObjectKey::of(route);
     let ns = key.namespace.as_str();
     let generation = route.metadata.generation.unwrap_or(0);
-    let parents: Vec<&HttpRouteParentRefs> = route
+    let parents: Vec<(&HttpRouteParentRefs, ObjectKey, Owner)> = route
         .spec
         .parent_refs
         .as_deref()
         .unwrap_or_default()
         .iter()
-        .filter(|p| {
-            p.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
-                && p.kind.as_deref().unwrap_or("Gateway") == "Gateway"
-                && gateways.contains_key(&ObjectKey::new(
-                    p.namespace.as_deref().unwrap_or(ns),
-                    p.name.as_str(),
-                ))
+        .filter_map(|p| {
+            let (gateway, owner) = super::gateways::parent(
+                gateways,
+                p.group.as_deref(),
+                p.kind.as_deref(),
+                p.namespace.as_deref().unwrap_or(ns),
+                &p.name,
+            )?;
+            Some((p, gateway, owner))
         })
         .collect();
     if parents.is_empty() {
@@ -121,8 +123,7 @@ fn attach(
     let ns_labels = store.namespace_labels(ns);
 
     let mut parent_statuses = Vec::new();
-    for p in parents {
-        let gw_key = ObjectKey::new(p.namespace.as_deref().unwrap_or(ns), p.name.as_str());
+    for (p, gw_key, owner) in parents {
         let mut parent = ParentStatus {
             parent_ref: parent_ref(p, ns),
             conditions: vec![],
@@ -130,10 +131,14 @@ fn attach(
         let Some(gw) = gateways.get_mut(&gw_key) else {
             continue;
         };
+        // A parentRef sees only its own object's listeners: a Gateway's, or a
+        // ListenerSet's (GEP-1713).
+        let what = format!("{} {}", owner.kind(), owner.key());
         let candidates: Vec<usize> = gw
             .listeners
             .iter()
             .enumerate()
+            .filter(|(_, l)| l.owner == owner)
             .filter(|(_, l)| p.section_name.as_deref().is_none_or(|s| s == l.name))
             .filter(|(_, l)| p.port.is_none_or(|port| i32::from(l.port) == port))
             .map(|(i, _)| i)
@@ -143,7 +148,7 @@ fn attach(
             .copied()
             .filter(|&i| {
                 let l = &gw.listeners[i];
-                l.allows_http_routes && l.admits(ns, &gw_key.namespace, &ns_labels)
+                l.allows_http_routes && l.admits(ns, &ns_labels)
             })
             .collect();
         let attached: Vec<(usize, Vec<HostMatch>)> = allowed
@@ -156,7 +161,7 @@ fn attach(
             Err((
                 reason::NO_MATCHING_PARENT,
                 format!(
-                    "Gateway {gw_key} has no listener matching sectionName {} port {}",
+                    "{what} has no listener matching sectionName {} port {}",
                     p.section_name.as_deref().unwrap_or("*"),
                     p.port.map(|p| p.to_string()).unwrap_or_else(|| "*".into())
                 ),
@@ -164,7 +169,7 @@ fn attach(
         } else if allowed.is_empty() {
             Err((
                 reason::NOT_ALLOWED_BY_LISTENERS,
-                format!("no listener of Gateway {gw_key} allows HTTPRoutes from namespace {ns}"),
+                format!("no listener of {what} allows HTTPRoutes from namespace {ns}"),
             ))
         } else if attached.is_empty() {
             Err((
@@ -187,10 +192,7 @@ fn attach(
                     reason::ACCEPTED,
                     true,
                     reason::ACCEPTED,
-                    format!(
-                        "attached to {} listener(s) of Gateway {gw_key}",
-                        attached.len()
-                    ),
+                    format!("attached to {} listener(s) of {what}", attached.len()),
                 ));
                 if !problems.invalid_rules.is_empty() {
                     parent.conditions.push(Condition::new(

@@ -267,7 +267,7 @@ fn attach(
         .listeners
         .iter()
         .enumerate()
-        .filter(|(_, l)| l.admits(ns, &gateway_key.namespace, &ns_labels))
+        .filter(|(_, l)| l.admits(ns, &ns_labels))
         .map(|(i, _)| i)
         .collect();
     if listeners.is_empty() {

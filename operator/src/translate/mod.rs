@@ -74,7 +74,15 @@ pub struct Output {
     pub config: Config,
     pub status: StatusReport,
     /// The data planes every accepted Gateway (an API object) should have.
-    pub dataplanes: BTreeMap<ObjectKey, GatewayParametersSpec>,
+    pub dataplanes: BTreeMap<ObjectKey, DataPlanePlan>,
+}
+
+/// What a Gateway's data planes look like: its resolved parameters, and the ports its
+/// listeners (its own and its ListenerSets') use.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct DataPlanePlan {
+    pub parameters: GatewayParametersSpec,
+    pub ports: Vec<u16>,
 }
 
 /// Translates everything in the store.
@@ -111,7 +119,19 @@ pub fn translate(store: &Store, settings: &Settings) -> Output {
     let dataplanes = gateways
         .values()
         .filter(|g| g.accepted && !g.synthetic)
-        .map(|g| (g.key.clone(), g.dataplane.clone()))
+        .map(|g| {
+            let ports: std::collections::BTreeSet<u16> = g
+                .listeners
+                .iter()
+                .filter(|l| l.served)
+                .map(|l| l.port)
+                .collect();
+            let plan = DataPlanePlan {
+                parameters: g.dataplane.clone(),
+                ports: ports.into_iter().collect(),
+            };
+            (g.key.clone(), plan)
+        })
         .collect();
     Output {
         config,

@@ -94,6 +94,11 @@ fn policies() {
 }
 
 #[test]
+fn listener_sets() {
+    case("listenersets");
+}
+
+#[test]
 fn translation_is_deterministic() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/translate/attachment");
     let a = translate(&FileSource::new(&dir).load().store, &Settings::default());
