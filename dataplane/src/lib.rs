@@ -15,6 +15,7 @@ pub mod mirror;
 pub mod proxy;
 pub mod tables;
 pub mod tls;
+pub mod upstream_tls;
 
 use arc_swap::ArcSwap;
 use gatehouse_model::ir::Config;

@@ -32,6 +32,8 @@ const EJECTION: Duration = Duration::from_secs(10);
 pub struct GatehouseProxy {
     state: Arc<ArcSwap<Runtime>>,
     ejections: crate::tables::Ejections,
+    /// Backend certificates found to carry a policy's subjectAltNames.
+    verified_leaves: crate::upstream_tls::VerifiedLeaves,
     mirrors: Mirrors,
 }
 
@@ -40,6 +42,7 @@ impl GatehouseProxy {
         GatehouseProxy {
             state,
             ejections: Default::default(),
+            verified_leaves: Default::default(),
             mirrors: Mirrors::default(),
         }
     }
@@ -61,6 +64,8 @@ pub struct Ctx {
     backend: usize,
     cluster: Option<Arc<crate::tables::Cluster>>,
     upstream: Option<(SocketAddr, UpstreamProtocol)>,
+    /// The listener's client certificate for TLS backends.
+    backend_client: Option<Arc<pingora_core::utils::tls::CertKey>>,
     /// Connection attempts made for this request.
     attempts: u32,
     /// Endpoints this request tried, so a retry goes elsewhere.
@@ -301,12 +306,13 @@ impl ProxyHttp for GatehouseProxy {
                 method: &req.method,
                 headers: &req.headers,
             })
-            .map(|(_, r)| r.clone());
-        let Ok(route) = routed else {
+            .map(|(l, r)| (l.backend_client.clone(), r.clone()));
+        let Ok((backend_client, route)) = routed else {
             ctx.status_reason = "no route";
             return respond(session, 404, "no route\n".into(), &[]).await;
         };
         ctx.route = Some(route.clone());
+        ctx.backend_client = backend_client;
         ctx.deadline = route
             .timeouts
             .request_ms
@@ -389,6 +395,17 @@ impl ProxyHttp for GatehouseProxy {
                 respond(session, 500, "invalid backend\n".into(), &[]).await
             }
             Target::Cluster(cluster) => match cluster.pick(&[], &self.ejections) {
+                // A TLS policy that cannot be honoured: refuse, never send cleartext.
+                _ if cluster.tls.as_ref().is_some_and(|t| t.unusable.is_some()) => {
+                    ctx.status_reason = "backend TLS unusable";
+                    respond(
+                        session,
+                        503,
+                        "backend TLS policy has no usable CA\n".into(),
+                        &[],
+                    )
+                    .await
+                }
                 None => {
                     ctx.status_reason = "no endpoints";
                     respond(session, 503, "no healthy endpoints\n".into(), &[]).await
@@ -463,11 +480,47 @@ impl ProxyHttp for GatehouseProxy {
             peer.options.total_connection_timeout = Some(limit.min(Duration::from_secs(10)));
             peer.options.connection_timeout = Some(limit.min(Duration::from_secs(5)));
         }
+        if let Some(tls) = ctx.cluster.as_ref().and_then(|c| c.tls.as_ref()) {
+            tls.apply(&mut peer, ctx.backend_client.as_ref());
+        }
         if protocol == UpstreamProtocol::H2c && !session.is_upgrade_req() {
             peer.options.set_http_version(2, 2);
             peer.options.max_h2_streams = 100;
         }
         Ok(Box::new(peer))
+    }
+
+    /// A policy with subjectAltNames: the connection's certificate (Pingora verified its
+    /// chain) must carry one of them; new and pooled connections alike.
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        digest: Option<&pingora_core::protocols::Digest>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let Some(tls) = ctx
+            .cluster
+            .as_ref()
+            .and_then(|c| c.tls.as_ref())
+            .filter(|t| !t.subject_alt_names.is_empty())
+        else {
+            return Ok(());
+        };
+        let Some((addr, _)) = ctx.upstream else {
+            return Ok(());
+        };
+        let leaf = digest
+            .and_then(|d| d.ssl_digest.as_ref())
+            .map(|s| s.cert_digest.clone())
+            .unwrap_or_default();
+        self.verified_leaves
+            .check_leaf(tls, addr, &leaf)
+            .await
+            .map_err(|e| Error::explain(ErrorType::HTTPStatus(502), e))
     }
 
     async fn upstream_request_filter(

@@ -54,6 +54,8 @@ pub struct Bind {
 pub struct ListenerTable {
     pub key: String,
     pub hostname: HostMatch,
+    /// Presented to TLS backends that ask for a client certificate.
+    pub backend_client: Option<Arc<pingora_core::utils::tls::CertKey>>,
     /// Most specific hostname first.
     pub virtual_hosts: Vec<VirtualHostTable>,
 }
@@ -127,6 +129,8 @@ pub struct Cluster {
     pub key: String,
     pub protocol: UpstreamProtocol,
     pub endpoints: Vec<SocketAddr>,
+    /// TLS to the endpoints (BackendTLSPolicy).
+    pub tls: Option<crate::upstream_tls::BackendTls>,
     next: AtomicUsize,
 }
 
@@ -322,17 +326,41 @@ pub fn compile(config: &Config, version: u64, tls_cache: &mut TlsCache) -> Resul
         .clusters
         .iter()
         .map(|c| {
-            (
+            let tls = c
+                .tls
+                .as_ref()
+                .map(crate::upstream_tls::BackendTls::compile)
+                .transpose()
+                .map_err(|e| format!("Cluster {}: {e}", c.key))?;
+            Ok((
                 c.key.as_str(),
                 Arc::new(Cluster {
                     key: c.key.clone(),
                     protocol: c.protocol,
                     endpoints: c.endpoints.clone(),
+                    tls,
                     next: AtomicUsize::new(0),
                 }),
-            )
+            ))
         })
-        .collect();
+        .collect::<Result<_, String>>()?;
+    // Client certificates for backends, each loaded once.
+    let mut backend_clients = HashMap::new();
+    for key in config
+        .listeners
+        .iter()
+        .filter_map(|l| l.backend_client_certificate.as_deref())
+    {
+        if backend_clients.contains_key(key) {
+            continue;
+        }
+        let cert = config
+            .certificates
+            .iter()
+            .find(|c| c.key == key)
+            .ok_or_else(|| format!("Certificate {key}: missing"))?;
+        backend_clients.insert(key, crate::upstream_tls::client_certificate(cert)?);
+    }
     let tables: HashMap<&str, &gatehouse_model::ir::RouteTable> = config
         .route_tables
         .iter()
@@ -374,6 +402,10 @@ pub fn compile(config: &Config, version: u64, tls_cache: &mut TlsCache) -> Resul
             compiled.push(ListenerTable {
                 key: l.key.clone(),
                 hostname: l.hostname.clone(),
+                backend_client: l
+                    .backend_client_certificate
+                    .as_deref()
+                    .and_then(|k| backend_clients.get(k).cloned()),
                 virtual_hosts,
             });
         }
@@ -509,6 +541,7 @@ mod tests {
             key: "k".into(),
             protocol: UpstreamProtocol::Http1,
             endpoints: vec![a, b, c],
+            tls: None,
             next: AtomicUsize::new(0),
         };
         let none = Ejections::default();

@@ -127,6 +127,7 @@ mod tests {
             key: key.into(),
             protocol: UpstreamProtocol::Http1,
             endpoints: vec![([127, 0, 0, 1], port).into()],
+            tls: None,
         }))
     }
 

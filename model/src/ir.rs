@@ -57,6 +57,10 @@ pub struct Listener {
     /// it applies to the listener's port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_validation: Option<ClientValidation>,
+    /// Key of the `Certificate` presented to backends that ask for a client certificate
+    /// over TLS (Gateway spec.tls.backend.clientCertificateRef).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_client_certificate: Option<String>,
 }
 
 /// Which client certificates a TLS listener accepts.
@@ -429,6 +433,41 @@ pub struct Cluster {
     pub protocol: UpstreamProtocol,
     /// Ready endpoints. Empty answers 503.
     pub endpoints: Vec<SocketAddr>,
+    /// TLS to the endpoints (a BackendTLSPolicy); cleartext when None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
+}
+
+/// How the data plane speaks TLS to a cluster's endpoints and what it accepts from them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UpstreamTls {
+    /// Server name sent (SNI). Without `subject_alt_names` the certificate must be valid
+    /// for it.
+    pub hostname: String,
+    pub trust: UpstreamTrust,
+    /// When given, the certificate must carry at least one of them, and need not be
+    /// valid for `hostname`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_alt_names: Vec<SubjectAltName>,
+}
+
+/// What the endpoints' certificate chains must lead to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UpstreamTrust {
+    /// PEM CA certificates.
+    CaPem(String),
+    /// The system's trust store (wellKnownCACertificates: System).
+    System,
+    /// The policy has no usable CA: requests answer 503, and never go out in cleartext.
+    Unusable(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SubjectAltName {
+    /// A DNS name (wildcards as in certificates).
+    Hostname(String),
+    /// A URI, compared exactly (e.g. a SPIFFE ID).
+    Uri(String),
 }
 
 /// Every resource the channel carries, as one sum type.

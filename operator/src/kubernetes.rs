@@ -250,6 +250,17 @@ async fn write_status(
                     )
                     .await
                 }
+                "BackendTLSPolicy" => {
+                    sync(
+                        Api::<gateway_api::apis::standard::backendtlspolicies::BackendTlsPolicy>::namespaced(
+                            client.clone(),
+                            &st.namespace,
+                        ),
+                        st,
+                        |cur| json!({ "ancestors": parents(st, cur, &controller, "ancestors", "ancestorRef") }),
+                    )
+                    .await
+                }
                 "HTTPRoute" => {
                     sync(
                         Api::<crate::gwapi::httproutes::HttpRoute>::namespaced(
@@ -388,7 +399,11 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "GatewayInfrastructurePropagation",
     "GatewayPort8080",
     "GatewayStaticAddresses",
+    "GatewayBackendClientCertificate",
     "ListenerSet",
+    // BackendTLSPolicy.
+    "BackendTLSPolicy",
+    "BackendTLSPolicySANValidation",
     // HTTPRoute extended.
     "HTTPRoute303RedirectStatusCode",
     "HTTPRoute307RedirectStatusCode",
@@ -467,9 +482,20 @@ fn listeners_status(st: &ObjectStatus, current: &Value) -> Vec<Value> {
         .collect()
 }
 
-/// Our entries replace our previous ones; other controllers' entries stay.
 fn route_status(st: &ObjectStatus, current: &Value, controller: &str) -> Value {
-    let mut parents: Vec<Value> = current["parents"]
+    json!({ "parents": parents(st, current, controller, "parents", "parentRef") })
+}
+
+/// A route's `parents` or a policy's `ancestors`: our entries replace our previous ones;
+/// other controllers' entries stay.
+fn parents(
+    st: &ObjectStatus,
+    current: &Value,
+    controller: &str,
+    list: &str,
+    reference: &str,
+) -> Vec<Value> {
+    let mut parents: Vec<Value> = current[list]
         .as_array()
         .map(|ps| {
             ps.iter()
@@ -479,27 +505,27 @@ fn route_status(st: &ObjectStatus, current: &Value, controller: &str) -> Value {
         })
         .unwrap_or_default();
     for p in &st.parents {
-        let cur = current["parents"]
+        let cur = current[list]
             .as_array()
             .and_then(|ps| {
                 ps.iter().find(|x| {
+                    let r = &x[reference];
                     x["controllerName"] == controller
-                        && x["parentRef"]["kind"] == p.parent_ref.kind.as_str()
-                        && x["parentRef"]["name"] == p.parent_ref.name.as_str()
-                        && x["parentRef"]["namespace"] == p.parent_ref.namespace.as_str()
-                        && x["parentRef"]["sectionName"].as_str()
-                            == p.parent_ref.section_name.as_deref()
+                        && r["kind"] == p.parent_ref.kind.as_str()
+                        && r["name"] == p.parent_ref.name.as_str()
+                        && r["namespace"] == p.parent_ref.namespace.as_str()
+                        && r["sectionName"].as_str() == p.parent_ref.section_name.as_deref()
                 })
             })
             .map(|x| x["conditions"].clone())
             .unwrap_or(Value::Null);
         parents.push(json!({
-            "parentRef": p.parent_ref,
+            reference: p.parent_ref,
             "controllerName": controller,
             "conditions": conditions(&p.conditions, &cur),
         }));
     }
-    json!({ "parents": parents })
+    parents
 }
 
 fn ingress_status(st: &ObjectStatus) -> Value {

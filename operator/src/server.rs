@@ -111,7 +111,12 @@ pub fn filter(config: &Config, gateways: &[String]) -> Config {
         .collect();
     let certs_used: BTreeSet<&str> = listeners
         .iter()
-        .flat_map(|l| l.certificates.iter().map(|c| c.certificate.as_str()))
+        .flat_map(|l| {
+            l.certificates
+                .iter()
+                .map(|c| c.certificate.as_str())
+                .chain(l.backend_client_certificate.as_deref())
+        })
         .collect();
     Config {
         gateways: config

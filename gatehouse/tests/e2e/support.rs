@@ -168,6 +168,7 @@ pub fn one_listener_config(
             hostname: HostMatch::Any,
             certificates: vec![],
             client_validation: None,
+            backend_client_certificate: None,
         }],
         route_tables: vec![RouteTable {
             listener: "default/gw/http".into(),
@@ -180,6 +181,7 @@ pub fn one_listener_config(
             key: "default/app:80".into(),
             protocol: UpstreamProtocol::Http1,
             endpoints: vec![backend],
+            tls: None,
         }],
         certificates: vec![],
     }

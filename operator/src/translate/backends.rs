@@ -1,6 +1,6 @@
 //! Backend references: ReferenceGrants, Services, EndpointSlices and TLS Secrets.
 
-use crate::status::reason;
+use crate::status::{StatusReport, reason};
 use crate::store::{ObjectKey, Store};
 use gatehouse_model::ir::{Certificate, Cluster, UpstreamProtocol};
 use k8s_openapi::api::core::v1::ServicePort;
@@ -80,6 +80,9 @@ pub type RefError = (&'static str, String);
 pub struct Backends<'s> {
     store: &'s Store,
     clusters: BTreeMap<String, Cluster>,
+    tls: super::backend_tls::BackendTlsPolicies,
+    /// Cluster key -> (namespace, Service, port name), for policy status.
+    origins: BTreeMap<String, (String, String, Option<String>)>,
 }
 
 impl<'s> Backends<'s> {
@@ -87,7 +90,14 @@ impl<'s> Backends<'s> {
         Backends {
             store,
             clusters: BTreeMap::new(),
+            tls: super::backend_tls::BackendTlsPolicies::plan(store),
+            origins: BTreeMap::new(),
         }
+    }
+
+    /// BackendTLSPolicy status, once the route tables say which Gateway uses what.
+    pub fn report_tls(&self, config: &gatehouse_model::ir::Config, status: &mut StatusReport) {
+        self.tls.report(&self.origins, config, status);
     }
 
     /// Resolves a Service reference made by an object of (group, kind, namespace).
@@ -161,6 +171,10 @@ impl<'s> Backends<'s> {
         if !self.clusters.contains_key(&key) {
             let cluster = self.cluster(&key, r.namespace, r.name, port);
             self.clusters.insert(key.clone(), cluster);
+            self.origins.insert(
+                key.clone(),
+                (r.namespace.into(), r.name.into(), port.name.clone()),
+            );
         }
         Ok(key)
     }
@@ -226,6 +240,7 @@ impl<'s> Backends<'s> {
             key: key.to_string(),
             protocol,
             endpoints,
+            tls: self.tls.for_port(namespace, service, port.name.as_deref()),
         }
     }
 

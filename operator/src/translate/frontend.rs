@@ -106,7 +106,7 @@ pub fn resolve(
 }
 
 /// The PEM certificates in a ConfigMap's `ca.crt`, checked to parse.
-fn ca_pem(store: &Store, namespace: &str, name: &str) -> Result<String, String> {
+pub(super) fn ca_pem(store: &Store, namespace: &str, name: &str) -> Result<String, String> {
     let cm = store
         .config_maps
         .get(&ObjectKey::new(namespace, name))

@@ -142,6 +142,8 @@ pub struct PlannedGateway {
     pub accepted: bool,
     /// Every ListenerSet naming this Gateway as its parent, allowed or not.
     pub listener_sets: Vec<PlannedListenerSet>,
+    /// Certificate key presented to backends asking for a client certificate.
+    pub backend_client_certificate: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -456,6 +458,19 @@ fn plan_gateway(
     if refusal.is_none() && unusable.is_none() {
         st.addresses = published.clone();
     }
+    // The client certificate for backends: a bad reference is reported and not used; the
+    // Gateway stays accepted (TLS backends that require one refuse the connection).
+    let backend_client = backend_client_certificate(store, gateway, &key);
+    match &backend_client {
+        None => {}
+        Some(Ok(_)) => st.set(Condition::new(
+            reason::RESOLVED_REFS,
+            true,
+            reason::RESOLVED_REFS,
+            "all references resolved",
+        )),
+        Some(Err((r, msg))) => st.set(Condition::new(reason::RESOLVED_REFS, false, r, msg.clone())),
+    }
     if own_listeners.iter().any(|l| {
         l.client_validation
             .as_ref()
@@ -503,7 +518,42 @@ fn plan_gateway(
         synthetic,
         accepted: gateway_accepted,
         listener_sets,
+        backend_client_certificate: backend_client.and_then(Result::ok),
     }
+}
+
+/// The Gateway's `spec.tls.backend.clientCertificateRef` as a certificate key, or why it
+/// cannot be used; None when it has none.
+fn backend_client_certificate(
+    store: &Store,
+    gateway: &Gateway,
+    key: &ObjectKey,
+) -> Option<Result<String, (&'static str, String)>> {
+    let r = gateway
+        .spec
+        .tls
+        .as_ref()?
+        .backend
+        .as_ref()?
+        .client_certificate_ref
+        .as_ref()?;
+    let at = "spec.tls.backend.clientCertificateRef";
+    let group = r.group.as_deref().unwrap_or("");
+    let kind = r.kind.as_deref().unwrap_or("Secret");
+    if !(group.is_empty() || group == "core") || kind != "Secret" {
+        return Some(Err((
+            reason::INVALID_CLIENT_CERTIFICATE_REF,
+            format!("{at}: {group}/{kind} is not a Secret"),
+        )));
+    }
+    let ns = r.namespace.as_deref().unwrap_or(&key.namespace);
+    if let Err(e) = super::backends::may_read(store, "Gateway", key, "Secret", ns, &r.name) {
+        return Some(Err((reason::REF_NOT_PERMITTED, format!("{at}: {e}"))));
+    }
+    Some(
+        Backends::certificate(store, ns, &r.name)
+            .map_err(|e| (reason::INVALID_CLIENT_CERTIFICATE_REF, format!("{at}: {e}"))),
+    )
 }
 
 /// Accepted=True of a Gateway with at least one served listener; the reason is
@@ -1177,6 +1227,7 @@ pub fn finish(
                 hostname: l.hostname.clone(),
                 certificates: l.certificates.clone(),
                 client_validation: l.client_validation.clone(),
+                backend_client_certificate: g.backend_client_certificate.clone(),
             });
         }
     }

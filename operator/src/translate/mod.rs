@@ -4,6 +4,7 @@
 //! front-ends that attach routes to the same planned listeners, so both APIs meet in one
 //! route table per listener. Tested with YAML in and model plus conditions out.
 
+mod backend_tls;
 mod backends;
 mod frontend;
 mod gateways;
@@ -114,6 +115,7 @@ pub fn translate(store: &Store, settings: &Settings) -> Output {
     let mut config = Config::default();
     gateways::finish(&gateways, &mut config, &mut status, store);
     config.route_tables = tables::build(&gateways, entries);
+    backends.report_tls(&config, &mut status);
     config.clusters = backends.finish();
     config.certificates = certificates(store, &config);
     let dataplanes = gateways
@@ -145,7 +147,12 @@ fn certificates(store: &Store, config: &Config) -> Vec<gatehouse_model::ir::Cert
     let keys: std::collections::BTreeSet<&str> = config
         .listeners
         .iter()
-        .flat_map(|l| l.certificates.iter().map(|c| c.certificate.as_str()))
+        .flat_map(|l| {
+            l.certificates
+                .iter()
+                .map(|c| c.certificate.as_str())
+                .chain(l.backend_client_certificate.as_deref())
+        })
         .collect();
     keys.into_iter()
         .filter_map(|k| {

@@ -99,6 +99,11 @@ fn listener_sets() {
 }
 
 #[test]
+fn backend_tls() {
+    case("backendtls");
+}
+
+#[test]
 fn translation_is_deterministic() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/translate/attachment");
     let a = translate(&FileSource::new(&dir).load().store, &Settings::default());
