@@ -103,10 +103,9 @@ impl BackendTlsPolicies {
                 }
             }
         }
-        // (policy, gateway) -> conditions; a policy that loses a conflict anywhere the
-        // Gateway uses says so.
-        let mut ancestors: BTreeMap<(ObjectKey, String), (i64, bool, Option<(&str, String)>)> =
-            BTreeMap::new();
+        // (policy, gateway) -> whether the policy loses a conflict on a port the Gateway
+        // uses.
+        let mut ancestors: BTreeMap<(ObjectKey, String), bool> = BTreeMap::new();
         for (target, plans) in &self.by_target {
             let gateways: BTreeSet<&str> = used
                 .iter()
@@ -124,24 +123,22 @@ impl BackendTlsPolicies {
                 .collect();
             for gateway in gateways {
                 for (i, plan) in plans.iter().enumerate() {
-                    let entry = ancestors
+                    *ancestors
                         .entry((plan.key.clone(), gateway.to_string()))
-                        .or_insert((plan.generation, false, plan.unresolved.clone()));
-                    entry.1 |= i > 0;
+                        .or_default() |= i > 0;
                 }
             }
         }
-        for ((policy, gateway), (generation, conflicted, unresolved)) in ancestors {
+        for ((policy, gateway), conflicted) in ancestors {
+            let Some(plan) = self.by_target.values().flatten().find(|p| p.key == policy) else {
+                continue;
+            };
             let (gw_ns, gw_name) = gateway.split_once('/').unwrap_or(("", &gateway));
-            let unusable = self
-                .by_target
-                .values()
-                .flatten()
-                .find(|p| p.key == policy)
-                .and_then(|p| match &p.tls.trust {
-                    UpstreamTrust::Unusable(m) => Some(m.clone()),
-                    _ => None,
-                });
+            let generation = plan.generation;
+            let unusable = match &plan.tls.trust {
+                UpstreamTrust::Unusable(m) => Some(m.clone()),
+                _ => None,
+            };
             let accepted = if conflicted {
                 Condition::new(
                     reason::ACCEPTED,
@@ -164,8 +161,8 @@ impl BackendTlsPolicies {
                     "Accepted by Gatehouse",
                 )
             };
-            let resolved = match unresolved {
-                Some((r, msg)) => Condition::new(reason::RESOLVED_REFS, false, r, msg),
+            let resolved = match &plan.unresolved {
+                Some((r, msg)) => Condition::new(reason::RESOLVED_REFS, false, r, msg.clone()),
                 None => Condition::new(
                     reason::RESOLVED_REFS,
                     true,
