@@ -1,6 +1,7 @@
 //! End-to-end tests: real sockets, real HTTP and TLS clients, the real gRPC config channel
 //! between operator and data plane. One test binary to keep link time down.
 
+mod backend_tls;
 mod channel;
 mod kubernetes;
 mod lifecycle;
