@@ -557,3 +557,68 @@ async fn answers_404_500_503_502() {
             .contains("does-not-exist")
     );
 }
+
+/// ListenerSets through the real data plane: a set's listeners serve on the Gateway's
+/// address, including a port of their own; routes reach a set's listeners only through a
+/// `kind: ListenerSet` parentRef; a listener colliding with the Gateway's loses; a set the
+/// Gateway does not allow serves nothing.
+#[tokio::test]
+async fn listener_sets_serve_on_their_gateway() {
+    let gh = Gatehouse::start().await;
+    gh.write(
+        "gateway.yaml",
+        &http_gateway(&[PORT]).replace(
+            "  gatewayClassName: gatehouse\n",
+            "  gatewayClassName: gatehouse\n  allowedListeners: {namespaces: {from: Same}}\n",
+        ),
+    );
+    gh.backend("a").await;
+    gh.backend("b").await;
+    gh.write(
+        "sets.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: team, namespace: default}
+spec:
+  parentRef: {name: gw}
+  listeners:
+  - {name: shop, protocol: HTTP, port: 8080, hostname: shop.example.com}
+  - {name: admin, protocol: HTTP, port: 8081, hostname: admin.example.com}
+  - {name: clash, protocol: HTTPS, port: 8080, tls: {certificateRefs: [{name: none}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: via-set, namespace: default}
+spec:
+  parentRefs: [{kind: ListenerSet, name: team}]
+  rules: [{backendRefs: [{name: a, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: via-gateway, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: b, port: 80}]}]
+",
+    );
+    gh.wait_programmed("default/gw").await;
+    let set = gh
+        .wait_status("ListenerSet default/team", |s| {
+            condition(s, "Programmed").is_some_and(|c| c["status"] == "True")
+        })
+        .await;
+    let clash = &set["listeners"][2];
+    assert_eq!(clash["name"], "clash");
+    let conflicted = condition(clash, "Conflicted").unwrap();
+    assert_eq!(conflicted["reason"], "ProtocolConflict");
+    let gw = gh.wait_status("Gateway default/gw", |_| true).await;
+    assert_eq!(gw["attachedListenerSets"], 1, "{gw}");
+
+    // The set's hostnames get the set's route; the Gateway's listener (any host) the
+    // Gateway's: the most specific listener takes a request, as within one Gateway.
+    assert_eq!(pod(&gh.url(PORT, "/"), "shop.example.com").await, "a");
+    assert_eq!(pod(&gh.url(PORT, "/"), "other.example.com").await, "b");
+    assert_eq!(pod(&gh.url(8081, "/"), "admin.example.com").await, "a");
+    // The set's own port has only the set's listener.
+    assert_eq!(pod(&gh.url(8081, "/"), "other.example.com").await, "404");
+}
