@@ -48,10 +48,14 @@ pub fn redirect_location(
         (None, _) => listener_port,
     };
     let default_port = matches!((scheme, port), ("http", 80) | ("https", 443));
-    let path = match &r.path {
+    let mut path = match &r.path {
         Some(m) => modify_path(m, path, prefix),
         None => path.to_string(),
     };
+    if r.strip_trailing_slash && path.ends_with('/') {
+        path.pop();
+    }
+    let query = query.filter(|_| !r.drop_query);
     let mut location = format!("{scheme}://{hostname}");
     if !default_port {
         location.push_str(&format!(":{port}"));
@@ -104,6 +108,8 @@ mod tests {
             path: None,
             port,
             status: 302,
+            drop_query: false,
+            strip_trailing_slash: false,
         };
         assert_eq!(
             redirect_location(&r(None, None), false, "h", 80, "/p", Some("a=1"), None),

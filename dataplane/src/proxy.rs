@@ -365,6 +365,25 @@ impl ProxyHttp for GatehouseProxy {
             ctx.status_reason = "redirect";
             return respond(session, r.status, String::new(), &[("location", location)]).await;
         }
+        if let Some(Filter::RedirectTo(r)) = route
+            .filters
+            .iter()
+            .find(|f| matches!(f, Filter::RedirectTo(_)))
+        {
+            ctx.status_reason = "redirect";
+            // As nginx's `return`: codes with a Location header, the others the URL as body.
+            return if matches!(r.status, 301 | 302 | 303 | 307 | 308) {
+                respond(
+                    session,
+                    r.status,
+                    String::new(),
+                    &[("location", r.location.clone())],
+                )
+                .await
+            } else {
+                respond(session, r.status, r.location.clone(), &[]).await
+            };
+        }
 
         if !route.mirrors.is_empty() {
             ctx.mirror = self.start_mirrors(session, &route)?;
@@ -554,6 +573,7 @@ impl ProxyHttp for GatehouseProxy {
                 }
                 Filter::ResponseHeaders(_)
                 | Filter::Redirect(_)
+                | Filter::RedirectTo(_)
                 | Filter::Mirror(_)
                 | Filter::Cors(_) => {}
             }

@@ -331,6 +331,16 @@ pub enum Filter {
     /// Send a copy of the request to another backend; its answer is dropped.
     Mirror(Mirror),
     Cors(Cors),
+    /// Answers with a fixed Location (ingress-nginx permanent-/temporal-redirect).
+    RedirectTo(FixedRedirect),
+}
+
+/// A redirect to a fixed URL, query not carried over. 301, 302, 303, 307 and 308 send it as
+/// Location; other 3xx codes send it as the body (as nginx's `return` does).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FixedRedirect {
+    pub location: String,
+    pub status: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -383,6 +393,13 @@ pub struct Redirect {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
     pub status: u16,
+    /// The request's query is not carried over (ingress-nginx app-root).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drop_query: bool,
+    /// One trailing slash of the path is dropped, "/a/" -> "/a" (ingress-nginx's
+    /// redirect to HTTPS).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strip_trailing_slash: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -119,6 +119,15 @@ pub fn check_filter(filter: &Filter) -> Result<(), String> {
             host(&r.hostname)?;
             path(&r.path)
         }
+        Filter::RedirectTo(r) => {
+            if !(300..=308).contains(&r.status) {
+                return Err(format!("redirect status {} is not 3xx", r.status));
+            }
+            if r.location.is_empty() || !r.location.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(format!("redirect location {:?} is not a URL", r.location));
+            }
+            Ok(())
+        }
         Filter::Mirror(m) => {
             if m.denominator == 0 || m.numerator > m.denominator {
                 return Err(format!(

@@ -200,6 +200,9 @@ pub mod reason {
     pub const ADDRESS_NOT_ASSIGNED: &str = "AddressNotAssigned";
     pub const NOT_ALLOWED: &str = "NotAllowed";
     pub const PARENT_NOT_ACCEPTED: &str = "ParentNotAccepted";
+    /// Ingress: annotations ignored (invalid or not supported), named in the message.
+    pub const ANNOTATIONS: &str = "Annotations";
+    pub const IGNORED: &str = "Ignored";
 
     pub const HOSTNAME_CONFLICT: &str = "HostnameConflict";
     pub const PROTOCOL_CONFLICT: &str = "ProtocolConflict";

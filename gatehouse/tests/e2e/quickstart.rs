@@ -30,8 +30,13 @@ async fn quickstart_gives_the_documented_answers() {
     // curl -s -H 'Host: app.example.com' http://127.0.0.1:8080/api
     let pod_api = pod(&http("/api"), "app.example.com").await;
     assert!(pod_api == "app-v1" || pod_api == "app-v2", "{pod_api}");
-    // curl -s -H 'Host: legacy.example.com' http://127.0.0.1:8080/
-    assert_eq!(pod(&http("/"), "legacy.example.com").await, "legacy");
+    // curl -s -o /dev/null -w '%{http_code} %{redirect_url}' -H 'Host: legacy.example.com'
+    //   http://127.0.0.1:8080/a?b=1
+    let (code, _, headers) = get(&http("/a?b=1"), "legacy.example.com").await;
+    assert_eq!(
+        (code, headers["location"].to_str().unwrap()),
+        (308, "https://legacy.example.com/a?b=1")
+    );
     // curl -s -o /dev/null -w '%{http_code}' -H 'Host: nope.example.com' http://127.0.0.1:8080/
     assert_eq!(pod(&http("/"), "nope.example.com").await, "404");
 

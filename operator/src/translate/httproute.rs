@@ -723,6 +723,8 @@ fn compile_filter(f: &HttpRouteRulesFilters) -> Result<Compiled, String> {
                     .transpose()?,
                 port: port(r.port)?,
                 status: redirect_status(r.status_code)?,
+                drop_query: false,
+                strip_trailing_slash: false,
             })
         }
         T::UrlRewrite => {

@@ -12,6 +12,7 @@
 use super::backends::{BackendRef, Backends, PortRef, certificate_material};
 use super::gateways::PlannedGateway;
 use super::httproute::normalise_prefix;
+use super::nginx;
 use super::tables::{Entries, Entry, Order};
 use super::{GATEWAY_GROUP, Settings, age, intersect};
 use crate::gwapi::gateways::{
@@ -22,12 +23,12 @@ use crate::gwapi::gateways::{
 use crate::status::{Condition, StatusReport, reason};
 use crate::store::{ObjectKey, Store};
 use gatehouse_model::ir::{
-    BackendTarget, HostMatch, PathMatch, Protocol, Route, RouteMatch, RouteSource, SniCertificate,
-    WeightedBackend,
+    BackendTarget, Filter, HostMatch, PathMatch, PathModifier, Protocol, Redirect, Route,
+    RouteMatch, RouteSource, SniCertificate, WeightedBackend,
 };
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
@@ -217,17 +218,22 @@ pub fn attach_all(
     entries: &mut Entries,
     status: &mut StatusReport,
 ) {
-    for ingress in store.ingresses.values() {
-        // Ingresses of classes that are not ours are not ours to touch, status included.
-        let Some(gateway_key) =
-            class_name(ingress, plan.default_class.as_deref()).and_then(|c| plan.classes.get(c))
-        else {
-            continue;
-        };
+    // Ingresses of classes that are not ours are not ours to touch, status included.
+    let ours: Vec<(&Ingress, &ObjectKey)> = store
+        .ingresses
+        .values()
+        .filter_map(|i| {
+            let class = class_name(i, plan.default_class.as_deref())?;
+            Some((i, plan.classes.get(class)?))
+        })
+        .collect();
+    let hosts = HostFacts::of(&ours);
+    for (ingress, gateway_key) in ours {
         attach(
             store,
             ingress,
             gateway_key,
+            &hosts,
             gateways,
             backends,
             entries,
@@ -236,10 +242,45 @@ pub fn attach_all(
     }
 }
 
+/// What ingress-nginx decides per host from all Ingresses together.
+#[derive(Debug, Default)]
+struct HostFacts {
+    /// Hosts (lowercase) with a certificate: some Ingress naming the host has a non-empty
+    /// spec.tls. Plain HTTP to them is redirected to HTTPS (ssl-redirect).
+    tls: BTreeSet<(ObjectKey, String)>,
+}
+
+impl HostFacts {
+    fn of(ingresses: &[(&Ingress, &ObjectKey)]) -> HostFacts {
+        let mut facts = HostFacts::default();
+        for (ingress, gateway) in ingresses {
+            let Some(spec) = &ingress.spec else { continue };
+            if spec.tls.as_ref().is_none_or(Vec::is_empty) {
+                continue;
+            }
+            for rule in spec.rules.iter().flatten() {
+                if let Some(host) = rule.host.as_deref().filter(|h| !h.is_empty()) {
+                    facts
+                        .tls
+                        .insert(((*gateway).clone(), host.to_ascii_lowercase()));
+                }
+            }
+        }
+        facts
+    }
+
+    fn has_tls(&self, gateway: &ObjectKey, host: &str) -> bool {
+        self.tls
+            .contains(&(gateway.clone(), host.to_ascii_lowercase()))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn attach(
     store: &Store,
     ingress: &Ingress,
     gateway_key: &ObjectKey,
+    hosts: &HostFacts,
     gateways: &mut BTreeMap<ObjectKey, PlannedGateway>,
     backends: &mut Backends<'_>,
     entries: &mut Entries,
@@ -253,6 +294,31 @@ fn attach(
         &key.name,
         ingress.metadata.generation.unwrap_or(0),
     );
+    let annotations = nginx::parse(
+        ingress
+            .metadata
+            .annotations
+            .as_ref()
+            .unwrap_or(&BTreeMap::new()),
+    );
+    if let Some(why) = &annotations.refused {
+        st.set(Condition::new(
+            reason::ACCEPTED,
+            false,
+            reason::UNSUPPORTED_VALUE,
+            why.clone(),
+        ));
+        return;
+    }
+    if !annotations.warnings.is_empty() {
+        st.set(Condition::new(
+            reason::ANNOTATIONS,
+            false,
+            reason::IGNORED,
+            annotations.warnings.join("; "),
+        ));
+    }
+    let nginx = &annotations.settings;
     let Some(gw) = gateways.get_mut(gateway_key) else {
         st.set(Condition::new(
             reason::ACCEPTED,
@@ -365,8 +431,13 @@ fn attach(
         name: key.name.clone(),
         rule,
     };
-    // (host, route, match index)
-    let mut routes: Vec<(HostMatch, Route, usize)> = Vec::new();
+    // (host, route, match index, whether plain HTTP is redirected to HTTPS)
+    let mut routes: Vec<(HostMatch, Route, usize, bool)> = Vec::new();
+    let filters: Vec<Filter> = nginx
+        .redirect
+        .iter()
+        .map(|r| Filter::RedirectTo(r.clone()))
+        .collect();
     let mut hosts_seen: Vec<HostMatch> = Vec::new();
     for (i, rule) in spec.rules.as_deref().unwrap_or_default().iter().enumerate() {
         let host = rule
@@ -377,7 +448,34 @@ fn attach(
             .unwrap_or(HostMatch::Any);
         if !hosts_seen.contains(&host) {
             hosts_seen.push(host.clone());
+            // app-root: "/" of the host answers 302 to the application's root.
+            if let Some(root) = &nginx.app_root {
+                routes.push((
+                    host.clone(),
+                    Route {
+                        source: source(i),
+                        matcher: RouteMatch::path_only(PathMatch::Exact("/".into())),
+                        filters: vec![Filter::Redirect(Redirect {
+                            scheme: None,
+                            hostname: None,
+                            path: Some(PathModifier::ReplaceFullPath(root.clone())),
+                            port: None,
+                            status: 302,
+                            drop_query: true,
+                            strip_trailing_slash: false,
+                        })],
+                        backends: vec![],
+                        timeouts: Default::default(),
+                        retry: None,
+                    },
+                    0,
+                    false,
+                ));
+            }
         }
+        let raw_host = rule.host.as_deref().unwrap_or_default();
+        let to_https = nginx.force_ssl_redirect
+            || (nginx.ssl_redirect && hosts.has_tls(gateway_key, raw_host));
         let paths = rule
             .http
             .as_ref()
@@ -386,6 +484,7 @@ fn attach(
         for (j, p) in paths.iter().enumerate() {
             let field = format!("spec.rules[{i}].http.paths[{j}]");
             let value = p.path.clone().unwrap_or_else(|| "/".into());
+            let acme = value.starts_with("/.well-known/acme-challenge");
             let path = match p.path_type.as_str() {
                 _ if !value.starts_with('/') => {
                     problems.push((
@@ -410,12 +509,13 @@ fn attach(
                 Route {
                     source: source(i),
                     matcher: RouteMatch::path_only(path),
-                    filters: vec![],
+                    filters: filters.clone(),
                     backends,
                     timeouts: Default::default(),
                     retry: None,
                 },
                 j,
+                to_https && !acme,
             ));
         }
     }
@@ -449,7 +549,27 @@ fn attach(
             rule,
             match_index: m,
         };
-        for (host, route, m) in &routes {
+        for (host, route, m, to_https) in &routes {
+            let mut route = route.clone();
+            // ssl-redirect: on plain HTTP, a fixed redirect (nginx returns it first) or
+            // 308 to HTTPS.
+            if *to_https
+                && l.protocol == Protocol::Http
+                && !route
+                    .filters
+                    .iter()
+                    .any(|f| matches!(f, Filter::RedirectTo(_)))
+            {
+                route.filters = vec![Filter::Redirect(Redirect {
+                    scheme: Some("https".into()),
+                    hostname: None,
+                    path: None,
+                    port: None,
+                    status: 308,
+                    drop_query: false,
+                    strip_trailing_slash: true,
+                })];
+            }
             for h in intersect(&l.hostname, std::slice::from_ref(host)) {
                 entries.push(
                     &l.key,

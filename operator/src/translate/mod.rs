@@ -11,6 +11,7 @@ mod gateways;
 mod hostnames;
 mod httproute;
 mod ingress;
+mod nginx;
 mod tables;
 
 use crate::status::StatusReport;

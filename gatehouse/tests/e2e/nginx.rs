@@ -1,0 +1,218 @@
+//! ingress-nginx annotations through the real data plane: each test sends the requests
+//! whose answers nginx documents (docs/ingress.md has the reference).
+
+use crate::support::*;
+
+const PORT: u16 = 8080;
+
+/// A Gateway with HTTP on 8080 and HTTPS on 8443, an IngressClass naming it, and one echo
+/// backend `app`.
+async fn setup() -> Gatehouse {
+    let gh = Gatehouse::start().await;
+    let (cert, _) = tls_secret("site-tls", &["*.example.com"]);
+    gh.write("cert.yaml", &cert);
+    gh.write(
+        "gateway.yaml",
+        &gateway(
+            "  - name: http
+    protocol: HTTP
+    port: 8080
+  - name: https
+    protocol: HTTPS
+    port: 8443
+    tls: {certificateRefs: [{name: site-tls}]}
+",
+        ),
+    );
+    gh.write(
+        "class.yaml",
+        "apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec:
+  controller: gatehouse.dev/ingress-controller
+  parameters: {apiGroup: gateway.networking.k8s.io, kind: Gateway, name: gw, namespace: default, scope: Namespace}
+",
+    );
+    gh.backend("app").await;
+    gh
+}
+
+/// An Ingress for `host` with path `/` to `app`, these annotations, and TLS if asked.
+fn ingress(name: &str, host: &str, tls: bool, annotations: &[(&str, &str)]) -> String {
+    let annotations: String = annotations
+        .iter()
+        .map(|(k, v)| format!("    nginx.ingress.kubernetes.io/{k}: '{v}'\n"))
+        .collect();
+    let tls = if tls {
+        format!("  tls: [{{hosts: [{host}], secretName: site-tls}}]\n")
+    } else {
+        String::new()
+    };
+    format!(
+        "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {name}
+  namespace: default
+  annotations:
+    x: y
+{annotations}spec:
+  ingressClassName: nginx
+{tls}  rules:
+  - host: {host}
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: app, port: {{number: 80}}}}}}}}
+"
+    )
+}
+
+async fn location(gh: &Gatehouse, path: &str, host: &str) -> (u16, String) {
+    let (code, _, headers) = get(&gh.url(PORT, path), host).await;
+    let location = headers
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    (code, location)
+}
+
+#[tokio::test]
+async fn redirect_annotations_answer_as_nginx() {
+    let gh = setup().await;
+    let ingresses = [
+        ingress(
+            "moved",
+            "moved.example.com",
+            false,
+            &[("permanent-redirect", "https://new.example.org/landing")],
+        ),
+        ingress(
+            "moved-308",
+            "moved308.example.com",
+            false,
+            &[
+                ("permanent-redirect", "https://new.example.org/"),
+                ("permanent-redirect-code", "308"),
+            ],
+        ),
+        ingress(
+            "temporary",
+            "temp.example.com",
+            false,
+            &[
+                ("temporal-redirect", "https://maintenance.example.org/"),
+                ("permanent-redirect", "https://ignored.example.org/"),
+            ],
+        ),
+        ingress("rooted", "root.example.com", false, &[("app-root", "/app")]),
+        ingress("secure", "secure.example.com", true, &[]),
+        ingress(
+            "plain-ok",
+            "plain.example.com",
+            true,
+            &[("ssl-redirect", "false")],
+        ),
+        ingress(
+            "forced",
+            "forced.example.com",
+            false,
+            &[("force-ssl-redirect", "true")],
+        ),
+    ];
+    gh.write("ingresses.yaml", &ingresses.join("---\n"));
+    gh.wait_programmed("default/gw").await;
+    wait_for("the Ingresses", || async {
+        location(&gh, "/", "moved.example.com").await.0 == 301
+    })
+    .await
+    .unwrap();
+
+    // permanent-redirect: 301 to exactly the URL, path and query not carried over.
+    assert_eq!(
+        location(&gh, "/some/path?q=1", "moved.example.com").await,
+        (301, "https://new.example.org/landing".into())
+    );
+    assert_eq!(
+        location(&gh, "/", "moved308.example.com").await,
+        (308, "https://new.example.org/".into())
+    );
+    // temporal-redirect wins over permanent-redirect: 302.
+    assert_eq!(
+        location(&gh, "/x", "temp.example.com").await,
+        (302, "https://maintenance.example.org/".into())
+    );
+    // app-root: only "/" moves (302, query dropped); other paths reach the backend.
+    let (code, to) = location(&gh, "/?q=1", "root.example.com").await;
+    assert_eq!(code, 302);
+    assert!(to.ends_with("root.example.com:8080/app"), "{to}");
+    assert_eq!(pod(&gh.url(PORT, "/app"), "root.example.com").await, "app");
+    // ssl-redirect (on by default for a host with TLS): 308 to https, one trailing slash
+    // dropped, query kept; the HTTPS listener serves.
+    assert_eq!(
+        location(&gh, "/a/?b=1", "secure.example.com").await,
+        (308, "https://secure.example.com/a?b=1".into())
+    );
+    assert_eq!(pod(&gh.url(PORT, "/"), "plain.example.com").await, "app");
+    assert_eq!(
+        location(&gh, "/", "forced.example.com").await,
+        (308, "https://forced.example.com".into())
+    );
+}
+
+#[tokio::test]
+async fn snippets_refuse_the_ingress_and_unsupported_annotations_are_reported() {
+    let gh = setup().await;
+    gh.write(
+        "ingresses.yaml",
+        &[
+            ingress(
+                "snippet",
+                "snippet.example.com",
+                false,
+                &[("configuration-snippet", "return 200 owned;")],
+            ),
+            ingress(
+                "limited",
+                "limited.example.com",
+                false,
+                &[("limit-rpm", "10"), ("ssl-redirect", "maybe")],
+            ),
+        ]
+        .join("---\n"),
+    );
+    gh.wait_programmed("default/gw").await;
+    let limited = gh
+        .wait_status("Ingress default/limited", |s| {
+            condition(s, "Annotations").is_some()
+        })
+        .await;
+    let c = condition(&limited, "Annotations").unwrap();
+    assert_eq!(
+        (&c["status"], &c["reason"]),
+        (&"False".into(), &"Ignored".into())
+    );
+    let message = c["message"].as_str().unwrap();
+    assert!(
+        message.contains("limit-rpm") && message.contains("\"maybe\""),
+        "{message}"
+    );
+    // Served all the same.
+    assert_eq!(pod(&gh.url(PORT, "/"), "limited.example.com").await, "app");
+
+    let snippet = gh
+        .wait_status("Ingress default/snippet", |s| {
+            condition(s, "Accepted").is_some()
+        })
+        .await;
+    let accepted = condition(&snippet, "Accepted").unwrap();
+    assert_eq!(accepted["status"], "False");
+    assert!(
+        accepted["message"]
+            .as_str()
+            .unwrap()
+            .contains("configuration-snippet")
+    );
+    assert_eq!(pod(&gh.url(PORT, "/"), "snippet.example.com").await, "404");
+}
