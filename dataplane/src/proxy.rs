@@ -80,6 +80,8 @@ pub struct Ctx {
     /// The answer just received is thrown away and the request sent again (retry policy).
     retry_answer: bool,
     mirror: Option<PendingMirror>,
+    /// Request body bytes seen, against the route's limit.
+    body_bytes: u64,
 }
 
 impl Ctx {
@@ -385,6 +387,19 @@ impl ProxyHttp for GatehouseProxy {
             };
         }
 
+        // A body over the route's limit: 413 before anything goes to a backend.
+        if let Some(max) = route.max_request_body
+            && session
+                .req_header()
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .is_some_and(|len| len > max)
+        {
+            ctx.status_reason = "body too large";
+            return respond(session, 413, "request body too large\n".into(), &[]).await;
+        }
+
         if !route.mirrors.is_empty() {
             ctx.mirror = self.start_mirrors(session, &route)?;
         }
@@ -499,8 +514,23 @@ impl ProxyHttp for GatehouseProxy {
             peer.options.total_connection_timeout = Some(limit.min(Duration::from_secs(10)));
             peer.options.connection_timeout = Some(limit.min(Duration::from_secs(5)));
         }
+        // nginx-style limits: connecting, and the wait between two reads or writes.
+        if let Some(t) = ctx.route.as_ref().map(|r| r.timeouts) {
+            let tighter = |current: Option<Duration>, ms: Option<u64>| match ms {
+                Some(ms) => Some(current.map_or(Duration::from_millis(ms), |c| {
+                    c.min(Duration::from_millis(ms))
+                })),
+                None => current,
+            };
+            peer.options.connection_timeout =
+                tighter(peer.options.connection_timeout, t.connect_ms);
+            peer.options.total_connection_timeout =
+                tighter(peer.options.total_connection_timeout, t.connect_ms);
+            peer.options.read_timeout = tighter(peer.options.read_timeout, t.read_idle_ms);
+            peer.options.write_timeout = tighter(peer.options.write_timeout, t.write_idle_ms);
+        }
         if let Some(tls) = ctx.cluster.as_ref().and_then(|c| c.tls.as_ref()) {
-            tls.apply(&mut peer, ctx.backend_client.as_ref());
+            tls.apply(&mut peer, addr, ctx.backend_client.as_ref());
         }
         if protocol == UpstreamProtocol::H2c && !session.is_upgrade_req() {
             peer.options.set_http_version(2, 2);
@@ -643,6 +673,20 @@ impl ProxyHttp for GatehouseProxy {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // A chunked body over the route's limit: 413 as soon as it is known.
+        if let (Some(max), Some(chunk)) = (
+            ctx.route.as_ref().and_then(|r| r.max_request_body),
+            body.as_ref(),
+        ) {
+            ctx.body_bytes += chunk.len() as u64;
+            if ctx.body_bytes > max {
+                ctx.status_reason = "body too large";
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body too large",
+                ));
+            }
+        }
         let Some(pending) = ctx.mirror.as_mut() else {
             return Ok(());
         };
@@ -725,8 +769,17 @@ impl ProxyHttp for GatehouseProxy {
             _ if ctx.timed_out() => 504,
             ErrorType::HTTPStatus(c) => *c,
             _ if *e.esource() == ErrorSource::Upstream => match e.etype() {
-                // A connect timeout is a connect failure (502); a slow answer is 504.
+                // A connect timeout is a connect failure (502), except under an
+                // nginx-style connect limit, where nginx answers 504; a slow answer is 504.
                 ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
+                ErrorType::ConnectTimedout
+                    if ctx
+                        .route
+                        .as_ref()
+                        .is_some_and(|r| r.timeouts.connect_ms.is_some()) =>
+                {
+                    504
+                }
                 _ => 502,
             },
             ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed

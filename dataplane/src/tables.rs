@@ -79,6 +79,7 @@ pub struct CompiledRoute {
     pub cors: Option<Cors>,
     pub timeouts: Timeouts,
     pub retry: Option<Retry>,
+    pub max_request_body: Option<u64>,
 }
 
 pub struct CompiledMirror {
@@ -522,6 +523,7 @@ fn compile_route(
         cors,
         timeouts: r.timeouts,
         retry: r.retry.clone(),
+        max_request_body: r.max_request_body,
         filters: r.filters.clone(),
         total_weight: backends.iter().map(|b| u64::from(b.weight)).sum(),
         backends,

@@ -23,6 +23,8 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct BackendTls {
     pub sni: String,
+    /// Certificates are not verified (ingress-nginx backend-protocol HTTPS).
+    insecure: bool,
     /// None: the system's trust store.
     ca: Option<Arc<CaType>>,
     /// Why requests cannot be sent (the policy has no usable CA).
@@ -41,9 +43,11 @@ impl BackendTls {
             UpstreamTrust::CaPem(pem) => (Some(ca_certificates(pem)?), None),
             UpstreamTrust::System => (None, None),
             UpstreamTrust::Unusable(why) => (None, Some(why.clone())),
+            UpstreamTrust::Insecure => (None, None),
         };
         Ok(BackendTls {
             sni: tls.hostname.clone(),
+            insecure: tls.trust == UpstreamTrust::Insecure,
             ca,
             unusable,
             subject_alt_names: tls.subject_alt_names.clone(),
@@ -51,14 +55,20 @@ impl BackendTls {
         })
     }
 
-    /// Makes `peer` speak TLS as this policy says, presenting `client` when asked.
-    pub fn apply(&self, peer: &mut HttpPeer, client: Option<&Arc<CertKey>>) {
+    /// Makes `peer` (at `addr`) speak TLS as this policy says, presenting `client` when
+    /// asked.
+    pub fn apply(&self, peer: &mut HttpPeer, addr: SocketAddr, client: Option<&Arc<CertKey>>) {
         peer.scheme = pingora_core::upstreams::peer::Scheme::HTTPS;
         peer.sni = self.sni.clone();
-        peer.options.verify_cert = true;
+        if self.sni.is_empty() {
+            // No SNI (nginx's default towards backends): Pingora's rustls path needs a
+            // name, and rustls sends none for an IP address.
+            peer.sni = addr.ip().to_string();
+        }
+        peer.options.verify_cert = !self.insecure;
         // With subjectAltNames the certificate need not name the SNI; the names are
         // checked after the handshake (`check_leaf`).
-        peer.options.verify_hostname = self.subject_alt_names.is_empty();
+        peer.options.verify_hostname = !self.insecure && self.subject_alt_names.is_empty();
         peer.options.ca = self.ca.clone();
         peer.client_cert_key = client.cloned();
         let mut hasher = std::collections::hash_map::DefaultHasher::new();

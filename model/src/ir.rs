@@ -210,6 +210,10 @@ pub struct Route {
     pub timeouts: Timeouts,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
+    /// Largest request body accepted; a larger one is answered 413 (nginx
+    /// proxy-body-size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_body: Option<u64>,
 }
 
 impl Route {
@@ -241,6 +245,15 @@ pub struct Timeouts {
     /// One attempt at a backend: connect plus waiting for its answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_request_ms: Option<u64>,
+    /// Establishing a connection to a backend (nginx proxy-connect-timeout; 504).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_ms: Option<u64>,
+    /// Longest wait for the backend between two reads (nginx proxy-read-timeout; 504).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_idle_ms: Option<u64>,
+    /// Longest wait between two writes to the backend (nginx proxy-send-timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_idle_ms: Option<u64>,
 }
 
 impl Timeouts {
@@ -475,6 +488,8 @@ pub enum UpstreamTrust {
     CaPem(String),
     /// The system's trust store (wellKnownCACertificates: System).
     System,
+    /// Not verified (ingress-nginx backend-protocol HTTPS/GRPCS: proxy_ssl_verify off).
+    Insecure,
     /// The policy has no usable CA: requests answer 503, and never go out in cleartext.
     Unusable(String),
 }

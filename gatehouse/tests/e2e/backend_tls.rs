@@ -11,13 +11,13 @@ use tokio_rustls::rustls;
 
 /// A CA and certificates it issued: the backend's (DNS `backend.internal`, URI
 /// `spiffe://test/backend`) and a client certificate for the Gateway.
-struct Pki {
+pub(crate) struct Pki {
     ca_pem: String,
     server: (Vec<u8>, Vec<u8>),
     client_pem: (String, String),
 }
 
-fn issue_pki() -> Pki {
+pub(crate) fn issue_pki() -> Pki {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(vec![]).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -47,7 +47,7 @@ fn issue_pki() -> Pki {
 /// An HTTPS backend answering every request with JSON naming the SNI it was sent and
 /// whether the client presented a certificate (one its CA issued). Counts connections
 /// that did not complete a TLS handshake (e.g. cleartext).
-async fn tls_backend(ip: std::net::IpAddr, pki: &Pki) -> (SocketAddr, Arc<AtomicU64>) {
+pub(crate) async fn tls_backend(ip: std::net::IpAddr, pki: &Pki) -> (SocketAddr, Arc<AtomicU64>) {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut pki.ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();

@@ -216,3 +216,88 @@ async fn snippets_refuse_the_ingress_and_unsupported_annotations_are_reported() 
     );
     assert_eq!(pod(&gh.url(PORT, "/"), "snippet.example.com").await, "404");
 }
+
+#[tokio::test]
+async fn proxy_annotations_answer_as_nginx() {
+    let gh = setup().await;
+    let pki = crate::backend_tls::issue_pki();
+    let (tls_backend, _) = crate::backend_tls::tls_backend(gh.ip, &pki).await;
+    gh.write(
+        "svc-secure.yaml",
+        &service("secure-app", gh.ip, &[tls_backend.port()]),
+    );
+    gh.write(
+        "ingresses.yaml",
+        &[
+            ingress(
+                "small",
+                "small.example.com",
+                false,
+                &[("proxy-body-size", "1k")],
+            ),
+            ingress(
+                "slow",
+                "slow.example.com",
+                false,
+                &[("proxy-read-timeout", "1")],
+            ),
+            ingress(
+                "grpc",
+                "grpc.example.com",
+                false,
+                &[("backend-protocol", "GRPC")],
+            ),
+            ingress(
+                "tls",
+                "tls.example.com",
+                false,
+                &[("backend-protocol", "HTTPS")],
+            )
+            .replace("name: app,", "name: secure-app,"),
+        ]
+        .join("---\n"),
+    );
+    gh.wait_programmed("default/gw").await;
+    wait_for("the Ingresses", || async {
+        get(&gh.url(PORT, "/"), "grpc.example.com").await.0 == 200
+    })
+    .await
+    .unwrap();
+
+    // proxy-body-size: a body over the limit is refused with 413, by its length or, when
+    // chunked, as soon as it passes the limit.
+    let post = |body: reqwest::Body| {
+        client()
+            .post(gh.url(PORT, "/"))
+            .header("host", "small.example.com")
+            .body(body)
+            .send()
+    };
+    assert_eq!(post(vec![b'x'; 500].into()).await.unwrap().status(), 200);
+    assert_eq!(post(vec![b'x'; 2000].into()).await.unwrap().status(), 413);
+    let frames = futures::stream::iter((0..2).map(|_| {
+        Ok::<_, std::io::Error>(hyper::body::Frame::data(bytes::Bytes::from(vec![
+            b'x';
+            800
+        ])))
+    }));
+    let chunked = reqwest::Body::wrap(http_body_util::StreamBody::new(frames));
+    assert_eq!(post(chunked).await.unwrap().status(), 413);
+
+    // proxy-read-timeout: a backend silent for longer answers 504.
+    assert_eq!(
+        get(&gh.url(PORT, "/slow/2500"), "slow.example.com").await.0,
+        504
+    );
+    assert_eq!(
+        get(&gh.url(PORT, "/slow/100"), "slow.example.com").await.0,
+        200
+    );
+
+    // backend-protocol GRPC: HTTP/2 in cleartext to the backend.
+    let (_, seen, _) = get(&gh.url(PORT, "/"), "grpc.example.com").await;
+    assert_eq!(seen["proto"], "HTTP/2.0");
+    // backend-protocol HTTPS: TLS, the certificate not checked and no SNI (as nginx).
+    let (code, seen, _) = get(&gh.url(PORT, "/"), "tls.example.com").await;
+    assert_eq!((code, &seen["sni"]), (200, &serde_json::Value::Null));
+}

@@ -209,6 +209,7 @@ pub fn route_to_app(
         }],
         timeouts: Default::default(),
         retry: None,
+        max_request_body: None,
     }
 }
 

@@ -73,6 +73,15 @@ pub struct BackendRef<'a> {
     pub port: Option<PortRef<'a>>,
 }
 
+/// How a cluster is spoken to when not as its Service port says (ingress-nginx
+/// backend-protocol); `name` suffixes the cluster key.
+#[derive(Debug, Clone)]
+pub struct ClusterVariant {
+    pub name: &'static str,
+    pub protocol: UpstreamProtocol,
+    pub tls: Option<gatehouse_model::ir::UpstreamTls>,
+}
+
 /// Why a reference cannot be served: a spec reason and a message naming the field.
 pub type RefError = (&'static str, String);
 
@@ -105,6 +114,17 @@ impl<'s> Backends<'s> {
         &mut self,
         from: (&str, &str, &str),
         r: BackendRef<'_>,
+    ) -> Result<String, RefError> {
+        self.resolve_as(from, r, None)
+    }
+
+    /// Resolves a Service reference into a cluster spoken to as `variant` says (its own
+    /// cluster: another Ingress may reach the same port differently).
+    pub fn resolve_as(
+        &mut self,
+        from: (&str, &str, &str),
+        r: BackendRef<'_>,
+        variant: Option<&ClusterVariant>,
     ) -> Result<String, RefError> {
         let group = if r.group == "core" { "" } else { r.group };
         if !group.is_empty() || r.kind != "Service" {
@@ -167,9 +187,16 @@ impl<'s> Backends<'s> {
                 ),
             ));
         };
-        let key = format!("{}/{}:{}", r.namespace, r.name, port.port);
+        let mut key = format!("{}/{}:{}", r.namespace, r.name, port.port);
+        if let Some(v) = variant {
+            key = format!("{key}/{}", v.name);
+        }
         if !self.clusters.contains_key(&key) {
-            let cluster = self.cluster(&key, r.namespace, r.name, port);
+            let mut cluster = self.cluster(&key, r.namespace, r.name, port);
+            if let Some(v) = variant {
+                cluster.protocol = v.protocol;
+                cluster.tls = v.tls.clone();
+            }
             self.clusters.insert(key.clone(), cluster);
             self.origins.insert(
                 key.clone(),

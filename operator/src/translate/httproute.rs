@@ -400,6 +400,7 @@ fn compile_rule(
                 backends: weighted.clone(),
                 timeouts,
                 retry: retry.clone(),
+                max_request_body: None,
             })
             .collect(),
     })
@@ -488,6 +489,7 @@ fn compile_timeouts(t: Option<&HttpRouteRulesTimeouts>) -> Result<Timeouts, Stri
     let timeouts = Timeouts {
         request_ms: parse("request", &t.request)?,
         backend_request_ms: parse("backendRequest", &t.backend_request)?,
+        ..Default::default()
     };
     if let (Some(req), Some(backend)) = (timeouts.request_ms, timeouts.backend_request_ms)
         && req > 0

@@ -9,7 +9,7 @@
 //! - Ingresses respect the serving listener's `allowedRoutes.namespaces`, so the platform
 //!   team's Gateway decides which namespaces may attach, whatever the API.
 
-use super::backends::{BackendRef, Backends, PortRef, certificate_material};
+use super::backends::{BackendRef, Backends, ClusterVariant, PortRef, certificate_material};
 use super::gateways::PlannedGateway;
 use super::httproute::normalise_prefix;
 use super::nginx;
@@ -24,7 +24,8 @@ use crate::status::{Condition, StatusReport, reason};
 use crate::store::{ObjectKey, Store};
 use gatehouse_model::ir::{
     BackendTarget, Filter, HostMatch, PathMatch, PathModifier, Protocol, Redirect, Route,
-    RouteMatch, RouteSource, SniCertificate, WeightedBackend,
+    RouteMatch, RouteSource, SniCertificate, Timeouts, UpstreamProtocol, UpstreamTls,
+    UpstreamTrust, WeightedBackend,
 };
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -381,6 +382,39 @@ fn attach(
         }
     }
 
+    // backend-protocol: HTTPS and GRPCS are TLS without verification and without SNI, as
+    // nginx's proxy_ssl_verify off; GRPC is cleartext HTTP/2.
+    let insecure_tls = || {
+        Some(UpstreamTls {
+            hostname: String::new(),
+            trust: UpstreamTrust::Insecure,
+            subject_alt_names: vec![],
+        })
+    };
+    let variant = match nginx.backend_protocol {
+        nginx::BackendProtocol::Http => None,
+        nginx::BackendProtocol::Https => Some(ClusterVariant {
+            name: "https",
+            protocol: UpstreamProtocol::Http1,
+            tls: insecure_tls(),
+        }),
+        nginx::BackendProtocol::Grpc => Some(ClusterVariant {
+            name: "grpc",
+            protocol: UpstreamProtocol::H2c,
+            tls: None,
+        }),
+        nginx::BackendProtocol::Grpcs => Some(ClusterVariant {
+            name: "grpcs",
+            protocol: UpstreamProtocol::H2c,
+            tls: insecure_tls(),
+        }),
+    };
+    let timeouts = Timeouts {
+        connect_ms: nginx.timeouts.connect_s.map(|s| s * 1000),
+        read_idle_ms: nginx.timeouts.read_s.map(|s| s * 1000),
+        write_idle_ms: nginx.timeouts.send_s.map(|s| s * 1000),
+        ..Default::default()
+    };
     let mut resolve = |backend: &IngressBackend, field: String, problems: &mut Vec<_>| {
         let target = match (&backend.service, &backend.resource) {
             (Some(svc), _) => {
@@ -390,7 +424,7 @@ fn attach(
                     _ => None,
                 });
                 backends
-                    .resolve(
+                    .resolve_as(
                         ("networking.k8s.io", "Ingress", ns),
                         BackendRef {
                             group: "",
@@ -399,6 +433,7 @@ fn attach(
                             name: &svc.name,
                             port,
                         },
+                        variant.as_ref(),
                     )
                     .map_err(|(r, m)| (r, format!("{field}: {m}")))
             }
@@ -467,6 +502,7 @@ fn attach(
                         backends: vec![],
                         timeouts: Default::default(),
                         retry: None,
+                        max_request_body: None,
                     },
                     0,
                     false,
@@ -511,8 +547,9 @@ fn attach(
                     matcher: RouteMatch::path_only(path),
                     filters: filters.clone(),
                     backends,
-                    timeouts: Default::default(),
+                    timeouts,
                     retry: None,
+                    max_request_body: nginx.body_size,
                 },
                 j,
                 to_https && !acme,
@@ -526,10 +563,11 @@ fn attach(
             // Numbered after the last rule: it is what no rule matched.
             source: source(spec.rules.as_ref().map_or(0, Vec::len)),
             matcher: RouteMatch::path_only(PathMatch::Prefix("/".into())),
-            filters: vec![],
+            filters: filters.clone(),
             backends,
-            timeouts: Default::default(),
+            timeouts,
             retry: None,
+            max_request_body: nginx.body_size,
         });
         if !hosts_seen.contains(&HostMatch::Any) {
             hosts_seen.push(HostMatch::Any);

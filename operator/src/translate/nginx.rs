@@ -25,22 +25,13 @@ pub enum BackendProtocol {
     Grpcs,
 }
 
-/// Proxy timeouts in seconds (nginx defaults 5, 60, 60).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Proxy timeouts in seconds, when given (nginx's defaults are 5, 60 and 60; without the
+/// annotations Gatehouse's own apply: 5 s to connect, no idle limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ProxyTimeouts {
-    pub connect_s: u64,
-    pub send_s: u64,
-    pub read_s: u64,
-}
-
-impl Default for ProxyTimeouts {
-    fn default() -> Self {
-        ProxyTimeouts {
-            connect_s: 5,
-            send_s: 60,
-            read_s: 60,
-        }
-    }
+    pub connect_s: Option<u64>,
+    pub send_s: Option<u64>,
+    pub read_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +67,8 @@ pub struct Settings {
     pub from_to_www_redirect: bool,
     pub canary: Option<Canary>,
     pub timeouts: ProxyTimeouts,
-    /// Largest request body in bytes; None is unlimited ("0").
+    /// Largest request body in bytes, when given ("0" is unlimited, as no annotation:
+    /// Gatehouse has no default limit, nginx's is 1m).
     pub body_size: Option<u64>,
     pub backend_protocol: BackendProtocol,
     pub cors: Option<Cors>,
@@ -94,7 +86,7 @@ impl Default for Settings {
             from_to_www_redirect: false,
             canary: None,
             timeouts: ProxyTimeouts::default(),
-            body_size: Some(1024 * 1024),
+            body_size: None,
             backend_protocol: BackendProtocol::Http,
             cors: None,
         }
@@ -125,6 +117,11 @@ const APPLIED: &[&str] = &[
     "permanent-redirect-code",
     "ssl-redirect",
     "force-ssl-redirect",
+    "proxy-connect-timeout",
+    "proxy-send-timeout",
+    "proxy-read-timeout",
+    "proxy-body-size",
+    "backend-protocol",
 ];
 
 /// The annotations this module reads.
@@ -338,7 +335,7 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Parsed {
     ] {
         if let Some(v) = get(name) {
             match v.parse::<u64>() {
-                Ok(n) if n > 0 => *field = n,
+                Ok(n) if n > 0 => *field = Some(n),
                 _ => p.warnings.push(format!(
                     "annotation {PREFIX}{name}: {v:?} is not a number of seconds; ignored"
                 )),
@@ -529,15 +526,8 @@ mod tests {
         let p = parse_map(&[]);
         assert_eq!(p.settings, Settings::default());
         assert!(p.settings.ssl_redirect);
-        assert_eq!(p.settings.body_size, Some(1 << 20));
-        assert_eq!(
-            p.settings.timeouts,
-            ProxyTimeouts {
-                connect_s: 5,
-                send_s: 60,
-                read_s: 60
-            }
-        );
+        assert_eq!(p.settings.body_size, None);
+        assert_eq!(p.settings.timeouts, ProxyTimeouts::default());
     }
 
     #[test]
@@ -634,21 +624,21 @@ mod tests {
         );
         assert_eq!(
             parse_map(&[("proxy-body-size", "1t")]).settings.body_size,
-            Some(1 << 20)
+            None
         );
         assert_eq!(
             parse_map(&[("proxy-read-timeout", "5s")])
                 .settings
                 .timeouts
                 .read_s,
-            60
+            None
         );
         assert_eq!(
             parse_map(&[("proxy-read-timeout", "5")])
                 .settings
                 .timeouts
                 .read_s,
-            5
+            Some(5)
         );
         assert_eq!(
             parse_map(&[("backend-protocol", "grpc")])
