@@ -301,3 +301,101 @@ async fn proxy_annotations_answer_as_nginx() {
     let (code, seen, _) = get(&gh.url(PORT, "/"), "tls.example.com").await;
     assert_eq!((code, &seen["sni"]), (200, &serde_json::Value::Null));
 }
+
+#[tokio::test]
+async fn canary_ingresses_split_as_nginx() {
+    let gh = setup().await;
+    gh.backend("next").await;
+    let canary = |name: &str, host: &str, annotations: &[(&str, &str)]| {
+        let mut all = vec![("canary", "true")];
+        all.extend_from_slice(annotations);
+        ingress(name, host, false, &all).replace("name: app,", "name: next,")
+    };
+    gh.write(
+        "ingresses.yaml",
+        &[
+            ingress("main", "canary.example.com", false, &[]),
+            canary(
+                "main-canary",
+                "canary.example.com",
+                &[
+                    ("canary-by-header", "X-Canary"),
+                    ("canary-by-cookie", "beta"),
+                ],
+            ),
+            ingress("split", "split.example.com", false, &[]),
+            canary(
+                "split-canary",
+                "split.example.com",
+                &[
+                    ("canary-by-header", "X-Env"),
+                    ("canary-by-header-value", "v2"),
+                    ("canary-weight", "30"),
+                ],
+            ),
+            canary("orphan", "nobody.example.com", &[("canary-weight", "100")]),
+        ]
+        .join("---\n"),
+    );
+    gh.wait_programmed("default/gw").await;
+    let who = |host: &'static str, headers: Vec<(&'static str, &'static str)>| {
+        let url = gh.url(PORT, "/");
+        async move {
+            let (_, body, _) = request(&client(), reqwest::Method::GET, &url, host, &headers).await;
+            body["pod"].as_str().unwrap_or("none").to_string()
+        }
+    };
+    wait_for("the canary", || async {
+        who("canary.example.com", vec![("x-canary", "always")]).await == "next"
+    })
+    .await
+    .unwrap();
+
+    // Header first: "always" and "never"; any other value falls through to the cookie.
+    assert_eq!(who("canary.example.com", vec![]).await, "app");
+    assert_eq!(
+        who(
+            "canary.example.com",
+            vec![("x-canary", "never"), ("cookie", "beta=always")]
+        )
+        .await,
+        "app",
+        "never stops at the header"
+    );
+    assert_eq!(
+        who(
+            "canary.example.com",
+            vec![("x-canary", "maybe"), ("cookie", "a=1; beta=always")]
+        )
+        .await,
+        "next"
+    );
+    assert_eq!(
+        who("canary.example.com", vec![("cookie", "beta=never")]).await,
+        "app"
+    );
+    // A header value: only that value; others go to the weight (30 of 100).
+    assert_eq!(
+        who("split.example.com", vec![("x-env", "v2")]).await,
+        "next"
+    );
+    let mut next = 0;
+    for _ in 0..400 {
+        if who("split.example.com", vec![("x-env", "v3")]).await == "next" {
+            next += 1;
+        }
+    }
+    assert!(
+        (90..=150).contains(&next),
+        "30% of 400 went to the canary: {next}"
+    );
+
+    let status = gh.status().await;
+    let objects = &status["objects"];
+    let main = condition(&objects["Ingress default/main-canary"], "Accepted").unwrap();
+    assert_eq!(main["status"], "True");
+    assert!(main["message"].as_str().unwrap().contains("default/main"));
+    let orphan = condition(&objects["Ingress default/orphan"], "Accepted").unwrap();
+    assert_eq!(orphan["status"], "False");
+    assert_eq!(who("nobody.example.com", vec![]).await, "none");
+}

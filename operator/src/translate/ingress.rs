@@ -24,8 +24,8 @@ use crate::status::{Condition, StatusReport, reason};
 use crate::store::{ObjectKey, Store};
 use gatehouse_model::ir::{
     BackendTarget, Filter, HostMatch, PathMatch, PathModifier, Protocol, Redirect, Route,
-    RouteMatch, RouteSource, SniCertificate, Timeouts, UpstreamProtocol, UpstreamTls,
-    UpstreamTrust, WeightedBackend,
+    RouteMatch, RouteSource, SniCertificate, StringMatch, Timeouts, UpstreamProtocol, UpstreamTls,
+    UpstreamTrust, ValueMatch, WeightedBackend,
 };
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -229,18 +229,239 @@ pub fn attach_all(
         })
         .collect();
     let hosts = HostFacts::of(&ours);
+    let mut canaries = Canaries::collect(&ours, backends);
     for (ingress, gateway_key) in ours {
+        if canaries.is_canary(ingress) {
+            continue; // Joins its primary's routes below; no routes of its own.
+        }
         attach(
             store,
             ingress,
             gateway_key,
             &hosts,
+            &mut canaries,
             gateways,
             backends,
             entries,
             status,
         );
     }
+    canaries.report(status);
+}
+
+/// Where a canary Ingress applies: (Gateway, host, path as written, pathType).
+type CanaryKey = (ObjectKey, String, String, String);
+
+/// A canary Ingress's rule: its settings and its backend, resolved.
+struct CanaryRule {
+    ingress: ObjectKey,
+    settings: nginx::Canary,
+    backends: Vec<WeightedBackend>,
+}
+
+/// Canary Ingresses (ingress-nginx `canary: "true"`): each rule joins the route of the
+/// Ingress with the same host, path and pathType on the same Gateway.
+#[derive(Default)]
+struct Canaries {
+    rules: BTreeMap<CanaryKey, CanaryRule>,
+    all: BTreeSet<ObjectKey>,
+    /// Canary Ingress -> the Ingresses it joined.
+    joined: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    generations: BTreeMap<ObjectKey, i64>,
+}
+
+impl Canaries {
+    fn collect(ingresses: &[(&Ingress, &ObjectKey)], backends: &mut Backends<'_>) -> Canaries {
+        let mut c = Canaries::default();
+        for (ingress, gateway) in ingresses {
+            let parsed = nginx::parse(
+                ingress
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .unwrap_or(&BTreeMap::new()),
+            );
+            let Some(settings) = parsed.settings.canary else {
+                continue;
+            };
+            let key = ObjectKey::of(*ingress);
+            let generation = ingress.metadata.generation.unwrap_or(0);
+            c.all.insert(key.clone());
+            c.generations.insert(key.clone(), generation);
+            for rule in ingress.spec.iter().flat_map(|s| s.rules.iter().flatten()) {
+                let host = rule.host.clone().unwrap_or_default().to_ascii_lowercase();
+                for p in rule.http.iter().flat_map(|h| &h.paths) {
+                    let Some(svc) = &p.backend.service else {
+                        continue;
+                    };
+                    let port = svc.port.as_ref().and_then(|p| match (&p.name, p.number) {
+                        (Some(name), _) if !name.is_empty() => Some(PortRef::Name(name.as_str())),
+                        (_, Some(n)) => Some(PortRef::Number(n)),
+                        _ => None,
+                    });
+                    let target = match backends.resolve(
+                        ("networking.k8s.io", "Ingress", &key.namespace),
+                        BackendRef {
+                            group: "",
+                            kind: "Service",
+                            namespace: &key.namespace,
+                            name: &svc.name,
+                            port,
+                        },
+                    ) {
+                        Ok(cluster) => BackendTarget::Cluster(cluster),
+                        Err((_, m)) => BackendTarget::Invalid(m),
+                    };
+                    let path = p.path.clone().unwrap_or_else(|| "/".into());
+                    // The oldest canary of a rule counts (ingress-nginx uses one).
+                    c.rules
+                        .entry(((*gateway).clone(), host.clone(), path, p.path_type.clone()))
+                        .or_insert_with(|| CanaryRule {
+                            ingress: key.clone(),
+                            settings: settings.clone(),
+                            backends: vec![WeightedBackend {
+                                weight: 1,
+                                target,
+                                filters: vec![],
+                            }],
+                        });
+                }
+            }
+        }
+        c
+    }
+
+    fn is_canary(&self, ingress: &Ingress) -> bool {
+        self.all.contains(&ObjectKey::of(ingress))
+    }
+
+    /// The canary rule joining a primary's (host, path, pathType), noted as used.
+    fn take(&mut self, key: &CanaryKey, primary: &ObjectKey) -> Option<&CanaryRule> {
+        let rule = self.rules.get(key)?;
+        if rule.ingress == *primary {
+            return None;
+        }
+        self.joined
+            .entry(rule.ingress.clone())
+            .or_default()
+            .insert(primary.clone());
+        Some(rule)
+    }
+
+    fn report(&self, status: &mut StatusReport) {
+        for key in &self.all {
+            let generation = self.generations.get(key).copied().unwrap_or(0);
+            let st = status.entry("Ingress", &key.namespace, &key.name, generation);
+            match self.joined.get(key) {
+                Some(primaries) => st.set(Condition::new(
+                    reason::ACCEPTED,
+                    true,
+                    reason::ACCEPTED,
+                    format!(
+                        "canary of {}",
+                        primaries
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )),
+                None => st.set(Condition::new(
+                    reason::ACCEPTED,
+                    false,
+                    reason::NO_MATCHING_PARENT,
+                    "canary: no other Ingress of the class has a rule with the same host, path and pathType",
+                )),
+            }
+        }
+    }
+}
+
+/// The routes of a primary rule joined by a canary, most specific first (ingress-nginx's
+/// order: header, then cookie, then weight), each with its place among them.
+fn canary_routes(primary: &Route, canary: &CanaryRule) -> Vec<(Route, usize)> {
+    let c = &canary.settings;
+    let with = |name: &str, value: StringMatch, backends: Vec<WeightedBackend>| Route {
+        matcher: RouteMatch {
+            headers: vec![ValueMatch {
+                name: name.into(),
+                value,
+            }],
+            ..primary.matcher.clone()
+        },
+        backends,
+        ..primary.clone()
+    };
+    let to_canary = canary.backends.clone();
+    let to_primary = primary.backends.clone();
+    let mut out = Vec::new();
+    if let Some(header) = &c.by_header {
+        if let Some(v) = &c.by_header_value {
+            out.push((
+                with(header, StringMatch::Exact(v.clone()), to_canary.clone()),
+                0,
+            ));
+        } else if let Some(p) = &c.by_header_pattern {
+            // nginx matches the pattern anywhere in the value.
+            out.push((
+                with(
+                    header,
+                    StringMatch::Regex(format!(".*(?:{p}).*")),
+                    to_canary.clone(),
+                ),
+                0,
+            ));
+        } else {
+            out.push((
+                with(
+                    header,
+                    StringMatch::Exact("always".into()),
+                    to_canary.clone(),
+                ),
+                0,
+            ));
+            out.push((
+                with(
+                    header,
+                    StringMatch::Exact("never".into()),
+                    to_primary.clone(),
+                ),
+                1,
+            ));
+        }
+    }
+    if let Some(cookie) = &c.by_cookie {
+        let is = |v: &str| {
+            StringMatch::Regex(format!("(?:.*;\\s*)?{}={v}(?:;.*)?", regex::escape(cookie)))
+        };
+        out.push((with("cookie", is("always"), to_canary.clone()), 2));
+        out.push((with("cookie", is("never"), to_primary.clone()), 3));
+    }
+    // Weight: canary weight out of the total (at least 100).
+    let total = c.weight_total.max(100);
+    let canary_weight = c.weight.min(total);
+    let mut weighted = primary.clone();
+    weighted.backends = primary
+        .backends
+        .iter()
+        .map(|b| WeightedBackend {
+            weight: b.weight * (total - canary_weight),
+            ..b.clone()
+        })
+        .filter(|b| b.weight > 0)
+        .chain(
+            canary
+                .backends
+                .iter()
+                .map(|b| WeightedBackend {
+                    weight: canary_weight,
+                    ..b.clone()
+                })
+                .filter(|b| b.weight > 0),
+        )
+        .collect();
+    out.push((weighted, 4));
+    out
 }
 
 /// What ingress-nginx decides per host from all Ingresses together.
@@ -282,6 +503,7 @@ fn attach(
     ingress: &Ingress,
     gateway_key: &ObjectKey,
     hosts: &HostFacts,
+    canaries: &mut Canaries,
     gateways: &mut BTreeMap<ObjectKey, PlannedGateway>,
     backends: &mut Backends<'_>,
     entries: &mut Entries,
@@ -529,7 +751,7 @@ fn attach(
                     ));
                     continue;
                 }
-                "Exact" => PathMatch::Exact(value),
+                "Exact" => PathMatch::Exact(value.clone()),
                 "Prefix" | "ImplementationSpecific" => PathMatch::Prefix(normalise_prefix(&value)),
                 other => {
                     problems.push((
@@ -540,20 +762,30 @@ fn attach(
                 }
             };
             let backends = resolve(&p.backend, format!("{field}.backend"), &mut problems);
-            routes.push((
-                host.clone(),
-                Route {
-                    source: source(i),
-                    matcher: RouteMatch::path_only(path),
-                    filters: filters.clone(),
-                    backends,
-                    timeouts,
-                    retry: None,
-                    max_request_body: nginx.body_size,
-                },
-                j,
-                to_https && !acme,
-            ));
+            let route = Route {
+                source: source(i),
+                matcher: RouteMatch::path_only(path),
+                filters: filters.clone(),
+                backends,
+                timeouts,
+                retry: None,
+                max_request_body: nginx.body_size,
+            };
+            let canary_key = (
+                gateway_key.clone(),
+                raw_host.to_ascii_lowercase(),
+                value.clone(),
+                p.path_type.clone(),
+            );
+            // Places among routes of one path: canary variants first (see canary_routes).
+            match canaries.take(&canary_key, &key) {
+                Some(canary) => {
+                    for (r, k) in canary_routes(&route, canary) {
+                        routes.push((host.clone(), r, j * 8 + k, to_https && !acme));
+                    }
+                }
+                None => routes.push((host.clone(), route, j * 8 + 4, to_https && !acme)),
+            }
         }
     }
     let mut fallback = None;

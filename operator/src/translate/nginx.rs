@@ -122,6 +122,13 @@ const APPLIED: &[&str] = &[
     "proxy-read-timeout",
     "proxy-body-size",
     "backend-protocol",
+    "canary",
+    "canary-by-header",
+    "canary-by-header-value",
+    "canary-by-header-pattern",
+    "canary-by-cookie",
+    "canary-weight",
+    "canary-weight-total",
 ];
 
 /// The annotations this module reads.
