@@ -7,6 +7,8 @@ use gatehouse_model::ir::{PathModifier, Redirect};
 pub fn modify_path(modifier: &PathModifier, path: &str, prefix: Option<&str>) -> String {
     match modifier {
         PathModifier::ReplaceFullPath(p) => p.clone(),
+        // Needs the route's regex: see `expand_template`; without it, unchanged.
+        PathModifier::RegexTemplate(_) => path.to_string(),
         PathModifier::ReplacePrefixMatch(replacement) => {
             let prefix = prefix.unwrap_or("/");
             let rest = if prefix == "/" {
@@ -22,6 +24,29 @@ pub fn modify_path(modifier: &PathModifier, path: &str, prefix: Option<&str>) ->
             format!("{base}{rest}")
         }
     }
+}
+
+/// ingress-nginx rewrite-target: `template` with `$1`..`$9` replaced by the groups `re`
+/// captured in `path` (empty for a group that did not take part, or no match).
+pub fn expand_template(template: &str, re: &regex::Regex, path: &str) -> String {
+    let captures = re.captures(path);
+    let mut out = String::with_capacity(template.len() + path.len());
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek().and_then(|d| d.to_digit(10))) {
+            ('$', Some(n)) => {
+                chars.next();
+                if let Some(m) = captures.as_ref().and_then(|c| c.get(n as usize)) {
+                    out.push_str(m.as_str());
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    if !out.starts_with('/') {
+        out.insert(0, '/');
+    }
+    out
 }
 
 /// The Location of a RequestRedirect, following the spec's port rules: an explicit port,
@@ -97,6 +122,25 @@ mod tests {
                 Some("/a")
             ),
             "/new"
+        );
+    }
+
+    #[test]
+    fn nginx_templates_take_capture_groups() {
+        let re = regex::Regex::new("^(?:(?i)/api(/|$)(.*).*)$").unwrap();
+        assert_eq!(expand_template("/$2", &re, "/api/users/7"), "/users/7");
+        assert_eq!(expand_template("/$2", &re, "/api"), "/");
+        // $1 followed by text is group 1 then the text (nginx), not a group "1x".
+        assert_eq!(expand_template("/v1$1x", &re, "/api/a"), "/v1/x");
+        assert_eq!(
+            expand_template("/$9", &re, "/api/a"),
+            "/",
+            "no such group: empty"
+        );
+        assert_eq!(
+            expand_template("$2", &re, "/api/a"),
+            "/a",
+            "always absolute"
         );
     }
 

@@ -4,13 +4,13 @@
 //! connect failure, 504 timeout. Every request keeps the `Runtime` it started with.
 
 use crate::cors;
-use crate::filters::{modify_path, redirect_location};
+use crate::filters::{expand_template, modify_path, redirect_location};
 use crate::mirror::{MAX_MIRRORED_BODY, Mirrors};
 use crate::tables::{Cluster, CompiledRoute, PathRule, RequestView, Runtime, Target};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
-use gatehouse_model::ir::{Filter, HeaderModifier, Protocol, UpstreamProtocol};
+use gatehouse_model::ir::{Filter, HeaderModifier, PathModifier, Protocol, UpstreamProtocol};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -590,7 +590,12 @@ impl ProxyHttp for GatehouseProxy {
                         upstream.insert_header(http::header::HOST, host.as_str())?;
                     }
                     if let Some(m) = &r.path {
-                        let new_path = modify_path(m, upstream.uri.path(), prefix.as_deref());
+                        let new_path = match (m, ctx.route.as_deref().map(|r| &r.path)) {
+                            (PathModifier::RegexTemplate(t), Some(PathRule::Regex(re))) => {
+                                expand_template(t, re, upstream.uri.path())
+                            }
+                            _ => modify_path(m, upstream.uri.path(), prefix.as_deref()),
+                        };
                         let pq = match upstream.uri.query() {
                             Some(q) => format!("{new_path}?{q}"),
                             None => new_path,

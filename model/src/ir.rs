@@ -428,6 +428,10 @@ pub enum PathModifier {
     ReplaceFullPath(String),
     /// Replaces the part of the path matched by the route's `Prefix` match.
     ReplacePrefixMatch(String),
+    /// Replaces the whole path with this text, where `$1`..`$9` are the groups the route's
+    /// `Regex` path match captured (ingress-nginx rewrite-target); a group that did not
+    /// take part is empty.
+    RegexTemplate(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

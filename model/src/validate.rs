@@ -219,6 +219,23 @@ pub fn validate(config: &Config) -> Result<(), Vec<String>> {
                         "{at}: filters: ReplacePrefixMatch needs a PathPrefix match"
                     ));
                 }
+                let template_rewrites = route.filters.iter().any(|f| {
+                    matches!(
+                        f,
+                        Filter::Rewrite(crate::ir::Rewrite {
+                            path: Some(PathModifier::RegexTemplate(_)),
+                            ..
+                        }) | Filter::Redirect(crate::ir::Redirect {
+                            path: Some(PathModifier::RegexTemplate(_)),
+                            ..
+                        })
+                    )
+                });
+                if template_rewrites && !matches!(route.matcher.path, PathMatch::Regex(_)) {
+                    errors.push(format!(
+                        "{at}: filters: a capture-group rewrite needs a regular expression path match"
+                    ));
+                }
                 for f in route
                     .filters
                     .iter()

@@ -399,3 +399,97 @@ async fn canary_ingresses_split_as_nginx() {
     assert_eq!(orphan["status"], "False");
     assert_eq!(who("nobody.example.com", vec![]).await, "none");
 }
+
+/// An Ingress with these paths (pathType ImplementationSpecific unless given) to `app`.
+fn ingress_paths(
+    name: &str,
+    host: &str,
+    paths: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+) -> String {
+    let paths: String = paths
+        .iter()
+        .map(|(p, t)| {
+            format!("      - {{path: '{p}', pathType: {t}, backend: {{service: {{name: app, port: {{number: 80}}}}}}}}\n")
+        })
+        .collect();
+    ingress(name, host, false, annotations)
+        .replace(
+            "      - {path: /, pathType: Prefix, backend: {service: {name: app, port: {number: 80}}}}\n",
+            &paths,
+        )
+}
+
+#[tokio::test]
+async fn rewrite_target_and_use_regex_follow_nginx() {
+    let gh = setup().await;
+    gh.write(
+        "ingresses.yaml",
+        &[
+            ingress_paths(
+                "api",
+                "rw.example.com",
+                &[("/api(/|$)(.*)", "ImplementationSpecific")],
+                &[("rewrite-target", "/$2")],
+            ),
+            // No annotations, but on a host in regex mode: its paths become
+            // case-insensitive prefix regexes too.
+            ingress_paths("web", "rw.example.com", &[("/static", "Prefix")], &[]),
+            ingress_paths("plain", "plain.example.com", &[("/static", "Prefix")], &[]),
+            ingress_paths(
+                "versions",
+                "re.example.com",
+                &[("/v[0-9]+/items", "ImplementationSpecific")],
+                &[("use-regex", "true")],
+            ),
+        ]
+        .join("---\n"),
+    );
+    gh.wait_programmed("default/gw").await;
+    let path_seen = |path: &'static str, host: &'static str| {
+        let url = gh.url(PORT, path);
+        async move {
+            let (code, body, _) = get(&url, host).await;
+            match code {
+                200 => body["path"].as_str().unwrap_or_default().to_string(),
+                c => c.to_string(),
+            }
+        }
+    };
+    wait_for("the rewrite", || async {
+        path_seen("/api/users", "rw.example.com").await == "/users"
+    })
+    .await
+    .unwrap();
+
+    // rewrite-target: the path becomes the target with the captured groups; the query stays.
+    let (_, body, _) = get(&gh.url(PORT, "/api/users?page=2"), "rw.example.com").await;
+    assert_eq!(body["path"], "/users?page=2");
+    assert_eq!(
+        path_seen("/API/Users", "rw.example.com").await,
+        "/Users",
+        "case-insensitive"
+    );
+    assert_eq!(path_seen("/api", "rw.example.com").await, "/");
+    // The other Ingress on the host: a prefix regex, case-insensitive, unchanged path.
+    assert_eq!(
+        path_seen("/staticfiles", "rw.example.com").await,
+        "/staticfiles"
+    );
+    assert_eq!(
+        path_seen("/STATIC/a.css", "rw.example.com").await,
+        "/STATIC/a.css"
+    );
+    // A host not in regex mode keeps element-wise prefixes.
+    assert_eq!(path_seen("/staticfiles", "plain.example.com").await, "404");
+    assert_eq!(
+        path_seen("/static/a.css", "plain.example.com").await,
+        "/static/a.css"
+    );
+    // use-regex alone: matched as a regex, path unchanged.
+    assert_eq!(
+        path_seen("/v2/items/3", "re.example.com").await,
+        "/v2/items/3"
+    );
+    assert_eq!(path_seen("/vx/items", "re.example.com").await, "404");
+}

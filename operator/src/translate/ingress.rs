@@ -23,7 +23,7 @@ use crate::gwapi::gateways::{
 use crate::status::{Condition, StatusReport, reason};
 use crate::store::{ObjectKey, Store};
 use gatehouse_model::ir::{
-    BackendTarget, Filter, HostMatch, PathMatch, PathModifier, Protocol, Redirect, Route,
+    BackendTarget, Filter, HostMatch, PathMatch, PathModifier, Protocol, Redirect, Rewrite, Route,
     RouteMatch, RouteSource, SniCertificate, StringMatch, Timeouts, UpstreamProtocol, UpstreamTls,
     UpstreamTrust, ValueMatch, WeightedBackend,
 };
@@ -470,6 +470,10 @@ struct HostFacts {
     /// Hosts (lowercase) with a certificate: some Ingress naming the host has a non-empty
     /// spec.tls. Plain HTTP to them is redirected to HTTPS (ssl-redirect).
     tls: BTreeSet<(ObjectKey, String)>,
+    /// Hosts in regex mode: some Ingress for the host uses use-regex or rewrite-target, so
+    /// every path of the host, whatever its Ingress, matches as a case-insensitive
+    /// regular expression from the start of the path (nginx `location ~*`).
+    regex: BTreeSet<(ObjectKey, String)>,
 }
 
 impl HostFacts {
@@ -477,6 +481,28 @@ impl HostFacts {
         let mut facts = HostFacts::default();
         for (ingress, gateway) in ingresses {
             let Some(spec) = &ingress.spec else { continue };
+            let n = nginx::parse(
+                ingress
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .unwrap_or(&BTreeMap::new()),
+            )
+            .settings;
+            if n.canary.is_none() {
+                for rule in spec.rules.iter().flatten() {
+                    let rewrites = n.rewrite_target.as_ref().is_some_and(|t| {
+                        rule.http
+                            .iter()
+                            .flat_map(|h| &h.paths)
+                            .any(|p| p.path.as_deref().unwrap_or("/") != t)
+                    });
+                    if n.use_regex || rewrites {
+                        let host = rule.host.clone().unwrap_or_default().to_ascii_lowercase();
+                        facts.regex.insert(((*gateway).clone(), host));
+                    }
+                }
+            }
             if spec.tls.as_ref().is_none_or(Vec::is_empty) {
                 continue;
             }
@@ -489,6 +515,11 @@ impl HostFacts {
             }
         }
         facts
+    }
+
+    fn regex_mode(&self, gateway: &ObjectKey, host: &str) -> bool {
+        self.regex
+            .contains(&(gateway.clone(), host.to_ascii_lowercase()))
     }
 
     fn has_tls(&self, gateway: &ObjectKey, host: &str) -> bool {
@@ -743,6 +774,7 @@ fn attach(
             let field = format!("spec.rules[{i}].http.paths[{j}]");
             let value = p.path.clone().unwrap_or_else(|| "/".into());
             let acme = value.starts_with("/.well-known/acme-challenge");
+            let regex_mode = hosts.regex_mode(gateway_key, raw_host);
             let path = match p.path_type.as_str() {
                 _ if !value.starts_with('/') => {
                     problems.push((
@@ -750,6 +782,18 @@ fn attach(
                         format!("{field}.path: {value:?} must start with /"),
                     ));
                     continue;
+                }
+                // nginx: `location ~* "^<path>"` for every path type.
+                _ if regex_mode => {
+                    let pattern = format!("(?i){value}.*");
+                    if let Err(e) = gatehouse_model::validate::anchored_regex(&pattern) {
+                        problems.push((
+                            reason::UNSUPPORTED_VALUE,
+                            format!("{field}.path: {value:?} is not a regular expression (the host is in regex mode): {e}"),
+                        ));
+                        continue;
+                    }
+                    PathMatch::Regex(pattern)
                 }
                 "Exact" => PathMatch::Exact(value.clone()),
                 "Prefix" | "ImplementationSpecific" => PathMatch::Prefix(normalise_prefix(&value)),
@@ -762,10 +806,19 @@ fn attach(
                 }
             };
             let backends = resolve(&p.backend, format!("{field}.backend"), &mut problems);
+            let mut filters = filters.clone();
+            if let Some(target) = nginx.rewrite_target.as_ref().filter(|t| **t != value)
+                && regex_mode
+            {
+                filters.push(Filter::Rewrite(Rewrite {
+                    hostname: None,
+                    path: Some(PathModifier::RegexTemplate(target.clone())),
+                }));
+            }
             let route = Route {
                 source: source(i),
                 matcher: RouteMatch::path_only(path),
-                filters: filters.clone(),
+                filters,
                 backends,
                 timeouts,
                 retry: None,

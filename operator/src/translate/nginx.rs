@@ -129,6 +129,8 @@ const APPLIED: &[&str] = &[
     "canary-by-cookie",
     "canary-weight",
     "canary-weight-total",
+    "rewrite-target",
+    "use-regex",
 ];
 
 /// The annotations this module reads.
@@ -695,7 +697,7 @@ mod tests {
         assert_eq!(p.warnings.len(), 1);
         assert!(p.warnings[0].contains("limit-rps"));
         // Read, but not applied to traffic yet: said so.
-        let p = parse_map(&[("rewrite-target", "/$1")]);
+        let p = parse_map(&[("enable-cors", "true")]);
         assert!(p.warnings[0].contains("not supported by Gatehouse yet"));
     }
 
