@@ -2,7 +2,7 @@
 //! with. Pure functions over the request's headers; the proxy answers preflights itself and
 //! adds the response headers to backend answers.
 
-use gatehouse_model::ir::Cors;
+use gatehouse_model::ir::{Cors, NginxCors};
 
 /// A header to send: (name, value).
 pub type Header = (&'static str, String);
@@ -65,6 +65,60 @@ pub fn evaluate(
         return Outcome::Actual(vec![]);
     }
     Outcome::Actual(common(c, origin))
+}
+
+/// ingress-nginx's CORS: for an allowed origin, every OPTIONS is a preflight (answered 204
+/// here, with no need for Access-Control-Request-Method) and every other answer gets the
+/// headers. With "*" any request is allowed, with or without Origin.
+pub fn evaluate_nginx(c: &NginxCors, method: &http::Method, origin: Option<&str>) -> Outcome {
+    let allow_origin = if c.allow_origins.iter().any(|o| o == "*") {
+        "*".to_string()
+    } else {
+        match origin.filter(|o| nginx_origin_allowed(c, o)) {
+            Some(o) => o.to_string(),
+            None => return Outcome::NotCors,
+        }
+    };
+    let mut h = vec![("access-control-allow-origin", allow_origin)];
+    if c.allow_credentials {
+        h.push(("access-control-allow-credentials", "true".into()));
+    }
+    h.push(("access-control-allow-methods", c.allow_methods.clone()));
+    h.push(("access-control-allow-headers", c.allow_headers.clone()));
+    if !c.expose_headers.is_empty() {
+        h.push(("access-control-expose-headers", c.expose_headers.clone()));
+    }
+    h.push(("access-control-max-age", c.max_age.to_string()));
+    if method == http::Method::OPTIONS {
+        h.push(("content-type", "text/plain charset=UTF-8".into()));
+        h.push(("content-length", "0".into()));
+        return Outcome::Preflight(h);
+    }
+    Outcome::Actual(h)
+}
+
+/// nginx compares the Origin case-insensitively against each entry at its end, "*."
+/// standing for one label.
+fn nginx_origin_allowed(c: &NginxCors, origin: &str) -> bool {
+    let origin = origin.to_ascii_lowercase();
+    c.allow_origins.iter().any(|pattern| {
+        let pattern = pattern.to_ascii_lowercase();
+        match pattern.split_once("*.") {
+            None => origin.ends_with(&pattern),
+            Some((scheme, suffix)) => {
+                let Some(before) = origin.strip_suffix(suffix) else {
+                    return false;
+                };
+                let Some(before) = before.strip_suffix('.') else {
+                    return false;
+                };
+                let label_start = before
+                    .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                    .map_or(0, |i| i + 1);
+                label_start < before.len() && before[..label_start].ends_with(scheme)
+            }
+        }
+    })
 }
 
 /// Headers of both preflight and actual answers for an allowed origin. The origin is
@@ -132,6 +186,27 @@ mod tests {
             allow_credentials: credentials,
             max_age: Some(3600),
         }
+    }
+
+    #[test]
+    fn nginx_origins_match_at_the_end_with_one_label_wildcards() {
+        let c = NginxCors {
+            allow_origins: vec![
+                "https://app.example.org".into(),
+                "https://*.example.net".into(),
+            ],
+            allow_methods: String::new(),
+            allow_headers: String::new(),
+            expose_headers: String::new(),
+            allow_credentials: false,
+            max_age: 0,
+        };
+        assert!(nginx_origin_allowed(&c, "HTTPS://APP.example.org"));
+        assert!(nginx_origin_allowed(&c, "https://a-1.example.net"));
+        assert!(!nginx_origin_allowed(&c, "https://a.b.example.net"));
+        assert!(!nginx_origin_allowed(&c, "https://example.net"));
+        assert!(!nginx_origin_allowed(&c, "http://a.example.net"));
+        assert!(!nginx_origin_allowed(&c, "https://app.example.org.evil"));
     }
 
     fn get<'a>(h: &'a [Header], name: &str) -> Option<&'a str> {

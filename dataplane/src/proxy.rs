@@ -321,16 +321,22 @@ impl ProxyHttp for GatehouseProxy {
             .filter(|ms| *ms > 0)
             .map(|ms| Instant::now() + Duration::from_millis(ms));
 
-        if let Some(c) = &route.cors {
+        let outcome = {
             let req = session.req_header();
             let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-            let outcome = cors::evaluate(
-                c,
-                &req.method,
-                header("origin"),
-                header("access-control-request-method"),
-                header("access-control-request-headers"),
-            );
+            match (&route.cors, &route.nginx_cors) {
+                (Some(c), _) => Some(cors::evaluate(
+                    c,
+                    &req.method,
+                    header("origin"),
+                    header("access-control-request-method"),
+                    header("access-control-request-headers"),
+                )),
+                (None, Some(c)) => Some(cors::evaluate_nginx(c, &req.method, header("origin"))),
+                (None, None) => None,
+            }
+        };
+        if let Some(outcome) = outcome {
             match outcome {
                 cors::Outcome::Preflight(headers) => {
                     ctx.status_reason = "cors preflight";
@@ -610,7 +616,8 @@ impl ProxyHttp for GatehouseProxy {
                 | Filter::Redirect(_)
                 | Filter::RedirectTo(_)
                 | Filter::Mirror(_)
-                | Filter::Cors(_) => {}
+                | Filter::Cors(_)
+                | Filter::NginxCors(_) => {}
             }
         }
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {

@@ -77,6 +77,7 @@ pub struct CompiledRoute {
     /// Where copies of each request go (RequestMirror filters).
     pub mirrors: Vec<CompiledMirror>,
     pub cors: Option<Cors>,
+    pub nginx_cors: Option<gatehouse_model::ir::NginxCors>,
     pub timeouts: Timeouts,
     pub retry: Option<Retry>,
     pub max_request_body: Option<u64>,
@@ -521,6 +522,10 @@ fn compile_route(
         query,
         mirrors,
         cors,
+        nginx_cors: r.filters.iter().find_map(|f| match f {
+            Filter::NginxCors(c) => Some(c.clone()),
+            _ => None,
+        }),
         timeouts: r.timeouts,
         retry: r.retry.clone(),
         max_request_body: r.max_request_body,

@@ -346,6 +346,23 @@ pub enum Filter {
     Cors(Cors),
     /// Answers with a fixed Location (ingress-nginx permanent-/temporal-redirect).
     RedirectTo(FixedRedirect),
+    /// ingress-nginx enable-cors: every OPTIONS from an allowed origin is answered 204 here,
+    /// and every answer to an allowed origin gets the headers.
+    NginxCors(NginxCors),
+}
+
+/// CORS as ingress-nginx does it; the header values are sent as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NginxCors {
+    /// ["*"] (any origin, even none; answered with "*"), or origins compared
+    /// case-insensitively at the end of the Origin, where "*." stands for one label.
+    pub allow_origins: Vec<String>,
+    pub allow_methods: String,
+    pub allow_headers: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub expose_headers: String,
+    pub allow_credentials: bool,
+    pub max_age: u32,
 }
 
 /// A redirect to a fixed URL, query not carried over. 301, 302, 303, 307 and 308 send it as

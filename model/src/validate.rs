@@ -119,6 +119,14 @@ pub fn check_filter(filter: &Filter) -> Result<(), String> {
             host(&r.hostname)?;
             path(&r.path)
         }
+        Filter::NginxCors(c) => {
+            for v in [&c.allow_methods, &c.allow_headers, &c.expose_headers] {
+                if !v.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+                    return Err(format!("CORS header value {v:?} is not printable ASCII"));
+                }
+            }
+            Ok(())
+        }
         Filter::RedirectTo(r) => {
             if !(300..=308).contains(&r.status) {
                 return Err(format!("redirect status {} is not 3xx", r.status));

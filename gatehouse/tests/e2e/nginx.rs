@@ -493,3 +493,107 @@ async fn rewrite_target_and_use_regex_follow_nginx() {
     );
     assert_eq!(path_seen("/vx/items", "re.example.com").await, "404");
 }
+
+#[tokio::test]
+async fn enable_cors_answers_as_nginx() {
+    let gh = setup().await;
+    gh.write(
+        "ingresses.yaml",
+        &[
+            ingress(
+                "open",
+                "open.example.com",
+                false,
+                &[("enable-cors", "true")],
+            ),
+            ingress(
+                "listed",
+                "listed.example.com",
+                false,
+                &[
+                    ("enable-cors", "true"),
+                    (
+                        "cors-allow-origin",
+                        "https://app.example.org, https://*.example.net",
+                    ),
+                    ("cors-allow-credentials", "false"),
+                    ("cors-max-age", "600"),
+                ],
+            ),
+        ]
+        .join("---\n"),
+    );
+    gh.wait_programmed("default/gw").await;
+    let send = |method: reqwest::Method, host: &'static str, origin: Option<&'static str>| {
+        let url = gh.url(PORT, "/");
+        async move {
+            let headers: Vec<(&str, &str)> = origin.into_iter().map(|o| ("origin", o)).collect();
+            let (code, body, h) = request(&client(), method, &url, host, &headers).await;
+            let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+            (
+                code,
+                body["pod"].as_str().map(str::to_string),
+                get("access-control-allow-origin"),
+                get("access-control-allow-credentials"),
+                get("access-control-max-age"),
+                get("access-control-allow-methods"),
+            )
+        }
+    };
+    wait_for("CORS", || async {
+        send(reqwest::Method::GET, "open.example.com", None).await.0 == 200
+    })
+    .await
+    .unwrap();
+
+    // Defaults: any origin as "*", credentials true, 1728000 s, nginx's method list; even a
+    // request without Origin gets them.
+    let (code, pod, origin, creds, age, methods) =
+        send(reqwest::Method::GET, "open.example.com", None).await;
+    assert_eq!((code, pod.as_deref()), (200, Some("app")));
+    assert_eq!(origin.as_deref(), Some("*"));
+    assert_eq!(creds.as_deref(), Some("true"));
+    assert_eq!(age.as_deref(), Some("1728000"));
+    assert_eq!(
+        methods.as_deref(),
+        Some("GET, PUT, POST, DELETE, PATCH, OPTIONS")
+    );
+    // Any OPTIONS is a preflight, answered here with 204.
+    let (code, pod, ..) = send(reqwest::Method::OPTIONS, "open.example.com", None).await;
+    assert_eq!((code, pod), (204, None));
+
+    // A list: the origin echoed; "*." is one label; others get nothing and OPTIONS goes to
+    // the backend.
+    let (_, _, origin, creds, age, _) = send(
+        reqwest::Method::GET,
+        "listed.example.com",
+        Some("https://app.example.org"),
+    )
+    .await;
+    assert_eq!(origin.as_deref(), Some("https://app.example.org"));
+    assert_eq!((creds, age.as_deref()), (None, Some("600")));
+    let (code, _, origin, ..) = send(
+        reqwest::Method::OPTIONS,
+        "listed.example.com",
+        Some("https://a.example.net"),
+    )
+    .await;
+    assert_eq!(
+        (code, origin.as_deref()),
+        (204, Some("https://a.example.net"))
+    );
+    let (code, pod, origin, ..) = send(
+        reqwest::Method::OPTIONS,
+        "listed.example.com",
+        Some("https://a.b.example.net"),
+    )
+    .await;
+    assert_eq!((code, pod.as_deref(), origin), (200, Some("app"), None));
+    let (_, _, origin, ..) = send(
+        reqwest::Method::GET,
+        "listed.example.com",
+        Some("https://evil.example.com"),
+    )
+    .await;
+    assert_eq!(origin, None);
+}

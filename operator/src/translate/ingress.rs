@@ -23,9 +23,9 @@ use crate::gwapi::gateways::{
 use crate::status::{Condition, StatusReport, reason};
 use crate::store::{ObjectKey, Store};
 use gatehouse_model::ir::{
-    BackendTarget, Filter, HostMatch, PathMatch, PathModifier, Protocol, Redirect, Rewrite, Route,
-    RouteMatch, RouteSource, SniCertificate, StringMatch, Timeouts, UpstreamProtocol, UpstreamTls,
-    UpstreamTrust, ValueMatch, WeightedBackend,
+    BackendTarget, Filter, HostMatch, NginxCors, PathMatch, PathModifier, Protocol, Redirect,
+    Rewrite, Route, RouteMatch, RouteSource, SniCertificate, StringMatch, Timeouts,
+    UpstreamProtocol, UpstreamTls, UpstreamTrust, ValueMatch, WeightedBackend,
 };
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -722,9 +722,19 @@ fn attach(
     // (host, route, match index, whether plain HTTP is redirected to HTTPS)
     let mut routes: Vec<(HostMatch, Route, usize, bool)> = Vec::new();
     let filters: Vec<Filter> = nginx
-        .redirect
+        .cors
         .iter()
-        .map(|r| Filter::RedirectTo(r.clone()))
+        .map(|c| {
+            Filter::NginxCors(NginxCors {
+                allow_origins: c.allow_origins.clone(),
+                allow_methods: c.allow_methods.clone(),
+                allow_headers: c.allow_headers.clone(),
+                expose_headers: c.expose_headers.clone(),
+                allow_credentials: c.allow_credentials,
+                max_age: c.max_age,
+            })
+        })
+        .chain(nginx.redirect.iter().map(|r| Filter::RedirectTo(r.clone())))
         .collect();
     let mut hosts_seen: Vec<HostMatch> = Vec::new();
     for (i, rule) in spec.rules.as_deref().unwrap_or_default().iter().enumerate() {

@@ -131,6 +131,13 @@ const APPLIED: &[&str] = &[
     "canary-weight-total",
     "rewrite-target",
     "use-regex",
+    "enable-cors",
+    "cors-allow-origin",
+    "cors-allow-methods",
+    "cors-allow-headers",
+    "cors-allow-credentials",
+    "cors-expose-headers",
+    "cors-max-age",
 ];
 
 /// The annotations this module reads.
@@ -697,7 +704,7 @@ mod tests {
         assert_eq!(p.warnings.len(), 1);
         assert!(p.warnings[0].contains("limit-rps"));
         // Read, but not applied to traffic yet: said so.
-        let p = parse_map(&[("enable-cors", "true")]);
+        let p = parse_map(&[("from-to-www-redirect", "true")]);
         assert!(p.warnings[0].contains("not supported by Gatehouse yet"));
     }
 
