@@ -120,6 +120,12 @@ async fn redirect_annotations_answer_as_nginx() {
             false,
             &[("force-ssl-redirect", "true")],
         ),
+        ingress(
+            "www",
+            "shop.example.com",
+            false,
+            &[("from-to-www-redirect", "true")],
+        ),
     ];
     gh.write("ingresses.yaml", &ingresses.join("---\n"));
     gh.wait_programmed("default/gw").await;
@@ -159,6 +165,13 @@ async fn redirect_annotations_answer_as_nginx() {
         location(&gh, "/", "forced.example.com").await,
         (308, "https://forced.example.com".into())
     );
+    // from-to-www-redirect: www. of the host answers 308 to the host (one trailing slash
+    // dropped); the host itself is served.
+    assert_eq!(
+        location(&gh, "/a/?b=1", "www.shop.example.com").await,
+        (308, "http://shop.example.com:8080/a?b=1".into())
+    );
+    assert_eq!(pod(&gh.url(PORT, "/"), "shop.example.com").await, "app");
 }
 
 #[tokio::test]

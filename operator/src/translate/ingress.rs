@@ -474,6 +474,8 @@ struct HostFacts {
     /// every path of the host, whatever its Ingress, matches as a case-insensitive
     /// regular expression from the start of the path (nginx `location ~*`).
     regex: BTreeSet<(ObjectKey, String)>,
+    /// Every host some Ingress names (from-to-www-redirect leaves those alone).
+    named: BTreeSet<(ObjectKey, String)>,
 }
 
 impl HostFacts {
@@ -491,6 +493,8 @@ impl HostFacts {
             .settings;
             if n.canary.is_none() {
                 for rule in spec.rules.iter().flatten() {
+                    let host = rule.host.clone().unwrap_or_default().to_ascii_lowercase();
+                    facts.named.insert(((*gateway).clone(), host));
                     let rewrites = n.rewrite_target.as_ref().is_some_and(|t| {
                         rule.http
                             .iter()
@@ -515,6 +519,11 @@ impl HostFacts {
             }
         }
         facts
+    }
+
+    fn named(&self, gateway: &ObjectKey, host: &str) -> bool {
+        self.named
+            .contains(&(gateway.clone(), host.to_ascii_lowercase()))
     }
 
     fn regex_mode(&self, gateway: &ObjectKey, host: &str) -> bool {
@@ -773,6 +782,40 @@ fn attach(
             }
         }
         let raw_host = rule.host.as_deref().unwrap_or_default();
+        // from-to-www-redirect: the www. twin of the host (or the host without www.)
+        // answers 308 to this host, unless some Ingress names the twin itself.
+        if nginx.from_to_www_redirect && !raw_host.is_empty() && !raw_host.starts_with('*') {
+            let twin = match raw_host.strip_prefix("www.") {
+                Some(bare) => bare.to_string(),
+                None => format!("www.{raw_host}"),
+            };
+            if !hosts.named(gateway_key, &twin)
+                && !routes.iter().any(|(h, ..)| *h == HostMatch::ingress(&twin))
+            {
+                routes.push((
+                    HostMatch::ingress(&twin),
+                    Route {
+                        source: source(i),
+                        matcher: RouteMatch::path_only(PathMatch::Prefix("/".into())),
+                        filters: vec![Filter::Redirect(Redirect {
+                            scheme: None,
+                            hostname: Some(raw_host.to_string()),
+                            path: None,
+                            port: None,
+                            status: 308,
+                            drop_query: false,
+                            strip_trailing_slash: true,
+                        })],
+                        backends: vec![],
+                        timeouts: Default::default(),
+                        retry: None,
+                        max_request_body: None,
+                    },
+                    0,
+                    false,
+                ));
+            }
+        }
         let to_https = nginx.force_ssl_redirect
             || (nginx.ssl_redirect && hosts.has_tls(gateway_key, raw_host));
         let paths = rule

@@ -138,6 +138,7 @@ const APPLIED: &[&str] = &[
     "cors-allow-credentials",
     "cors-expose-headers",
     "cors-max-age",
+    "from-to-www-redirect",
 ];
 
 /// The annotations this module reads.
@@ -704,7 +705,7 @@ mod tests {
         assert_eq!(p.warnings.len(), 1);
         assert!(p.warnings[0].contains("limit-rps"));
         // Read, but not applied to traffic yet: said so.
-        let p = parse_map(&[("from-to-www-redirect", "true")]);
+        let p = parse_map(&[("affinity", "cookie")]);
         assert!(p.warnings[0].contains("not supported by Gatehouse yet"));
     }
 
