@@ -10,6 +10,7 @@
 pub mod client;
 pub mod cors;
 pub mod filters;
+pub mod limits;
 pub mod listeners;
 pub mod mirror;
 pub mod proxy;

@@ -34,6 +34,8 @@ pub struct GatehouseProxy {
     ejections: crate::tables::Ejections,
     /// Backend certificates found to carry a policy's subjectAltNames.
     verified_leaves: crate::upstream_tls::VerifiedLeaves,
+    /// Per-client rate limit state, by zone.
+    limiter: Arc<crate::limits::Limiter>,
     mirrors: Mirrors,
 }
 
@@ -43,6 +45,7 @@ impl GatehouseProxy {
             state,
             ejections: Default::default(),
             verified_leaves: Default::default(),
+            limiter: Default::default(),
             mirrors: Mirrors::default(),
         }
     }
@@ -82,6 +85,8 @@ pub struct Ctx {
     mirror: Option<PendingMirror>,
     /// Request body bytes seen, against the route's limit.
     body_bytes: u64,
+    /// A connection slot of a rate limit, released when the request ends.
+    _slot: Option<crate::limits::Slot>,
 }
 
 impl Ctx {
@@ -391,6 +396,27 @@ impl ProxyHttp for GatehouseProxy {
             } else {
                 respond(session, r.status, r.location.clone(), &[]).await
             };
+        }
+
+        // Limits and access lists, after redirects (as nginx's phases): 503 and 403.
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        if let (Some(limit), Some(ip)) = (&route.rate_limit, client) {
+            match self.limiter.admit(limit, ip, Instant::now()) {
+                Ok(slot) => ctx._slot = slot,
+                Err(crate::limits::Limited) => {
+                    ctx.status_reason = "rate limited";
+                    return respond(session, limit.status, "too many requests\n".into(), &[]).await;
+                }
+            }
+        }
+        if let Some(access) = &route.access
+            && !client.is_some_and(|ip| access.admits(ip))
+        {
+            ctx.status_reason = "source not allowed";
+            return respond(session, access.status, "forbidden\n".into(), &[]).await;
         }
 
         // A body over the route's limit: 413 before anything goes to a backend.

@@ -81,6 +81,8 @@ pub struct CompiledRoute {
     pub timeouts: Timeouts,
     pub retry: Option<Retry>,
     pub max_request_body: Option<u64>,
+    pub access: Option<crate::limits::Access>,
+    pub rate_limit: Option<crate::limits::Limit>,
 }
 
 pub struct CompiledMirror {
@@ -529,6 +531,16 @@ fn compile_route(
         timeouts: r.timeouts,
         retry: r.retry.clone(),
         max_request_body: r.max_request_body,
+        access: r
+            .access
+            .as_ref()
+            .map(crate::limits::Access::compile)
+            .transpose()?,
+        rate_limit: r
+            .rate_limit
+            .as_ref()
+            .map(crate::limits::Limit::compile)
+            .transpose()?,
         filters: r.filters.clone(),
         total_weight: backends.iter().map(|b| u64::from(b.weight)).sum(),
         backends,

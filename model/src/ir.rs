@@ -214,6 +214,55 @@ pub struct Route {
     /// proxy-body-size).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_body: Option<u64>,
+    /// Which client addresses may use the route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<SourceAccess>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Client addresses let in or refused (ingress-nginx allow-/denylist-source-range), by
+/// the address of the connection's peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceAccess {
+    /// Networks refused, checked first ("10.0.0.0/8", "2001:db8::/32", "192.0.2.7").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+    /// When not empty, only these networks are let in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// Answer to a refused client: 403, or 503 when everyone is refused because the
+    /// configuration was invalid.
+    pub status: u16,
+}
+
+/// Requests per client address (ingress-nginx limit-rps, limit-rpm, limit-connections):
+/// nginx's leaky bucket without delay, burst = rate x burst_multiplier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Routes with one zone share their counts (ingress-nginx: one zone per Ingress).
+    pub zone: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_second: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_minute: Option<u32>,
+    pub burst_multiplier: u32,
+    /// Requests in progress at once per client address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<u32>,
+    /// Networks never limited.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exempt: Vec<String>,
+    /// Answer to a limited request (503 as nginx's default).
+    pub status: u16,
+}
+
+/// A network in CIDR form or a single address, as the model carries them.
+pub fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not an IP address or network"))
 }
 
 impl Route {

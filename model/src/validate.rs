@@ -227,6 +227,31 @@ pub fn validate(config: &Config) -> Result<(), Vec<String>> {
                         "{at}: filters: ReplacePrefixMatch needs a PathPrefix match"
                     ));
                 }
+                if let Some(a) = &route.access {
+                    for n in a.deny.iter().chain(&a.allow) {
+                        if let Err(e) = crate::ir::parse_network(n) {
+                            errors.push(format!("{at}: access: {e}"));
+                        }
+                    }
+                    if !(400..=599).contains(&a.status) {
+                        errors.push(format!("{at}: access: status {} is not an error", a.status));
+                    }
+                }
+                if let Some(l) = &route.rate_limit {
+                    for n in &l.exempt {
+                        if let Err(e) = crate::ir::parse_network(n) {
+                            errors.push(format!("{at}: rate limit: {e}"));
+                        }
+                    }
+                    if l.per_second == Some(0)
+                        || l.per_minute == Some(0)
+                        || l.connections == Some(0)
+                        || l.burst_multiplier == 0
+                        || !(400..=599).contains(&l.status)
+                    {
+                        errors.push(format!("{at}: rate limit: zero rate or bad status"));
+                    }
+                }
                 let template_rewrites = route.filters.iter().any(|f| {
                     matches!(
                         f,

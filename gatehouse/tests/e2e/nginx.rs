@@ -190,7 +190,7 @@ async fn snippets_refuse_the_ingress_and_unsupported_annotations_are_reported() 
                 "limited",
                 "limited.example.com",
                 false,
-                &[("limit-rpm", "10"), ("ssl-redirect", "maybe")],
+                &[("limit-rate", "10"), ("ssl-redirect", "maybe")],
             ),
         ]
         .join("---\n"),
@@ -208,7 +208,7 @@ async fn snippets_refuse_the_ingress_and_unsupported_annotations_are_reported() 
     );
     let message = c["message"].as_str().unwrap();
     assert!(
-        message.contains("limit-rpm") && message.contains("\"maybe\""),
+        message.contains("limit-rate") && message.contains("\"maybe\""),
         "{message}"
     );
     // Served all the same.
@@ -609,4 +609,113 @@ async fn enable_cors_answers_as_nginx() {
     )
     .await;
     assert_eq!(origin, None);
+}
+
+#[tokio::test]
+async fn source_ranges_and_rate_limits_answer_as_nginx() {
+    let gh = setup().await;
+    // Learn the address this test's requests come from (the backend sees it in
+    // X-Forwarded-For).
+    gh.write(
+        "probe.yaml",
+        &ingress("probe", "probe.example.com", false, &[]),
+    );
+    gh.wait_programmed("default/gw").await;
+    wait_for("the probe", || async {
+        get(&gh.url(PORT, "/"), "probe.example.com").await.0 == 200
+    })
+    .await
+    .unwrap();
+    let (_, seen, _) = get(&gh.url(PORT, "/"), "probe.example.com").await;
+    let client = seen["headers"]["X-Forwarded-For"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let me = format!("{client}/32");
+    gh.write(
+        "ingresses.yaml",
+        &[
+            ingress(
+                "mine",
+                "mine.example.com",
+                false,
+                &[("whitelist-source-range", &me)],
+            ),
+            ingress(
+                "others",
+                "others.example.com",
+                false,
+                &[("allowlist-source-range", "192.0.2.0/24")],
+            ),
+            ingress(
+                "denied",
+                "denied.example.com",
+                false,
+                &[("denylist-source-range", &me)],
+            ),
+            ingress(
+                "typo",
+                "typo.example.com",
+                false,
+                &[("denylist-source-range", "300.1.2.3")],
+            ),
+            ingress("rps", "rps.example.com", false, &[("limit-rps", "2")]),
+            ingress(
+                "exempt",
+                "exempt.example.com",
+                false,
+                &[
+                    ("limit-rps", "1"),
+                    ("limit-burst-multiplier", "1"),
+                    ("limit-whitelist", &me),
+                ],
+            ),
+            ingress(
+                "conns",
+                "conns.example.com",
+                false,
+                &[("limit-connections", "1")],
+            ),
+        ]
+        .join("---\n"),
+    );
+    wait_for("the Ingresses", || async {
+        get(&gh.url(PORT, "/"), "conns.example.com").await.0 == 200
+    })
+    .await
+    .unwrap();
+
+    // Source ranges: 403 outside the allow list or inside the deny list; an invalid range
+    // closes the Ingress with 503 rather than opening it.
+    assert_eq!(get(&gh.url(PORT, "/"), "mine.example.com").await.0, 200);
+    assert_eq!(get(&gh.url(PORT, "/"), "others.example.com").await.0, 403);
+    assert_eq!(get(&gh.url(PORT, "/"), "denied.example.com").await.0, 403);
+    assert_eq!(get(&gh.url(PORT, "/"), "typo.example.com").await.0, 503);
+
+    // limit-rps 2 with the default burst multiplier 5: a quiet client gets 10 + 1 at once,
+    // then 503 (a few ms of draining may let one more through).
+    let mut ok = 0;
+    for _ in 0..20 {
+        if get(&gh.url(PORT, "/"), "rps.example.com").await.0 == 200 {
+            ok += 1;
+        }
+    }
+    assert!((11..=12).contains(&ok), "admitted {ok} of 20");
+    assert_eq!(get(&gh.url(PORT, "/"), "rps.example.com").await.0, 503);
+    // limit-whitelist: never limited.
+    for _ in 0..10 {
+        assert_eq!(get(&gh.url(PORT, "/"), "exempt.example.com").await.0, 200);
+    }
+    // limit-connections 1: a second request while one is in progress is refused.
+    let slow = tokio::spawn({
+        let url = gh.url(PORT, "/slow/800");
+        async move { get(&url, "conns.example.com").await.0 }
+    });
+    wait_for("the slow request to start", || async {
+        get(&gh.url(PORT, "/"), "conns.example.com").await.0 == 503
+    })
+    .await
+    .unwrap();
+    assert_eq!(slow.await.unwrap(), 200);
+    assert_eq!(get(&gh.url(PORT, "/"), "conns.example.com").await.0, 200);
 }

@@ -210,6 +210,8 @@ pub fn route_to_app(
         timeouts: Default::default(),
         retry: None,
         max_request_body: None,
+        access: None,
+        rate_limit: None,
     }
 }
 

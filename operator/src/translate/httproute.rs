@@ -401,6 +401,8 @@ fn compile_rule(
                 timeouts,
                 retry: retry.clone(),
                 max_request_body: None,
+                access: None,
+                rate_limit: None,
             })
             .collect(),
     })

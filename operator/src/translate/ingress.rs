@@ -23,9 +23,9 @@ use crate::gwapi::gateways::{
 use crate::status::{Condition, StatusReport, reason};
 use crate::store::{ObjectKey, Store};
 use gatehouse_model::ir::{
-    BackendTarget, Filter, HostMatch, NginxCors, PathMatch, PathModifier, Protocol, Redirect,
-    Rewrite, Route, RouteMatch, RouteSource, SniCertificate, StringMatch, Timeouts,
-    UpstreamProtocol, UpstreamTls, UpstreamTrust, ValueMatch, WeightedBackend,
+    BackendTarget, Filter, HostMatch, NginxCors, PathMatch, PathModifier, Protocol, RateLimit,
+    Redirect, Rewrite, Route, RouteMatch, RouteSource, SniCertificate, SourceAccess, StringMatch,
+    Timeouts, UpstreamProtocol, UpstreamTls, UpstreamTrust, ValueMatch, WeightedBackend,
 };
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -671,6 +671,30 @@ fn attach(
             tls: insecure_tls(),
         }),
     };
+    // Source ranges (403), or everything refused with 503 when a range was invalid.
+    let access = match (&nginx.denied, &nginx.allow_sources, &nginx.deny_sources) {
+        (Some(_), ..) => Some(SourceAccess {
+            deny: vec!["0.0.0.0/0".into(), "::/0".into()],
+            allow: vec![],
+            status: 503,
+        }),
+        (None, allow, deny) if !allow.is_empty() || !deny.is_empty() => Some(SourceAccess {
+            deny: deny.clone(),
+            allow: allow.clone(),
+            status: 403,
+        }),
+        _ => None,
+    };
+    // One zone per Ingress, shared by all its paths (as nginx).
+    let rate_limit = nginx.limits.any().then(|| RateLimit {
+        zone: format!("Ingress {ns}/{}", key.name),
+        per_second: nginx.limits.rps,
+        per_minute: nginx.limits.rpm,
+        burst_multiplier: nginx.limits.burst_multiplier,
+        connections: nginx.limits.connections,
+        exempt: nginx.limits.exempt.clone(),
+        status: 503,
+    });
     let timeouts = Timeouts {
         connect_ms: nginx.timeouts.connect_s.map(|s| s * 1000),
         read_idle_ms: nginx.timeouts.read_s.map(|s| s * 1000),
@@ -775,6 +799,8 @@ fn attach(
                         timeouts: Default::default(),
                         retry: None,
                         max_request_body: None,
+                        access: None,
+                        rate_limit: None,
                     },
                     0,
                     false,
@@ -810,6 +836,8 @@ fn attach(
                         timeouts: Default::default(),
                         retry: None,
                         max_request_body: None,
+                        access: None,
+                        rate_limit: None,
                     },
                     0,
                     false,
@@ -876,6 +904,8 @@ fn attach(
                 timeouts,
                 retry: None,
                 max_request_body: nginx.body_size,
+                access: access.clone(),
+                rate_limit: rate_limit.clone(),
             };
             let canary_key = (
                 gateway_key.clone(),
@@ -906,6 +936,8 @@ fn attach(
             timeouts,
             retry: None,
             max_request_body: nginx.body_size,
+            access: access.clone(),
+            rate_limit: rate_limit.clone(),
         });
         if !hosts_seen.contains(&HostMatch::Any) {
             hosts_seen.push(HostMatch::Any);

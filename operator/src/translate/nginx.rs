@@ -72,6 +72,41 @@ pub struct Settings {
     pub body_size: Option<u64>,
     pub backend_protocol: BackendProtocol,
     pub cors: Option<Cors>,
+    /// allowlist-source-range (or whitelist-source-range) and denylist-source-range.
+    pub allow_sources: Vec<String>,
+    pub deny_sources: Vec<String>,
+    /// Why every path of the Ingress answers 503 (an invalid source range: a typo never
+    /// opens what was meant to be closed).
+    pub denied: Option<String>,
+    pub limits: Limits,
+}
+
+/// limit-rps, limit-rpm, limit-connections, limit-burst-multiplier, limit-allowlist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub rps: Option<u32>,
+    pub rpm: Option<u32>,
+    pub connections: Option<u32>,
+    pub burst_multiplier: u32,
+    pub exempt: Vec<String>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            rps: None,
+            rpm: None,
+            connections: None,
+            burst_multiplier: 5,
+            exempt: vec![],
+        }
+    }
+}
+
+impl Limits {
+    pub fn any(&self) -> bool {
+        self.rps.is_some() || self.rpm.is_some() || self.connections.is_some()
+    }
 }
 
 impl Default for Settings {
@@ -89,6 +124,10 @@ impl Default for Settings {
             body_size: None,
             backend_protocol: BackendProtocol::Http,
             cors: None,
+            allow_sources: vec![],
+            deny_sources: vec![],
+            denied: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -139,6 +178,15 @@ const APPLIED: &[&str] = &[
     "cors-expose-headers",
     "cors-max-age",
     "from-to-www-redirect",
+    "allowlist-source-range",
+    "whitelist-source-range",
+    "denylist-source-range",
+    "limit-rps",
+    "limit-rpm",
+    "limit-connections",
+    "limit-burst-multiplier",
+    "limit-allowlist",
+    "limit-whitelist",
 ];
 
 /// The annotations this module reads.
@@ -173,6 +221,16 @@ const READ: &[&str] = &[
     "cors-allow-credentials",
     "cors-expose-headers",
     "cors-max-age",
+    "from-to-www-redirect",
+    "allowlist-source-range",
+    "whitelist-source-range",
+    "denylist-source-range",
+    "limit-rps",
+    "limit-rpm",
+    "limit-connections",
+    "limit-burst-multiplier",
+    "limit-allowlist",
+    "limit-whitelist",
 ];
 
 fn warn(warnings: &mut Vec<String>, name: &str, value: &str, why: &str) {
@@ -457,6 +515,80 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Parsed {
         )),
     }
 
+    // Source ranges: an invalid list denies every path (503), as nginx does.
+    let networks = |v: &str| -> Result<Vec<String>, String> {
+        v.split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|n| gatehouse_model::ir::parse_network(n).map(|_| n.to_string()))
+            .collect()
+    };
+    for (names, field) in [
+        (
+            ["allowlist-source-range", "whitelist-source-range"],
+            &mut p.settings.allow_sources,
+        ),
+        (
+            ["denylist-source-range", "denylist-source-range"],
+            &mut p.settings.deny_sources,
+        ),
+    ] {
+        let Some((name, v)) = names.iter().find_map(|n| get(n).map(|v| (*n, v))) else {
+            continue;
+        };
+        match networks(v) {
+            Ok(list) => *field = list,
+            Err(e) => {
+                p.settings.denied.get_or_insert(format!(
+                    "annotation {PREFIX}{name}: {e}; every path of the Ingress answers 503"
+                ));
+            }
+        }
+    }
+
+    // Rate limits: an invalid rate or exempt list refuses the Ingress, as nginx does.
+    for (name, field) in [
+        ("limit-rps", &mut p.settings.limits.rps),
+        ("limit-rpm", &mut p.settings.limits.rpm),
+        ("limit-connections", &mut p.settings.limits.connections),
+    ] {
+        if let Some(v) = get(name) {
+            match v.parse::<u32>() {
+                Ok(0) => {}
+                Ok(n) => *field = Some(n),
+                Err(_) => {
+                    p.refused.get_or_insert(format!(
+                        "annotation {PREFIX}{name}: {v:?} is not a whole number; the Ingress is not served"
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(v) = get("limit-burst-multiplier") {
+        match v.parse::<u32>() {
+            Ok(n) if n > 0 => p.settings.limits.burst_multiplier = n,
+            _ => warn(
+                &mut p.warnings,
+                "limit-burst-multiplier",
+                v,
+                "is not a positive whole number",
+            ),
+        }
+    }
+    if let Some((name, v)) = ["limit-allowlist", "limit-whitelist"]
+        .iter()
+        .find_map(|n| get(n).map(|v| (*n, v)))
+    {
+        match networks(v) {
+            Ok(list) => p.settings.limits.exempt = list,
+            Err(e) => {
+                p.refused.get_or_insert(format!(
+                    "annotation {PREFIX}{name}: {e}; the Ingress is not served"
+                ));
+            }
+        }
+    }
+
     // Everything else under the prefix: not supported (yet), said once per annotation.
     for key in annotations.keys() {
         if let Some(name) = key.strip_prefix(PREFIX)
@@ -700,13 +832,31 @@ mod tests {
 
     #[test]
     fn unknown_annotations_are_reported() {
-        let p = parse_map(&[("limit-rps", "5"), ("app-root", "/app")]);
+        let p = parse_map(&[("limit-rate", "5"), ("app-root", "/app")]);
         assert_eq!(p.settings.app_root.as_deref(), Some("/app"));
         assert_eq!(p.warnings.len(), 1);
-        assert!(p.warnings[0].contains("limit-rps"));
+        assert!(p.warnings[0].contains("limit-rate"));
         // Read, but not applied to traffic yet: said so.
         let p = parse_map(&[("affinity", "cookie")]);
         assert!(p.warnings[0].contains("not supported by Gatehouse yet"));
+    }
+
+    #[test]
+    fn ranges_and_limits() {
+        let p = parse_map(&[
+            ("whitelist-source-range", "10.0.0.0/8, 192.0.2.7"),
+            ("limit-rps", "5"),
+            ("limit-whitelist", "10.1.0.0/16"),
+        ]);
+        assert_eq!(p.settings.allow_sources, vec!["10.0.0.0/8", "192.0.2.7"]);
+        assert_eq!(p.settings.limits.rps, Some(5));
+        assert_eq!(p.settings.limits.burst_multiplier, 5);
+        assert_eq!(p.settings.limits.exempt, vec!["10.1.0.0/16"]);
+        // A bad range closes the paths; a bad rate refuses the Ingress.
+        let p = parse_map(&[("denylist-source-range", "10.0.0.0/33")]);
+        assert!(p.settings.denied.is_some() && p.refused.is_none());
+        let p = parse_map(&[("limit-rpm", "ten")]);
+        assert!(p.refused.is_some());
     }
 
     #[test]

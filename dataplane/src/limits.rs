@@ -1,0 +1,258 @@
+//! Per-client limits: source address access lists and rate limits (ingress-nginx
+//! allow-/denylist-source-range, limit-rps, limit-rpm, limit-connections).
+//!
+//! Rates follow nginx's `limit_req ... nodelay` leaky bucket: a client's excess drains at
+//! the rate; a request is admitted while the excess stays within the burst, so a quiet
+//! client may send burst + 1 requests at once. Counts are shared by every route of one
+//! zone and survive config versions (the zone is the key), so an edit does not reset them.
+
+use gatehouse_model::ir::{RateLimit, SourceAccess, parse_network};
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// A compiled access list.
+#[derive(Debug)]
+pub struct Access {
+    deny: Vec<IpNet>,
+    allow: Vec<IpNet>,
+    pub status: u16,
+}
+
+impl Access {
+    pub fn compile(a: &SourceAccess) -> Result<Access, String> {
+        let nets = |v: &[String]| v.iter().map(|n| parse_network(n)).collect::<Result<_, _>>();
+        Ok(Access {
+            deny: nets(&a.deny)?,
+            allow: nets(&a.allow)?,
+            status: a.status,
+        })
+    }
+
+    /// nginx's order: the deny list first, then, when there is an allow list, only it.
+    pub fn admits(&self, client: IpAddr) -> bool {
+        let client = canonical(client);
+        if self.deny.iter().any(|n| n.contains(&client)) {
+            return false;
+        }
+        self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&client))
+    }
+}
+
+/// An IPv4 client seen on an IPv6 socket counts as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// A compiled rate limit.
+#[derive(Debug)]
+pub struct Limit {
+    pub zone: String,
+    /// (requests per second, burst), for each rate given.
+    rates: Vec<(f64, f64)>,
+    pub connections: Option<u32>,
+    exempt: Vec<IpNet>,
+    pub status: u16,
+}
+
+impl Limit {
+    pub fn compile(l: &RateLimit) -> Result<Limit, String> {
+        let mult = f64::from(l.burst_multiplier);
+        let mut rates = Vec::new();
+        if let Some(rps) = l.per_second {
+            rates.push((f64::from(rps), f64::from(rps) * mult));
+        }
+        if let Some(rpm) = l.per_minute {
+            rates.push((f64::from(rpm) / 60.0, f64::from(rpm) * mult));
+        }
+        Ok(Limit {
+            zone: l.zone.clone(),
+            rates,
+            connections: l.connections,
+            exempt: l
+                .exempt
+                .iter()
+                .map(|n| parse_network(n))
+                .collect::<Result<_, _>>()?,
+            status: l.status,
+        })
+    }
+
+    pub fn exempts(&self, client: IpAddr) -> bool {
+        let client = canonical(client);
+        self.exempt.iter().any(|n| n.contains(&client))
+    }
+}
+
+/// One client's state in one zone: the excess per rate, and requests in progress.
+#[derive(Debug, Default)]
+struct Bucket {
+    excess: Vec<f64>,
+    last: Option<Instant>,
+    in_progress: u32,
+}
+
+/// Every zone's buckets, by (zone, client).
+#[derive(Debug, Default)]
+pub struct Limiter {
+    buckets: Mutex<HashMap<(String, IpAddr), Bucket>>,
+}
+
+/// A request a limit refused.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Limited;
+
+/// Holds a connection slot until dropped (the request ended).
+pub struct Slot {
+    limiter: Arc<Limiter>,
+    key: (String, IpAddr),
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut b) = self.limiter.buckets.lock()
+            && let Some(bucket) = b.get_mut(&self.key)
+        {
+            bucket.in_progress = bucket.in_progress.saturating_sub(1);
+        }
+    }
+}
+
+impl Limiter {
+    /// Admits a request of `client` under `limit` at `now`; `Ok(Some(slot))` holds its
+    /// connection slot while it runs. `Err(Limited)` when a limit refuses it.
+    pub fn admit(
+        self: &Arc<Self>,
+        limit: &Limit,
+        client: IpAddr,
+        now: Instant,
+    ) -> Result<Option<Slot>, Limited> {
+        if limit.exempts(client) {
+            return Ok(None);
+        }
+        let key = (limit.zone.clone(), canonical(client));
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Ok(None); // A poisoned lock never blocks traffic.
+        };
+        if buckets.len() > 100_000 {
+            // Bounded memory: forget clients idle for a minute.
+            buckets.retain(|_, b| {
+                b.in_progress > 0 || b.last.is_some_and(|t| now.duration_since(t).as_secs() < 60)
+            });
+        }
+        let bucket = buckets.entry(key.clone()).or_default();
+        if limit
+            .connections
+            .is_some_and(|max| bucket.in_progress >= max)
+        {
+            return Err(Limited);
+        }
+        // nginx: a new client starts empty; later, excess = previous - drained + 1.
+        let elapsed = bucket
+            .last
+            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        bucket.excess.resize(limit.rates.len(), 0.0);
+        let first = bucket.last.is_none();
+        let next: Vec<f64> = limit
+            .rates
+            .iter()
+            .zip(&bucket.excess)
+            .map(|((rate, _), e)| {
+                if first {
+                    0.0
+                } else {
+                    (e - rate * elapsed + 1.0).max(0.0)
+                }
+            })
+            .collect();
+        if next
+            .iter()
+            .zip(&limit.rates)
+            .any(|(e, (_, burst))| *e > *burst)
+        {
+            return Err(Limited);
+        }
+        bucket.excess = next;
+        bucket.last = Some(now);
+        if limit.connections.is_none() {
+            return Ok(None);
+        }
+        bucket.in_progress += 1;
+        Ok(Some(Slot {
+            limiter: self.clone(),
+            key,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn limit(rps: Option<u32>, rpm: Option<u32>, conns: Option<u32>) -> Limit {
+        Limit::compile(&RateLimit {
+            zone: "z".into(),
+            per_second: rps,
+            per_minute: rpm,
+            burst_multiplier: 5,
+            connections: conns,
+            exempt: vec!["10.9.0.0/16".into()],
+            status: 503,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_quiet_client_gets_burst_plus_one_then_the_rate() {
+        let limiter = Arc::new(Limiter::default());
+        let l = limit(Some(2), None, None);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let t0 = Instant::now();
+        let admitted = (0..20)
+            .filter(|_| limiter.admit(&l, ip, t0).is_ok())
+            .count();
+        assert_eq!(admitted, 11, "burst 10 + 1");
+        // Half a second drains one request at 2 r/s.
+        let t1 = t0 + Duration::from_millis(500);
+        assert!(limiter.admit(&l, ip, t1).is_ok());
+        assert!(limiter.admit(&l, ip, t1).is_err());
+        // Another client and an exempt one are not affected.
+        assert!(limiter.admit(&l, "192.0.2.2".parse().unwrap(), t1).is_ok());
+        let exempt: IpAddr = "10.9.1.1".parse().unwrap();
+        assert!((0..50).all(|_| limiter.admit(&l, exempt, t1).is_ok()));
+    }
+
+    #[test]
+    fn connections_count_requests_in_progress() {
+        let limiter = Arc::new(Limiter::default());
+        let l = limit(None, None, Some(2));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let now = Instant::now();
+        let a = limiter.admit(&l, ip, now).unwrap();
+        let b = limiter.admit(&l, ip, now).unwrap();
+        assert!(limiter.admit(&l, ip, now).is_err());
+        drop(a);
+        assert!(limiter.admit(&l, ip, now).is_ok());
+        drop(b);
+    }
+
+    #[test]
+    fn access_denies_first_then_allows_only_the_list() {
+        let a = Access::compile(&SourceAccess {
+            deny: vec!["10.0.0.5".into()],
+            allow: vec!["10.0.0.0/24".into()],
+            status: 403,
+        })
+        .unwrap();
+        assert!(a.admits("10.0.0.4".parse().unwrap()));
+        assert!(!a.admits("10.0.0.5".parse().unwrap()));
+        assert!(!a.admits("10.0.1.1".parse().unwrap()));
+        assert!(a.admits("::ffff:10.0.0.4".parse().unwrap()), "mapped IPv4");
+    }
+}
