@@ -87,6 +87,8 @@ pub struct Ctx {
     body_bytes: u64,
     /// A connection slot of a rate limit, released when the request ends.
     _slot: Option<crate::limits::Slot>,
+    /// A new session affinity cookie for the answer.
+    set_cookie: Option<String>,
 }
 
 impl Ctx {
@@ -115,6 +117,52 @@ impl Ctx {
         let endpoints = self.cluster.as_ref().map_or(0, |c| c.endpoints.len());
         let spread = MAX_CONNECT_ATTEMPTS.min(u32::try_from(endpoints).unwrap_or(u32::MAX));
         !self.timed_out() && self.attempts < spread.max(self.policy_attempts())
+    }
+}
+
+impl GatehouseProxy {
+    /// The endpoint for a request: round robin, or the route's affinity or hash.
+    fn pick(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+        route: &CompiledRoute,
+        cluster: &Cluster,
+        client: Option<std::net::IpAddr>,
+    ) -> Option<SocketAddr> {
+        use gatehouse_model::ir::Balance;
+        let req = session.req_header();
+        match &route.balance {
+            None => cluster.pick(&[], &self.ejections),
+            Some(Balance::Hash(parts)) => {
+                let key = crate::balance::hash_key(
+                    parts,
+                    &crate::balance::RequestParts {
+                        path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),
+                        path: req.uri.path(),
+                        client,
+                        host: &request_host(req),
+                        headers: &req.headers,
+                        query: req.uri.query(),
+                    },
+                );
+                crate::balance::rendezvous(key, &cluster.endpoints)
+            }
+            Some(Balance::Cookie(a)) => {
+                if let Some(e) = crate::balance::cookie(&req.headers, &a.name)
+                    .and_then(|v| crate::balance::by_cookie(a, cluster, v))
+                {
+                    return Some(e);
+                }
+                let (e, value) = crate::balance::choose(a, cluster, &self.ejections)?;
+                let path = match &route.path {
+                    PathRule::Exact(p) | PathRule::Prefix(p) => p.as_str(),
+                    PathRule::Regex(_) => "/",
+                };
+                ctx.set_cookie = Some(crate::balance::set_cookie(a, &value, path, ctx.tls));
+                Some(e)
+            }
+        }
     }
 }
 
@@ -460,7 +508,7 @@ impl ProxyHttp for GatehouseProxy {
                 ctx.status_reason = "invalid backend";
                 respond(session, 500, "invalid backend\n".into(), &[]).await
             }
-            Target::Cluster(cluster) => match cluster.pick(&[], &self.ejections) {
+            Target::Cluster(cluster) => match self.pick(session, ctx, &route, cluster, client) {
                 // A TLS policy that cannot be honoured: refuse, never send cleartext.
                 _ if cluster.tls.as_ref().is_some_and(|t| t.unusable.is_some()) => {
                     ctx.status_reason = "backend TLS unusable";
@@ -675,6 +723,9 @@ impl ProxyHttp for GatehouseProxy {
         }
         for (name, value) in &ctx.cors {
             resp.insert_header(*name, value.as_str())?;
+        }
+        if let Some(c) = ctx.set_cookie.take() {
+            resp.append_header(http::header::SET_COOKIE, c)?;
         }
         Ok(())
     }

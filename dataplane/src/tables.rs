@@ -83,6 +83,7 @@ pub struct CompiledRoute {
     pub max_request_body: Option<u64>,
     pub access: Option<crate::limits::Access>,
     pub rate_limit: Option<crate::limits::Limit>,
+    pub balance: Option<gatehouse_model::ir::Balance>,
 }
 
 pub struct CompiledMirror {
@@ -541,6 +542,7 @@ fn compile_route(
             .as_ref()
             .map(crate::limits::Limit::compile)
             .transpose()?,
+        balance: r.balance.clone(),
         filters: r.filters.clone(),
         total_weight: backends.iter().map(|b| u64::from(b.weight)).sum(),
         backends,

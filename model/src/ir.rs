@@ -219,6 +219,58 @@ pub struct Route {
     pub access: Option<SourceAccess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// How an endpoint of the backend is chosen; round robin when None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<Balance>,
+}
+
+/// Choosing an endpoint other than round robin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Balance {
+    /// Session affinity by a cookie the data plane sets (ingress-nginx affinity: cookie).
+    Cookie(CookieAffinity),
+    /// Consistent hashing of a key made of these parts (ingress-nginx upstream-hash-by):
+    /// requests with one key go to one endpoint while the endpoints stay.
+    Hash(Vec<HashPart>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CookieAffinity {
+    pub name: String,
+    /// Cookie path; the route's path when None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u64>,
+    /// Seconds from now, written as an Expires date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_site: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Secure always; otherwise only on HTTPS requests.
+    #[serde(default)]
+    pub secure: bool,
+    /// The cookie pins one endpoint while it exists ("persistent"); otherwise it holds a
+    /// key hashed onto the endpoints, so a scale-up rebalances some sessions ("balanced").
+    #[serde(default)]
+    pub persistent: bool,
+}
+
+/// A piece of a hash key: fixed text, or a part of the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HashPart {
+    Text(String),
+    /// Path and query as sent.
+    RequestUri,
+    /// Path alone.
+    Uri,
+    RemoteAddr,
+    Host,
+    Header(String),
+    Cookie(String),
+    Query(String),
 }
 
 /// Client addresses let in or refused (ingress-nginx allow-/denylist-source-range), by

@@ -719,3 +719,117 @@ async fn source_ranges_and_rate_limits_answer_as_nginx() {
     assert_eq!(slow.await.unwrap(), 200);
     assert_eq!(get(&gh.url(PORT, "/"), "conns.example.com").await.0, 200);
 }
+
+#[tokio::test]
+async fn affinity_and_upstream_hash_by_keep_clients_on_one_endpoint() {
+    let gh = setup().await;
+    let p1 = spawn_echo(gh.ip, 0, "pod-1").await.port();
+    let p2 = spawn_echo(gh.ip, 0, "pod-2").await.port();
+    gh.write("svc-pair.yaml", &service("pair", gh.ip, &[p1, p2]));
+    let to_pair = |name: &str, host: &str, annotations: &[(&str, &str)]| {
+        ingress(name, host, false, annotations).replace("name: app,", "name: pair,")
+    };
+    gh.write(
+        "ingresses.yaml",
+        &[
+            to_pair("sticky", "sticky.example.com", &[("affinity", "cookie")]),
+            to_pair(
+                "pinned",
+                "pinned.example.com",
+                &[
+                    ("affinity", "cookie"),
+                    ("affinity-mode", "persistent"),
+                    ("session-cookie-name", "route"),
+                    ("session-cookie-max-age", "3600"),
+                    ("session-cookie-samesite", "Lax"),
+                ],
+            ),
+            to_pair(
+                "hashed",
+                "hashed.example.com",
+                &[("upstream-hash-by", "$arg_user")],
+            ),
+        ]
+        .join("---\n"),
+    );
+    gh.wait_programmed("default/gw").await;
+    let send = |host: &'static str, path: &'static str, cookie: Option<String>| {
+        let url = gh.url(PORT, path);
+        async move {
+            let headers: Vec<(&str, &str)> = match &cookie {
+                Some(c) => vec![("cookie", c.as_str())],
+                None => vec![],
+            };
+            let (_, body, h) = request(&client(), reqwest::Method::GET, &url, host, &headers).await;
+            let set = h
+                .get("set-cookie")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            (body["pod"].as_str().unwrap_or("none").to_string(), set)
+        }
+    };
+    wait_for("the Ingresses", || async {
+        send("hashed.example.com", "/", None)
+            .await
+            .0
+            .starts_with("pod-")
+    })
+    .await
+    .unwrap();
+
+    // Without a cookie requests spread; the cookie set on the first answer keeps the
+    // client on its endpoint.
+    for host in ["sticky.example.com", "pinned.example.com"] {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            seen.insert(send(host, "/", None).await.0);
+        }
+        assert_eq!(seen.len(), 2, "{host}: both endpoints without a cookie");
+        let (first, set) = send(host, "/", None).await;
+        let set = set.expect("a Set-Cookie");
+        let pair = set.split(';').next().unwrap().to_string();
+        for _ in 0..20 {
+            let (pod, again) = send(host, "/", Some(pair.clone())).await;
+            assert_eq!(pod, first, "{host}");
+            assert_eq!(again, None, "no new cookie while the endpoint stays");
+        }
+        if host == "sticky.example.com" {
+            assert!(
+                set.starts_with("INGRESSCOOKIE=")
+                    && set.contains("Path=/")
+                    && set.contains("HttpOnly"),
+                "{set}"
+            );
+        } else {
+            assert!(
+                set.starts_with("route=")
+                    && set.contains("Max-Age=3600")
+                    && set.contains("SameSite=Lax"),
+                "{set}"
+            );
+        }
+    }
+    // upstream-hash-by $arg_user: one user, one endpoint; users spread.
+    let mut by_user = std::collections::BTreeMap::new();
+    for user in [
+        "ann", "bob", "cy", "dee", "eve", "fay", "gus", "hal", "ivy", "jo", "kim", "lu", "max",
+        "ned", "oz", "pat",
+    ] {
+        let url: &'static str = Box::leak(format!("/?user={user}").into_boxed_str());
+        let first = send("hashed.example.com", url, None).await.0;
+        for _ in 0..5 {
+            assert_eq!(
+                send("hashed.example.com", url, None).await.0,
+                first,
+                "{user}"
+            );
+        }
+        by_user.insert(user, first);
+    }
+    let pods: std::collections::BTreeSet<_> = by_user.values().collect();
+    assert_eq!(
+        pods.len(),
+        2,
+        "eight users over both endpoints: {by_user:?}"
+    );
+}

@@ -212,6 +212,7 @@ pub fn route_to_app(
         max_request_body: None,
         access: None,
         rate_limit: None,
+        balance: None,
     }
 }
 

@@ -403,6 +403,7 @@ fn compile_rule(
                 max_request_body: None,
                 access: None,
                 rate_limit: None,
+                balance: None,
             })
             .collect(),
     })

@@ -685,6 +685,7 @@ fn attach(
         }),
         _ => None,
     };
+    let balance = nginx.balance.clone();
     // One zone per Ingress, shared by all its paths (as nginx).
     let rate_limit = nginx.limits.any().then(|| RateLimit {
         zone: format!("Ingress {ns}/{}", key.name),
@@ -801,6 +802,7 @@ fn attach(
                         max_request_body: None,
                         access: None,
                         rate_limit: None,
+                        balance: None,
                     },
                     0,
                     false,
@@ -838,6 +840,7 @@ fn attach(
                         max_request_body: None,
                         access: None,
                         rate_limit: None,
+                        balance: None,
                     },
                     0,
                     false,
@@ -906,6 +909,7 @@ fn attach(
                 max_request_body: nginx.body_size,
                 access: access.clone(),
                 rate_limit: rate_limit.clone(),
+                balance: balance.clone(),
             };
             let canary_key = (
                 gateway_key.clone(),
@@ -938,6 +942,7 @@ fn attach(
             max_request_body: nginx.body_size,
             access: access.clone(),
             rate_limit: rate_limit.clone(),
+            balance: balance.clone(),
         });
         if !hosts_seen.contains(&HostMatch::Any) {
             hosts_seen.push(HostMatch::Any);

@@ -7,7 +7,7 @@
 //! redirect group, and every `*-snippet`, which Gatehouse never runs); a bad source range
 //! denies the Ingress's paths (503), so a typo never opens what was meant to be closed.
 
-use gatehouse_model::ir::FixedRedirect;
+use gatehouse_model::ir::{Balance, CookieAffinity, FixedRedirect, HashPart};
 use std::collections::BTreeMap;
 
 pub const PREFIX: &str = "nginx.ingress.kubernetes.io/";
@@ -79,6 +79,8 @@ pub struct Settings {
     /// opens what was meant to be closed).
     pub denied: Option<String>,
     pub limits: Limits,
+    /// affinity: cookie (wins), or upstream-hash-by.
+    pub balance: Option<Balance>,
 }
 
 /// limit-rps, limit-rpm, limit-connections, limit-burst-multiplier, limit-allowlist.
@@ -128,6 +130,7 @@ impl Default for Settings {
             deny_sources: vec![],
             denied: None,
             limits: Limits::default(),
+            balance: None,
         }
     }
 }
@@ -187,6 +190,16 @@ const APPLIED: &[&str] = &[
     "limit-burst-multiplier",
     "limit-allowlist",
     "limit-whitelist",
+    "upstream-hash-by",
+    "affinity",
+    "affinity-mode",
+    "session-cookie-name",
+    "session-cookie-path",
+    "session-cookie-max-age",
+    "session-cookie-expires",
+    "session-cookie-samesite",
+    "session-cookie-domain",
+    "session-cookie-secure",
 ];
 
 /// The annotations this module reads.
@@ -231,6 +244,16 @@ const READ: &[&str] = &[
     "limit-burst-multiplier",
     "limit-allowlist",
     "limit-whitelist",
+    "upstream-hash-by",
+    "affinity",
+    "affinity-mode",
+    "session-cookie-name",
+    "session-cookie-path",
+    "session-cookie-max-age",
+    "session-cookie-expires",
+    "session-cookie-samesite",
+    "session-cookie-domain",
+    "session-cookie-secure",
 ];
 
 fn warn(warnings: &mut Vec<String>, name: &str, value: &str, why: &str) {
@@ -589,6 +612,101 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Parsed {
         }
     }
 
+    // Load balancing: cookie affinity wins over upstream-hash-by.
+    if let Some(v) = get("upstream-hash-by") {
+        if !valid_chars(v, "-_${}") {
+            p.refused.get_or_insert(format!(
+                "annotation {PREFIX}upstream-hash-by: {v:?} has characters a hash key cannot have; the Ingress is not served"
+            ));
+        } else {
+            match hash_key(v) {
+                Ok(parts) => p.settings.balance = Some(Balance::Hash(parts)),
+                Err(e) => warn(&mut p.warnings, "upstream-hash-by", v, &e),
+            }
+        }
+    }
+    match get("affinity") {
+        Some("cookie") => {
+            let mut a = CookieAffinity {
+                name: "INGRESSCOOKIE".into(),
+                path: None,
+                max_age: None,
+                expires: None,
+                same_site: None,
+                domain: None,
+                secure: false,
+                persistent: get("affinity-mode") == Some("persistent"),
+            };
+            if let Some(v) = get("session-cookie-name") {
+                if valid_chars(v, "-_.") {
+                    a.name = v.to_string();
+                } else {
+                    warn(
+                        &mut p.warnings,
+                        "session-cookie-name",
+                        v,
+                        "is not a cookie name",
+                    );
+                }
+            }
+            if let Some(v) = get("session-cookie-path") {
+                if v.starts_with('/') && valid_chars(v, "-._~/") {
+                    a.path = Some(v.to_string());
+                } else {
+                    warn(&mut p.warnings, "session-cookie-path", v, "is not a path");
+                }
+            }
+            for (name, field) in [
+                ("session-cookie-max-age", &mut a.max_age),
+                ("session-cookie-expires", &mut a.expires),
+            ] {
+                if let Some(v) = get(name) {
+                    match v.parse::<u64>() {
+                        Ok(n) => *field = Some(n),
+                        Err(_) => warn(&mut p.warnings, name, v, "is not a number of seconds"),
+                    }
+                }
+            }
+            if let Some(v) = get("session-cookie-samesite") {
+                match v.to_ascii_lowercase().as_str() {
+                    "none" | "lax" | "strict" => a.same_site = Some(v.to_string()),
+                    _ => warn(
+                        &mut p.warnings,
+                        "session-cookie-samesite",
+                        v,
+                        "is not None, Lax or Strict",
+                    ),
+                }
+            }
+            if let Some(v) = get("session-cookie-domain") {
+                if valid_chars(v, "-.") {
+                    a.domain = Some(v.to_string());
+                } else {
+                    warn(
+                        &mut p.warnings,
+                        "session-cookie-domain",
+                        v,
+                        "is not a domain",
+                    );
+                }
+            }
+            if let Some(v) = get("session-cookie-secure") {
+                match parse_bool(v) {
+                    Some(b) => a.secure = b,
+                    None => warn(
+                        &mut p.warnings,
+                        "session-cookie-secure",
+                        v,
+                        "is not a boolean",
+                    ),
+                }
+            }
+            p.settings.balance = Some(Balance::Cookie(a));
+        }
+        Some(other) => warn(&mut p.warnings, "affinity", other, "is not \"cookie\""),
+        None => {}
+    }
+
     // Everything else under the prefix: not supported (yet), said once per annotation.
     for key in annotations.keys() {
         if let Some(name) = key.strip_prefix(PREFIX)
@@ -601,6 +719,55 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Parsed {
         }
     }
     p
+}
+
+/// An upstream-hash-by value as parts: text, and the nginx variables Gatehouse knows
+/// (`$request_uri`, `$uri`, `$remote_addr`, `$host`, `$http_<name>`, `$cookie_<name>`,
+/// `$arg_<name>`, also as `${...}`).
+fn hash_key(v: &str) -> Result<Vec<HashPart>, String> {
+    let mut parts = Vec::new();
+    let mut rest = v;
+    while !rest.is_empty() {
+        let Some(at) = rest.find('$') else {
+            parts.push(HashPart::Text(rest.to_string()));
+            break;
+        };
+        if at > 0 {
+            parts.push(HashPart::Text(rest[..at].to_string()));
+        }
+        rest = &rest[at + 1..];
+        let (name, after) = match rest.strip_prefix('{') {
+            Some(r) => {
+                let end = r.find('}').ok_or("has an unclosed ${")?;
+                (&r[..end], &r[end + 1..])
+            }
+            None => {
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                (&rest[..end], &rest[end..])
+            }
+        };
+        let part = match name {
+            "request_uri" => HashPart::RequestUri,
+            "uri" => HashPart::Uri,
+            "remote_addr" | "binary_remote_addr" => HashPart::RemoteAddr,
+            "host" => HashPart::Host,
+            n => match (
+                n.strip_prefix("http_"),
+                n.strip_prefix("cookie_"),
+                n.strip_prefix("arg_"),
+            ) {
+                (Some(h), _, _) if !h.is_empty() => HashPart::Header(h.replace('_', "-")),
+                (_, Some(c), _) if !c.is_empty() => HashPart::Cookie(c.to_string()),
+                (_, _, Some(a)) if !a.is_empty() => HashPart::Query(a.to_string()),
+                _ => return Err(format!("uses ${n}, which Gatehouse does not know")),
+            },
+        };
+        parts.push(part);
+        rest = after;
+    }
+    Ok(parts)
 }
 
 /// Go's strconv.ParseBool, which ingress-nginx uses: no other spellings.
@@ -837,7 +1004,7 @@ mod tests {
         assert_eq!(p.warnings.len(), 1);
         assert!(p.warnings[0].contains("limit-rate"));
         // Read, but not applied to traffic yet: said so.
-        let p = parse_map(&[("affinity", "cookie")]);
+        let p = parse_map(&[("auth-url", "http://auth.example/")]);
         assert!(p.warnings[0].contains("not supported by Gatehouse yet"));
     }
 
