@@ -7,6 +7,7 @@
 //! accept loop ──> TLS (tls::SniResolver) ──> pingora session ──> proxy::GatehouseProxy
 //! ```
 
+pub mod auth;
 pub mod balance;
 pub mod client;
 pub mod cors;

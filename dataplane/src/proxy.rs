@@ -36,6 +36,7 @@ pub struct GatehouseProxy {
     verified_leaves: crate::upstream_tls::VerifiedLeaves,
     /// Per-client rate limit state, by zone.
     limiter: Arc<crate::limits::Limiter>,
+    auth: crate::auth::Checker,
     mirrors: Mirrors,
 }
 
@@ -46,6 +47,7 @@ impl GatehouseProxy {
             ejections: Default::default(),
             verified_leaves: Default::default(),
             limiter: Default::default(),
+            auth: Default::default(),
             mirrors: Mirrors::default(),
         }
     }
@@ -89,6 +91,10 @@ pub struct Ctx {
     _slot: Option<crate::limits::Slot>,
     /// A new session affinity cookie for the answer.
     set_cookie: Option<String>,
+    /// Request headers the external auth answer sets (None: removes).
+    auth_headers: Vec<(String, Option<String>)>,
+    /// Set-Cookie values of the external auth answer, for the client's answer.
+    auth_cookies: Vec<String>,
 }
 
 impl Ctx {
@@ -467,6 +473,39 @@ impl ProxyHttp for GatehouseProxy {
             return respond(session, access.status, "forbidden\n".into(), &[]).await;
         }
 
+        // External auth, after access lists (nginx's access phase).
+        if let Some((auth, cluster)) = &route.external_auth {
+            let req = session.req_header();
+            let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
+            let original = crate::auth::Original {
+                method: req.method.as_str(),
+                url: format!(
+                    "{}://{host}{path_and_query}",
+                    if ctx.tls { "https" } else { "http" }
+                ),
+                path_and_query,
+                headers: &req.headers,
+                client,
+            };
+            match self
+                .auth
+                .check(auth, cluster.as_deref(), &self.ejections, &original)
+                .await
+            {
+                crate::auth::Decision::Allow {
+                    headers,
+                    set_cookies,
+                } => {
+                    ctx.auth_headers = headers;
+                    ctx.auth_cookies = set_cookies;
+                }
+                crate::auth::Decision::Deny { status, headers } => {
+                    ctx.status_reason = "external auth";
+                    return respond(session, status, String::new(), &headers).await;
+                }
+            }
+        }
+
         // A body over the route's limit: 413 before anything goes to a backend.
         if let Some(max) = route.max_request_body
             && session
@@ -694,6 +733,14 @@ impl ProxyHttp for GatehouseProxy {
                 | Filter::NginxCors(_) => {}
             }
         }
+        for (name, value) in &ctx.auth_headers {
+            match value {
+                Some(v) => upstream.insert_header(name.clone(), v.as_str())?,
+                None => {
+                    upstream.remove_header(name.as_str());
+                }
+            }
+        }
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
             let ip = client.ip().to_string();
             let xff = match upstream
@@ -726,6 +773,15 @@ impl ProxyHttp for GatehouseProxy {
         }
         if let Some(c) = ctx.set_cookie.take() {
             resp.append_header(http::header::SET_COOKIE, c)?;
+        }
+        // nginx passes the auth answer's cookies on successful and redirect answers.
+        if matches!(
+            resp.status.as_u16(),
+            200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+        ) {
+            for c in std::mem::take(&mut ctx.auth_cookies) {
+                resp.append_header(http::header::SET_COOKIE, c)?;
+            }
         }
         Ok(())
     }

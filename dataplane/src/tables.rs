@@ -84,6 +84,8 @@ pub struct CompiledRoute {
     pub access: Option<crate::limits::Access>,
     pub rate_limit: Option<crate::limits::Limit>,
     pub balance: Option<gatehouse_model::ir::Balance>,
+    /// The check and, when it names a Service, that Service's cluster.
+    pub external_auth: Option<(gatehouse_model::ir::ExternalAuth, Option<Arc<Cluster>>)>,
 }
 
 pub struct CompiledMirror {
@@ -543,6 +545,21 @@ fn compile_route(
             .map(crate::limits::Limit::compile)
             .transpose()?,
         balance: r.balance.clone(),
+        external_auth: match &r.external_auth {
+            None => None,
+            Some(a) => {
+                let cluster = match &a.cluster {
+                    None => None,
+                    Some(k) => Some(
+                        clusters
+                            .get(k.as_str())
+                            .cloned()
+                            .ok_or_else(|| format!("external auth: cluster {k} missing"))?,
+                    ),
+                };
+                Some((a.clone(), cluster))
+            }
+        },
         filters: r.filters.clone(),
         total_weight: backends.iter().map(|b| u64::from(b.weight)).sum(),
         backends,

@@ -222,6 +222,30 @@ pub struct Route {
     /// How an endpoint of the backend is chosen; round robin when None.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balance: Option<Balance>,
+    /// Every request is first checked by another service (ingress-nginx auth-url).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_auth: Option<ExternalAuth>,
+}
+
+/// An authorization check before each request: a request to `url` with the client's
+/// headers; 2xx lets the request through, 401 and 403 are answered to the client, anything
+/// else (or no answer) is 500.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalAuth {
+    /// http://host[:port]/path?query, sent as the check's request line and Host.
+    pub url: String,
+    /// The cluster whose endpoints receive the check (a Service of the cluster); None
+    /// resolves the URL's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    pub method: String,
+    /// Headers of the check's answer copied onto the request to the backend (absent ones
+    /// are removed from it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_headers: Vec<String>,
+    /// A 401 is answered with a 302 to this URL, the original URL in `rd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signin: Option<String>,
 }
 
 /// Choosing an endpoint other than round robin.
@@ -318,7 +342,8 @@ pub fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
 }
 
 impl Route {
-    /// Keys of every cluster the route sends to: its backends and its mirrors.
+    /// Keys of every cluster the route sends to: its backends, its mirrors and its
+    /// external auth service.
     pub fn clusters(&self) -> impl Iterator<Item = &str> {
         let mirrors = self.filters.iter().filter_map(|f| match f {
             Filter::Mirror(m) => Some(&m.target),
@@ -332,6 +357,11 @@ impl Route {
                 BackendTarget::Cluster(k) => Some(k.as_str()),
                 BackendTarget::Invalid(_) => None,
             })
+            .chain(
+                self.external_auth
+                    .as_ref()
+                    .and_then(|a| a.cluster.as_deref()),
+            )
     }
 }
 

@@ -833,3 +833,163 @@ async fn affinity_and_upstream_hash_by_keep_clients_on_one_endpoint() {
         "eight users over both endpoints: {by_user:?}"
     );
 }
+
+/// An auth service: `Authorization: Bearer good` -> 200 with `X-User: alice` and a
+/// cookie; `Bearer nobody` -> 200 without X-User; `Bearer forbidden` -> 403;
+/// `Bearer broken` -> 500; none -> 401 with WWW-Authenticate. Returns its address and
+/// the X-Original-URL values it saw.
+async fn auth_service(
+    ip: std::net::IpAddr,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut head = Vec::new();
+                while let Ok(n) = conn.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let text = String::from_utf8_lossy(&head[..end]).to_lowercase();
+                        head.drain(..end + 4);
+                        let header = |name: &str| {
+                            text.lines()
+                                .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                                .map(str::to_string)
+                        };
+                        if let Some(u) = header("x-original-url") {
+                            log.lock().unwrap().push(u);
+                        }
+                        let resp = match header("authorization").as_deref() {
+                            Some("bearer good") => {
+                                "HTTP/1.1 200 OK\r\nx-user: alice\r\nset-cookie: session=1\r\ncontent-length: 0\r\n\r\n"
+                            }
+                            Some("bearer nobody") => "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+                            Some("bearer forbidden") => {
+                                "HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n"
+                            }
+                            Some("bearer broken") => {
+                                "HTTP/1.1 500 Oops\r\ncontent-length: 0\r\n\r\n"
+                            }
+                            _ => {
+                                "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer realm=\"test\"\r\ncontent-length: 0\r\n\r\n"
+                            }
+                        };
+                        if conn.write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn external_auth_decides_as_nginx() {
+    let gh = setup().await;
+    let (auth, seen) = auth_service(gh.ip).await;
+    gh.write("svc-auth.yaml", &service("authsvc", gh.ip, &[auth.port()]));
+    gh.write(
+        "ingresses.yaml",
+        &[
+            ingress(
+                "guarded",
+                "guarded.example.com",
+                false,
+                &[
+                    ("auth-url", "http://authsvc.default.svc.cluster.local/check"),
+                    ("auth-response-headers", "X-User"),
+                ],
+            ),
+            ingress(
+                "signin",
+                "signin.example.com",
+                false,
+                &[
+                    ("auth-url", &format!("http://{auth}/check")),
+                    ("auth-signin", "https://login.example.com/start"),
+                ],
+            ),
+            ingress(
+                "closed",
+                "closed.example.com",
+                false,
+                &[("auth-url", "https://auth.example.com/")],
+            ),
+        ]
+        .join("---\n"),
+    );
+    gh.wait_programmed("default/gw").await;
+    let send = |host: &'static str, auth: Option<&'static str>| {
+        let url = gh.url(PORT, "/page?x=1");
+        async move {
+            let mut headers = vec![("x-user", "mallory")];
+            if let Some(a) = auth {
+                headers.push(("authorization", a));
+            }
+            request(&client(), reqwest::Method::GET, &url, host, &headers).await
+        }
+    };
+    wait_for("the guarded Ingress", || async {
+        send("guarded.example.com", Some("Bearer good")).await.0 == 200
+    })
+    .await
+    .unwrap();
+
+    // Allowed: the backend gets the auth answer's X-User in place of the client's, and the
+    // client the auth answer's cookie.
+    let (code, body, headers) = send("guarded.example.com", Some("Bearer good")).await;
+    assert_eq!(code, 200);
+    assert_eq!(body["headers"]["X-User"][0], "alice");
+    assert_eq!(headers["set-cookie"], "session=1");
+    let (_, body, _) = send("guarded.example.com", Some("Bearer nobody")).await;
+    assert!(
+        body["headers"]["X-User"].is_null(),
+        "absent in the answer: removed"
+    );
+    // Refused: 401 with the challenge, 403; an auth error is 500.
+    let (code, _, headers) = send("guarded.example.com", None).await;
+    assert_eq!(
+        (code, headers["www-authenticate"].to_str().unwrap()),
+        (401, "Bearer realm=\"test\"")
+    );
+    assert_eq!(
+        send("guarded.example.com", Some("Bearer forbidden"))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        send("guarded.example.com", Some("Bearer broken")).await.0,
+        500
+    );
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|u| u == "http://guarded.example.com/page?x=1"),
+        "X-Original-URL"
+    );
+    // auth-signin: a 401 becomes a redirect carrying the original URL.
+    let (code, _, headers) = send("signin.example.com", None).await;
+    assert_eq!(code, 302);
+    assert_eq!(
+        headers["location"],
+        "https://login.example.com/start?rd=http%3A%2F%2Fsignin.example.com%2Fpage%3Fx%3D1"
+    );
+    // An auth-url Gatehouse cannot call closes the Ingress (503), never opens it.
+    assert_eq!(send("closed.example.com", Some("Bearer good")).await.0, 503);
+}

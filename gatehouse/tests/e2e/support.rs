@@ -213,6 +213,7 @@ pub fn route_to_app(
         access: None,
         rate_limit: None,
         balance: None,
+        external_auth: None,
     }
 }
 

@@ -404,6 +404,7 @@ fn compile_rule(
                 access: None,
                 rate_limit: None,
                 balance: None,
+                external_auth: None,
             })
             .collect(),
     })

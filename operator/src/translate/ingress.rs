@@ -23,9 +23,10 @@ use crate::gwapi::gateways::{
 use crate::status::{Condition, StatusReport, reason};
 use crate::store::{ObjectKey, Store};
 use gatehouse_model::ir::{
-    BackendTarget, Filter, HostMatch, NginxCors, PathMatch, PathModifier, Protocol, RateLimit,
-    Redirect, Rewrite, Route, RouteMatch, RouteSource, SniCertificate, SourceAccess, StringMatch,
-    Timeouts, UpstreamProtocol, UpstreamTls, UpstreamTrust, ValueMatch, WeightedBackend,
+    BackendTarget, ExternalAuth, Filter, HostMatch, NginxCors, PathMatch, PathModifier, Protocol,
+    RateLimit, Redirect, Rewrite, Route, RouteMatch, RouteSource, SniCertificate, SourceAccess,
+    StringMatch, Timeouts, UpstreamProtocol, UpstreamTls, UpstreamTrust, ValueMatch,
+    WeightedBackend,
 };
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -464,6 +465,16 @@ fn canary_routes(primary: &Route, canary: &CanaryRule) -> Vec<(Route, usize)> {
     out
 }
 
+/// (Service, namespace) of a cluster DNS name: `svc.ns`, `svc.ns.svc` or
+/// `svc.ns.svc.cluster.local`.
+fn service_host(host: &str) -> Option<(&str, &str)> {
+    let labels: Vec<&str> = host.split('.').collect();
+    match labels.as_slice() {
+        [svc, ns] | [svc, ns, "svc"] | [svc, ns, "svc", "cluster", "local"] => Some((svc, ns)),
+        _ => None,
+    }
+}
+
 /// What ingress-nginx decides per host from all Ingresses together.
 #[derive(Debug, Default)]
 struct HostFacts {
@@ -686,6 +697,32 @@ fn attach(
         _ => None,
     };
     let balance = nginx.balance.clone();
+    // auth-url naming a Service of the cluster goes to its endpoints (as the URL would,
+    // through cluster DNS, with no ReferenceGrant either); another host is resolved by
+    // the data plane.
+    let external_auth = nginx.external_auth.as_ref().map(|a| {
+        let cluster = service_host(&a.host).and_then(|(svc, svc_ns)| {
+            backends
+                .resolve(
+                    ("", "Service", svc_ns),
+                    BackendRef {
+                        group: "",
+                        kind: "Service",
+                        namespace: svc_ns,
+                        name: svc,
+                        port: Some(PortRef::Number(i32::from(a.port))),
+                    },
+                )
+                .ok()
+        });
+        ExternalAuth {
+            url: a.url.clone(),
+            cluster,
+            method: a.method.clone(),
+            response_headers: a.response_headers.clone(),
+            signin: a.signin.clone(),
+        }
+    });
     // One zone per Ingress, shared by all its paths (as nginx).
     let rate_limit = nginx.limits.any().then(|| RateLimit {
         zone: format!("Ingress {ns}/{}", key.name),
@@ -803,6 +840,7 @@ fn attach(
                         access: None,
                         rate_limit: None,
                         balance: None,
+                        external_auth: None,
                     },
                     0,
                     false,
@@ -841,6 +879,7 @@ fn attach(
                         access: None,
                         rate_limit: None,
                         balance: None,
+                        external_auth: None,
                     },
                     0,
                     false,
@@ -910,6 +949,7 @@ fn attach(
                 access: access.clone(),
                 rate_limit: rate_limit.clone(),
                 balance: balance.clone(),
+                external_auth: external_auth.clone(),
             };
             let canary_key = (
                 gateway_key.clone(),
@@ -943,6 +983,7 @@ fn attach(
             access: access.clone(),
             rate_limit: rate_limit.clone(),
             balance: balance.clone(),
+            external_auth: external_auth.clone(),
         });
         if !hosts_seen.contains(&HostMatch::Any) {
             hosts_seen.push(HostMatch::Any);

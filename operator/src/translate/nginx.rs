@@ -81,6 +81,19 @@ pub struct Settings {
     pub limits: Limits,
     /// affinity: cookie (wins), or upstream-hash-by.
     pub balance: Option<Balance>,
+    pub external_auth: Option<Auth>,
+}
+
+/// auth-url and its companions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Auth {
+    /// http://host[:port]/path?query
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    pub method: String,
+    pub response_headers: Vec<String>,
+    pub signin: Option<String>,
 }
 
 /// limit-rps, limit-rpm, limit-connections, limit-burst-multiplier, limit-allowlist.
@@ -131,6 +144,7 @@ impl Default for Settings {
             denied: None,
             limits: Limits::default(),
             balance: None,
+            external_auth: None,
         }
     }
 }
@@ -200,6 +214,10 @@ const APPLIED: &[&str] = &[
     "session-cookie-samesite",
     "session-cookie-domain",
     "session-cookie-secure",
+    "auth-url",
+    "auth-method",
+    "auth-response-headers",
+    "auth-signin",
 ];
 
 /// The annotations this module reads.
@@ -254,6 +272,10 @@ const READ: &[&str] = &[
     "session-cookie-samesite",
     "session-cookie-domain",
     "session-cookie-secure",
+    "auth-url",
+    "auth-method",
+    "auth-response-headers",
+    "auth-signin",
 ];
 
 fn warn(warnings: &mut Vec<String>, name: &str, value: &str, why: &str) {
@@ -612,6 +634,66 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Parsed {
         }
     }
 
+    // External auth: what cannot be honoured closes the paths (503), never opens them.
+    if let Some(v) = get("auth-url") {
+        match auth_url(v) {
+            Ok((host, port)) => {
+                let mut auth = Auth {
+                    url: v.to_string(),
+                    host,
+                    port,
+                    method: "GET".into(),
+                    response_headers: vec![],
+                    signin: None,
+                };
+                if let Some(m) = get("auth-method") {
+                    if [
+                        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS",
+                        "TRACE",
+                    ]
+                    .contains(&m)
+                    {
+                        auth.method = m.to_string();
+                    } else {
+                        p.settings.denied.get_or_insert(format!(
+                            "annotation {PREFIX}auth-method: {m:?} is not an HTTP method; every path of the Ingress answers 503"
+                        ));
+                    }
+                }
+                if let Some(h) = get("auth-response-headers") {
+                    let names: Vec<String> = h
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    if names.iter().all(|n| valid_chars(n, "-_")) {
+                        auth.response_headers = names;
+                    } else {
+                        p.settings.denied.get_or_insert(format!(
+                            "annotation {PREFIX}auth-response-headers: {h:?} is not a list of header names; every path of the Ingress answers 503"
+                        ));
+                    }
+                }
+                if let Some(s) = get("auth-signin") {
+                    if (s.starts_with("http://") || s.starts_with("https://"))
+                        && s.bytes().all(|b| b.is_ascii_graphic())
+                    {
+                        auth.signin = Some(s.to_string());
+                    } else {
+                        warn(&mut p.warnings, "auth-signin", s, "is not an http(s) URL");
+                    }
+                }
+                p.settings.external_auth = Some(auth);
+            }
+            Err(e) => {
+                p.settings.denied.get_or_insert(format!(
+                    "annotation {PREFIX}auth-url: {v:?} {e}; every path of the Ingress answers 503"
+                ));
+            }
+        }
+    }
+
     // Load balancing: cookie affinity wins over upstream-hash-by.
     if let Some(v) = get("upstream-hash-by") {
         if !valid_chars(v, "-_${}") {
@@ -719,6 +801,34 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Parsed {
         }
     }
     p
+}
+
+/// The host and port of an auth-url Gatehouse can call: plain http, a host, no nginx
+/// variables.
+fn auth_url(v: &str) -> Result<(String, u16), String> {
+    if v.contains('$') {
+        return Err("uses nginx variables, which Gatehouse does not expand".into());
+    }
+    let rest = v
+        .strip_prefix("http://")
+        .ok_or("is not an http:// URL (https checks are not supported yet)")?;
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>().map_err(|_| "has a bad port".to_string())?,
+        ),
+        None => (authority, 80),
+    };
+    if host.is_empty()
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        || !v.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err("has no valid host".into());
+    }
+    Ok((host.to_ascii_lowercase(), port))
 }
 
 /// An upstream-hash-by value as parts: text, and the nginx variables Gatehouse knows
@@ -1004,7 +1114,7 @@ mod tests {
         assert_eq!(p.warnings.len(), 1);
         assert!(p.warnings[0].contains("limit-rate"));
         // Read, but not applied to traffic yet: said so.
-        let p = parse_map(&[("auth-url", "http://auth.example/")]);
+        let p = parse_map(&[("auth-keepalive", "5")]);
         assert!(p.warnings[0].contains("not supported by Gatehouse yet"));
     }
 
