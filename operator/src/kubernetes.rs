@@ -96,12 +96,20 @@ pub async fn run_kube(client: Client, opts: KubeOperatorOptions) -> anyhow::Resu
         None => (None, None),
     };
     let (status_tx, status_rx) = watch::channel(Arc::new(Desired::default()));
+    let recorder = kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter {
+            controller: "gatehouse-operator".into(),
+            instance: Some(opts.identity.clone()),
+        },
+    );
     tokio::spawn(write_status(
         client,
         status_rx,
         leader,
         opts.settings.gateway_controller.clone(),
         provisioner,
+        recorder,
     ));
     run(source, opts.settings, grpc, admin, Some(status_tx), tls).await
 }
@@ -201,8 +209,11 @@ async fn write_status(
     leader: Arc<AtomicBool>,
     controller: String,
     provisioner: Option<crate::infra::Provisioner>,
+    recorder: kube::runtime::events::Recorder,
 ) {
     let mut was_leader = false;
+    // Ingress warnings already published as Events, by object: one Event per change.
+    let mut published: std::collections::HashMap<String, String> = Default::default();
     loop {
         tokio::select! {
             changed = reports.changed() => if changed.is_err() { return },
@@ -218,6 +229,11 @@ async fn write_status(
             provisioner.reconcile(&client, &desired.dataplanes).await;
         }
         let report = &desired.status;
+        // An Ingress deleted (and perhaps created again) gets its Events afresh.
+        published.retain(|key, _| {
+            let (ns, name) = key.split_once('/').unwrap_or_default();
+            report.get("Ingress", ns, name).is_some()
+        });
         for st in report.objects.values() {
             let result = match st.kind.as_str() {
                 "GatewayClass" => {
@@ -273,15 +289,12 @@ async fn write_status(
                     .await
                 }
                 "Ingress" => {
-                    sync(
-                        Api::<k8s_openapi::api::networking::v1::Ingress>::namespaced(
-                            client.clone(),
-                            &st.namespace,
-                        ),
-                        st,
-                        |_| ingress_status(st),
-                    )
-                    .await
+                    let api = Api::<k8s_openapi::api::networking::v1::Ingress>::namespaced(
+                        client.clone(),
+                        &st.namespace,
+                    );
+                    ingress_events(&api, &recorder, st, &mut published).await;
+                    sync(api, st, |_| ingress_status(st)).await
                 }
                 _ => Ok(()),
             };
@@ -526,6 +539,48 @@ fn parents(
         }));
     }
     parents
+}
+
+/// Ingresses have no conditions in the API: refused or ignored annotations are reported
+/// as Warning Events on the Ingress (`kubectl describe ingress`), once per change.
+async fn ingress_events(
+    api: &Api<k8s_openapi::api::networking::v1::Ingress>,
+    recorder: &kube::runtime::events::Recorder,
+    st: &ObjectStatus,
+    published: &mut std::collections::HashMap<String, String>,
+) {
+    use kube::runtime::events::{Event, EventType};
+    let key = format!("{}/{}", st.namespace, st.name);
+    let (reason, note) = match (
+        st.condition(reason::ACCEPTED).filter(|c| !c.is_true()),
+        st.condition(reason::ANNOTATIONS).filter(|c| !c.is_true()),
+    ) {
+        (Some(c), _) => ("NotServed", c.message.clone()),
+        (None, Some(c)) => ("AnnotationIgnored", c.message.clone()),
+        (None, None) => {
+            published.remove(&key);
+            return;
+        }
+    };
+    if published.get(&key) == Some(&note) {
+        return;
+    }
+    let Ok(Some(ingress)) = api.get_opt(&st.name).await else {
+        return;
+    };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Translate".into(),
+        secondary: None,
+    };
+    match recorder.publish(&event, &ingress.object_ref(&())).await {
+        Ok(()) => {
+            published.insert(key, note);
+        }
+        Err(e) => tracing::warn!(ingress = %key, error = %e, "publishing an Event"),
+    }
 }
 
 fn ingress_status(st: &ObjectStatus) -> Value {

@@ -378,6 +378,17 @@ async fn examples_kubernetes_on_the_operator_deployed_in_the_cluster() {
             "rules": [{"backendRefs": [{"name": "app", "namespace": "app", "port": 8080}]}]
         }
     }));
+    // An Ingress with a snippet: not served, and said so in an Event.
+    objects.push(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "snippet", "namespace": "legacy", "annotations": {
+            "nginx.ingress.kubernetes.io/configuration-snippet": "return 200;"}},
+        "spec": {
+            "ingressClassName": "gatehouse-shared",
+            "rules": [{"host": "snippet.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "legacy", "port": {"name": "http"}}}}]}}]
+        }
+    }));
     // A previous run's namespaces may still be terminating; objects applied into them
     // would be deleted with them.
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -471,6 +482,23 @@ async fn examples_kubernetes_on_the_operator_deployed_in_the_cluster() {
     })
     .await
     .unwrap();
+    // The refused Ingress: a Warning Event naming the snippet, and no traffic.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "legacy");
+    wait_k8s("the snippet Ingress's Event", || async {
+        events.list(&Default::default()).await.is_ok_and(|l| {
+            l.items.iter().any(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("snippet")
+                    && e.reason.as_deref() == Some("NotServed")
+                    && e.note
+                        .as_deref()
+                        .is_some_and(|n| n.contains("configuration-snippet"))
+            })
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(pod(&url, "snippet.example.com").await, "404");
     // The data planes' objects carry the Gateway's name label.
     let dp = deployments_in(&client, "infra").await;
     assert!(dp.contains(&"gatehouse-shared".to_string()), "{dp:?}");
