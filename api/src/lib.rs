@@ -75,7 +75,7 @@ impl GatewayParametersSpec {
     }
 }
 
-/// What serves the Ingresses of an IngressClass, named by the IngressClass's
+/// What serves the Ingresses of an IngressClass, and how, named by the IngressClass's
 /// `spec.parameters`. Pointing a class at an existing Gateway lets its Ingresses and
 /// HTTPRoutes share that Gateway's listeners during a migration.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -85,12 +85,19 @@ impl GatewayParametersSpec {
     kind = "IngressClassParameters",
     plural = "ingressclassparameters",
     shortname = "icparams",
-    doc = "The Gateway that serves an IngressClass's Ingresses"
+    doc = "The Gateway that serves an IngressClass's Ingresses, and the class's defaults"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct IngressClassParametersSpec {
-    /// The Gateway whose listeners serve this class's Ingresses.
-    pub gateway_ref: GatewayReference,
+    /// The Gateway whose listeners serve this class's Ingresses; without it, a Gateway
+    /// made for the class (HTTP on 80, HTTPS on 443 when an Ingress has TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_ref: Option<GatewayReference>,
+    /// Whether plain HTTP to a host with TLS is redirected to HTTPS when an Ingress does
+    /// not say (`nginx.ingress.kubernetes.io/ssl-redirect`); true when unset, as
+    /// ingress-nginx's `ssl-redirect` ConfigMap setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_redirect: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

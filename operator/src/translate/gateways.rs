@@ -442,7 +442,7 @@ fn plan_gateway(
         ));
     } else {
         let msg = if synthetic {
-            "default Gateway for Ingresses of an IngressClass without parameters"
+            "made for the Ingresses of an IngressClass that names no Gateway"
         } else {
             "Accepted by Gatehouse"
         };

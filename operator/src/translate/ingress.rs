@@ -41,6 +41,8 @@ pub const DEFAULT_GATEWAY_NAMESPACE: &str = "gatehouse-system";
 pub struct IngressPlan {
     /// Our IngressClasses and the Gateway serving each.
     classes: BTreeMap<String, ObjectKey>,
+    /// Classes whose IngressClassParameters turn the HTTPS redirect off by default.
+    no_ssl_redirect: BTreeSet<String>,
     default_class: Option<String>,
     /// Gateways made for classes without parameters.
     pub default_gateways: Vec<Gateway>,
@@ -78,6 +80,16 @@ pub fn plan_classes(store: &Store, settings: &Settings, status: &mut StatusRepor
             &name,
             class.metadata.generation.unwrap_or(0),
         );
+        let wants_tls = || {
+            store.ingresses.values().any(|i| {
+                class_name(i, plan.default_class.as_deref()) == Some(name.as_str())
+                    && i.spec
+                        .as_ref()
+                        .and_then(|s| s.tls.as_ref())
+                        .is_some_and(|t| !t.is_empty())
+            })
+        };
+        let mut made = None;
         let gateway = match spec.and_then(|s| s.parameters.as_ref()) {
             Some(p) if p.api_group.as_deref() == Some(GATEWAY_GROUP) && p.kind == "Gateway" => {
                 match p.namespace.as_deref() {
@@ -102,8 +114,18 @@ pub fn plan_classes(store: &Store, settings: &Settings, status: &mut StatusRepor
                     .get(&ObjectKey::new("", p.name.as_str()))
                 {
                     Some(params) => {
-                        let g = &params.spec.gateway_ref;
-                        ObjectKey::new(g.namespace.as_str(), g.name.as_str())
+                        if params.spec.ssl_redirect == Some(false) {
+                            plan.no_ssl_redirect.insert(name.clone());
+                        }
+                        match &params.spec.gateway_ref {
+                            Some(g) => ObjectKey::new(g.namespace.as_str(), g.name.as_str()),
+                            None => {
+                                let gw = default_gateway(&name, wants_tls(), settings);
+                                let key = ObjectKey::of(&gw);
+                                made = Some(gw);
+                                key
+                            }
+                        }
                     }
                     None => {
                         st.set(Condition::new(
@@ -134,19 +156,13 @@ pub fn plan_classes(store: &Store, settings: &Settings, status: &mut StatusRepor
                 continue;
             }
             None => {
-                let wants_tls = store.ingresses.values().any(|i| {
-                    class_name(i, plan.default_class.as_deref()) == Some(name.as_str())
-                        && i.spec
-                            .as_ref()
-                            .and_then(|s| s.tls.as_ref())
-                            .is_some_and(|t| !t.is_empty())
-                });
-                let gw = default_gateway(&name, wants_tls, settings);
+                let gw = default_gateway(&name, wants_tls(), settings);
                 let key = ObjectKey::of(&gw);
-                plan.default_gateways.push(gw);
+                made = Some(gw);
                 key
             }
         };
+        plan.default_gateways.extend(made);
         st.set(Condition::new(
             reason::ACCEPTED,
             true,
@@ -229,6 +245,10 @@ pub fn attach_all(
             Some((i, plan.classes.get(class)?))
         })
         .collect();
+    let ssl_redirect_default = |i: &Ingress| {
+        class_name(i, plan.default_class.as_deref())
+            .is_none_or(|c| !plan.no_ssl_redirect.contains(c))
+    };
     let hosts = HostFacts::of(&ours);
     let mut canaries = Canaries::collect(&ours, backends);
     for (ingress, gateway_key) in ours {
@@ -239,6 +259,7 @@ pub fn attach_all(
             store,
             ingress,
             gateway_key,
+            ssl_redirect_default(ingress),
             &hosts,
             &mut canaries,
             gateways,
@@ -553,6 +574,7 @@ fn attach(
     store: &Store,
     ingress: &Ingress,
     gateway_key: &ObjectKey,
+    ssl_redirect_default: bool,
     hosts: &HostFacts,
     canaries: &mut Canaries,
     gateways: &mut BTreeMap<ObjectKey, PlannedGateway>,
@@ -887,7 +909,8 @@ fn attach(
             }
         }
         let to_https = nginx.force_ssl_redirect
-            || (nginx.ssl_redirect && hosts.has_tls(gateway_key, raw_host));
+            || (nginx.ssl_redirect.unwrap_or(ssl_redirect_default)
+                && hosts.has_tls(gateway_key, raw_host));
         let paths = rule
             .http
             .as_ref()

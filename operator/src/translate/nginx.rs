@@ -62,7 +62,8 @@ pub struct Settings {
     pub use_regex: bool,
     pub app_root: Option<String>,
     pub redirect: Option<FixedRedirect>,
-    pub ssl_redirect: bool,
+    /// None: the IngressClass's default (true unless its parameters say otherwise).
+    pub ssl_redirect: Option<bool>,
     pub force_ssl_redirect: bool,
     pub from_to_www_redirect: bool,
     pub canary: Option<Canary>,
@@ -131,7 +132,7 @@ impl Default for Settings {
             use_regex: false,
             app_root: None,
             redirect: None,
-            ssl_redirect: true,
+            ssl_redirect: None,
             force_ssl_redirect: false,
             from_to_www_redirect: false,
             canary: None,
@@ -378,8 +379,13 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Parsed {
             }
         }
     }
+    if let Some(v) = get("ssl-redirect") {
+        match parse_bool(v) {
+            Some(b) => p.settings.ssl_redirect = Some(b),
+            None => warn(&mut p.warnings, "ssl-redirect", v, "is not a boolean"),
+        }
+    }
     for (name, field) in [
-        ("ssl-redirect", &mut p.settings.ssl_redirect),
         ("force-ssl-redirect", &mut p.settings.force_ssl_redirect),
         ("from-to-www-redirect", &mut p.settings.from_to_www_redirect),
     ] {
@@ -951,7 +957,7 @@ mod tests {
     fn defaults_are_nginx_defaults() {
         let p = parse_map(&[]);
         assert_eq!(p.settings, Settings::default());
-        assert!(p.settings.ssl_redirect);
+        assert_eq!(p.settings.ssl_redirect, None, "the class decides");
         assert_eq!(p.settings.body_size, None);
         assert_eq!(p.settings.timeouts, ProxyTimeouts::default());
     }
@@ -966,14 +972,12 @@ mod tests {
 
     #[test]
     fn booleans_are_go_booleans() {
-        assert!(
-            !parse_map(&[("ssl-redirect", "false")])
-                .settings
-                .ssl_redirect
-        );
-        assert!(!parse_map(&[("ssl-redirect", "F")]).settings.ssl_redirect);
+        let ssl = |v: &str| parse_map(&[("ssl-redirect", v)]).settings.ssl_redirect;
+        assert_eq!(ssl("false"), Some(false));
+        assert_eq!(ssl("F"), Some(false));
+        assert_eq!(ssl("True"), Some(true));
         let p = parse_map(&[("ssl-redirect", "no")]);
-        assert!(p.settings.ssl_redirect, "invalid: default kept");
+        assert_eq!(p.settings.ssl_redirect, None, "invalid: default kept");
         assert_eq!(p.warnings.len(), 1);
     }
 
