@@ -676,6 +676,12 @@ async fn source_ranges_and_rate_limits_answer_as_nginx() {
                 false,
                 &[("limit-connections", "1")],
             ),
+            ingress(
+                "rpm",
+                "rpm.example.com",
+                false,
+                &[("limit-rpm", "2"), ("limit-burst-multiplier", "2")],
+            ),
         ]
         .join("---\n"),
     );
@@ -702,6 +708,15 @@ async fn source_ranges_and_rate_limits_answer_as_nginx() {
     }
     assert!((11..=12).contains(&ok), "admitted {ok} of 20");
     assert_eq!(get(&gh.url(PORT, "/"), "rps.example.com").await.0, 503);
+    // limit-rpm 2 with burst multiplier 2: a burst of 4 + 1, then 503 (a request drains
+    // only every 30 s).
+    let mut ok = 0;
+    for _ in 0..8 {
+        if get(&gh.url(PORT, "/"), "rpm.example.com").await.0 == 200 {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 5, "limit-rpm 2 x 2 admitted {ok} of 8");
     // limit-whitelist: never limited.
     for _ in 0..10 {
         assert_eq!(get(&gh.url(PORT, "/"), "exempt.example.com").await.0, 200);
