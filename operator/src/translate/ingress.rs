@@ -496,6 +496,23 @@ fn service_host(host: &str) -> Option<(&str, &str)> {
     }
 }
 
+/// A route that only redirects (app-root, from-to-www-redirect).
+fn redirect_route(source: RouteSource, path: PathMatch, redirect: Redirect) -> Route {
+    Route {
+        source,
+        matcher: RouteMatch::path_only(path),
+        filters: vec![Filter::Redirect(redirect)],
+        backends: vec![],
+        timeouts: Default::default(),
+        retry: None,
+        max_request_body: None,
+        access: None,
+        rate_limit: None,
+        balance: None,
+        external_auth: None,
+    }
+}
+
 /// What ingress-nginx decides per host from all Ingresses together.
 #[derive(Debug, Default)]
 struct HostFacts {
@@ -843,10 +860,10 @@ fn attach(
             if let Some(root) = &nginx.app_root {
                 routes.push((
                     host.clone(),
-                    Route {
-                        source: source(i),
-                        matcher: RouteMatch::path_only(PathMatch::Exact("/".into())),
-                        filters: vec![Filter::Redirect(Redirect {
+                    redirect_route(
+                        source(i),
+                        PathMatch::Exact("/".into()),
+                        Redirect {
                             scheme: None,
                             hostname: None,
                             path: Some(PathModifier::ReplaceFullPath(root.clone())),
@@ -854,16 +871,8 @@ fn attach(
                             status: 302,
                             drop_query: true,
                             strip_trailing_slash: false,
-                        })],
-                        backends: vec![],
-                        timeouts: Default::default(),
-                        retry: None,
-                        max_request_body: None,
-                        access: None,
-                        rate_limit: None,
-                        balance: None,
-                        external_auth: None,
-                    },
+                        },
+                    ),
                     0,
                     false,
                 ));
@@ -882,10 +891,10 @@ fn attach(
             {
                 routes.push((
                     HostMatch::ingress(&twin),
-                    Route {
-                        source: source(i),
-                        matcher: RouteMatch::path_only(PathMatch::Prefix("/".into())),
-                        filters: vec![Filter::Redirect(Redirect {
+                    redirect_route(
+                        source(i),
+                        PathMatch::Prefix("/".into()),
+                        Redirect {
                             scheme: None,
                             hostname: Some(raw_host.to_string()),
                             path: None,
@@ -893,16 +902,8 @@ fn attach(
                             status: 308,
                             drop_query: false,
                             strip_trailing_slash: true,
-                        })],
-                        backends: vec![],
-                        timeouts: Default::default(),
-                        retry: None,
-                        max_request_body: None,
-                        access: None,
-                        rate_limit: None,
-                        balance: None,
-                        external_auth: None,
-                    },
+                        },
+                    ),
                     0,
                     false,
                 ));

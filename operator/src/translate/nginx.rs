@@ -165,7 +165,7 @@ const CORS_METHODS: &str = "GET, PUT, POST, DELETE, PATCH, OPTIONS";
 const CORS_HEADERS: &str = "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization";
 
 /// The annotations translation applies to traffic; any other under the prefix gets a
-/// warning, including those read below whose behaviour is not built yet.
+/// warning (an Event in Kubernetes) saying it is ignored.
 const APPLIED: &[&str] = &[
     "app-root",
     "temporal-redirect",
@@ -188,64 +188,6 @@ const APPLIED: &[&str] = &[
     "canary-weight-total",
     "rewrite-target",
     "use-regex",
-    "enable-cors",
-    "cors-allow-origin",
-    "cors-allow-methods",
-    "cors-allow-headers",
-    "cors-allow-credentials",
-    "cors-expose-headers",
-    "cors-max-age",
-    "from-to-www-redirect",
-    "allowlist-source-range",
-    "whitelist-source-range",
-    "denylist-source-range",
-    "limit-rps",
-    "limit-rpm",
-    "limit-connections",
-    "limit-burst-multiplier",
-    "limit-allowlist",
-    "limit-whitelist",
-    "upstream-hash-by",
-    "affinity",
-    "affinity-mode",
-    "session-cookie-name",
-    "session-cookie-path",
-    "session-cookie-max-age",
-    "session-cookie-expires",
-    "session-cookie-samesite",
-    "session-cookie-domain",
-    "session-cookie-secure",
-    "auth-url",
-    "auth-method",
-    "auth-response-headers",
-    "auth-signin",
-];
-
-/// The annotations this module reads.
-#[cfg(test)]
-const READ: &[&str] = &[
-    "rewrite-target",
-    "use-regex",
-    "app-root",
-    "temporal-redirect",
-    "temporal-redirect-code",
-    "permanent-redirect",
-    "permanent-redirect-code",
-    "ssl-redirect",
-    "force-ssl-redirect",
-    "from-to-www-redirect",
-    "canary",
-    "canary-by-header",
-    "canary-by-header-value",
-    "canary-by-header-pattern",
-    "canary-by-cookie",
-    "canary-weight",
-    "canary-weight-total",
-    "proxy-connect-timeout",
-    "proxy-send-timeout",
-    "proxy-read-timeout",
-    "proxy-body-size",
-    "backend-protocol",
     "enable-cors",
     "cors-allow-origin",
     "cors-allow-methods",
@@ -1138,10 +1080,5 @@ mod tests {
         assert!(p.settings.denied.is_some() && p.refused.is_none());
         let p = parse_map(&[("limit-rpm", "ten")]);
         assert!(p.refused.is_some());
-    }
-
-    #[test]
-    fn applied_annotations_are_read() {
-        assert!(APPLIED.iter().all(|a| READ.contains(a)));
     }
 }
