@@ -823,6 +823,23 @@ fn attach(
         }]
     };
 
+    // A route of the Ingress with the policies its annotations give every path.
+    let annotated = |source: RouteSource,
+                     path: PathMatch,
+                     filters: Vec<Filter>,
+                     backends: Vec<WeightedBackend>| Route {
+        source,
+        matcher: RouteMatch::path_only(path),
+        filters,
+        backends,
+        timeouts,
+        retry: None,
+        max_request_body: nginx.body_size,
+        access: access.clone(),
+        rate_limit: rate_limit.clone(),
+        balance: balance.clone(),
+        external_auth: external_auth.clone(),
+    };
     let source = |rule: usize| RouteSource {
         kind: "Ingress".into(),
         namespace: ns.into(),
@@ -962,19 +979,7 @@ fn attach(
                     path: Some(PathModifier::RegexTemplate(target.clone())),
                 }));
             }
-            let route = Route {
-                source: source(i),
-                matcher: RouteMatch::path_only(path),
-                filters,
-                backends,
-                timeouts,
-                retry: None,
-                max_request_body: nginx.body_size,
-                access: access.clone(),
-                rate_limit: rate_limit.clone(),
-                balance: balance.clone(),
-                external_auth: external_auth.clone(),
-            };
+            let route = annotated(source(i), path, filters, backends);
             let canary_key = (
                 gateway_key.clone(),
                 raw_host.to_ascii_lowercase(),
@@ -995,20 +1000,13 @@ fn attach(
     let mut fallback = None;
     if let Some(default) = &spec.default_backend {
         let backends = resolve(default, "spec.defaultBackend".into(), &mut problems);
-        fallback = Some(Route {
+        fallback = Some(annotated(
             // Numbered after the last rule: it is what no rule matched.
-            source: source(spec.rules.as_ref().map_or(0, Vec::len)),
-            matcher: RouteMatch::path_only(PathMatch::Prefix("/".into())),
-            filters: filters.clone(),
+            source(spec.rules.as_ref().map_or(0, Vec::len)),
+            PathMatch::Prefix("/".into()),
+            filters.clone(),
             backends,
-            timeouts,
-            retry: None,
-            max_request_body: nginx.body_size,
-            access: access.clone(),
-            rate_limit: rate_limit.clone(),
-            balance: balance.clone(),
-            external_auth: external_auth.clone(),
-        });
+        ));
         if !hosts_seen.contains(&HostMatch::Any) {
             hosts_seen.push(HostMatch::Any);
         }
