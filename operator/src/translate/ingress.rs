@@ -237,12 +237,19 @@ pub fn attach_all(
     status: &mut StatusReport,
 ) {
     // Ingresses of classes that are not ours are not ours to touch, status included.
-    let ours: Vec<(&Ingress, &ObjectKey)> = store
+    // Annotations are read once here; host facts, canaries and attachment share them.
+    let ours: Vec<Ours> = store
         .ingresses
         .values()
         .filter_map(|i| {
             let class = class_name(i, plan.default_class.as_deref())?;
-            Some((i, plan.classes.get(class)?))
+            Some(Ours {
+                ingress: i,
+                gateway: plan.classes.get(class)?,
+                annotations: nginx::parse(
+                    i.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new()),
+                ),
+            })
         })
         .collect();
     let ssl_redirect_default = |i: &Ingress| {
@@ -251,15 +258,14 @@ pub fn attach_all(
     };
     let hosts = HostFacts::of(&ours);
     let mut canaries = Canaries::collect(&ours, backends);
-    for (ingress, gateway_key) in ours {
-        if canaries.is_canary(ingress) {
+    for o in &ours {
+        if canaries.is_canary(o.ingress) {
             continue; // Joins its primary's routes below; no routes of its own.
         }
         attach(
             store,
-            ingress,
-            gateway_key,
-            ssl_redirect_default(ingress),
+            o,
+            ssl_redirect_default(o.ingress),
             &hosts,
             &mut canaries,
             gateways,
@@ -269,6 +275,13 @@ pub fn attach_all(
         );
     }
     canaries.report(status);
+}
+
+/// An Ingress of one of our classes, the Gateway serving it, and its annotations read.
+struct Ours<'a> {
+    ingress: &'a Ingress,
+    gateway: &'a ObjectKey,
+    annotations: nginx::Parsed,
 }
 
 /// Where a canary Ingress applies: (Gateway, host, path as written, pathType).
@@ -293,20 +306,14 @@ struct Canaries {
 }
 
 impl Canaries {
-    fn collect(ingresses: &[(&Ingress, &ObjectKey)], backends: &mut Backends<'_>) -> Canaries {
+    fn collect(ingresses: &[Ours], backends: &mut Backends<'_>) -> Canaries {
         let mut c = Canaries::default();
-        for (ingress, gateway) in ingresses {
-            let parsed = nginx::parse(
-                ingress
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .unwrap_or(&BTreeMap::new()),
-            );
-            let Some(settings) = parsed.settings.canary else {
+        for o in ingresses {
+            let (ingress, gateway) = (o.ingress, o.gateway);
+            let Some(settings) = &o.annotations.settings.canary else {
                 continue;
             };
-            let key = ObjectKey::of(*ingress);
+            let key = ObjectKey::of(ingress);
             let generation = ingress.metadata.generation.unwrap_or(0);
             c.all.insert(key.clone());
             c.generations.insert(key.clone(), generation);
@@ -337,7 +344,7 @@ impl Canaries {
                     let path = p.path.clone().unwrap_or_else(|| "/".into());
                     // The oldest canary of a rule counts (ingress-nginx uses one).
                     c.rules
-                        .entry(((*gateway).clone(), host.clone(), path, p.path_type.clone()))
+                        .entry((gateway.clone(), host.clone(), path, p.path_type.clone()))
                         .or_insert_with(|| CanaryRule {
                             ingress: key.clone(),
                             settings: settings.clone(),
@@ -528,22 +535,16 @@ struct HostFacts {
 }
 
 impl HostFacts {
-    fn of(ingresses: &[(&Ingress, &ObjectKey)]) -> HostFacts {
+    fn of(ingresses: &[Ours]) -> HostFacts {
         let mut facts = HostFacts::default();
-        for (ingress, gateway) in ingresses {
+        for o in ingresses {
+            let (ingress, gateway) = (o.ingress, o.gateway);
             let Some(spec) = &ingress.spec else { continue };
-            let n = nginx::parse(
-                ingress
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .unwrap_or(&BTreeMap::new()),
-            )
-            .settings;
+            let n = &o.annotations.settings;
             if n.canary.is_none() {
                 for rule in spec.rules.iter().flatten() {
                     let host = rule.host.clone().unwrap_or_default().to_ascii_lowercase();
-                    facts.named.insert(((*gateway).clone(), host));
+                    facts.named.insert((gateway.clone(), host));
                     let rewrites = n.rewrite_target.as_ref().is_some_and(|t| {
                         rule.http
                             .iter()
@@ -552,7 +553,7 @@ impl HostFacts {
                     });
                     if n.use_regex || rewrites {
                         let host = rule.host.clone().unwrap_or_default().to_ascii_lowercase();
-                        facts.regex.insert(((*gateway).clone(), host));
+                        facts.regex.insert((gateway.clone(), host));
                     }
                 }
             }
@@ -563,7 +564,7 @@ impl HostFacts {
                 if let Some(host) = rule.host.as_deref().filter(|h| !h.is_empty()) {
                     facts
                         .tls
-                        .insert(((*gateway).clone(), host.to_ascii_lowercase()));
+                        .insert((gateway.clone(), host.to_ascii_lowercase()));
                 }
             }
         }
@@ -589,8 +590,7 @@ impl HostFacts {
 #[allow(clippy::too_many_arguments)]
 fn attach(
     store: &Store,
-    ingress: &Ingress,
-    gateway_key: &ObjectKey,
+    ours: &Ours,
     ssl_redirect_default: bool,
     hosts: &HostFacts,
     canaries: &mut Canaries,
@@ -599,6 +599,7 @@ fn attach(
     entries: &mut Entries,
     status: &mut StatusReport,
 ) {
+    let (ingress, gateway_key, annotations) = (ours.ingress, ours.gateway, &ours.annotations);
     let key = ObjectKey::of(ingress);
     let ns = key.namespace.as_str();
     let st = status.entry(
@@ -606,13 +607,6 @@ fn attach(
         ns,
         &key.name,
         ingress.metadata.generation.unwrap_or(0),
-    );
-    let annotations = nginx::parse(
-        ingress
-            .metadata
-            .annotations
-            .as_ref()
-            .unwrap_or(&BTreeMap::new()),
     );
     if let Some(why) = &annotations.refused {
         st.set(Condition::new(
