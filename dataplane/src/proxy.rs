@@ -551,18 +551,21 @@ impl ProxyHttp for GatehouseProxy {
                 ctx.status_reason = "invalid backend";
                 respond(session, 500, "invalid backend\n".into(), &[]).await
             }
+            // A TLS policy that cannot be honoured: refuse before choosing an endpoint
+            // (which may set an affinity cookie), and never send cleartext.
+            Target::Cluster(cluster)
+                if cluster.tls.as_ref().is_some_and(|t| t.unusable.is_some()) =>
+            {
+                ctx.status_reason = "backend TLS unusable";
+                respond(
+                    session,
+                    503,
+                    "backend TLS policy has no usable CA\n".into(),
+                    &[],
+                )
+                .await
+            }
             Target::Cluster(cluster) => match self.pick(session, ctx, &route, cluster, client) {
-                // A TLS policy that cannot be honoured: refuse, never send cleartext.
-                _ if cluster.tls.as_ref().is_some_and(|t| t.unusable.is_some()) => {
-                    ctx.status_reason = "backend TLS unusable";
-                    respond(
-                        session,
-                        503,
-                        "backend TLS policy has no usable CA\n".into(),
-                        &[],
-                    )
-                    .await
-                }
                 None => {
                     ctx.status_reason = "no endpoints";
                     respond(session, 503, "no healthy endpoints\n".into(), &[]).await
