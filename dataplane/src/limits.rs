@@ -23,10 +23,9 @@ pub struct Access {
 
 impl Access {
     pub fn compile(a: &SourceAccess) -> Result<Access, String> {
-        let nets = |v: &[String]| v.iter().map(|n| parse_network(n)).collect::<Result<_, _>>();
         Ok(Access {
-            deny: nets(&a.deny)?,
-            allow: nets(&a.allow)?,
+            deny: networks(&a.deny)?,
+            allow: networks(&a.allow)?,
             status: a.status,
         })
     }
@@ -39,6 +38,10 @@ impl Access {
         }
         self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&client))
     }
+}
+
+fn networks(v: &[String]) -> Result<Vec<IpNet>, String> {
+    v.iter().map(|n| parse_network(n)).collect()
 }
 
 /// An IPv4 client seen on an IPv6 socket counts as IPv4.
@@ -74,11 +77,7 @@ impl Limit {
             zone: l.zone.clone(),
             rates,
             connections: l.connections,
-            exempt: l
-                .exempt
-                .iter()
-                .map(|n| parse_network(n))
-                .collect::<Result<_, _>>()?,
+            exempt: networks(&l.exempt)?,
             status: l.status,
         })
     }
