@@ -6,6 +6,15 @@ use std::collections::HashSet;
 
 /// Regexes in routes must match the whole path or value. Size limits keep a hostile pattern
 /// from costing the data plane memory.
+/// The path modifiers of a route's rewrite and redirect filters.
+fn path_modifiers(route: &crate::ir::Route) -> impl Iterator<Item = &PathModifier> {
+    route.filters.iter().filter_map(|f| match f {
+        Filter::Rewrite(r) => r.path.as_ref(),
+        Filter::Redirect(r) => r.path.as_ref(),
+        _ => None,
+    })
+}
+
 pub fn anchored_regex(pattern: &str) -> Result<regex::Regex, String> {
     // Check the user's own text first, so errors point into what they wrote.
     regex::RegexBuilder::new(pattern)
@@ -210,18 +219,8 @@ pub fn validate(config: &Config) -> Result<(), Vec<String>> {
                         ));
                     }
                 }
-                let prefix_rewrites = route.filters.iter().any(|f| {
-                    matches!(
-                        f,
-                        Filter::Rewrite(crate::ir::Rewrite {
-                            path: Some(PathModifier::ReplacePrefixMatch(_)),
-                            ..
-                        }) | Filter::Redirect(crate::ir::Redirect {
-                            path: Some(PathModifier::ReplacePrefixMatch(_)),
-                            ..
-                        })
-                    )
-                });
+                let prefix_rewrites =
+                    path_modifiers(route).any(|m| matches!(m, PathModifier::ReplacePrefixMatch(_)));
                 if prefix_rewrites && !matches!(route.matcher.path, PathMatch::Prefix(_)) {
                     errors.push(format!(
                         "{at}: filters: ReplacePrefixMatch needs a PathPrefix match"
@@ -252,18 +251,8 @@ pub fn validate(config: &Config) -> Result<(), Vec<String>> {
                         errors.push(format!("{at}: rate limit: zero rate or bad status"));
                     }
                 }
-                let template_rewrites = route.filters.iter().any(|f| {
-                    matches!(
-                        f,
-                        Filter::Rewrite(crate::ir::Rewrite {
-                            path: Some(PathModifier::RegexTemplate(_)),
-                            ..
-                        }) | Filter::Redirect(crate::ir::Redirect {
-                            path: Some(PathModifier::RegexTemplate(_)),
-                            ..
-                        })
-                    )
-                });
+                let template_rewrites =
+                    path_modifiers(route).any(|m| matches!(m, PathModifier::RegexTemplate(_)));
                 if template_rewrites && !matches!(route.matcher.path, PathMatch::Regex(_)) {
                     errors.push(format!(
                         "{at}: filters: a capture-group rewrite needs a regular expression path match"
