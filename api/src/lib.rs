@@ -98,6 +98,48 @@ pub struct IngressClassParametersSpec {
     /// ingress-nginx's `ssl-redirect` ConfigMap setting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl_redirect: Option<bool>,
+    /// Strict-Transport-Security on HTTPS answers for hosts with TLS; sent with nginx's
+    /// defaults when unset (ingress-nginx's `hsts` ConfigMap settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<Hsts>,
+}
+
+/// HTTP Strict Transport Security sent on answers over HTTPS: ingress-nginx's `hsts*`
+/// ConfigMap settings, with its defaults.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Hsts {
+    /// Whether the header is sent at all (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `max-age` in seconds (default 31536000, one year).
+    #[serde(default = "one_year")]
+    pub max_age: u64,
+    /// Adds `includeSubDomains` (default true).
+    #[serde(default = "yes")]
+    pub include_sub_domains: bool,
+    /// Adds `preload` (default false).
+    #[serde(default)]
+    pub preload: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one_year() -> u64 {
+    31_536_000
+}
+
+impl Default for Hsts {
+    fn default() -> Self {
+        Hsts {
+            enabled: true,
+            max_age: one_year(),
+            include_sub_domains: true,
+            preload: false,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -109,9 +151,16 @@ pub struct GatewayReference {
     pub name: String,
 }
 
+mod policy;
+pub use policy::*;
+
 /// Every CRD of ours.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![GatewayParameters::crd(), IngressClassParameters::crd()]
+    vec![
+        GatewayParameters::crd(),
+        IngressClassParameters::crd(),
+        TrafficPolicy::crd(),
+    ]
 }
 
 /// The file name of a CRD in crds/ (`<group>_<plural>.yaml`, as Gateway API names them).

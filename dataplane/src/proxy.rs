@@ -781,6 +781,11 @@ impl ProxyHttp for GatehouseProxy {
         if let Some(c) = ctx.set_cookie.take() {
             resp.append_header(http::header::SET_COOKIE, c)?;
         }
+        if ctx.tls
+            && let Some(hsts) = ctx.route.as_ref().and_then(|r| r.hsts.as_ref())
+        {
+            resp.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.as_str())?;
+        }
         // Every answer names its server (the Ingress conformance suite checks), unless the
         // backend named itself.
         if !resp.headers.contains_key(http::header::SERVER) {

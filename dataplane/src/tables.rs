@@ -86,6 +86,8 @@ pub struct CompiledRoute {
     pub balance: Option<gatehouse_model::ir::Balance>,
     /// The check and, when it names a Service, that Service's cluster.
     pub external_auth: Option<(gatehouse_model::ir::ExternalAuth, Option<Arc<Cluster>>)>,
+    /// The Strict-Transport-Security value for HTTPS answers.
+    pub hsts: Option<String>,
 }
 
 pub struct CompiledMirror {
@@ -545,6 +547,7 @@ fn compile_route(
             .map(crate::limits::Limit::compile)
             .transpose()?,
         balance: r.balance.clone(),
+        hsts: r.hsts.as_ref().map(|h| h.header_value()),
         external_auth: match &r.external_auth {
             None => None,
             Some(a) => {

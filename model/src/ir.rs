@@ -225,6 +225,33 @@ pub struct Route {
     /// Every request is first checked by another service (ingress-nginx auth-url).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_auth: Option<ExternalAuth>,
+    /// Strict-Transport-Security added to answers over HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<Hsts>,
+}
+
+/// HTTP Strict Transport Security (RFC 6797), sent only on HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hsts {
+    pub max_age: u64,
+    #[serde(default)]
+    pub include_sub_domains: bool,
+    #[serde(default)]
+    pub preload: bool,
+}
+
+impl Hsts {
+    /// The header value, made from the numbers and flags alone.
+    pub fn header_value(&self) -> String {
+        let mut v = format!("max-age={}", self.max_age);
+        if self.include_sub_domains {
+            v.push_str("; includeSubDomains");
+        }
+        if self.preload {
+            v.push_str("; preload");
+        }
+        v
+    }
 }
 
 /// An authorization check before each request: a request to `url` with the client's

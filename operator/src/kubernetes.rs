@@ -277,6 +277,14 @@ async fn write_status(
                     )
                     .await
                 }
+                "TrafficPolicy" => {
+                    sync(
+                        Api::<gatehouse_api::TrafficPolicy>::namespaced(client.clone(), &st.namespace),
+                        st,
+                        |cur| json!({ "ancestors": parents(st, cur, &controller, "ancestors", "ancestorRef") }),
+                    )
+                    .await
+                }
                 "HTTPRoute" => {
                     sync(
                         Api::<crate::gwapi::httproutes::HttpRoute>::namespaced(

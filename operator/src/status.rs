@@ -192,6 +192,7 @@ pub mod reason {
     pub const PARTIALLY_INVALID: &str = "PartiallyInvalid";
 
     pub const INVALID: &str = "Invalid";
+    pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
     pub const PENDING: &str = "Pending";
     pub const INVALID_PARAMETERS: &str = "InvalidParameters";
     pub const UNSUPPORTED_ADDRESS: &str = "UnsupportedAddress";

@@ -27,6 +27,7 @@ macro_rules! for_each_kind {
             Namespace namespaces k8s_openapi::api::core::v1::Namespace, "" "Namespace" false;
             GatewayParameters gateway_parameters gatehouse_api::GatewayParameters, "gatehouse.dev" "GatewayParameters" true;
             IngressClassParameters ingress_class_parameters gatehouse_api::IngressClassParameters, "gatehouse.dev" "IngressClassParameters" false;
+            TrafficPolicy traffic_policies gatehouse_api::TrafficPolicy, "gatehouse.dev" "TrafficPolicy" true;
         }
     };
 }

@@ -3,6 +3,7 @@
 
 use super::backends::{BackendRef, Backends, PortRef};
 use super::gateways::{Owner, PlannedGateway};
+use super::policy::{RulePolicy, TrafficPolicies, https_redirect};
 use super::tables::{Entries, Entry, Order};
 use super::{GATEWAY_GROUP, age, intersect};
 use crate::gwapi::httproutes::*;
@@ -10,8 +11,8 @@ use crate::status::{Condition, ParentRef, ParentStatus, StatusReport, reason};
 use crate::store::{ObjectKey, Store};
 use gatehouse_model::ir::{
     BackendTarget, Cors, Filter, HeaderModifier, HostMatch, Mirror, PathMatch, PathModifier,
-    Redirect, Retry, Rewrite, Route, RouteMatch, RouteSource, StringMatch, Timeouts, ValueMatch,
-    WeightedBackend,
+    Protocol, Redirect, Retry, Rewrite, Route, RouteMatch, RouteSource, StringMatch, Timeouts,
+    ValueMatch, WeightedBackend,
 };
 use gatehouse_model::validate::{MAX_WEIGHT, anchored_regex, check_filter};
 use std::collections::BTreeMap;
@@ -41,6 +42,8 @@ macro_rules! header_modifier {
 /// A rule turned into model routes (one per match), or why it cannot be served.
 struct CompiledRule {
     routes: Vec<Route>,
+    /// On plain-HTTP listeners the routes answer with a redirect to HTTPS (TrafficPolicy).
+    https_redirect: bool,
 }
 
 /// Problems found while compiling a route's rules.
@@ -54,18 +57,20 @@ struct RouteProblems {
 
 pub fn attach_all(
     store: &Store,
+    policies: &TrafficPolicies,
     gateways: &mut BTreeMap<ObjectKey, PlannedGateway>,
     backends: &mut Backends<'_>,
     entries: &mut Entries,
     status: &mut StatusReport,
 ) {
     for route in store.http_routes.values() {
-        attach(store, route, gateways, backends, entries, status);
+        attach(store, policies, route, gateways, backends, entries, status);
     }
 }
 
 fn attach(
     store: &Store,
+    policies: &TrafficPolicies,
     route: &HttpRoute,
     gateways: &mut BTreeMap<ObjectKey, PlannedGateway>,
     backends: &mut Backends<'_>,
@@ -107,7 +112,8 @@ fn attach(
         .iter()
         .enumerate()
     {
-        match compile_rule(&key, i, rule, backends, &mut problems) {
+        let policy = policies.for_rule(&key, rule.name.as_deref(), backends);
+        match compile_rule(&key, i, rule, policy.as_ref(), backends, &mut problems) {
             Ok(r) => rules.push(r),
             Err(msg) => problems.invalid_rules.push((i, msg)),
         }
@@ -211,11 +217,14 @@ fn attach(
                     for hostname in hosts {
                         for rule in &rules {
                             for (m, r) in rule.routes.iter().enumerate() {
+                                let mut r = r.clone();
+                                if rule.https_redirect && l.protocol == Protocol::Http {
+                                    https_redirect(&mut r);
+                                }
                                 entries.push(
                                     &l.key,
                                     Entry {
                                         hostname: hostname.clone(),
-                                        route: r.clone(),
                                         order: Order {
                                             fallback: false,
                                             age: age(&route.metadata),
@@ -223,6 +232,7 @@ fn attach(
                                             rule: r.source.rule,
                                             match_index: m,
                                         },
+                                        route: r,
                                     },
                                 );
                             }
@@ -272,6 +282,7 @@ fn compile_rule(
     route: &ObjectKey,
     index: usize,
     rule: &HttpRouteRules,
+    policy: Option<&RulePolicy>,
     backends: &mut Backends<'_>,
     problems: &mut RouteProblems,
 ) -> Result<CompiledRule, String> {
@@ -305,6 +316,7 @@ fn compile_rule(
                 let target = resolve(
                     backends,
                     route,
+                    None,
                     &m,
                     &format!("spec.rules[{index}].filters[{i}].requestMirror.backendRef"),
                     problems,
@@ -373,6 +385,7 @@ fn compile_rule(
         let target = resolve(
             backends,
             route,
+            policy.and_then(|p| p.variant.as_ref()),
             &Ref {
                 group: b.group.clone(),
                 kind: b.kind.clone(),
@@ -390,23 +403,31 @@ fn compile_rule(
         });
     }
 
+    let mut routes: Vec<Route> = matches
+        .into_iter()
+        .map(|matcher| Route {
+            source: source.clone(),
+            matcher,
+            filters: filters.clone(),
+            backends: weighted.clone(),
+            timeouts,
+            retry: retry.clone(),
+            max_request_body: None,
+            access: None,
+            rate_limit: None,
+            balance: None,
+            external_auth: None,
+            hsts: None,
+        })
+        .collect();
+    if let Some(p) = policy {
+        for r in &mut routes {
+            p.apply(r);
+        }
+    }
     Ok(CompiledRule {
-        routes: matches
-            .into_iter()
-            .map(|matcher| Route {
-                source: source.clone(),
-                matcher,
-                filters: filters.clone(),
-                backends: weighted.clone(),
-                timeouts,
-                retry: retry.clone(),
-                max_request_body: None,
-                access: None,
-                rate_limit: None,
-                balance: None,
-                external_auth: None,
-            })
-            .collect(),
+        routes,
+        https_redirect: policy.is_some_and(|p| p.https_redirect),
     })
 }
 
@@ -423,11 +444,12 @@ struct Ref {
 fn resolve(
     backends: &mut Backends<'_>,
     route: &ObjectKey,
+    variant: Option<&super::backends::ClusterVariant>,
     r: &Ref,
     at: &str,
     problems: &mut RouteProblems,
 ) -> BackendTarget {
-    match backends.resolve(
+    match backends.resolve_as(
         (GATEWAY_GROUP, "HTTPRoute", &route.namespace),
         BackendRef {
             group: r.group.as_deref().unwrap_or(""),
@@ -436,6 +458,7 @@ fn resolve(
             name: &r.name,
             port: r.port.map(PortRef::Number),
         },
+        variant,
     ) {
         Ok(cluster) => BackendTarget::Cluster(cluster),
         Err((reason, msg)) => {

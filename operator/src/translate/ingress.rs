@@ -9,7 +9,7 @@
 //! - Ingresses respect the serving listener's `allowedRoutes.namespaces`, so the platform
 //!   team's Gateway decides which namespaces may attach, whatever the API.
 
-use super::backends::{BackendRef, Backends, ClusterVariant, PortRef, certificate_material};
+use super::backends::{BackendRef, Backends, PortRef, certificate_material};
 use super::gateways::PlannedGateway;
 use super::httproute::normalise_prefix;
 use super::nginx;
@@ -25,8 +25,7 @@ use crate::store::{ObjectKey, Store};
 use gatehouse_model::ir::{
     BackendTarget, ExternalAuth, Filter, HostMatch, NginxCors, PathMatch, PathModifier, Protocol,
     RateLimit, Redirect, Rewrite, Route, RouteMatch, RouteSource, SniCertificate, SourceAccess,
-    StringMatch, Timeouts, UpstreamProtocol, UpstreamTls, UpstreamTrust, ValueMatch,
-    WeightedBackend,
+    StringMatch, Timeouts, ValueMatch, WeightedBackend,
 };
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -43,6 +42,8 @@ pub struct IngressPlan {
     classes: BTreeMap<String, ObjectKey>,
     /// Classes whose IngressClassParameters turn the HTTPS redirect off by default.
     no_ssl_redirect: BTreeSet<String>,
+    /// Classes whose IngressClassParameters set HSTS (others get nginx's defaults).
+    hsts: BTreeMap<String, gatehouse_api::Hsts>,
     default_class: Option<String>,
     /// Gateways made for classes without parameters.
     pub default_gateways: Vec<Gateway>,
@@ -116,6 +117,9 @@ pub fn plan_classes(store: &Store, settings: &Settings, status: &mut StatusRepor
                     Some(params) => {
                         if params.spec.ssl_redirect == Some(false) {
                             plan.no_ssl_redirect.insert(name.clone());
+                        }
+                        if let Some(h) = &params.spec.hsts {
+                            plan.hsts.insert(name.clone(), h.clone());
                         }
                         match &params.spec.gateway_ref {
                             Some(g) => ObjectKey::new(g.namespace.as_str(), g.name.as_str()),
@@ -256,6 +260,19 @@ pub fn attach_all(
         class_name(i, plan.default_class.as_deref())
             .is_none_or(|c| !plan.no_ssl_redirect.contains(c))
     };
+    // HSTS for the hosts with TLS: the class's setting, or nginx's default (on).
+    let hsts = |i: &Ingress| {
+        let class = class_name(i, plan.default_class.as_deref());
+        let h = class
+            .and_then(|c| plan.hsts.get(c))
+            .cloned()
+            .unwrap_or_default();
+        h.enabled.then_some(gatehouse_model::ir::Hsts {
+            max_age: h.max_age,
+            include_sub_domains: h.include_sub_domains,
+            preload: h.preload,
+        })
+    };
     let hosts = HostFacts::of(&ours);
     let mut canaries = Canaries::collect(&ours, backends);
     for o in &ours {
@@ -265,7 +282,10 @@ pub fn attach_all(
         attach(
             store,
             o,
-            ssl_redirect_default(o.ingress),
+            ClassDefaults {
+                ssl_redirect: ssl_redirect_default(o.ingress),
+                hsts: hsts(o.ingress),
+            },
             &hosts,
             &mut canaries,
             gateways,
@@ -275,6 +295,12 @@ pub fn attach_all(
         );
     }
     canaries.report(status);
+}
+
+/// What an Ingress's class decides when its annotations do not.
+struct ClassDefaults {
+    ssl_redirect: bool,
+    hsts: Option<gatehouse_model::ir::Hsts>,
 }
 
 /// An Ingress of one of our classes, the Gateway serving it, and its annotations read.
@@ -495,7 +521,7 @@ fn canary_routes(primary: &Route, canary: &CanaryRule) -> Vec<(Route, usize)> {
 
 /// (Service, namespace) of a cluster DNS name: `svc.ns`, `svc.ns.svc` or
 /// `svc.ns.svc.cluster.local`.
-fn service_host(host: &str) -> Option<(&str, &str)> {
+pub(super) fn service_host(host: &str) -> Option<(&str, &str)> {
     let labels: Vec<&str> = host.split('.').collect();
     match labels.as_slice() {
         [svc, ns] | [svc, ns, "svc"] | [svc, ns, "svc", "cluster", "local"] => Some((svc, ns)),
@@ -517,6 +543,7 @@ fn redirect_route(source: RouteSource, path: PathMatch, redirect: Redirect) -> R
         rate_limit: None,
         balance: None,
         external_auth: None,
+        hsts: None,
     }
 }
 
@@ -591,7 +618,7 @@ impl HostFacts {
 fn attach(
     store: &Store,
     ours: &Ours,
-    ssl_redirect_default: bool,
+    class: ClassDefaults,
     hosts: &HostFacts,
     canaries: &mut Canaries,
     gateways: &mut BTreeMap<ObjectKey, PlannedGateway>,
@@ -688,33 +715,7 @@ fn attach(
         }
     }
 
-    // backend-protocol: HTTPS and GRPCS are TLS without verification and without SNI, as
-    // nginx's proxy_ssl_verify off; GRPC is cleartext HTTP/2.
-    let insecure_tls = || {
-        Some(UpstreamTls {
-            hostname: String::new(),
-            trust: UpstreamTrust::Insecure,
-            subject_alt_names: vec![],
-        })
-    };
-    let variant = match nginx.backend_protocol {
-        nginx::BackendProtocol::Http => None,
-        nginx::BackendProtocol::Https => Some(ClusterVariant {
-            name: "https",
-            protocol: UpstreamProtocol::Http1,
-            tls: insecure_tls(),
-        }),
-        nginx::BackendProtocol::Grpc => Some(ClusterVariant {
-            name: "grpc",
-            protocol: UpstreamProtocol::H2c,
-            tls: None,
-        }),
-        nginx::BackendProtocol::Grpcs => Some(ClusterVariant {
-            name: "grpcs",
-            protocol: UpstreamProtocol::H2c,
-            tls: insecure_tls(),
-        }),
-    };
+    let variant = super::policy::backend_variant(nginx.backend_protocol);
     // Source ranges (403), or everything refused with 503 when a range was invalid.
     let access = match (&nginx.denied, &nginx.allow_sources, &nginx.deny_sources) {
         (Some(_), ..) => Some(SourceAccess {
@@ -733,28 +734,12 @@ fn attach(
     // auth-url naming a Service of the cluster goes to its endpoints (as the URL would,
     // through cluster DNS, with no ReferenceGrant either); another host is resolved by
     // the data plane.
-    let external_auth = nginx.external_auth.as_ref().map(|a| {
-        let cluster = service_host(&a.host).and_then(|(svc, svc_ns)| {
-            backends
-                .resolve(
-                    ("", "Service", svc_ns),
-                    BackendRef {
-                        group: "",
-                        kind: "Service",
-                        namespace: svc_ns,
-                        name: svc,
-                        port: Some(PortRef::Number(i32::from(a.port))),
-                    },
-                )
-                .ok()
-        });
-        ExternalAuth {
-            url: a.url.clone(),
-            cluster,
-            method: a.method.clone(),
-            response_headers: a.response_headers.clone(),
-            signin: a.signin.clone(),
-        }
+    let external_auth = nginx.external_auth.as_ref().map(|a| ExternalAuth {
+        url: a.url.clone(),
+        cluster: super::policy::service_cluster(&a.host, a.port, backends),
+        method: a.method.clone(),
+        response_headers: a.response_headers.clone(),
+        signin: a.signin.clone(),
     });
     // One zone per Ingress, shared by all its paths (as nginx).
     let rate_limit = nginx.limits.any().then(|| RateLimit {
@@ -833,6 +818,7 @@ fn attach(
         rate_limit: rate_limit.clone(),
         balance: balance.clone(),
         external_auth: external_auth.clone(),
+        hsts: None,
     };
     let source = |rule: usize| RouteSource {
         kind: "Ingress".into(),
@@ -921,7 +907,7 @@ fn attach(
             }
         }
         let to_https = nginx.force_ssl_redirect
-            || (nginx.ssl_redirect.unwrap_or(ssl_redirect_default)
+            || (nginx.ssl_redirect.unwrap_or(class.ssl_redirect)
                 && hosts.has_tls(gateway_key, raw_host));
         let paths = rule
             .http
@@ -973,7 +959,10 @@ fn attach(
                     path: Some(PathModifier::RegexTemplate(target.clone())),
                 }));
             }
-            let route = annotated(source(i), path, filters, backends);
+            let mut route = annotated(source(i), path, filters, backends);
+            if hosts.has_tls(gateway_key, raw_host) {
+                route.hsts = class.hsts.clone();
+            }
             let canary_key = (
                 gateway_key.clone(),
                 raw_host.to_ascii_lowercase(),
@@ -1023,22 +1012,8 @@ fn attach(
             let mut route = route.clone();
             // ssl-redirect: on plain HTTP, a fixed redirect (nginx returns it first) or
             // 308 to HTTPS.
-            if *to_https
-                && l.protocol == Protocol::Http
-                && !route
-                    .filters
-                    .iter()
-                    .any(|f| matches!(f, Filter::RedirectTo(_)))
-            {
-                route.filters = vec![Filter::Redirect(Redirect {
-                    scheme: Some("https".into()),
-                    hostname: None,
-                    path: None,
-                    port: None,
-                    status: 308,
-                    drop_query: false,
-                    strip_trailing_slash: true,
-                })];
+            if *to_https && l.protocol == Protocol::Http {
+                super::policy::https_redirect(&mut route);
             }
             for h in intersect(&l.hostname, std::slice::from_ref(host)) {
                 entries.push(

@@ -11,7 +11,8 @@ mod gateways;
 mod hostnames;
 mod httproute;
 mod ingress;
-mod nginx;
+pub mod nginx;
+pub mod policy;
 mod tables;
 
 use crate::status::StatusReport;
@@ -97,8 +98,10 @@ pub fn translate(store: &Store, settings: &Settings) -> Output {
     let mut gateways = gateways::plan(store, settings, &ingress_plan.default_gateways, &mut status);
 
     let mut entries = tables::Entries::default();
+    let policies = policy::TrafficPolicies::plan(store);
     httproute::attach_all(
         store,
+        &policies,
         &mut gateways,
         &mut backends,
         &mut entries,
@@ -113,6 +116,7 @@ pub fn translate(store: &Store, settings: &Settings) -> Output {
         &mut status,
     );
 
+    policies.report(store, &gateways, &mut status);
     let mut config = Config::default();
     gateways::finish(&gateways, &mut config, &mut status, store);
     config.route_tables = tables::build(&gateways, entries);

@@ -12,18 +12,9 @@ use std::collections::BTreeMap;
 
 pub const PREFIX: &str = "nginx.ingress.kubernetes.io/";
 
-/// The upstream protocol a backend-protocol annotation asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BackendProtocol {
-    #[default]
-    Http,
-    /// TLS without certificate verification (nginx's `proxy_ssl_verify off`).
-    Https,
-    /// gRPC over cleartext HTTP/2.
-    Grpc,
-    /// gRPC over TLS, not verified.
-    Grpcs,
-}
+/// The upstream protocol a backend-protocol annotation asks for (the TrafficPolicy field
+/// of the same name).
+pub use gatehouse_api::BackendProtocol;
 
 /// Proxy timeouts in seconds, when given (nginx's defaults are 5, 60 and 60; without the
 /// annotations Gatehouse's own apply: 5 s to connect, no idle limit).
@@ -753,7 +744,7 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Parsed {
 
 /// The host and port of an auth-url Gatehouse can call: plain http, a host, no nginx
 /// variables.
-fn auth_url(v: &str) -> Result<(String, u16), String> {
+pub(crate) fn auth_url(v: &str) -> Result<(String, u16), String> {
     if v.contains('$') {
         return Err("uses nginx variables, which Gatehouse does not expand".into());
     }
@@ -782,7 +773,7 @@ fn auth_url(v: &str) -> Result<(String, u16), String> {
 /// An upstream-hash-by value as parts: text, and the nginx variables Gatehouse knows
 /// (`$request_uri`, `$uri`, `$remote_addr`, `$host`, `$http_<name>`, `$cookie_<name>`,
 /// `$arg_<name>`, also as `${...}`).
-fn hash_key(v: &str) -> Result<Vec<HashPart>, String> {
+pub(crate) fn hash_key(v: &str) -> Result<Vec<HashPart>, String> {
     let mut parts = Vec::new();
     let mut rest = v;
     while !rest.is_empty() {
@@ -838,7 +829,7 @@ fn parse_bool(v: &str) -> Option<bool> {
 }
 
 /// ASCII letters and digits plus `extra`.
-fn valid_chars(v: &str, extra: &str) -> bool {
+pub(crate) fn valid_chars(v: &str, extra: &str) -> bool {
     v.chars()
         .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
 }
