@@ -11,3 +11,4 @@ mod quickstart;
 mod routing;
 mod support;
 mod tls;
+mod traffic_policy;

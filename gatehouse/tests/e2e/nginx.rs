@@ -3,11 +3,11 @@
 
 use crate::support::*;
 
-const PORT: u16 = 8080;
+pub(crate) const PORT: u16 = 8080;
 
 /// A Gateway with HTTP on 8080 and HTTPS on 8443, an IngressClass naming it, and one echo
 /// backend `app`.
-async fn setup() -> Gatehouse {
+pub(crate) async fn setup() -> Gatehouse {
     let gh = Gatehouse::start().await;
     let (cert, _) = tls_secret("site-tls", &["*.example.com"]);
     gh.write("cert.yaml", &cert);

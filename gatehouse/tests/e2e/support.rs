@@ -214,6 +214,7 @@ pub fn route_to_app(
         rate_limit: None,
         balance: None,
         external_auth: None,
+        hsts: None,
     }
 }
 
