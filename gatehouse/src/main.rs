@@ -67,6 +67,25 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Print Gateway API HTTPRoutes and TrafficPolicies equivalent to the Ingresses (and
+    /// their ingress-nginx annotations) of a directory of YAML or, with --cluster, of the
+    /// cluster; the report of every semantic difference goes to stderr. With --verify,
+    /// compile both into the model and compare every distinguishing request; any
+    /// difference is printed with a request that shows it and the exit status is 1.
+    Convert {
+        /// Directory of YAML: the Ingresses with their IngressClasses, parameters,
+        /// Gateways and Services.
+        dir: Option<PathBuf>,
+        /// Read from the Kubernetes API (in-cluster config or KUBECONFIG) instead.
+        #[arg(long, conflicts_with = "dir")]
+        cluster: bool,
+        #[arg(long)]
+        verify: bool,
+        /// Verify these routes (a file of YAML, e.g. edited output) instead of the
+        /// conversion's own.
+        #[arg(long, requires = "verify")]
+        routes: Option<PathBuf>,
+    },
     /// Run operator and data plane on this machine from a directory of YAML.
     Standalone {
         /// Directory of YAML documents (read recursively, re-applied on change).
@@ -138,6 +157,45 @@ fn write_crds(dir: &std::path::Path, check: bool) -> anyhow::Result<()> {
             dir.display(),
             stale.join(", ")
         );
+    }
+    Ok(())
+}
+
+/// `gatehouse convert`: YAML on stdout, the report (and the verdict) on stderr.
+fn convert(
+    store: &gatehouse_operator::store::Store,
+    verify: bool,
+    routes: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let settings = Settings::default();
+    let conversion = gatehouse_operator::translate::convert::convert(store, &settings);
+    let yaml = gatehouse_migrate::to_yaml(&conversion).map_err(anyhow::Error::msg)?;
+    print!("{yaml}");
+    for note in &conversion.notes {
+        eprintln!("# {note}");
+    }
+    if !verify {
+        return Ok(());
+    }
+    let checked = match routes {
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => yaml,
+    };
+    let converted = gatehouse_migrate::converted_store(store, &conversion, &checked)
+        .map_err(anyhow::Error::msg)?;
+    let verdict =
+        gatehouse_migrate::verify(store, &converted, &settings).map_err(anyhow::Error::msg)?;
+    eprint!("{}", verdict.describe());
+    eprintln!(
+        "verify: {} Ingresses, {} requests compared, {} differences",
+        conversion.replaced.len(),
+        verdict.probes,
+        verdict.differences.len()
+    );
+    if !verdict.differences.is_empty() {
+        std::process::exit(1);
     }
     Ok(())
 }
@@ -218,6 +276,32 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Crds { dir, check } => write_crds(&dir, check),
+        Command::Convert {
+            dir,
+            cluster,
+            verify,
+            routes,
+        } => {
+            let store = match (dir, cluster) {
+                (Some(dir), _) => {
+                    let loaded = gatehouse_operator::source::file::FileSource::new(dir).load();
+                    if let Some(e) = loaded.errors.first() {
+                        anyhow::bail!("{e}");
+                    }
+                    loaded.store
+                }
+                (None, true) => {
+                    let client = kube::Client::try_default().await.map_err(|e| {
+                        anyhow::anyhow!("connecting to Kubernetes (in-cluster or KUBECONFIG): {e}")
+                    })?;
+                    let source = gatehouse_operator::source::kube::KubeSource::start(&client);
+                    source.ready().await;
+                    source.snapshot()
+                }
+                (None, false) => anyhow::bail!("give a directory of YAML, or --cluster"),
+            };
+            convert(&store, verify, routes.as_deref())
+        }
         Command::Standalone { dir, common } => {
             if !dir.is_dir() {
                 anyhow::bail!("{} is not a directory", dir.display());

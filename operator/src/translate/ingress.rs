@@ -31,6 +31,8 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod convert;
+
 pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 /// Namespace of the Gateways made for IngressClasses without parameters.
@@ -240,9 +242,33 @@ pub fn attach_all(
     entries: &mut Entries,
     status: &mut StatusReport,
 ) {
-    // Ingresses of classes that are not ours are not ours to touch, status included.
-    // Annotations are read once here; host facts, canaries and attachment share them.
-    let ours: Vec<Ours> = store
+    let ours = ours(store, plan);
+    let hosts = HostFacts::of(&ours);
+    let mut canaries = Canaries::collect(&ours, backends);
+    for o in &ours {
+        if canaries.is_canary(o.ingress) {
+            continue; // Joins its primary's routes below; no routes of its own.
+        }
+        attach(
+            store,
+            o,
+            plan.defaults(o.ingress),
+            &hosts,
+            &mut canaries,
+            gateways,
+            backends,
+            entries,
+            status,
+        );
+    }
+    canaries.report(status);
+}
+
+/// The Ingresses of our classes with their Gateways. Ingresses of classes that are not
+/// ours are not ours to touch, status included. Annotations are read once here; host
+/// facts, canaries and attachment share them.
+fn ours<'a>(store: &'a Store, plan: &'a IngressPlan) -> Vec<Ours<'a>> {
+    store
         .ingresses
         .values()
         .filter_map(|i| {
@@ -255,46 +281,27 @@ pub fn attach_all(
                 ),
             })
         })
-        .collect();
-    let ssl_redirect_default = |i: &Ingress| {
-        class_name(i, plan.default_class.as_deref())
-            .is_none_or(|c| !plan.no_ssl_redirect.contains(c))
-    };
-    // HSTS for the hosts with TLS: the class's setting, or nginx's default (on).
-    let hsts = |i: &Ingress| {
-        let class = class_name(i, plan.default_class.as_deref());
+        .collect()
+}
+
+impl IngressPlan {
+    /// The class defaults of an Ingress: ssl-redirect on unless its IngressClassParameters
+    /// turn it off; HSTS as they say, or nginx's default (on).
+    fn defaults(&self, i: &Ingress) -> ClassDefaults {
+        let class = class_name(i, self.default_class.as_deref());
         let h = class
-            .and_then(|c| plan.hsts.get(c))
+            .and_then(|c| self.hsts.get(c))
             .cloned()
             .unwrap_or_default();
-        h.enabled.then_some(gatehouse_model::ir::Hsts {
-            max_age: h.max_age,
-            include_sub_domains: h.include_sub_domains,
-            preload: h.preload,
-        })
-    };
-    let hosts = HostFacts::of(&ours);
-    let mut canaries = Canaries::collect(&ours, backends);
-    for o in &ours {
-        if canaries.is_canary(o.ingress) {
-            continue; // Joins its primary's routes below; no routes of its own.
+        ClassDefaults {
+            ssl_redirect: class.is_none_or(|c| !self.no_ssl_redirect.contains(c)),
+            hsts: h.enabled.then_some(gatehouse_model::ir::Hsts {
+                max_age: h.max_age,
+                include_sub_domains: h.include_sub_domains,
+                preload: h.preload,
+            }),
         }
-        attach(
-            store,
-            o,
-            ClassDefaults {
-                ssl_redirect: ssl_redirect_default(o.ingress),
-                hsts: hsts(o.ingress),
-            },
-            &hosts,
-            &mut canaries,
-            gateways,
-            backends,
-            entries,
-            status,
-        );
     }
-    canaries.report(status);
 }
 
 /// What an Ingress's class decides when its annotations do not.

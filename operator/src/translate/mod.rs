@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 pub use hostnames::intersect;
+pub use ingress::convert;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
