@@ -149,6 +149,10 @@ pub struct GatewayReference {
     pub namespace: String,
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// Only these listeners (by name) serve the class's Ingresses; every listener that
+    /// admits the Ingress's namespace when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub section_names: Vec<String>,
 }
 
 mod policy;

@@ -161,28 +161,34 @@ fn compile(config: &Config) -> Result<Runtime, String> {
 pub fn probes(store: &Store, config: &Config) -> BTreeSet<Probe> {
     let mut hosts: BTreeSet<String> = BTreeSet::from(["unknown.invalid".to_string()]);
     let mut paths: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut headers: BTreeSet<Vec<(String, String)>> = BTreeSet::from([vec![]]);
+    // Canary headers and cookies, tried on the canary's hosts.
+    let mut headers: BTreeMap<String, BTreeSet<Vec<(String, String)>>> = BTreeMap::new();
     let generic = ["/", "/zz-none", "/.well-known/acme-challenge/t"];
     let mut all_paths: BTreeSet<String> = generic.iter().map(|p| p.to_string()).collect();
     for ingress in store.ingresses.values() {
         let annotations = ingress.metadata.annotations.clone().unwrap_or_default();
         let get = |k: &str| annotations.get(&format!("nginx.ingress.kubernetes.io/{k}"));
+        let mut variants: Vec<Vec<(String, String)>> = vec![];
         if let Some(h) = get("canary-by-header") {
             for v in ["always", "never", "other"]
                 .into_iter()
                 .map(str::to_string)
                 .chain(get("canary-by-header-value").cloned())
             {
-                headers.insert(vec![(h.clone(), v)]);
+                variants.push(vec![(h.clone(), v)]);
             }
         }
         if let Some(c) = get("canary-by-cookie") {
             for v in ["always", "never"] {
-                headers.insert(vec![("cookie".into(), format!("a=1; {c}={v}"))]);
+                variants.push(vec![("cookie".into(), format!("a=1; {c}={v}"))]);
             }
         }
         for rule in ingress.spec.iter().flat_map(|s| s.rules.iter().flatten()) {
             let host = rule.host.clone().unwrap_or_default().to_ascii_lowercase();
+            headers
+                .entry(host.clone())
+                .or_default()
+                .extend(variants.iter().cloned());
             let mut names = vec![];
             match host.strip_prefix("*.") {
                 Some(suffix) => {
@@ -243,14 +249,17 @@ pub fn probes(store: &Store, config: &Config) -> BTreeSet<Probe> {
             })
             .unwrap_or_else(|| all_paths.clone());
         for &(port, tls) in &ports {
+            let none = vec![];
+            let variants = headers.get(host).into_iter().flatten().chain([&none]);
+            let variants: Vec<&Vec<(String, String)>> = variants.collect();
             for target in &host_paths {
-                for h in &headers {
+                for h in &variants {
                     out.insert(Probe {
                         port,
                         tls,
                         host: host.clone(),
                         target: target.clone(),
-                        headers: h.clone(),
+                        headers: (*h).clone(),
                     });
                 }
             }
@@ -404,4 +413,113 @@ fn backends(list: &[WeightedBackend]) -> String {
 
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 { a } else { gcd(b, a % b) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_operator::source::file::FileSource;
+    use gatehouse_operator::translate::convert::convert;
+
+    fn examples() -> Store {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/migration");
+        let loaded = FileSource::new(dir).load();
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        loaded.store
+    }
+
+    /// Converts, then verifies `edit` applied to the converted YAML.
+    fn check(store: &Store, edit: impl Fn(String) -> String) -> (Conversion, Verdict) {
+        let settings = Settings::default();
+        let conversion = convert(store, &settings);
+        let yaml = edit(to_yaml(&conversion).unwrap());
+        let converted = converted_store(store, &conversion, &yaml).unwrap();
+        let verdict = verify(store, &converted, &settings).unwrap();
+        (conversion, verdict)
+    }
+
+    #[test]
+    fn examples_convert_with_no_difference() {
+        let store = examples();
+        let (conversion, verdict) = check(&store, |y| y);
+        assert!(store.ingresses.len() >= 30);
+        assert_eq!(conversion.replaced.len(), store.ingresses.len());
+        assert!(verdict.probes > 1000, "{} probes", verdict.probes);
+        assert!(verdict.differences.is_empty(), "{}", verdict.describe());
+    }
+
+    #[test]
+    fn a_wrong_conversion_shows_the_request_that_differs() {
+        let store = examples();
+        // A canary weight mistyped: the weighted request to the canary's host differs.
+        let (_, verdict) = check(&store, |y| y.replace("weight: 20", "weight: 30"));
+        assert!(
+            verdict
+                .differences
+                .iter()
+                .any(|d| d.probe.host == "cw.example.com" && d.probe.target == "/"),
+            "{}",
+            verdict.describe()
+        );
+        assert!(
+            verdict
+                .differences
+                .iter()
+                .all(|d| d.probe.host == "cw.example.com")
+        );
+        // A policy left out: the rate limit is gone, and the report says so.
+        let (_, verdict) = check(&store, |y| {
+            y.split("---\n")
+                .filter(|d| !(d.contains("kind: TrafficPolicy") && d.contains("name: rate-rps\n")))
+                .collect::<Vec<_>>()
+                .join("---\n")
+        });
+        let d = verdict
+            .differences
+            .iter()
+            .find(|d| d.probe.host == "rps.example.com")
+            .expect("a difference on rps.example.com");
+        assert!(
+            d.ingress.contains("rate") && !d.converted.contains("rate"),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn wildcard_hosts_widen_and_the_check_says_where() {
+        let mut store = examples();
+        let yaml = "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: wild, namespace: apps}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: '*.wild.example.com'
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+";
+        let (objects, errors) =
+            gatehouse_operator::source::file::parse_file(std::path::Path::new("w.yaml"), yaml);
+        assert!(errors.is_empty());
+        for o in objects {
+            store.insert(o);
+        }
+        let (conversion, verdict) = check(&store, |y| y);
+        assert!(
+            conversion
+                .notes
+                .iter()
+                .any(|n| n.text.contains("one label"))
+        );
+        assert!(!verdict.differences.is_empty());
+        assert!(
+            verdict
+                .differences
+                .iter()
+                .all(|d| d.probe.host == "two.deep.wild.example.com"),
+            "{}",
+            verdict.describe()
+        );
+    }
 }

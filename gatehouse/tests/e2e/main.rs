@@ -5,6 +5,7 @@ mod backend_tls;
 mod channel;
 mod kubernetes;
 mod lifecycle;
+mod migration;
 mod nginx;
 mod policies;
 mod quickstart;

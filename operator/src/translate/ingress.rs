@@ -46,6 +46,8 @@ pub struct IngressPlan {
     no_ssl_redirect: BTreeSet<String>,
     /// Classes whose IngressClassParameters set HSTS (others get nginx's defaults).
     hsts: BTreeMap<String, gatehouse_api::Hsts>,
+    /// Classes whose Gateway serves them on some listeners only (by name).
+    sections: BTreeMap<String, Vec<String>>,
     default_class: Option<String>,
     /// Gateways made for classes without parameters.
     pub default_gateways: Vec<Gateway>,
@@ -124,7 +126,12 @@ pub fn plan_classes(store: &Store, settings: &Settings, status: &mut StatusRepor
                             plan.hsts.insert(name.clone(), h.clone());
                         }
                         match &params.spec.gateway_ref {
-                            Some(g) => ObjectKey::new(g.namespace.as_str(), g.name.as_str()),
+                            Some(g) => {
+                                if !g.section_names.is_empty() {
+                                    plan.sections.insert(name.clone(), g.section_names.clone());
+                                }
+                                ObjectKey::new(g.namespace.as_str(), g.name.as_str())
+                            }
                             None => {
                                 let gw = default_gateway(&name, wants_tls(), settings);
                                 let key = ObjectKey::of(&gw);
@@ -294,6 +301,10 @@ impl IngressPlan {
             .cloned()
             .unwrap_or_default();
         ClassDefaults {
+            sections: class
+                .and_then(|c| self.sections.get(c))
+                .cloned()
+                .unwrap_or_default(),
             ssl_redirect: class.is_none_or(|c| !self.no_ssl_redirect.contains(c)),
             hsts: h.enabled.then_some(gatehouse_model::ir::Hsts {
                 max_age: h.max_age,
@@ -306,6 +317,8 @@ impl IngressPlan {
 
 /// What an Ingress's class decides when its annotations do not.
 struct ClassDefaults {
+    /// The Gateway's listeners serving the class; all when empty.
+    sections: Vec<String>,
     ssl_redirect: bool,
     hsts: Option<gatehouse_model::ir::Hsts>,
 }
@@ -675,6 +688,7 @@ fn attach(
         .iter()
         .enumerate()
         .filter(|(_, l)| l.admits(ns, &ns_labels))
+        .filter(|(_, l)| class.sections.is_empty() || class.sections.contains(&l.name))
         .map(|(i, _)| i)
         .collect();
     if listeners.is_empty() {

@@ -201,10 +201,9 @@ impl Converter<'_, '_> {
             let lower = host.to_ascii_lowercase();
             let regex_mode = self.hosts.regex_mode(&gw, &lower);
             let tls = self.hosts.has_tls(&gw, &lower);
-            if host.starts_with('*') {
+            if let Some(suffix) = host.strip_prefix('*') {
                 self.note(Severity::Manual, format!(
-                    "host {host:?}: an Ingress wildcard matches one label, an HTTPRoute wildcard any number; requests for deeper names (a.b{}) would now be served. No Gateway API field keeps this: list the hosts instead, or accept it (convert --verify reports it)",
-                    &host[1..]
+                    "host {host:?}: an Ingress wildcard matches one label, an HTTPRoute wildcard any number; requests for deeper names (a.b{suffix}) would now be served. No Gateway API field keeps this: list the hosts instead, or accept it (convert --verify reports it)"
                 ));
             }
             if regex_mode {
@@ -222,7 +221,7 @@ impl Converter<'_, '_> {
                         "statusCode": 302,
                     }}],
                 });
-                self.push_route(&name, &[host.clone()], vec![rule]);
+                self.push_route(&name, std::slice::from_ref(host), vec![rule]);
                 own_policies.push((
                     name,
                     json!({"redirect": {"dropQuery": true, "stripTrailingSlash": false}}),
@@ -590,7 +589,21 @@ impl Converter<'_, '_> {
         if gw.namespace != ns {
             parent["namespace"] = json!(gw.namespace);
         }
-        let mut spec = json!({"parentRefs": [parent], "rules": rules});
+        // The listeners the class's Ingresses use, and no others.
+        let sections = self.plan.defaults(self.o.ingress).sections;
+        let parents: Vec<Value> = if sections.is_empty() {
+            vec![parent]
+        } else {
+            sections
+                .iter()
+                .map(|s| {
+                    let mut p = parent.clone();
+                    p["sectionName"] = json!(s);
+                    p
+                })
+                .collect()
+        };
+        let mut spec = json!({"parentRefs": parents, "rules": rules});
         if !hostnames.is_empty() {
             spec["hostnames"] = json!(hostnames);
         }
