@@ -13,7 +13,7 @@ use tokio_rustls::rustls;
 /// `spiffe://test/backend`) and a client certificate for the Gateway.
 pub(crate) struct Pki {
     ca_pem: String,
-    server: (Vec<u8>, Vec<u8>),
+    pub(crate) server: (Vec<u8>, Vec<u8>),
     client_pem: (String, String),
 }
 

@@ -1008,3 +1008,120 @@ async fn external_auth_decides_as_nginx() {
     // An auth-url Gatehouse cannot call closes the Ingress (503), never opens it.
     assert_eq!(send("closed.example.com", Some("Bearer good")).await.0, 503);
 }
+
+/// A gRPC-style backend: HTTP/2 over TLS only (ALPN h2), answering with the protocol seen.
+async fn h2_tls_backend(ip: std::net::IpAddr) -> std::net::SocketAddr {
+    let pki = crate::backend_tls::issue_pki();
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![pki.server.0.clone().into()],
+            rustls::pki_types::PrivateKeyDer::try_from(pki.server.1.clone()).unwrap(),
+        )
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = serde_json::json!({"proto": format!("{:?}", req.version()), "tls": true});
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(body.to_string())),
+                        ))
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn connect_timeout_and_grpcs_answer_as_nginx() {
+    let gh = setup().await;
+    // A backend whose accept queue is full: connection attempts hang (SYNs dropped).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((gh.ip, 0).into()).unwrap();
+    let full = socket.listen(0).unwrap();
+    let full_addr = full.local_addr().unwrap();
+    let mut fillers = vec![];
+    for _ in 0..4 {
+        fillers.push(tokio::spawn(async move {
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                tokio::net::TcpStream::connect(full_addr),
+            )
+            .await;
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        }));
+    }
+    let grpcs = h2_tls_backend(gh.ip).await;
+    gh.write(
+        "svc-more.yaml",
+        &[
+            service("full", gh.ip, &[full_addr.port()]),
+            service("grpcs", gh.ip, &[grpcs.port()]),
+        ]
+        .join("---\n"),
+    );
+    gh.write(
+        "ingresses.yaml",
+        &[
+            ingress(
+                "connect",
+                "connect.example.com",
+                false,
+                &[("proxy-connect-timeout", "1")],
+            )
+            .replace("name: app,", "name: full,"),
+            ingress(
+                "grpcs",
+                "grpcs.example.com",
+                false,
+                &[("backend-protocol", "GRPCS")],
+            )
+            .replace("name: app,", "name: grpcs,"),
+        ]
+        .join("---\n"),
+    );
+    gh.wait_programmed("default/gw").await;
+    wait_for("the Ingresses", || async {
+        get(&gh.url(PORT, "/"), "grpcs.example.com").await.0 == 200
+    })
+    .await
+    .unwrap();
+
+    // backend-protocol GRPCS: HTTP/2 over TLS to the backend.
+    let (_, seen, _) = get(&gh.url(PORT, "/"), "grpcs.example.com").await;
+    assert_eq!(
+        (&seen["proto"], &seen["tls"]),
+        (&"HTTP/2.0".into(), &true.into())
+    );
+
+    // proxy-connect-timeout 1: a backend that does not accept answers 504 after about a
+    // second (without it, Gatehouse's own 5 s connect limit and 502).
+    let start = std::time::Instant::now();
+    let (code, _, _) = get(&gh.url(PORT, "/"), "connect.example.com").await;
+    let took = start.elapsed();
+    assert_eq!(code, 504);
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(4),
+        "took {took:?}"
+    );
+
+    for f in fillers {
+        f.abort();
+    }
+}
