@@ -45,6 +45,16 @@ spec:
     )
 }
 
+/// A client reaching `host` over TLS at `addr` (SNI and :authority from the URL).
+fn https_client(host: &str, addr: SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .danger_accept_invalid_certs(true)
+        .resolve(host, addr)
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn traffic_policies_give_httproutes_what_annotations_give_ingresses() {
     let gh = setup().await;
@@ -158,12 +168,7 @@ async fn traffic_policies_give_httproutes_what_annotations_give_ingresses() {
         "https://secure.example.com/a?q=1"
     );
     assert!(headers.get("strict-transport-security").is_none());
-    let https = reqwest::Client::builder()
-        .no_proxy()
-        .danger_accept_invalid_certs(true)
-        .resolve("secure.example.com", SocketAddr::new(gh.ip, 8443))
-        .build()
-        .unwrap();
+    let https = https_client("secure.example.com", SocketAddr::new(gh.ip, 8443));
     let resp = https
         .get("https://secure.example.com:8443/x")
         .send()
@@ -205,12 +210,7 @@ spec:
     .unwrap();
     let (_, _, headers) = get(&gh.url(PORT, "/"), "site.example.com").await;
     assert!(headers.get("strict-transport-security").is_none());
-    let https = reqwest::Client::builder()
-        .no_proxy()
-        .danger_accept_invalid_certs(true)
-        .resolve("site.example.com", SocketAddr::new(gh.ip, 8443))
-        .build()
-        .unwrap();
+    let https = https_client("site.example.com", SocketAddr::new(gh.ip, 8443));
     let resp = https
         .get("https://site.example.com:8443/")
         .send()

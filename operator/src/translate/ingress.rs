@@ -23,9 +23,9 @@ use crate::gwapi::gateways::{
 use crate::status::{Condition, StatusReport, reason};
 use crate::store::{ObjectKey, Store};
 use gatehouse_model::ir::{
-    BackendTarget, ExternalAuth, Filter, HostMatch, NginxCors, PathMatch, PathModifier, Protocol,
-    RateLimit, Redirect, Rewrite, Route, RouteMatch, RouteSource, SniCertificate, SourceAccess,
-    StringMatch, Timeouts, ValueMatch, WeightedBackend,
+    BackendTarget, ExternalAuth, Filter, HostMatch, PathMatch, PathModifier, Protocol, RateLimit,
+    Redirect, Rewrite, Route, RouteMatch, RouteSource, SniCertificate, SourceAccess, StringMatch,
+    Timeouts, ValueMatch, WeightedBackend,
 };
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -852,16 +852,7 @@ fn attach(
     let filters: Vec<Filter> = nginx
         .cors
         .iter()
-        .map(|c| {
-            Filter::NginxCors(NginxCors {
-                allow_origins: c.allow_origins.clone(),
-                allow_methods: c.allow_methods.clone(),
-                allow_headers: c.allow_headers.clone(),
-                expose_headers: c.expose_headers.clone(),
-                allow_credentials: c.allow_credentials,
-                max_age: c.max_age,
-            })
-        })
+        .map(|c| Filter::NginxCors(c.clone()))
         .chain(nginx.redirect.iter().map(|r| Filter::RedirectTo(r.clone())))
         .collect();
     let mut hosts_seen: Vec<HostMatch> = Vec::new();

@@ -7,7 +7,7 @@
 //! redirect group, and every `*-snippet`, which Gatehouse never runs); a bad source range
 //! denies the Ingress's paths (503), so a typo never opens what was meant to be closed.
 
-use gatehouse_model::ir::{Balance, CookieAffinity, FixedRedirect, HashPart};
+use gatehouse_model::ir::{Balance, CookieAffinity, FixedRedirect, HashPart, NginxCors};
 use std::collections::BTreeMap;
 
 pub const PREFIX: &str = "nginx.ingress.kubernetes.io/";
@@ -23,17 +23,6 @@ pub struct ProxyTimeouts {
     pub connect_s: Option<u64>,
     pub send_s: Option<u64>,
     pub read_s: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cors {
-    /// Origins, or ["*"].
-    pub allow_origins: Vec<String>,
-    pub allow_methods: String,
-    pub allow_headers: String,
-    pub expose_headers: String,
-    pub allow_credentials: bool,
-    pub max_age: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -63,7 +52,7 @@ pub struct Settings {
     /// Gatehouse has no default limit, nginx's is 1m).
     pub body_size: Option<u64>,
     pub backend_protocol: BackendProtocol,
-    pub cors: Option<Cors>,
+    pub cors: Option<NginxCors>,
     /// allowlist-source-range (or whitelist-source-range) and denylist-source-range.
     pub allow_sources: Vec<String>,
     pub deny_sources: Vec<String>,
@@ -484,7 +473,7 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Parsed {
                     1_728_000
                 }
             };
-            p.settings.cors = Some(Cors {
+            p.settings.cors = Some(NginxCors {
                 allow_origins: origins,
                 allow_methods: list("cors-allow-methods", CORS_METHODS, &mut p.warnings),
                 allow_headers: list("cors-allow-headers", CORS_HEADERS, &mut p.warnings),
