@@ -253,23 +253,23 @@ impl Converter<'_, '_> {
                     ));
                 }
             }
-            let mut rules = Vec::new();
+            // Each path's rules (its canary variants with it) stay in one HTTPRoute; a
+            // host with more than 16 rules (the Gateway API limit) gets several.
+            let mut chunks: Vec<Vec<Value>> = vec![];
             for p in paths {
-                if let Some(r) = self.path_rules(&gw, &lower, regex_mode, p) {
-                    rules.extend(r);
+                let Some(r) = self.path_rules(&gw, &lower, regex_mode, p) else {
+                    continue;
+                };
+                match chunks.last_mut() {
+                    Some(c) if c.len() + r.len() <= MAX_RULES => c.extend(r),
+                    _ => chunks.push(r),
                 }
             }
-            if rules.is_empty() {
-                continue;
-            }
-            let name = route_name(g, "");
             let hostnames: Vec<String> = if host.is_empty() {
                 vec![]
             } else {
                 vec![host.clone()]
             };
-            self.push_route(&name, &hostnames, rules);
-            common_targets.push(name.clone());
             let to_https =
                 n.force_ssl_redirect || (n.ssl_redirect.unwrap_or(defaults.ssl_redirect) && tls);
             let mut own = serde_json::Map::new();
@@ -282,8 +282,19 @@ impl Converter<'_, '_> {
                     json!({"enabled": true, "maxAge": h.max_age, "includeSubDomains": h.include_sub_domains, "preload": h.preload}),
                 );
             }
-            if !own.is_empty() {
-                own_policies.push((format!("{name}-https"), Value::Object(own)));
+            if chunks.len() > 1 {
+                self.note(Severity::Kept, format!("host {host:?}: more rules than the 16 an HTTPRoute may have, so {} HTTPRoutes; each path keeps its rules together", chunks.len()));
+            }
+            for (k, rules) in chunks.into_iter().enumerate() {
+                let name = match k {
+                    0 => route_name(g, ""),
+                    _ => route_name(g, &format!("-{}", k + 1)),
+                };
+                self.push_route(&name, &hostnames, rules);
+                common_targets.push(name.clone());
+                if !own.is_empty() {
+                    own_policies.push((format!("{name}-https"), Value::Object(own.clone())));
+                }
             }
         }
         // defaultBackend: what no rule of the Ingress's hosts matched.
@@ -637,6 +648,9 @@ impl Converter<'_, '_> {
 }
 
 const GATEWAY_GROUP_NAME: &str = "gateway.networking.k8s.io";
+
+/// Rules an HTTPRoute may have (the Gateway API CRD's maxItems).
+const MAX_RULES: usize = 16;
 
 /// An Ingress backend as an HTTPRoute backendRef (a named port looked up on the Service).
 fn backend_ref(store: &Store, ns: &str, b: &IngressBackend) -> Result<Value, String> {
