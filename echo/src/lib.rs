@@ -6,7 +6,8 @@
 //! `/status/<code>` answers with that status; `/flaky/<key>/<n>/<how>` fails the first `n`
 //! requests with that key, then answers 200, where `<how>` is a status code, `slow<ms>`
 //! (answer late) or `close` (drop the connection without an answer); `/seen/<path>` says
-//! how many requests for `<path>` (without query) this server has had.
+//! how many requests for `<path>` (without query) this server has had; `/bytes/<n>`
+//! answers n bytes (benchmarks).
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -68,6 +69,20 @@ async fn answer(
     id: &Identity,
     counters: &Counters,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    // `/bytes/<n>`: n bytes (at most 1 MiB) and nothing else, for benchmarks.
+    if let Some(n) = req
+        .uri()
+        .path()
+        .strip_prefix("/bytes/")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let mut resp = Response::new(Full::new(Bytes::from(vec![b'x'; n.min(1 << 20)])));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/octet-stream"),
+        );
+        return Ok(resp);
+    }
     let path = req.uri().path().to_string();
     let mut status = 200;
     if let Some(seen) = path.strip_prefix("/seen") {
