@@ -207,7 +207,12 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
         pinned(
             LOAD_CORE,
             &echo,
-            &["--listen", &format!("127.0.0.1:{BACKEND}"), "--pod", "bench"],
+            &[
+                "--listen",
+                &format!("127.0.0.1:{BACKEND}"),
+                "--pod",
+                "bench",
+            ],
         ),
         &dir.join("echo.log"),
         running,
@@ -216,7 +221,10 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
     // Gatehouse: standalone (operator + the data plane it supervises, both pinned).
     let gh_dir = dir.join("gatehouse");
     std::fs::create_dir_all(&gh_dir)?;
-    std::fs::write(gh_dir.join("config.yaml"), gatehouse_config(&cert_pem, &key_pem))?;
+    std::fs::write(
+        gh_dir.join("config.yaml"),
+        gatehouse_config(&cert_pem, &key_pem),
+    )?;
     let gatehouse = opts.bin.join("gatehouse");
     let gh_dir_arg = gh_dir.display().to_string();
     spawn(
@@ -256,14 +264,24 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
     std::fs::write(dir.join("haproxy.cfg"), haproxy_config(dir))?;
     let haproxy_cfg = dir.join("haproxy.cfg").display().to_string();
     spawn(
-        pinned(PROXY_CORE, Path::new("haproxy"), &["-db", "-f", &haproxy_cfg]),
+        pinned(
+            PROXY_CORE,
+            Path::new("haproxy"),
+            &["-db", "-f", &haproxy_cfg],
+        ),
         &dir.join("haproxy.log"),
         running,
     )?;
 
     for p in PROXIES {
-        wait_ok(p.http, Duration::from_secs(60))
-            .with_context(|| format!("{} never answered on {}; logs in {}", p.name, p.http, dir.display()))?;
+        wait_ok(p.http, Duration::from_secs(60)).with_context(|| {
+            format!(
+                "{} never answered on {}; logs in {}",
+                p.name,
+                p.http,
+                dir.display()
+            )
+        })?;
     }
     let lua = dir.join("report.lua");
     std::fs::write(&lua, WRK_REPORT)?;
@@ -293,7 +311,14 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
     let rss_mb = dataplane_rss_mb()?;
 
     let med = |s: &str, p: &str, f: fn(&Sample) -> Option<f64>| {
-        median(samples.get(&(s, p)).into_iter().flatten().filter_map(f).collect())
+        median(
+            samples
+                .get(&(s, p))
+                .into_iter()
+                .flatten()
+                .filter_map(f)
+                .collect(),
+        )
     };
     let rps = |x: &Sample| Some(x.rps);
     let p99 = |x: &Sample| x.p99;
@@ -348,8 +373,10 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
                     ms(x(|v| v.p50)),
                     ms(x(p99)),
                     ms(x(|v| v.p999)),
-                    ratio(x(rps), med(s.key, "nginx", rps)).map_or("-".into(), |r| format!("{r:.2}")),
-                    ratio(x(p99), med(s.key, "nginx", p99)).map_or("-".into(), |r| format!("{r:.2}")),
+                    ratio(x(rps), med(s.key, "nginx", rps))
+                        .map_or("-".into(), |r| format!("{r:.2}")),
+                    ratio(x(p99), med(s.key, "nginx", p99))
+                        .map_or("-".into(), |r| format!("{r:.2}")),
                 ));
             }
         }
@@ -450,7 +477,12 @@ fn measure(s: &Scenario, p: Proxy, seconds: u64, lua: &Path) -> Result<Sample> {
         .lines()
         .rev()
         .find(|l| l.starts_with('{'))
-        .ok_or_else(|| anyhow!("wrk printed no report: {text}{}", String::from_utf8_lossy(&out.stderr)))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "wrk printed no report: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
     let v: Value = serde_json::from_str(line)?;
     let n = |k: &str| v[k].as_f64().unwrap_or(0.0);
     Ok(Sample {
@@ -468,7 +500,9 @@ fn wait_ok(port: u16, limit: Duration) -> Result<()> {
     loop {
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ = s.write_all(b"GET /bytes/1 HTTP/1.1\r\nHost: bench.example.com\r\nConnection: close\r\n\r\n");
+            let _ = s.write_all(
+                b"GET /bytes/1 HTTP/1.1\r\nHost: bench.example.com\r\nConnection: close\r\n\r\n",
+            );
             let mut answer = String::new();
             let _ = s.read_to_string(&mut answer);
             if answer.starts_with("HTTP/1.1 200") {
@@ -576,7 +610,10 @@ error_log {d}/nginx/logs/error.log warn;
 events {{ worker_connections 8192; }}
 http {{
   access_log off;
-  upstream backend {{ server 127.0.0.1:{BACKEND}; keepalive 128; }}
+  # No cap on requests per connection, as Gatehouse and haproxy have none (nginx's default
+  # 1000 would make wrk reconnect and h2load stop).
+  keepalive_requests 1000000;
+  upstream backend {{ server 127.0.0.1:{BACKEND}; keepalive 128; keepalive_requests 1000000; }}
   server {{
     listen 28080 reuseport;
     listen 28443 ssl http2 reuseport;
@@ -599,7 +636,7 @@ fn haproxy_config(dir: &Path) -> String {
     format!(
         "global
   nbthread 1
-  maxconn 20000
+  maxconn 4000
   ssl-default-bind-options ssl-min-ver TLSv1.3
 defaults
   mode http
