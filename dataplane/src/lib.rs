@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod balance;
 pub mod client;
+pub mod coalesce;
 pub mod cors;
 pub mod filters;
 pub mod limits;

@@ -2,6 +2,7 @@
 //! connection handed to pingora's HTTP session handling in this process (no second hop).
 //! Closing one socket never touches connections of another.
 
+use crate::coalesce::Coalescing;
 use crate::proxy::GatehouseProxy;
 use crate::tables::Runtime;
 use arc_swap::ArcSwap;
@@ -170,7 +171,7 @@ async fn serve(
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return,
             }
-            Box::new(l4(tcp, peer))
+            Box::new(Coalescing::new(l4(tcp, peer)))
         }
         Some(acceptor) => {
             let handshake = pingora_core::protocols::tls::server::handshake_with_callback(
@@ -183,7 +184,7 @@ async fn serve(
                     if matches!(t.selected_alpn_proto(), Some(ALPN::Custom(_))) {
                         return;
                     }
-                    Box::new(t)
+                    Box::new(Coalescing::new(t))
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
