@@ -309,6 +309,14 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
         }
     }
     let rss_mb = dataplane_rss_mb()?;
+    let sizes: &[usize] = if opts.quick {
+        &[10, 1000]
+    } else {
+        &[10, 1000, 10_000]
+    };
+    let scale = route_scale(&gh_dir, sizes, opts.seconds, &lua)?;
+    let changes = if opts.quick { 20 } else { 100 };
+    let propagation = propagation_ms(&gh_dir, changes)?;
 
     let med = |s: &str, p: &str, f: fn(&Sample) -> Option<f64>| {
         median(
@@ -342,6 +350,25 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
         }
     }
     summary.insert("rss_mb_1_route".into(), json!(rss_mb));
+    for (n, rps, rss) in &scale {
+        summary.insert(format!("rps_{n}_routes"), json!(rps.round()));
+        summary.insert(format!("rss_mb_{n}_routes"), json!(rss));
+    }
+    if let (Some(small), Some(large)) = (scale.first(), scale.last()) {
+        summary.insert(
+            format!("rps_{}_vs_{}_routes", large.0, small.0),
+            json!(ratio(Some(large.1), Some(small.1))),
+        );
+    }
+    let largest = sizes.last().copied().unwrap_or(0);
+    summary.insert(
+        format!("propagation_p50_ms_standalone_{largest}"),
+        json!(percentile(&propagation, 50.0)),
+    );
+    summary.insert(
+        format!("propagation_p99_ms_standalone_{largest}"),
+        json!(percentile(&propagation, 99.0)),
+    );
     // Keys the issue names that this harness does not measure yet: null, never a guess.
     for key in [
         "propagation_p99_ms_standalone_10k",
@@ -350,7 +377,7 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
         "churn_failed_nginx",
         "rss_mb_10k_routes",
     ] {
-        summary.insert(key.into(), Value::Null);
+        summary.entry(key).or_insert(Value::Null);
     }
     summary.insert("rounds".into(), json!(opts.rounds));
     summary.insert("seconds".into(), json!(opts.seconds));
@@ -413,6 +440,160 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
 end
 "#;
+
+/// The route in the middle of a table of `n`: its Host and path.
+fn scale_target(n: usize) -> (String, String) {
+    let i = n / 2;
+    (
+        format!("r{i}.bench.example.com"),
+        format!("/p{}/x", i % 100),
+    )
+}
+
+/// Requests/s (HTTP/1.1 keep-alive, to a route in the middle) and data plane RSS with `n`
+/// HTTPRoutes on the listener: one hostname each, prefixes, every 10th with a header match
+/// and every 50th with a regular expression path.
+fn route_scale(
+    dir: &Path,
+    sizes: &[usize],
+    seconds: u64,
+    lua: &Path,
+) -> Result<Vec<(usize, f64, f64)>> {
+    let mut out = vec![];
+    for &n in sizes {
+        let mut yaml = String::new();
+        for i in 0..n {
+            let path = if i % 50 == 0 {
+                format!("{{type: RegularExpression, value: '/p{}/[a-z]+'}}", i % 100)
+            } else {
+                format!("{{type: PathPrefix, value: /p{}}}", i % 100)
+            };
+            let headers = if i % 10 == 0 && i != n / 2 {
+                format!(", headers: [{{name: x-variant, value: v{i}}}]")
+            } else {
+                String::new()
+            };
+            // The last route redirects: its 302 says the table is in (the catch-all route
+            // of the benchmark answers 200 for every host).
+            let action = if i == n - 1 {
+                "filters: [{type: RequestRedirect, requestRedirect: {statusCode: 302, hostname: done.example.com}}]"
+            } else {
+                "backendRefs: [{name: backend, port: 80}]"
+            };
+            yaml.push_str(&format!(
+                "---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r{i}, namespace: default}}
+spec:
+  parentRefs: [{{name: bench, sectionName: http}}]
+  hostnames: [r{i}.bench.example.com]
+  rules:
+  - matches: [{{path: {path}{headers}}}]
+    {action}
+"
+            ));
+        }
+        std::fs::write(dir.join("routes.yaml"), yaml)?;
+        let (host, path) = scale_target(n);
+        let last = format!("r{}.bench.example.com", n - 1);
+        let last_path = format!("/p{}/x", (n - 1) % 100);
+        wait_for_route(&last, &last_path, "302", Duration::from_secs(180))
+            .with_context(|| format!("{n} routes never served"))?;
+        wait_for_route(&host, &path, "200", Duration::from_secs(10))?;
+        let out_wrk = pinned(
+            LOAD_CORE,
+            Path::new("wrk"),
+            &[
+                "-t1",
+                "-c64",
+                "-d",
+                &format!("{seconds}s"),
+                "-s",
+                &lua.display().to_string(),
+                "-H",
+                &format!("Host: {host}"),
+                &format!("http://127.0.0.1:{}{path}", PROXIES[0].http),
+            ],
+        )
+        .output()?;
+        let text = String::from_utf8_lossy(&out_wrk.stdout);
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .ok_or_else(|| anyhow!("wrk printed no report: {text}"))?;
+        let v: Value = serde_json::from_str(line)?;
+        let rps = v["requests"].as_f64().unwrap_or(0.0)
+            / (v["duration_us"].as_f64().unwrap_or(1.0) / 1e6);
+        let rss = dataplane_rss_mb()?.unwrap_or(0.0);
+        eprintln!("routes {n:>6}: {rps:>10.0} req/s, data plane RSS {rss} MB");
+        out.push((n, rps, rss));
+    }
+    Ok(out)
+}
+
+/// Milliseconds from writing a new route file (standalone mode) to its first answer (a 302
+/// of its own, since the catch-all route answers 200 for any host), over
+/// `changes` changes on top of the route table `route_scale` left.
+fn propagation_ms(dir: &Path, changes: usize) -> Result<Vec<f64>> {
+    let mut out = vec![];
+    for k in 0..changes {
+        let host = format!("new{k}.bench.example.com");
+        let yaml = format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: new{k}, namespace: default}}
+spec:
+  parentRefs: [{{name: bench, sectionName: http}}]
+  hostnames: [{host}]
+  rules:
+  - filters: [{{type: RequestRedirect, requestRedirect: {{statusCode: 302, hostname: done.example.com}}}}]
+"
+        );
+        let start = Instant::now();
+        std::fs::write(dir.join(format!("new-{k}.yaml")), yaml)?;
+        wait_for_route(&host, "/", "302", Duration::from_secs(30))?;
+        out.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    eprintln!(
+        "propagation over {changes} changes: p50 {:?} ms, p99 {:?} ms",
+        percentile(&out, 50.0),
+        percentile(&out, 99.0)
+    );
+    Ok(out)
+}
+
+/// Nearest-rank percentile, rounded to 0.1 ms.
+fn percentile(v: &[f64], p: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    Some((v[rank.clamp(1, v.len()) - 1] * 10.0).round() / 10.0)
+}
+
+/// Polls Gatehouse's HTTP port until `host` and `path` answer `status` (every millisecond).
+fn wait_for_route(host: &str, path: &str, status: &str, limit: Duration) -> Result<()> {
+    let start = Instant::now();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", PROXIES[0].http)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.write_all(request.as_bytes());
+            let mut answer = [0u8; 12];
+            if s.read_exact(&mut answer).is_ok() && answer.ends_with(status.as_bytes()) {
+                return Ok(());
+            }
+        }
+        if start.elapsed() > limit {
+            bail!("{host}{path} did not answer {status} within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
 
 fn measure(s: &Scenario, p: Proxy, seconds: u64, lua: &Path) -> Result<Sample> {
     let scheme = if s.tls { "https" } else { "http" };
