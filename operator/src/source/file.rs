@@ -166,6 +166,10 @@ fn normalise_metadata(object: &mut Object) -> Result<(), String> {
 pub struct FileSource {
     root: PathBuf,
     last_good: BTreeMap<PathBuf, Vec<Object>>,
+    /// Each file's last parse by a hash of its text: an unchanged file is not parsed again
+    /// (with thousands of routes, parsing every file on every change dominated the time a
+    /// change took to reach the data plane).
+    parsed: BTreeMap<PathBuf, (u64, Vec<Object>, Vec<SourceError>)>,
     /// (kind, key) -> (hash of spec, generation): files have no API server to count
     /// generations, so the source does, bumping one whenever a spec changes.
     generations: BTreeMap<(&'static str, crate::store::ObjectKey), (u64, i64)>,
@@ -183,6 +187,7 @@ impl FileSource {
         FileSource {
             root: root.into(),
             last_good: BTreeMap::new(),
+            parsed: BTreeMap::new(),
             generations: BTreeMap::new(),
         }
     }
@@ -198,6 +203,8 @@ impl FileSource {
         collect_files(&self.root, &mut files, &mut errors);
         files.sort();
 
+        // Parses of files that are gone are forgotten.
+        self.parsed.retain(|f, _| files.contains(f));
         let mut current = BTreeMap::new();
         for file in files {
             let text = match std::fs::read_to_string(&file) {
@@ -214,7 +221,21 @@ impl FileSource {
                     continue;
                 }
             };
-            let (objects, file_errors) = parse_file(&file, &text);
+            let hash = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                text.hash(&mut h);
+                h.finish()
+            };
+            let (objects, file_errors) = match self.parsed.get(&file) {
+                Some((h, objects, errors)) if *h == hash => (objects.clone(), errors.clone()),
+                _ => {
+                    let (objects, errors) = parse_file(&file, &text);
+                    self.parsed
+                        .insert(file.clone(), (hash, objects.clone(), errors.clone()));
+                    (objects, errors)
+                }
+            };
             if file_errors.is_empty() {
                 current.insert(file, objects);
             } else {
