@@ -198,10 +198,7 @@ pub fn probes(store: &Store, config: &Config) -> BTreeSet<Probe> {
                 None if host.is_empty() => {}
                 None => {
                     names.push(host.clone());
-                    names.push(match host.strip_prefix("www.") {
-                        Some(bare) => bare.to_string(),
-                        None => format!("www.{host}"),
-                    });
+                    names.push(gatehouse_operator::translate::nginx::www_twin(&host));
                 }
             }
             let mut own = BTreeSet::new();

@@ -301,16 +301,12 @@ impl IngressPlan {
             .cloned()
             .unwrap_or_default();
         ClassDefaults {
+            hsts: super::policy::hsts(&h),
             sections: class
                 .and_then(|c| self.sections.get(c))
                 .cloned()
                 .unwrap_or_default(),
             ssl_redirect: class.is_none_or(|c| !self.no_ssl_redirect.contains(c)),
-            hsts: h.enabled.then_some(gatehouse_model::ir::Hsts {
-                max_age: h.max_age,
-                include_sub_domains: h.include_sub_domains,
-                preload: h.preload,
-            }),
         }
     }
 }
@@ -321,6 +317,14 @@ struct ClassDefaults {
     sections: Vec<String>,
     ssl_redirect: bool,
     hsts: Option<gatehouse_model::ir::Hsts>,
+}
+
+impl ClassDefaults {
+    /// Whether plain HTTP to a host is redirected to HTTPS: force-ssl-redirect, or
+    /// ssl-redirect (the class's default when unset) for a host with TLS.
+    fn to_https(&self, n: &nginx::Settings, host_has_tls: bool) -> bool {
+        n.force_ssl_redirect || (n.ssl_redirect.unwrap_or(self.ssl_redirect) && host_has_tls)
+    }
 }
 
 /// An Ingress of one of our classes, the Gateway serving it, and its annotations read.
@@ -891,10 +895,7 @@ fn attach(
         // from-to-www-redirect: the www. twin of the host (or the host without www.)
         // answers 308 to this host, unless some Ingress names the twin itself.
         if nginx.from_to_www_redirect && !raw_host.is_empty() && !raw_host.starts_with('*') {
-            let twin = match raw_host.strip_prefix("www.") {
-                Some(bare) => bare.to_string(),
-                None => format!("www.{raw_host}"),
-            };
+            let twin = nginx::www_twin(raw_host);
             if !hosts.named(gateway_key, &twin)
                 && !routes.iter().any(|(h, ..)| *h == HostMatch::ingress(&twin))
             {
@@ -918,9 +919,7 @@ fn attach(
                 ));
             }
         }
-        let to_https = nginx.force_ssl_redirect
-            || (nginx.ssl_redirect.unwrap_or(class.ssl_redirect)
-                && hosts.has_tls(gateway_key, raw_host));
+        let to_https = class.to_https(nginx, hosts.has_tls(gateway_key, raw_host));
         let paths = rule
             .http
             .as_ref()
@@ -929,7 +928,6 @@ fn attach(
         for (j, p) in paths.iter().enumerate() {
             let field = format!("spec.rules[{i}].http.paths[{j}]");
             let value = p.path.clone().unwrap_or_else(|| "/".into());
-            let acme = value.starts_with("/.well-known/acme-challenge");
             let regex_mode = hosts.regex_mode(gateway_key, raw_host);
             let path = match p.path_type.as_str() {
                 _ if !value.starts_with('/') => {
@@ -985,10 +983,10 @@ fn attach(
             match canaries.take(&canary_key, &key) {
                 Some(canary) => {
                     for (r, k) in canary_routes(&route, canary) {
-                        routes.push((host.clone(), r, j * 8 + k, to_https && !acme));
+                        routes.push((host.clone(), r, j * 8 + k, to_https));
                     }
                 }
-                None => routes.push((host.clone(), route, j * 8 + 4, to_https && !acme)),
+                None => routes.push((host.clone(), route, j * 8 + 4, to_https)),
             }
         }
     }
@@ -1023,7 +1021,7 @@ fn attach(
         for (host, route, m, to_https) in &routes {
             let mut route = route.clone();
             // ssl-redirect: on plain HTTP, a fixed redirect (nginx returns it first) or
-            // 308 to HTTPS.
+            // 308 to HTTPS; ACME challenge paths are left alone (https_redirect).
             if *to_https && l.protocol == Protocol::Http {
                 super::policy::https_redirect(&mut route);
             }

@@ -201,6 +201,19 @@ const APPLIED: &[&str] = &[
     "auth-signin",
 ];
 
+/// The methods an external auth check may use (auth-method, TrafficPolicy externalAuth).
+pub(crate) const HTTP_METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE",
+];
+
+/// The host from-to-www-redirect sends to `host`: its www. twin, or the host without www.
+pub fn www_twin(host: &str) -> String {
+    match host.strip_prefix("www.") {
+        Some(bare) => bare.to_string(),
+        None => format!("www.{host}"),
+    }
+}
+
 fn warn(warnings: &mut Vec<String>, name: &str, value: &str, why: &str) {
     warnings.push(format!(
         "annotation {PREFIX}{name}: {value:?} {why}; ignored"
@@ -575,12 +588,7 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Parsed {
                     signin: None,
                 };
                 if let Some(m) = get("auth-method") {
-                    if [
-                        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS",
-                        "TRACE",
-                    ]
-                    .contains(&m)
-                    {
+                    if HTTP_METHODS.contains(&m) {
                         auth.method = m.to_string();
                     } else {
                         p.settings.denied.get_or_insert(format!(

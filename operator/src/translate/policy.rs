@@ -108,6 +108,15 @@ pub fn https_redirect(r: &mut Route) {
     })];
 }
 
+/// HSTS as the model carries it; None when turned off.
+pub fn hsts(h: &gatehouse_api::Hsts) -> Option<Hsts> {
+    h.enabled.then_some(Hsts {
+        max_age: h.max_age,
+        include_sub_domains: h.include_sub_domains,
+        preload: h.preload,
+    })
+}
+
 /// How a backend-protocol is spoken: HTTPS and GRPCS are TLS without verification and
 /// without SNI (nginx's `proxy_ssl_verify off`); GRPC is cleartext HTTP/2.
 pub fn backend_variant(protocol: BackendProtocol) -> Option<ClusterVariant> {
@@ -370,10 +379,7 @@ pub fn validate(p: &TrafficPolicySpec) -> Result<(), String> {
         super::nginx::auth_url(&a.url)
             .map_err(|e| format!("spec.externalAuth.url: {:?} {e}", a.url))?;
         if let Some(m) = &a.method
-            && ![
-                "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE",
-            ]
-            .contains(&m.as_str())
+            && !super::nginx::HTTP_METHODS.contains(&m.as_str())
         {
             return Err(format!(
                 "spec.externalAuth.method: {m:?} is not an HTTP method"
@@ -418,11 +424,7 @@ fn compile(p: &TrafficPolicySpec, zone: String, backends: &mut Backends<'_>) -> 
             status: 403,
         }),
         max_request_body: p.max_request_body_bytes.filter(|&n| n > 0),
-        hsts: p.hsts.as_ref().filter(|h| h.enabled).map(|h| Hsts {
-            max_age: h.max_age,
-            include_sub_domains: h.include_sub_domains,
-            preload: h.preload,
-        }),
+        hsts: p.hsts.as_ref().and_then(hsts),
         balance: p
             .session_affinity
             .as_ref()

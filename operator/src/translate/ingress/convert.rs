@@ -87,7 +87,7 @@ pub fn convert(store: &Store, settings: &Settings) -> Conversion {
     for o in &ours {
         Converter {
             store,
-            plan: &plan,
+            defaults: plan.defaults(o.ingress),
             o,
             hosts: &hosts,
             canaries: &canaries,
@@ -100,7 +100,8 @@ pub fn convert(store: &Store, settings: &Settings) -> Conversion {
 
 struct Converter<'a, 'b> {
     store: &'a Store,
-    plan: &'a IngressPlan,
+    /// What the Ingress's class decides (HTTPS redirect, HSTS, listeners).
+    defaults: ClassDefaults,
     o: &'a Ours<'a>,
     hosts: &'a HostFacts,
     canaries: &'a BTreeMap<CanaryKey, Canary>,
@@ -166,7 +167,6 @@ impl Converter<'_, '_> {
         }
 
         let ns = key.namespace.clone();
-        let defaults = self.plan.defaults(ingress);
         // Rules grouped by host, in order of first appearance.
         let mut groups: Vec<(
             String,
@@ -230,10 +230,7 @@ impl Converter<'_, '_> {
             }
             // from-to-www-redirect: the twin host redirects 308 to this one.
             if n.from_to_www_redirect && !host.is_empty() && !host.starts_with('*') {
-                let twin = match host.strip_prefix("www.") {
-                    Some(bare) => bare.to_string(),
-                    None => format!("www.{host}"),
-                };
+                let twin = nginx::www_twin(host);
                 if !self.hosts.named(&gw, &twin.to_ascii_lowercase())
                     && !emitted_twins.contains(&twin)
                 {
@@ -270,13 +267,12 @@ impl Converter<'_, '_> {
             } else {
                 vec![host.clone()]
             };
-            let to_https =
-                n.force_ssl_redirect || (n.ssl_redirect.unwrap_or(defaults.ssl_redirect) && tls);
+            let to_https = self.defaults.to_https(n, tls);
             let mut own = serde_json::Map::new();
             if to_https {
                 own.insert("httpsRedirect".into(), json!(true));
             }
-            if let (true, Some(h)) = (tls, &defaults.hsts) {
+            if let (true, Some(h)) = (tls, &self.defaults.hsts) {
                 own.insert(
                     "hsts".into(),
                     json!({"enabled": true, "maxAge": h.max_age, "includeSubDomains": h.include_sub_domains, "preload": h.preload}),
@@ -601,11 +597,11 @@ impl Converter<'_, '_> {
             parent["namespace"] = json!(gw.namespace);
         }
         // The listeners the class's Ingresses use, and no others.
-        let sections = self.plan.defaults(self.o.ingress).sections;
-        let parents: Vec<Value> = if sections.is_empty() {
+        let parents: Vec<Value> = if self.defaults.sections.is_empty() {
             vec![parent]
         } else {
-            sections
+            self.defaults
+                .sections
                 .iter()
                 .map(|s| {
                     let mut p = parent.clone();
