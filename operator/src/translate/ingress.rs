@@ -27,7 +27,7 @@ use gatehouse_model::ir::{
     Redirect, Rewrite, Route, RouteMatch, RouteSource, SniCertificate, SourceAccess, StringMatch,
     Timeouts, ValueMatch, WeightedBackend,
 };
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressServiceBackend};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -337,6 +337,32 @@ struct Ours<'a> {
 /// Where a canary Ingress applies: (Gateway, host, path as written, pathType).
 type CanaryKey = (ObjectKey, String, String, String);
 
+/// The Service path of the canary Ingress that joins each (Gateway, host, path, pathType):
+/// the first in store order, as ingress-nginx uses one. Paths without a Service join
+/// nothing. Translation and `convert` both read canaries from here.
+fn canary_paths<'a>(
+    ingresses: &'a [Ours<'a>],
+) -> BTreeMap<CanaryKey, (&'a Ours<'a>, &'a nginx::Canary, &'a IngressServiceBackend)> {
+    let mut out = BTreeMap::new();
+    for o in ingresses {
+        let Some(settings) = &o.annotations.settings.canary else {
+            continue;
+        };
+        for rule in o.ingress.spec.iter().flat_map(|s| s.rules.iter().flatten()) {
+            let host = rule.host.clone().unwrap_or_default().to_ascii_lowercase();
+            for p in rule.http.iter().flat_map(|h| &h.paths) {
+                let Some(svc) = &p.backend.service else {
+                    continue;
+                };
+                let path = p.path.clone().unwrap_or_else(|| "/".into());
+                out.entry((o.gateway.clone(), host.clone(), path, p.path_type.clone()))
+                    .or_insert((o, settings, svc));
+            }
+        }
+    }
+    out
+}
+
 /// A canary Ingress's rule: its settings and its backend, resolved.
 struct CanaryRule {
     ingress: ObjectKey,
@@ -358,54 +384,47 @@ struct Canaries {
 impl Canaries {
     fn collect(ingresses: &[Ours], backends: &mut Backends<'_>) -> Canaries {
         let mut c = Canaries::default();
-        for o in ingresses {
-            let (ingress, gateway) = (o.ingress, o.gateway);
-            let Some(settings) = &o.annotations.settings.canary else {
-                continue;
+        for o in ingresses
+            .iter()
+            .filter(|o| o.annotations.settings.canary.is_some())
+        {
+            let key = ObjectKey::of(o.ingress);
+            c.generations
+                .insert(key.clone(), o.ingress.metadata.generation.unwrap_or(0));
+            c.all.insert(key);
+        }
+        for (rule_key, (o, settings, svc)) in canary_paths(ingresses) {
+            let ns = o.ingress.metadata.namespace.as_deref().unwrap_or_default();
+            let port = svc.port.as_ref().and_then(|p| match (&p.name, p.number) {
+                (Some(name), _) if !name.is_empty() => Some(PortRef::Name(name.as_str())),
+                (_, Some(n)) => Some(PortRef::Number(n)),
+                _ => None,
+            });
+            let target = match backends.resolve(
+                ("networking.k8s.io", "Ingress", ns),
+                BackendRef {
+                    group: "",
+                    kind: "Service",
+                    namespace: ns,
+                    name: &svc.name,
+                    port,
+                },
+            ) {
+                Ok(cluster) => BackendTarget::Cluster(cluster),
+                Err((_, m)) => BackendTarget::Invalid(m),
             };
-            let key = ObjectKey::of(ingress);
-            let generation = ingress.metadata.generation.unwrap_or(0);
-            c.all.insert(key.clone());
-            c.generations.insert(key.clone(), generation);
-            for rule in ingress.spec.iter().flat_map(|s| s.rules.iter().flatten()) {
-                let host = rule.host.clone().unwrap_or_default().to_ascii_lowercase();
-                for p in rule.http.iter().flat_map(|h| &h.paths) {
-                    let Some(svc) = &p.backend.service else {
-                        continue;
-                    };
-                    let port = svc.port.as_ref().and_then(|p| match (&p.name, p.number) {
-                        (Some(name), _) if !name.is_empty() => Some(PortRef::Name(name.as_str())),
-                        (_, Some(n)) => Some(PortRef::Number(n)),
-                        _ => None,
-                    });
-                    let target = match backends.resolve(
-                        ("networking.k8s.io", "Ingress", &key.namespace),
-                        BackendRef {
-                            group: "",
-                            kind: "Service",
-                            namespace: &key.namespace,
-                            name: &svc.name,
-                            port,
-                        },
-                    ) {
-                        Ok(cluster) => BackendTarget::Cluster(cluster),
-                        Err((_, m)) => BackendTarget::Invalid(m),
-                    };
-                    let path = p.path.clone().unwrap_or_else(|| "/".into());
-                    // The oldest canary of a rule counts (ingress-nginx uses one).
-                    c.rules
-                        .entry((gateway.clone(), host.clone(), path, p.path_type.clone()))
-                        .or_insert_with(|| CanaryRule {
-                            ingress: key.clone(),
-                            settings: settings.clone(),
-                            backends: vec![WeightedBackend {
-                                weight: 1,
-                                target,
-                                filters: vec![],
-                            }],
-                        });
-                }
-            }
+            c.rules.insert(
+                rule_key,
+                CanaryRule {
+                    ingress: ObjectKey::of(o.ingress),
+                    settings: settings.clone(),
+                    backends: vec![WeightedBackend {
+                        weight: 1,
+                        target,
+                        filters: vec![],
+                    }],
+                },
+            );
         }
         c
     }

@@ -62,27 +62,19 @@ pub fn convert(store: &Store, settings: &Settings) -> Conversion {
     let plan = plan_classes(store, settings, &mut status);
     let ours = ours(store, &plan);
     let hosts = HostFacts::of(&ours);
-    let mut canaries: BTreeMap<CanaryKey, Canary> = BTreeMap::new();
-    for o in &ours {
-        let Some(c) = &o.annotations.settings.canary else {
-            continue;
-        };
-        let key = ObjectKey::of(o.ingress);
-        for rule in o.ingress.spec.iter().flat_map(|s| s.rules.iter().flatten()) {
-            let host = rule.host.clone().unwrap_or_default().to_ascii_lowercase();
-            for p in rule.http.iter().flat_map(|h| &h.paths) {
-                let path = p.path.clone().unwrap_or_else(|| "/".into());
-                // The first canary of a rule counts, as translation takes it.
-                canaries
-                    .entry((o.gateway.clone(), host.clone(), path, p.path_type.clone()))
-                    .or_insert_with(|| Canary {
-                        ingress: key.clone(),
-                        settings: c.clone(),
-                        backend: backend_ref(store, &key.namespace, &p.backend),
-                    });
-            }
-        }
-    }
+    let canaries: BTreeMap<CanaryKey, Canary> = canary_paths(&ours)
+        .into_iter()
+        .map(|(rule_key, (o, settings, svc))| {
+            let key = ObjectKey::of(o.ingress);
+            let backend = service_ref(store, &key.namespace, svc);
+            let canary = Canary {
+                ingress: key,
+                settings: settings.clone(),
+                backend,
+            };
+            (rule_key, canary)
+        })
+        .collect();
     let mut out = Conversion::default();
     for o in &ours {
         Converter {
@@ -650,9 +642,14 @@ const MAX_RULES: usize = 16;
 
 /// An Ingress backend as an HTTPRoute backendRef (a named port looked up on the Service).
 fn backend_ref(store: &Store, ns: &str, b: &IngressBackend) -> Result<Value, String> {
-    let Some(svc) = &b.service else {
-        return Err("a resource backend has no HTTPRoute equivalent (not served either)".into());
-    };
+    match &b.service {
+        Some(svc) => service_ref(store, ns, svc),
+        None => Err("a resource backend has no HTTPRoute equivalent (not served either)".into()),
+    }
+}
+
+/// A Service backend as an HTTPRoute backendRef.
+fn service_ref(store: &Store, ns: &str, svc: &IngressServiceBackend) -> Result<Value, String> {
     let port = svc.port.as_ref().ok_or("the backend names no port")?;
     let number = match (&port.name, port.number) {
         (Some(name), _) if !name.is_empty() => store
