@@ -9,7 +9,7 @@
 //! filters and every policy. Pure: no sockets.
 
 use gatehouse_dataplane::filters::{expand_template, modify_path, redirect_location};
-use gatehouse_dataplane::tables::{Bind, RequestView, Runtime};
+use gatehouse_dataplane::tables::{Bind, CompiledRoute, PathRule, RequestView, Runtime};
 use gatehouse_model::ir::{
     BackendTarget, Config, Filter, PathMatch, PathModifier, Protocol, Route, WeightedBackend,
 };
@@ -292,15 +292,19 @@ fn outcome(config: &Config, runtime: &Runtime, probe: &Probe) -> String {
         method: &method,
         headers: &headers,
     };
-    let Some(route) = model_route(config, bind, &req) else {
+    let Some((route, compiled)) = model_route(config, bind, &req) else {
         return "404 no route".into();
     };
-    describe(route, probe, path, query)
+    describe(route, compiled, probe, path, query)
 }
 
-/// The model route the data plane's lookup picks: compiled tables keep the model's order,
-/// so the position of the compiled route finds it.
-fn model_route<'a>(config: &'a Config, bind: &Bind, req: &RequestView<'_>) -> Option<&'a Route> {
+/// The model route the data plane's lookup picks, with its compiled form: compiled tables
+/// keep the model's order, so the position of the compiled route finds it.
+fn model_route<'a, 'b>(
+    config: &'a Config,
+    bind: &'b Bind,
+    req: &RequestView<'_>,
+) -> Option<(&'a Route, &'b CompiledRoute)> {
     let (listener, chosen) = bind.route(req).ok()?;
     let table = config
         .route_tables
@@ -312,13 +316,19 @@ fn model_route<'a>(config: &'a Config, bind: &Bind, req: &RequestView<'_>) -> Op
             .iter()
             .position(|r| std::sync::Arc::ptr_eq(r, chosen))
         {
-            return vh.routes.get(i);
+            return vh.routes.get(i).map(|r| (r, &**chosen));
         }
     }
     None
 }
 
-fn describe(route: &Route, probe: &Probe, path: &str, query: Option<&str>) -> String {
+fn describe(
+    route: &Route,
+    compiled: &CompiledRoute,
+    probe: &Probe,
+    path: &str,
+    query: Option<&str>,
+) -> String {
     let prefix = match &route.matcher.path {
         PathMatch::Prefix(p) => Some(p.as_str()),
         _ => None,
@@ -340,12 +350,10 @@ fn describe(route: &Route, probe: &Probe, path: &str, query: Option<&str>) -> St
                 if let Some(h) = &rw.hostname {
                     sent_host.clone_from(h);
                 }
-                sent_path = match (&rw.path, &route.matcher.path) {
-                    (Some(PathModifier::RegexTemplate(t)), PathMatch::Regex(re)) => {
-                        match gatehouse_model::validate::anchored_regex(re) {
-                            Ok(re) => expand_template(t, &re, path),
-                            Err(e) => format!("<bad regex {e}>"),
-                        }
+                // The regex the data plane compiled, not a second copy of it.
+                sent_path = match (&rw.path, &compiled.path) {
+                    (Some(PathModifier::RegexTemplate(t)), PathRule::Regex(re)) => {
+                        expand_template(t, re, path)
                     }
                     (Some(m), _) => modify_path(m, path, prefix),
                     (None, _) => sent_path,
