@@ -274,7 +274,14 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
     )?;
 
     for p in PROXIES {
-        wait_ok(p.http, Duration::from_secs(60)).with_context(|| {
+        wait_for(
+            p.http,
+            "bench.example.com",
+            "/bytes/1",
+            "200",
+            Duration::from_secs(60),
+        )
+        .with_context(|| {
             format!(
                 "{} never answered on {}; logs in {}",
                 p.name,
@@ -501,31 +508,18 @@ spec:
         wait_for_route(&last, &last_path, "302", Duration::from_secs(180))
             .with_context(|| format!("{n} routes never served"))?;
         wait_for_route(&host, &path, "200", Duration::from_secs(10))?;
-        let out_wrk = pinned(
-            LOAD_CORE,
-            Path::new("wrk"),
-            &[
-                "-t1",
-                "-c64",
-                "-d",
-                &format!("{seconds}s"),
-                "-s",
-                &lua.display().to_string(),
-                "-H",
-                &format!("Host: {host}"),
-                &format!("http://127.0.0.1:{}{path}", PROXIES[0].http),
-            ],
-        )
-        .output()?;
-        let text = String::from_utf8_lossy(&out_wrk.stdout);
-        let line = text
-            .lines()
-            .rev()
-            .find(|l| l.starts_with('{'))
-            .ok_or_else(|| anyhow!("wrk printed no report: {text}"))?;
-        let v: Value = serde_json::from_str(line)?;
-        let rps = v["requests"].as_f64().unwrap_or(0.0)
-            / (v["duration_us"].as_f64().unwrap_or(1.0) / 1e6);
+        let rps = run_wrk(&[
+            "-t1",
+            "-c64",
+            "-d",
+            &format!("{seconds}s"),
+            "-s",
+            &lua.display().to_string(),
+            "-H",
+            &format!("Host: {host}"),
+            &format!("http://127.0.0.1:{}{path}", PROXIES[0].http),
+        ])?
+        .rps;
         let rss = dataplane_rss_mb()?.unwrap_or(0.0);
         eprintln!("routes {n:>6}: {rps:>10.0} req/s, data plane RSS {rss} MB");
         out.push((n, rps, rss));
@@ -577,10 +571,15 @@ fn percentile(v: &[f64], p: f64) -> Option<f64> {
 
 /// Polls Gatehouse's HTTP port until `host` and `path` answer `status` (every millisecond).
 fn wait_for_route(host: &str, path: &str, status: &str, limit: Duration) -> Result<()> {
+    wait_for(PROXIES[0].http, host, path, status, limit)
+}
+
+/// Polls a port until `host` and `path` answer `status` (every millisecond).
+fn wait_for(port: u16, host: &str, path: &str, status: &str, limit: Duration) -> Result<()> {
     let start = Instant::now();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     loop {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", PROXIES[0].http)) {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
             let _ = s.write_all(request.as_bytes());
             let mut answer = [0u8; 12];
@@ -650,7 +649,12 @@ fn measure(s: &Scenario, p: Proxy, seconds: u64, lua: &Path) -> Result<Sample> {
         args.extend(["-H", "Connection: close"]);
     }
     args.push(&url);
-    let out = pinned(LOAD_CORE, Path::new("wrk"), &args)
+    run_wrk(&args)
+}
+
+/// Runs wrk on the load core with the report script among `args`, and reads its report.
+fn run_wrk(args: &[&str]) -> Result<Sample> {
+    let out = pinned(LOAD_CORE, Path::new("wrk"), args)
         .output()
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -673,28 +677,6 @@ fn measure(s: &Scenario, p: Proxy, seconds: u64, lua: &Path) -> Result<Sample> {
         p999: Some(n("p999") / 1000.0),
         errors: n("errors") as u64,
     })
-}
-
-/// Waits until the port answers a request with 200.
-fn wait_ok(port: u16, limit: Duration) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ = s.write_all(
-                b"GET /bytes/1 HTTP/1.1\r\nHost: bench.example.com\r\nConnection: close\r\n\r\n",
-            );
-            let mut answer = String::new();
-            let _ = s.read_to_string(&mut answer);
-            if answer.starts_with("HTTP/1.1 200") {
-                return Ok(());
-            }
-        }
-        if start.elapsed() > limit {
-            bail!("no 200 on port {port} within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Resident memory of the Gatehouse data plane process, in MB.
