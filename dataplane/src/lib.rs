@@ -17,6 +17,7 @@ pub mod limits;
 pub mod listeners;
 pub mod mirror;
 pub mod proxy;
+pub mod send_watch;
 pub mod tables;
 pub mod tls;
 pub mod upstream_tls;

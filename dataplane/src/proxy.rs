@@ -95,6 +95,8 @@ pub struct Ctx {
     auth_headers: Vec<(String, Option<String>)>,
     /// Set-Cookie values of the external auth answer, for the client's answer.
     auth_cookies: Vec<String>,
+    /// nginx's send timeout on the HTTP/1 backend connection, until its answer starts.
+    send_watch: Option<crate::send_watch::SendWatch>,
 }
 
 impl Ctx {
@@ -666,17 +668,29 @@ impl ProxyHttp for GatehouseProxy {
     }
 
     /// A policy with subjectAltNames: the connection's certificate (Pingora verified its
-    /// chain) must carry one of them; new and pooled connections alike.
+    /// chain) must carry one of them; new and pooled connections alike. A route with a
+    /// send timeout gets its watch here, where the connection's socket is known.
     async fn connected_to_upstream(
         &self,
         _session: &mut Session,
         _reused: bool,
         _peer: &HttpPeer,
-        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(unix)] fd: std::os::unix::io::RawFd,
         #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
         digest: Option<&pingora_core::protocols::Digest>,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        ctx.send_watch = None;
+        #[cfg(unix)]
+        if let (Some(ms), Some((_, UpstreamProtocol::Http1))) = (
+            ctx.route.as_ref().and_then(|r| r.timeouts.write_idle_ms),
+            ctx.upstream,
+        ) {
+            match crate::send_watch::SendWatch::start(fd, Duration::from_millis(ms)) {
+                Ok(w) => ctx.send_watch = Some(w),
+                Err(e) => tracing::warn!("send timeout not watched: {e}"),
+            }
+        }
         let Some(tls) = ctx
             .cluster
             .as_ref()
@@ -811,6 +825,8 @@ impl ProxyHttp for GatehouseProxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // The backend answers: it is no longer stuck on the request.
+        ctx.send_watch = None;
         let code = resp.status.as_u16();
         let retried = ctx
             .route
@@ -927,8 +943,9 @@ impl ProxyHttp for GatehouseProxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let send_timed_out = ctx.send_watch.as_ref().is_some_and(|w| w.fired());
         let code = match e.etype() {
-            _ if ctx.timed_out() => 504,
+            _ if ctx.timed_out() || send_timed_out => 504,
             ErrorType::HTTPStatus(c) => *c,
             _ if *e.esource() == ErrorSource::Upstream => match e.etype() {
                 // A connect timeout is a connect failure (502), except under an

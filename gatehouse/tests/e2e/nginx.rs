@@ -1049,7 +1049,7 @@ async fn h2_tls_backend(ip: std::net::IpAddr) -> std::net::SocketAddr {
 }
 
 #[tokio::test]
-async fn connect_timeout_and_grpcs_answer_as_nginx() {
+async fn connect_and_send_timeouts_and_grpcs_answer_as_nginx() {
     let gh = setup().await;
     // A backend whose accept queue is full: connection attempts hang (SYNs dropped).
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -1068,11 +1068,21 @@ async fn connect_timeout_and_grpcs_answer_as_nginx() {
         }));
     }
     let grpcs = h2_tls_backend(gh.ip).await;
+    // A backend that accepts and never reads what it is sent.
+    let stuck = tokio::net::TcpListener::bind((gh.ip, 0)).await.unwrap();
+    let stuck_addr = stuck.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = vec![];
+        while let Ok((conn, _)) = stuck.accept().await {
+            held.push(conn);
+        }
+    });
     gh.write(
         "svc-more.yaml",
         &[
             service("full", gh.ip, &[full_addr.port()]),
             service("grpcs", gh.ip, &[grpcs.port()]),
+            service("stuck", gh.ip, &[stuck_addr.port()]),
         ]
         .join("---\n"),
     );
@@ -1093,6 +1103,13 @@ async fn connect_timeout_and_grpcs_answer_as_nginx() {
                 &[("backend-protocol", "GRPCS")],
             )
             .replace("name: app,", "name: grpcs,"),
+            ingress(
+                "send",
+                "send.example.com",
+                false,
+                &[("proxy-send-timeout", "1"), ("proxy-read-timeout", "30")],
+            )
+            .replace("name: app,", "name: stuck,"),
         ]
         .join("---\n"),
     );
@@ -1121,7 +1138,60 @@ async fn connect_timeout_and_grpcs_answer_as_nginx() {
         "took {took:?}"
     );
 
+    // proxy-send-timeout 1: a backend that takes nothing of a large body for a second
+    // ends the request with 504 then, not at the 30 s read timeout.
+    let start = std::time::Instant::now();
+    let code = post_stuck_body(gh.url(PORT, "/"), "send.example.com").await;
+    let took = start.elapsed();
+    assert_eq!(code, 504);
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(10),
+        "took {took:?}"
+    );
+
     for f in fillers {
         f.abort();
     }
+    holder.abort();
+}
+
+/// POSTs 256 MiB (more than every socket buffer on the way holds) over a raw connection
+/// and returns the answer's status, read while the body is still being written.
+async fn post_stuck_body(url: String, host: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let conn = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let (mut read, mut write) = conn.into_split();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n",
+        256 << 20
+    );
+    let writer = tokio::spawn(async move {
+        write.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..256 {
+            write.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(write)
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(60), read.read(&mut buf))
+            .await
+            .expect("an answer within a minute")
+            .unwrap();
+        assert!(n > 0, "connection closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    writer.abort();
+    let status = String::from_utf8_lossy(&answer);
+    status
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
