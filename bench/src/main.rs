@@ -114,6 +114,7 @@ struct Sample {
     p99: Option<f64>,
     p999: Option<f64>,
     errors: u64,
+    requests: u64,
 }
 
 struct Options {
@@ -250,7 +251,8 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
     std::fs::write(nginx_dir.join("nginx.conf"), nginx_config(dir))?;
     let nginx_prefix = format!("{}/", nginx_dir.display());
     let nginx_conf = nginx_dir.join("nginx.conf").display().to_string();
-    spawn(
+    std::fs::create_dir_all(nginx_dir.join("churn"))?;
+    let nginx_pid = spawn(
         pinned(
             PROXY_CORE,
             Path::new("nginx"),
@@ -324,6 +326,15 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
     let scale = route_scale(&gh_dir, sizes, opts.seconds, &lua)?;
     let changes = if opts.quick { 20 } else { 100 };
     let propagation = propagation_ms(&gh_dir, changes)?;
+    let churn_gatehouse = churn(&Churner::Gatehouse(&gh_dir), opts.seconds, &lua)?;
+    let churn_nginx = churn(
+        &Churner::Nginx {
+            dir: &nginx_dir,
+            pid: nginx_pid,
+        },
+        opts.seconds,
+        &lua,
+    )?;
 
     let med = |s: &str, p: &str, f: fn(&Sample) -> Option<f64>| {
         median(
@@ -376,12 +387,15 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
         format!("propagation_p99_ms_standalone_{largest}"),
         json!(percentile(&propagation, 99.0)),
     );
+    for (name, c) in [("gatehouse", &churn_gatehouse), ("nginx", &churn_nginx)] {
+        summary.insert(format!("churn_failed_{name}"), json!(c.errors));
+        summary.insert(format!("churn_requests_{name}"), json!(c.requests));
+        summary.insert(format!("churn_p99_ms_{name}"), json!(c.p99));
+    }
     // Keys the issue names that this harness does not measure yet: null, never a guess.
     for key in [
         "propagation_p99_ms_standalone_10k",
         "propagation_p99_ms_apiserver_10k",
-        "churn_failed_gatehouse",
-        "churn_failed_nginx",
         "rss_mb_10k_routes",
     ] {
         summary.entry(key).or_insert(Value::Null);
@@ -448,15 +462,6 @@ done = function(summary, latency, requests)
 end
 "#;
 
-/// The route in the middle of a table of `n`: its Host and path.
-fn scale_target(n: usize) -> (String, String) {
-    let i = n / 2;
-    (
-        format!("r{i}.bench.example.com"),
-        format!("/p{}/x", i % 100),
-    )
-}
-
 /// Requests/s (HTTP/1.1 keep-alive, to a route in the middle) and data plane RSS with `n`
 /// HTTPRoutes on the listener: one hostname each, prefixes, every 10th with a header match
 /// and every 50th with a regular expression path.
@@ -468,41 +473,9 @@ fn route_scale(
 ) -> Result<Vec<(usize, f64, f64)>> {
     let mut out = vec![];
     for &n in sizes {
-        let mut yaml = String::new();
-        for i in 0..n {
-            let path = if i % 50 == 0 {
-                format!("{{type: RegularExpression, value: '/p{}/[a-z]+'}}", i % 100)
-            } else {
-                format!("{{type: PathPrefix, value: /p{}}}", i % 100)
-            };
-            let headers = if i % 10 == 0 && i != n / 2 {
-                format!(", headers: [{{name: x-variant, value: v{i}}}]")
-            } else {
-                String::new()
-            };
-            // The last route redirects: its 302 says the table is in (the catch-all route
-            // of the benchmark answers 200 for every host).
-            let action = if i == n - 1 {
-                "filters: [{type: RequestRedirect, requestRedirect: {statusCode: 302, hostname: done.example.com}}]"
-            } else {
-                "backendRefs: [{name: backend, port: 80}]"
-            };
-            yaml.push_str(&format!(
-                "---
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: r{i}, namespace: default}}
-spec:
-  parentRefs: [{{name: bench, sectionName: http}}]
-  hostnames: [r{i}.bench.example.com]
-  rules:
-  - matches: [{{path: {path}{headers}}}]
-    {action}
-"
-            ));
-        }
+        let yaml = gatehouse_bench::scale_routes(n);
         std::fs::write(dir.join("routes.yaml"), yaml)?;
-        let (host, path) = scale_target(n);
+        let (host, path) = gatehouse_bench::scale_target(n);
         let last = format!("r{}.bench.example.com", n - 1);
         let last_path = format!("/p{}/x", (n - 1) % 100);
         wait_for_route(&last, &last_path, "302", Duration::from_secs(180))
@@ -556,6 +529,142 @@ spec:
         percentile(&out, 99.0)
     );
     Ok(out)
+}
+
+/// Where churn's route changes go.
+enum Churner<'a> {
+    /// Standalone Gatehouse: one route file written and one removed per change.
+    Gatehouse(&'a Path),
+    /// nginx: server blocks in an included directory, then a reload (SIGHUP to the master).
+    Nginx { dir: &'a Path, pid: u32 },
+}
+
+/// Changes per second while the load runs, each adding one route and removing one; nginx
+/// gets them in batches, one reload per `NGINX_BATCH` changes (as ingress-nginx batches
+/// its reloads), since a reload per change would be a test of nginx's process spawning.
+const CHURN_PER_SECOND: u64 = 100;
+const NGINX_BATCH: u64 = 10;
+/// Routes present at any time while churning.
+const CHURN_LIVE: u64 = 20;
+
+/// What the load saw while routes changed.
+struct Churn {
+    requests: u64,
+    errors: u64,
+    p99: Option<f64>,
+}
+
+/// Failed requests (connect, read, write errors, timeouts, answers other than 2xx/3xx) of
+/// a steady keep-alive load on a route that never changes, while `CHURN_PER_SECOND` other
+/// routes are added and removed.
+fn churn(to: &Churner, seconds: u64, lua: &Path) -> Result<Churn> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let (name, port) = match to {
+        Churner::Gatehouse(_) => ("gatehouse", PROXIES[0].http),
+        Churner::Nginx { .. } => ("nginx", PROXIES[1].http),
+    };
+    let changed = std::thread::scope(|scope| -> Result<(Sample, u64)> {
+        let churner = scope.spawn(|| -> Result<u64> {
+            let tick = Duration::from_micros(1_000_000 / CHURN_PER_SECOND);
+            let mut next = Instant::now();
+            let mut k: u64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                match to {
+                    Churner::Gatehouse(dir) => {
+                        std::fs::write(dir.join(format!("churn-{k}.yaml")), churn_route(k))?;
+                        if k >= CHURN_LIVE {
+                            let _ = std::fs::remove_file(
+                                dir.join(format!("churn-{}.yaml", k - CHURN_LIVE)),
+                            );
+                        }
+                    }
+                    Churner::Nginx { dir, pid } => {
+                        std::fs::write(
+                            dir.join("churn").join(format!("{k}.conf")),
+                            format!(
+                                "server {{ listen 28080; server_name churn{k}.bench.example.com; return 302 http://done.example.com/; }}\n"
+                            ),
+                        )?;
+                        if k >= CHURN_LIVE {
+                            let _ = std::fs::remove_file(
+                                dir.join("churn").join(format!("{}.conf", k - CHURN_LIVE)),
+                            );
+                        }
+                        if (k + 1).is_multiple_of(NGINX_BATCH) {
+                            Command::new("kill")
+                                .args(["-HUP", &pid.to_string()])
+                                .status()
+                                .context("reloading nginx")?;
+                        }
+                    }
+                }
+                k += 1;
+                next += tick;
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            Ok(k)
+        });
+        let load = run_wrk(&[
+            "-t1",
+            "-c64",
+            "-d",
+            &format!("{seconds}s"),
+            "-s",
+            &lua.display().to_string(),
+            "-H",
+            "Host: bench.example.com",
+            &format!("http://127.0.0.1:{port}/bytes/128"),
+        ]);
+        stop.store(true, Ordering::Relaxed);
+        let changes = churner
+            .join()
+            .map_err(|_| anyhow!("the churning thread panicked"))??;
+        Ok((load?, changes))
+    })?;
+    let (load, changes) = changed;
+    // The changes were applied, not just written: the last route added answers its 302
+    // (nginx: the last one its last reload took in).
+    let last = match to {
+        Churner::Gatehouse(_) => changes.checked_sub(1),
+        Churner::Nginx { .. } => (changes / NGINX_BATCH * NGINX_BATCH).checked_sub(1),
+    };
+    if let Some(last) = last {
+        wait_for(
+            port,
+            &format!("churn{last}.bench.example.com"),
+            "/",
+            "302",
+            Duration::from_secs(30),
+        )
+        .with_context(|| format!("{name} never served the last route churn added"))?;
+    }
+    let requests = load.requests;
+    eprintln!(
+        "churn {name:<9}: {changes} route changes, {requests} requests, {} failed, p99 {} ms",
+        load.errors,
+        ms(load.p99)
+    );
+    Ok(Churn {
+        requests,
+        errors: load.errors,
+        p99: load.p99,
+    })
+}
+
+/// A route of its own host, answering 302 (churn adds and removes these).
+fn churn_route(k: u64) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: churn{k}, namespace: default}}
+spec:
+  parentRefs: [{{name: bench, sectionName: http}}]
+  hostnames: [churn{k}.bench.example.com]
+  rules:
+  - filters: [{{type: RequestRedirect, requestRedirect: {{statusCode: 302, hostname: done.example.com}}}}]
+"
+    )
 }
 
 /// Nearest-rank percentile, rounded to 0.1 ms.
@@ -676,6 +785,7 @@ fn run_wrk(args: &[&str]) -> Result<Sample> {
         p99: Some(n("p99") / 1000.0),
         p999: Some(n("p999") / 1000.0),
         errors: n("errors") as u64,
+        requests: n("requests") as u64,
     })
 }
 
@@ -777,6 +887,8 @@ http {{
   # 1000 would make wrk reconnect and h2load stop).
   keepalive_requests 1000000;
   upstream backend {{ server 127.0.0.1:{BACKEND}; keepalive 128; keepalive_requests 1000000; }}
+  # Routes the churn phase adds and removes (one server block per file).
+  include {d}/nginx/churn/*.conf;
   server {{
     listen 28080 reuseport;
     listen 28443 ssl http2 reuseport;

@@ -89,11 +89,14 @@ async fn stream_once(
     let mut any = false;
     while let Some(update) = updates.message().await? {
         any = true;
+        let started = std::time::Instant::now();
         received.apply(&update);
+        let mut decode_ms = 0.0;
         let ack = match received.decode_all() {
             Err(e) => Err(e.to_string()),
             Ok(resources) => {
                 let config = Config::from_resources(resources);
+                decode_ms = started.elapsed().as_secs_f64() * 1000.0;
                 dataplane.apply(&config, update.version)
             }
         };
@@ -102,6 +105,11 @@ async fn stream_once(
                 tracing::info!(
                     version = update.version,
                     full = update.full,
+                    decode_ms = format!("{decode_ms:.1}"),
+                    compile_ms = format!(
+                        "{:.1}",
+                        started.elapsed().as_secs_f64() * 1000.0 - decode_ms
+                    ),
                     "applied config"
                 );
                 proto::Ack {

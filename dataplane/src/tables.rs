@@ -58,6 +58,43 @@ pub struct ListenerTable {
     pub backend_client: Option<Arc<pingora_core::utils::tls::CertKey>>,
     /// Most specific hostname first.
     pub virtual_hosts: Vec<VirtualHostTable>,
+    /// Finds the virtual host without walking them all (10k hostnames on one listener).
+    pub host_index: HostIndex,
+}
+
+/// The first virtual host whose hostname matches, as a walk over the list in order would
+/// find it: exact hostnames from a hash map, the others (wildcards, any) walked in order,
+/// but only those listed before the exact hit.
+#[derive(Default)]
+pub struct HostIndex {
+    exact: HashMap<String, usize>,
+    others: Vec<usize>,
+}
+
+impl HostIndex {
+    pub fn new(hosts: &[VirtualHostTable]) -> Self {
+        let mut index = HostIndex::default();
+        for (i, vh) in hosts.iter().enumerate() {
+            match &vh.hostname {
+                HostMatch::Exact(h) => {
+                    index.exact.entry(h.clone()).or_insert(i);
+                }
+                _ => index.others.push(i),
+            }
+        }
+        index
+    }
+
+    /// The position of the first virtual host matching `host`.
+    pub fn find(&self, hosts: &[VirtualHostTable], host: &str) -> Option<usize> {
+        let exact = self.exact.get(host).copied();
+        self.others
+            .iter()
+            .copied()
+            .take_while(|i| exact.is_none_or(|e| *i < e))
+            .find(|i| hosts[*i].hostname.matches(host))
+            .or(exact)
+    }
 }
 
 pub struct VirtualHostTable {
@@ -313,9 +350,9 @@ impl Bind {
             .find(|l| l.hostname.matches(req.host))
             .ok_or(Miss::NoListener)?;
         let vhost = listener
-            .virtual_hosts
-            .iter()
-            .find(|v| v.hostname.matches(req.host))
+            .host_index
+            .find(&listener.virtual_hosts, req.host)
+            .and_then(|i| listener.virtual_hosts.get(i))
             .ok_or(Miss::NoRoute)?;
         let route = vhost
             .routes
@@ -415,6 +452,7 @@ pub fn compile(config: &Config, version: u64, tls_cache: &mut TlsCache) -> Resul
                     .backend_client_certificate
                     .as_deref()
                     .and_then(|k| backend_clients.get(k).cloned()),
+                host_index: HostIndex::new(&virtual_hosts),
                 virtual_hosts,
             });
         }
@@ -572,6 +610,51 @@ fn compile_route(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The index answers what walking the list in order answers, whatever the order.
+    #[test]
+    fn host_index_finds_what_a_walk_finds() {
+        let hosts = |names: &[HostMatch]| -> Vec<VirtualHostTable> {
+            names
+                .iter()
+                .map(|h| VirtualHostTable {
+                    hostname: h.clone(),
+                    routes: vec![],
+                })
+                .collect()
+        };
+        let sorted = hosts(&[
+            HostMatch::gateway("a.example.com"),
+            HostMatch::gateway("b.example.com"),
+            HostMatch::gateway("a.example.com"),
+            HostMatch::gateway("*.deep.example.com"),
+            HostMatch::ingress("*.example.com"),
+            HostMatch::gateway("*.example.com"),
+            HostMatch::Any,
+        ]);
+        let unsorted = hosts(&[
+            HostMatch::gateway("*.example.com"),
+            HostMatch::gateway("a.example.com"),
+            HostMatch::Any,
+            HostMatch::gateway("c.other.com"),
+        ]);
+        for table in [&sorted, &unsorted] {
+            let index = HostIndex::new(table);
+            for host in [
+                "a.example.com",
+                "b.example.com",
+                "x.deep.example.com",
+                "x.y.example.com",
+                "x.example.com",
+                "c.other.com",
+                "example.com",
+                "nothing.org",
+            ] {
+                let walk = table.iter().position(|v| v.hostname.matches(host));
+                assert_eq!(index.find(table, host), walk, "{host}");
+            }
+        }
+    }
 
     #[test]
     fn a_retry_skips_tried_and_ejected_endpoints() {

@@ -241,8 +241,11 @@ pub(crate) async fn run(
     let mut version = first_version();
     let mut published: Option<Config> = None;
     loop {
+        let started = std::time::Instant::now();
         let loaded = source.load();
+        let load_ms = started.elapsed().as_secs_f64() * 1000.0;
         let output = translate::translate(&loaded.store, &settings);
+        let translate_ms = started.elapsed().as_secs_f64() * 1000.0 - load_ms;
         match gatehouse_model::validate::validate(&output.config) {
             // Translation only emits what validates; this guards the data plane all the same.
             Err(errors) => tracing::error!(
@@ -260,7 +263,12 @@ pub(crate) async fn run(
                     b.config = config;
                     b.version = version;
                 }
-                tracing::info!(version, "published config");
+                tracing::info!(
+                    version,
+                    load_ms = format!("{load_ms:.1}"),
+                    translate_ms = format!("{translate_ms:.1}"),
+                    "published config"
+                );
                 published = Some(output.config);
             }
             Ok(()) => {}
