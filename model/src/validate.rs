@@ -15,7 +15,30 @@ fn path_modifiers(route: &crate::ir::Route) -> impl Iterator<Item = &PathModifie
     })
 }
 
+/// `pattern` matching whole strings only. Compiled once per process and pattern: the
+/// operator validates, the data plane validates and compiles, on every config version,
+/// and compiling is most of what a version with hundreds of regexes costs. (A compiled
+/// `Regex` is shared by clones; the memo is emptied when it holds too many patterns.)
 pub fn anchored_regex(pattern: &str) -> Result<regex::Regex, String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    const MAX_REMEMBERED: usize = 16_384;
+    static MEMO: OnceLock<Mutex<HashMap<String, Result<regex::Regex, String>>>> = OnceLock::new();
+    let memo = MEMO.get_or_init(Mutex::default);
+    if let Some(known) = memo.lock().ok().and_then(|m| m.get(pattern).cloned()) {
+        return known;
+    }
+    let compiled = compile_anchored(pattern);
+    if let Ok(mut m) = memo.lock() {
+        if m.len() >= MAX_REMEMBERED {
+            m.clear();
+        }
+        m.insert(pattern.to_string(), compiled.clone());
+    }
+    compiled
+}
+
+fn compile_anchored(pattern: &str) -> Result<regex::Regex, String> {
     // Check the user's own text first, so errors point into what they wrote.
     regex::RegexBuilder::new(pattern)
         .size_limit(1 << 20)

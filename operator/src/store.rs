@@ -90,6 +90,20 @@ macro_rules! store {
                 }
             }
 
+            /// A hash of the object's spec (what a generation counts).
+            pub fn spec_hash(&self) -> u64 {
+                use std::hash::{Hash, Hasher};
+                let spec = match self {
+                    $(Object::$variant(o) => serde_json::to_value(o),)*
+                }
+                .ok()
+                .and_then(|v| v.get("spec").map(|s| s.to_string()))
+                .unwrap_or_default();
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                spec.hash(&mut h);
+                h.finish()
+            }
+
             pub fn meta_mut(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
                 match self {
                     $(Object::$variant(o) => kube::Resource::meta_mut(o),)*

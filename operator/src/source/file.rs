@@ -5,8 +5,9 @@
 
 use crate::store::{Object, Store, for_each_kind};
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -165,15 +166,19 @@ fn normalise_metadata(object: &mut Object) -> Result<(), String> {
 #[derive(Debug)]
 pub struct FileSource {
     root: PathBuf,
-    last_good: BTreeMap<PathBuf, Vec<Object>>,
+    last_good: BTreeMap<PathBuf, Parsed>,
     /// Each file's last parse by a hash of its text: an unchanged file is not parsed again
     /// (with thousands of routes, parsing every file on every change dominated the time a
-    /// change took to reach the data plane).
-    parsed: BTreeMap<PathBuf, (u64, Vec<Object>, Vec<SourceError>)>,
+    /// change took to reach the data plane), nor are its objects' specs hashed again.
+    parsed: BTreeMap<PathBuf, (u64, Parsed, Vec<SourceError>)>,
     /// (kind, key) -> (hash of spec, generation): files have no API server to count
     /// generations, so the source does, bumping one whenever a spec changes.
-    generations: BTreeMap<(&'static str, crate::store::ObjectKey), (u64, i64)>,
+    generations: Generations,
 }
+
+/// The objects of one file, each with the hash of its spec; shared, not copied, between
+/// loads.
+type Parsed = Arc<Vec<(Object, u64)>>;
 
 /// What one load of the directory produced.
 #[derive(Debug, Default)]
@@ -188,7 +193,7 @@ impl FileSource {
             root: root.into(),
             last_good: BTreeMap::new(),
             parsed: BTreeMap::new(),
-            generations: BTreeMap::new(),
+            generations: Generations::new(),
         }
     }
 
@@ -231,6 +236,15 @@ impl FileSource {
                 Some((h, objects, errors)) if *h == hash => (objects.clone(), errors.clone()),
                 _ => {
                     let (objects, errors) = parse_file(&file, &text);
+                    let objects: Parsed = Arc::new(
+                        objects
+                            .into_iter()
+                            .map(|o| {
+                                let h = o.spec_hash();
+                                (o, h)
+                            })
+                            .collect(),
+                    );
                     self.parsed
                         .insert(file.clone(), (hash, objects.clone(), errors.clone()));
                     (objects, errors)
@@ -257,12 +271,25 @@ impl FileSource {
         self.last_good = current;
 
         let mut store = Store::default();
-        let mut origin: BTreeMap<(&'static str, crate::store::ObjectKey), PathBuf> =
-            BTreeMap::new();
+        let mut origin: HashMap<(&'static str, crate::store::ObjectKey), &Path> = HashMap::new();
+        let mut generations = Generations::new();
         for (file, objects) in &self.last_good {
-            for object in objects {
-                let id = store.insert(object.clone());
-                if let Some(first) = origin.insert(id.clone(), file.clone()) {
+            for (object, spec_hash) in objects.iter() {
+                let mut object = object.clone();
+                let id = (object.kind(), object.key());
+                // Files have no API server to count generations, so the source does,
+                // bumping one whenever a spec changes.
+                if COUNTED_GENERATIONS.contains(&id.0) {
+                    let generation = match self.generations.get(&id) {
+                        Some((prev, g)) if prev == spec_hash => *g,
+                        Some((_, g)) => g + 1,
+                        None => 1,
+                    };
+                    object.meta_mut().generation = Some(generation);
+                    generations.insert(id.clone(), (*spec_hash, generation));
+                }
+                store.insert(object);
+                if let Some(first) = origin.insert(id.clone(), file) {
                     errors.push(SourceError {
                         file: file.clone(),
                         line: None,
@@ -276,67 +303,15 @@ impl FileSource {
                 }
             }
         }
-        self.stamp_generations(&mut store);
+        self.generations = generations;
         Loaded { store, errors }
     }
-
-    fn stamp_generations(&mut self, store: &mut Store) {
-        let mut seen = BTreeMap::new();
-        stamp(
-            &mut self.generations,
-            &mut seen,
-            "GatewayClass",
-            &mut store.gateway_classes,
-        );
-        stamp(
-            &mut self.generations,
-            &mut seen,
-            "Gateway",
-            &mut store.gateways,
-        );
-        stamp(
-            &mut self.generations,
-            &mut seen,
-            "HTTPRoute",
-            &mut store.http_routes,
-        );
-        stamp(
-            &mut self.generations,
-            &mut seen,
-            "Ingress",
-            &mut store.ingresses,
-        );
-        self.generations = seen;
-    }
 }
 
-type Generations = BTreeMap<(&'static str, crate::store::ObjectKey), (u64, i64)>;
+/// Kinds whose status reports observedGeneration.
+const COUNTED_GENERATIONS: [&str; 4] = ["GatewayClass", "Gateway", "HTTPRoute", "Ingress"];
 
-fn stamp<K: kube::Resource + serde::Serialize>(
-    old: &mut Generations,
-    new: &mut Generations,
-    kind: &'static str,
-    objects: &mut BTreeMap<crate::store::ObjectKey, K>,
-) {
-    use std::hash::{Hash, Hasher};
-    for (key, object) in objects.iter_mut() {
-        let spec = serde_json::to_value(&*object)
-            .ok()
-            .and_then(|v| v.get("spec").map(|s| s.to_string()))
-            .unwrap_or_default();
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        spec.hash(&mut h);
-        let hash = h.finish();
-        let id = (kind, key.clone());
-        let generation = match old.get(&id) {
-            Some((prev, g)) if *prev == hash => *g,
-            Some((_, g)) => g + 1,
-            None => 1,
-        };
-        object.meta_mut().generation = Some(generation);
-        new.insert(id, (hash, generation));
-    }
-}
+type Generations = HashMap<(&'static str, crate::store::ObjectKey), (u64, i64)>;
 
 fn collect_files(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SourceError>) {
     let entries = match std::fs::read_dir(dir) {

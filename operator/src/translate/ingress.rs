@@ -1049,7 +1049,7 @@ fn attach(
                     &l.key,
                     Entry {
                         hostname: h,
-                        route: route.clone(),
+                        route: Box::new(route.clone()),
                         order: order(false, route.source.rule, *m),
                     },
                 );
@@ -1063,7 +1063,7 @@ fn attach(
                         &l.key,
                         Entry {
                             hostname: h,
-                            route: route.clone(),
+                            route: Box::new(route.clone()),
                             order: order(true, 0, 0),
                         },
                     );

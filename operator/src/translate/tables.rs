@@ -23,7 +23,8 @@ pub struct Order {
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub hostname: HostMatch,
-    pub route: Route,
+    /// Boxed: entries are pushed, sorted and grouped by the thousand, and a Route is large.
+    pub route: Box<Route>,
     pub order: Order,
 }
 
@@ -93,7 +94,7 @@ pub fn build(
                 es.sort_by_cached_key(precedence);
                 VirtualHost {
                     hostname,
-                    routes: es.into_iter().map(|e| e.route).collect(),
+                    routes: es.into_iter().map(|e| *e.route).collect(),
                 }
             })
             .collect();
