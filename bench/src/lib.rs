@@ -50,3 +50,25 @@ pub fn scale_target(n: usize) -> (String, String) {
         format!("/p{}/x", i % 100),
     )
 }
+
+/// Service `backend` (port 80) and its EndpointSlice: one endpoint, 127.0.0.1:`port`.
+pub fn backend_service(port: u16) -> String {
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: backend, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: backend
+  namespace: default
+  labels: {{kubernetes.io/service-name: backend}}
+addressType: IPv4
+ports: [{{name: http, port: {port}}}]
+endpoints: [{{addresses: ['127.0.0.1']}}]
+"
+    )
+}

@@ -369,22 +369,22 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
     }
     summary.insert("rss_mb_1_route".into(), json!(rss_mb));
     for (n, rps, rss) in &scale {
-        summary.insert(format!("rps_{n}_routes"), json!(rps.round()));
-        summary.insert(format!("rss_mb_{n}_routes"), json!(rss));
+        summary.insert(format!("rps_{}_routes", size(*n)), json!(rps.round()));
+        summary.insert(format!("rss_mb_{}_routes", size(*n)), json!(rss));
     }
     if let (Some(small), Some(large)) = (scale.first(), scale.last()) {
         summary.insert(
-            format!("rps_{}_vs_{}_routes", large.0, small.0),
+            format!("rps_{}_vs_{}_routes", size(large.0), size(small.0)),
             json!(ratio(Some(large.1), Some(small.1))),
         );
     }
     let largest = sizes.last().copied().unwrap_or(0);
     summary.insert(
-        format!("propagation_p50_ms_standalone_{largest}"),
+        format!("propagation_p50_ms_standalone_{}", size(largest)),
         json!(percentile(&propagation, 50.0)),
     );
     summary.insert(
-        format!("propagation_p99_ms_standalone_{largest}"),
+        format!("propagation_p99_ms_standalone_{}", size(largest)),
         json!(percentile(&propagation, 99.0)),
     );
     for (name, c) in [("gatehouse", &churn_gatehouse), ("nginx", &churn_nginx)] {
@@ -431,6 +431,15 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
         std::fs::write(path, doc)?;
     }
     Ok(Value::Object(summary))
+}
+
+/// A route count as the summary's keys spell it: 10, 1k, 10k.
+fn size(n: usize) -> String {
+    if n >= 1000 && n.is_multiple_of(1000) {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
+    }
 }
 
 fn ms(v: Option<f64>) -> String {
@@ -481,17 +490,12 @@ fn route_scale(
         wait_for_route(&last, &last_path, "302", Duration::from_secs(180))
             .with_context(|| format!("{n} routes never served"))?;
         wait_for_route(&host, &path, "200", Duration::from_secs(10))?;
-        let rps = run_wrk(&[
-            "-t1",
-            "-c64",
-            "-d",
-            &format!("{seconds}s"),
-            "-s",
-            &lua.display().to_string(),
-            "-H",
-            &format!("Host: {host}"),
+        let rps = keep_alive_load(
+            seconds,
+            lua,
+            &host,
             &format!("http://127.0.0.1:{}{path}", PROXIES[0].http),
-        ])?
+        )?
         .rps;
         let rss = dataplane_rss_mb()?.unwrap_or(0.0);
         eprintln!("routes {n:>6}: {rps:>10.0} req/s, data plane RSS {rss} MB");
@@ -605,17 +609,12 @@ fn churn(to: &Churner, seconds: u64, lua: &Path) -> Result<Churn> {
             }
             Ok(k)
         });
-        let load = run_wrk(&[
-            "-t1",
-            "-c64",
-            "-d",
-            &format!("{seconds}s"),
-            "-s",
-            &lua.display().to_string(),
-            "-H",
-            "Host: bench.example.com",
+        let load = keep_alive_load(
+            seconds,
+            lua,
+            "bench.example.com",
             &format!("http://127.0.0.1:{port}/bytes/128"),
-        ]);
+        );
         stop.store(true, Ordering::Relaxed);
         let changes = churner
             .join()
@@ -761,6 +760,21 @@ fn measure(s: &Scenario, p: Proxy, seconds: u64, lua: &Path) -> Result<Sample> {
     run_wrk(&args)
 }
 
+/// wrk with 64 keep-alive connections on one `url` with this Host for `seconds`.
+fn keep_alive_load(seconds: u64, lua: &Path, host: &str, url: &str) -> Result<Sample> {
+    run_wrk(&[
+        "-t1",
+        "-c64",
+        "-d",
+        &format!("{seconds}s"),
+        "-s",
+        &lua.display().to_string(),
+        "-H",
+        &format!("Host: {host}"),
+        url,
+    ])
+}
+
 /// Runs wrk on the load core with the report script among `args`, and reads its report.
 fn run_wrk(args: &[&str]) -> Result<Sample> {
     let out = pinned(LOAD_CORE, Path::new("wrk"), args)
@@ -844,22 +858,7 @@ stringData:
   tls.crt: |
 {}  tls.key: |
 {}---
-apiVersion: v1
-kind: Service
-metadata: {{name: backend, namespace: default}}
-spec:
-  ports: [{{name: http, port: 80}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: backend
-  namespace: default
-  labels: {{kubernetes.io/service-name: backend}}
-addressType: IPv4
-ports: [{{name: http, port: {BACKEND}}}]
-endpoints: [{{addresses: ['127.0.0.1']}}]
----
+{}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {{name: bench, namespace: default}}
@@ -869,7 +868,8 @@ spec:
   - backendRefs: [{{name: backend, port: 80}}]
 ",
         indent(cert),
-        indent(key)
+        indent(key),
+        gatehouse_bench::backend_service(BACKEND)
     )
 }
 

@@ -20,6 +20,10 @@ fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("base.yaml"), BASE)?;
     std::fs::write(
+        dir.path().join("backend.yaml"),
+        gatehouse_bench::backend_service(19000),
+    )?;
+    std::fs::write(
         dir.path().join("routes.yaml"),
         gatehouse_bench::scale_routes(routes),
     )?;
@@ -80,20 +84,4 @@ spec:
   gatewayClassName: gatehouse
   listeners:
   - {name: http, protocol: HTTP, port: 18080}
----
-apiVersion: v1
-kind: Service
-metadata: {name: backend, namespace: default}
-spec:
-  ports: [{name: http, port: 80}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: backend
-  namespace: default
-  labels: {kubernetes.io/service-name: backend}
-addressType: IPv4
-ports: [{name: http, port: 19000}]
-endpoints: [{addresses: ['127.0.0.1']}]
 ";
