@@ -294,6 +294,8 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
     }
     let lua = dir.join("report.lua");
     std::fs::write(&lua, WRK_REPORT)?;
+    let churn_lua = dir.join("churn.lua");
+    std::fs::write(&churn_lua, format!("{WRK_REPORT}{CHURN_CHECK}"))?;
 
     // (scenario, proxy) -> samples
     let mut samples: BTreeMap<(&str, &str), Vec<Sample>> = BTreeMap::new();
@@ -326,14 +328,14 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
     let scale = route_scale(&gh_dir, sizes, opts.seconds, &lua)?;
     let changes = if opts.quick { 20 } else { 100 };
     let propagation = propagation_ms(&gh_dir, changes)?;
-    let churn_gatehouse = churn(&Churner::Gatehouse(&gh_dir), opts.seconds, &lua)?;
+    let churn_gatehouse = churn(&Churner::Gatehouse(&gh_dir), opts.seconds, &churn_lua)?;
     let churn_nginx = churn(
         &Churner::Nginx {
             dir: &nginx_dir,
             pid: nginx_pid,
         },
         opts.seconds,
-        &lua,
+        &churn_lua,
     )?;
 
     let med = |s: &str, p: &str, f: fn(&Sample) -> Option<f64>| {
@@ -460,14 +462,29 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 }
 
 /// Prints requests/s, errors and latency percentiles (µs) as one JSON line when wrk ends.
+/// Errors include the answers a `response` hook counted as `wrong` (only the churn script
+/// has one: a hook on every answer slows wrk).
 const WRK_REPORT: &str = r#"
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
 done = function(summary, latency, requests)
+  local wrong = 0
+  for _, t in ipairs(threads) do wrong = wrong + (t:get("wrong") or 0) end
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write
-    + summary.errors.status + summary.errors.timeout
+    + summary.errors.status + summary.errors.timeout + wrong
   io.write(string.format(
     '{"requests":%d,"duration_us":%d,"errors":%d,"p50":%d,"p99":%d,"p999":%d}\n',
     summary.requests, summary.duration, errors,
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+end
+"#;
+
+/// For churn: an answer other than the stable route's 200 that wrk would not call an
+/// error (a 3xx from another route) is a failure too.
+const CHURN_CHECK: &str = r#"
+wrong = 0
+function response(status, headers, body)
+  if status ~= 200 and status < 400 then wrong = wrong + 1 end
 end
 "#;
 
@@ -558,8 +575,8 @@ struct Churn {
     p99: Option<f64>,
 }
 
-/// Failed requests (connect, read, write errors, timeouts, answers other than 2xx/3xx) of
-/// a steady keep-alive load on a route that never changes, while `CHURN_PER_SECOND` other
+/// Failed requests (connect, read, write errors, timeouts, any answer but the route's
+/// 200) of a steady keep-alive load on a route that never changes, while `CHURN_PER_SECOND` other
 /// routes are added and removed.
 fn churn(to: &Churner, seconds: u64, lua: &Path) -> Result<Churn> {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -887,11 +904,12 @@ http {{
   # 1000 would make wrk reconnect and h2load stop).
   keepalive_requests 1000000;
   upstream backend {{ server 127.0.0.1:{BACKEND}; keepalive 128; keepalive_requests 1000000; }}
-  # Routes the churn phase adds and removes (one server block per file).
+  # Routes the churn phase adds and removes (one server block per file). The benchmark's
+  # own server below is the default one for its port, or the first of these would be.
   include {d}/nginx/churn/*.conf;
   server {{
-    listen 28080 reuseport;
-    listen 28443 ssl http2 reuseport;
+    listen 28080 reuseport default_server;
+    listen 28443 ssl http2 reuseport default_server;
     ssl_certificate {d}/cert.pem;
     ssl_certificate_key {d}/key.pem;
     ssl_protocols TLSv1.3;
