@@ -395,21 +395,9 @@ impl Canaries {
         }
         for (rule_key, (o, settings, svc)) in canary_paths(ingresses) {
             let ns = o.ingress.metadata.namespace.as_deref().unwrap_or_default();
-            let port = svc.port.as_ref().and_then(|p| match (&p.name, p.number) {
-                (Some(name), _) if !name.is_empty() => Some(PortRef::Name(name.as_str())),
-                (_, Some(n)) => Some(PortRef::Number(n)),
-                _ => None,
-            });
-            let target = match backends.resolve(
-                ("networking.k8s.io", "Ingress", ns),
-                BackendRef {
-                    group: "",
-                    kind: "Service",
-                    namespace: ns,
-                    name: &svc.name,
-                    port,
-                },
-            ) {
+            let target = match backends
+                .resolve(("networking.k8s.io", "Ingress", ns), service_ref(ns, svc))
+            {
                 Ok(cluster) => BackendTarget::Cluster(cluster),
                 Err((_, m)) => BackendTarget::Invalid(m),
             };
@@ -803,26 +791,13 @@ fn attach(
     };
     let mut resolve = |backend: &IngressBackend, field: String, problems: &mut Vec<_>| {
         let target = match (&backend.service, &backend.resource) {
-            (Some(svc), _) => {
-                let port = svc.port.as_ref().and_then(|p| match (&p.name, p.number) {
-                    (Some(name), _) if !name.is_empty() => Some(PortRef::Name(name.as_str())),
-                    (_, Some(n)) => Some(PortRef::Number(n)),
-                    _ => None,
-                });
-                backends
-                    .resolve_as(
-                        ("networking.k8s.io", "Ingress", ns),
-                        BackendRef {
-                            group: "",
-                            kind: "Service",
-                            namespace: ns,
-                            name: &svc.name,
-                            port,
-                        },
-                        variant.as_ref(),
-                    )
-                    .map_err(|(r, m)| (r, format!("{field}: {m}")))
-            }
+            (Some(svc), _) => backends
+                .resolve_as(
+                    ("networking.k8s.io", "Ingress", ns),
+                    service_ref(ns, svc),
+                    variant.as_ref(),
+                )
+                .map_err(|(r, m)| (r, format!("{field}: {m}"))),
             (None, Some(r)) => Err((
                 reason::INVALID_KIND,
                 format!(
@@ -1096,4 +1071,21 @@ fn attach(
                 .join("; "),
         ),
     });
+}
+
+/// An Ingress's Service backend as a reference to resolve: its port by name when named,
+/// else by number.
+fn service_ref<'a>(namespace: &'a str, svc: &'a IngressServiceBackend) -> BackendRef<'a> {
+    let port = svc.port.as_ref().and_then(|p| match (&p.name, p.number) {
+        (Some(name), _) if !name.is_empty() => Some(PortRef::Name(name.as_str())),
+        (_, Some(n)) => Some(PortRef::Number(n)),
+        _ => None,
+    });
+    BackendRef {
+        group: "",
+        kind: "Service",
+        namespace,
+        name: &svc.name,
+        port,
+    }
 }
