@@ -240,7 +240,12 @@ impl FileSource {
                         objects
                             .into_iter()
                             .map(|o| {
-                                let h = o.spec_hash();
+                                // Only the kinds whose generations are counted need it.
+                                let h = if COUNTED_GENERATIONS.contains(&o.kind()) {
+                                    o.spec_hash()
+                                } else {
+                                    0
+                                };
                                 (o, h)
                             })
                             .collect(),
