@@ -1,5 +1,8 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/config.proto");
-    tonic_prost_build::configure().compile_protos(&["proto/config.proto"], &["proto"])?;
+    // Resource bodies as `Bytes`: a body is shared, not copied, between versions and streams.
+    tonic_prost_build::configure()
+        .bytes(".gatehouse.config.v1.Resource.body")
+        .compile_protos(&["proto/config.proto"], &["proto"])?;
     Ok(())
 }

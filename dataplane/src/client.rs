@@ -3,8 +3,7 @@
 //! reconnect the operator sends a full snapshot.
 
 use crate::DataPlane;
-use gatehouse_model::channel::ResourceSet;
-use gatehouse_model::ir::Config;
+use gatehouse_model::channel::Received;
 use gatehouse_model::proto::config_discovery_client::ConfigDiscoveryClient;
 use gatehouse_model::proto::{self, data_plane_message::Message};
 use std::path::{Path, PathBuf};
@@ -85,17 +84,16 @@ async fn stream_once(
     let mut updates = client.stream(ReceiverStream::new(rx)).await?.into_inner();
     tracing::info!(operator = %settings.operator, "config stream open");
 
-    let mut received = ResourceSet::default();
+    let mut received = Received::default();
     let mut any = false;
     while let Some(update) = updates.message().await? {
         any = true;
         let started = std::time::Instant::now();
         received.apply(&update);
         let mut decode_ms = 0.0;
-        let ack = match received.decode_all() {
-            Err(e) => Err(e.to_string()),
-            Ok(resources) => {
-                let config = Config::from_resources(resources);
+        let ack = match received.config() {
+            Err(e) => Err(e),
+            Ok(config) => {
                 decode_ms = started.elapsed().as_secs_f64() * 1000.0;
                 dataplane.apply(&config, update.version)
             }
@@ -105,6 +103,7 @@ async fn stream_once(
                 tracing::info!(
                     version = update.version,
                     full = update.full,
+                    resources = update.upserts.len() + update.removals.len(),
                     decode_ms = format!("{decode_ms:.1}"),
                     compile_ms = format!(
                         "{:.1}",

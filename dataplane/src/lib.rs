@@ -37,7 +37,7 @@ pub struct DataPlane {
 }
 
 struct Inner {
-    tls_cache: tls::TlsCache,
+    compiler: tables::Compiler,
     listeners: listeners::Listeners,
 }
 
@@ -63,7 +63,7 @@ impl DataPlane {
             state,
             proxy: Arc::new(proxy),
             inner: Mutex::new(Inner {
-                tls_cache: tls::TlsCache::default(),
+                compiler: tables::Compiler::default(),
                 listeners: listeners::Listeners::default(),
             }),
         })
@@ -76,7 +76,7 @@ impl DataPlane {
             .inner
             .lock()
             .map_err(|_| "data plane state poisoned".to_string())?;
-        let runtime = Arc::new(tables::compile(config, version, &mut inner.tls_cache)?);
+        let runtime = Arc::new(inner.compiler.compile(config, version)?);
         // Swap first so that a connection on a new socket finds its table.
         self.state.store(runtime.clone());
         let failures = inner

@@ -56,8 +56,8 @@ pub struct ListenerTable {
     pub hostname: HostMatch,
     /// Presented to TLS backends that ask for a client certificate.
     pub backend_client: Option<Arc<pingora_core::utils::tls::CertKey>>,
-    /// Most specific hostname first.
-    pub virtual_hosts: Vec<VirtualHostTable>,
+    /// Most specific hostname first; shared with the versions that did not change them.
+    pub virtual_hosts: Vec<Arc<VirtualHostTable>>,
     /// Finds the virtual host without walking them all (10k hostnames on one listener).
     pub host_index: HostIndex,
 }
@@ -72,7 +72,7 @@ pub struct HostIndex {
 }
 
 impl HostIndex {
-    pub fn new(hosts: &[VirtualHostTable]) -> Self {
+    pub fn new(hosts: &[Arc<VirtualHostTable>]) -> Self {
         let mut index = HostIndex::default();
         for (i, vh) in hosts.iter().enumerate() {
             match &vh.hostname {
@@ -86,7 +86,7 @@ impl HostIndex {
     }
 
     /// The position of the first virtual host matching `host`.
-    pub fn find(&self, hosts: &[VirtualHostTable], host: &str) -> Option<usize> {
+    pub fn find(&self, hosts: &[Arc<VirtualHostTable>], host: &str) -> Option<usize> {
         let exact = self.exact.get(host).copied();
         self.others
             .iter()
@@ -363,128 +363,207 @@ impl Bind {
     }
 }
 
-/// Compiles a validated config. Fails (the version is NACKed) when something cannot be
-/// served: a regex that does not compile, a certificate that does not load.
-pub fn compile(config: &Config, version: u64, tls_cache: &mut TlsCache) -> Result<Runtime, String> {
-    gatehouse_model::validate::validate(config).map_err(|errors| errors.join("; "))?;
+/// Compiles a config with nothing to reuse (tools and tests; the data plane keeps a
+/// `Compiler` across versions).
+pub fn compile(config: &Config, version: u64) -> Result<Runtime, String> {
+    Compiler::default().compile(config, version)
+}
 
-    let clusters: HashMap<&str, Arc<Cluster>> = config
-        .clusters
-        .iter()
-        .map(|c| {
-            let tls = c
-                .tls
-                .as_ref()
-                .map(crate::upstream_tls::BackendTls::compile)
-                .transpose()
-                .map_err(|e| format!("Cluster {}: {e}", c.key))?;
-            Ok((
-                c.key.as_str(),
-                Arc::new(Cluster {
-                    key: c.key.clone(),
-                    protocol: c.protocol,
-                    endpoints: c.endpoints.clone(),
-                    tls,
-                    next: AtomicUsize::new(0),
-                }),
-            ))
-        })
-        .collect::<Result<_, String>>()?;
-    // Client certificates for backends, each loaded once.
-    let mut backend_clients = HashMap::new();
-    for key in config
-        .listeners
-        .iter()
-        .filter_map(|l| l.backend_client_certificate.as_deref())
-    {
-        if backend_clients.contains_key(key) {
-            continue;
-        }
-        let cert = config
-            .certificates
-            .iter()
-            .find(|c| c.key == key)
-            .ok_or_else(|| format!("Certificate {key}: missing"))?;
-        backend_clients.insert(key, crate::upstream_tls::client_certificate(cert)?);
-    }
-    let tables: HashMap<&str, &gatehouse_model::ir::RouteTable> = config
-        .route_tables
-        .iter()
-        .map(|t| (t.listener.as_str(), t))
-        .collect();
+/// Compiles config versions into runtimes, reusing what a version shares with the last
+/// one it compiled: clusters equal to the last version's (with their round-robin
+/// position), and virtual hosts it shares (the same `Arc`) whose clusters were all reused.
+/// With thousands of hostnames, a version that changes one compiles one.
+#[derive(Default)]
+pub struct Compiler {
+    tls: TlsCache,
+    clusters: HashMap<String, (gatehouse_model::ir::Cluster, Arc<Cluster>)>,
+    hosts: HashMap<(String, HostMatch), CompiledHost>,
+}
 
-    let mut by_socket: HashMap<SocketAddr, Vec<&gatehouse_model::ir::Listener>> = HashMap::new();
-    for l in &config.listeners {
-        by_socket.entry(l.socket_addr()).or_default().push(l);
-    }
+#[derive(Clone)]
+struct CompiledHost {
+    source: Arc<gatehouse_model::ir::VirtualHost>,
+    table: Arc<VirtualHostTable>,
+    /// Every cluster its routes send to (backends, mirrors, external auth).
+    clusters: Vec<Arc<Cluster>>,
+}
 
-    let mut binds = HashMap::new();
-    let mut used_tls = Vec::new();
-    for (addr, listeners) in by_socket {
-        let protocol = listeners[0].protocol;
-        if let Some(other) = listeners.iter().find(|l| l.protocol != protocol) {
-            return Err(format!(
-                "Listener {}: {addr} is used with two protocols",
-                other.key
-            ));
-        }
-        let mut compiled = Vec::new();
-        for l in &listeners {
-            let mut virtual_hosts = Vec::new();
-            if let Some(t) = tables.get(l.key.as_str()) {
-                for vh in &t.virtual_hosts {
-                    let routes = vh
-                        .routes
-                        .iter()
-                        .map(|r| compile_route(r, &clusters).map(Arc::new))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| format!("RouteTable {}: {e}", l.key))?;
-                    virtual_hosts.push(VirtualHostTable {
-                        hostname: vh.hostname.clone(),
-                        routes,
-                    });
+impl Compiler {
+    /// Compiles a config. Fails (the version is NACKed, nothing of it is kept) when
+    /// something cannot be served: a reference to nothing, a regex that does not compile,
+    /// a certificate that does not load.
+    pub fn compile(&mut self, config: &Config, version: u64) -> Result<Runtime, String> {
+        gatehouse_model::validate::validate_frame(config).map_err(|errors| errors.join("; "))?;
+
+        let mut clusters: HashMap<String, (gatehouse_model::ir::Cluster, Arc<Cluster>)> =
+            HashMap::with_capacity(config.clusters.len());
+        for c in &config.clusters {
+            let compiled = match self.clusters.get(&c.key) {
+                Some((source, compiled)) if source == c => compiled.clone(),
+                _ => {
+                    let tls = c
+                        .tls
+                        .as_ref()
+                        .map(crate::upstream_tls::BackendTls::compile)
+                        .transpose()
+                        .map_err(|e| format!("Cluster {}: {e}", c.key))?;
+                    Arc::new(Cluster {
+                        key: c.key.clone(),
+                        protocol: c.protocol,
+                        endpoints: c.endpoints.clone(),
+                        tls,
+                        next: AtomicUsize::new(0),
+                    })
                 }
-            }
-            compiled.push(ListenerTable {
-                key: l.key.clone(),
-                hostname: l.hostname.clone(),
-                backend_client: l
-                    .backend_client_certificate
-                    .as_deref()
-                    .and_then(|k| backend_clients.get(k).cloned()),
-                host_index: HostIndex::new(&virtual_hosts),
-                virtual_hosts,
-            });
+            };
+            clusters.insert(c.key.clone(), (c.clone(), compiled));
         }
-        compiled.sort_by_key(|l| std::cmp::Reverse(l.hostname.specificity()));
-        let tls = match protocol {
-            Protocol::Http => None,
-            Protocol::Https => {
-                let certs: Vec<_> = listeners
-                    .iter()
-                    .flat_map(|l| l.certificates.iter())
-                    .collect();
-                // Client validation is per port: every listener of the bind has the same.
-                let client = listeners.iter().find_map(|l| l.client_validation.as_ref());
-                let (key, acceptor) =
-                    tls::acceptor(&certs, &config.certificates, client, tls_cache)
-                        .map_err(|e| format!("{addr}: {e}"))?;
-                used_tls.push(key);
-                Some(acceptor)
+        let by_key: HashMap<&str, Arc<Cluster>> = clusters
+            .iter()
+            .map(|(k, (_, c))| (k.as_str(), c.clone()))
+            .collect();
+        let cluster_keys: std::collections::HashSet<&str> = by_key.keys().copied().collect();
+
+        // Client certificates for backends, each loaded once.
+        let mut backend_clients = HashMap::new();
+        for key in config
+            .listeners
+            .iter()
+            .filter_map(|l| l.backend_client_certificate.as_deref())
+        {
+            if backend_clients.contains_key(key) {
+                continue;
             }
-        };
-        binds.insert(
-            addr,
-            Arc::new(Bind {
+            let cert = config
+                .certificates
+                .iter()
+                .find(|c| c.key == key)
+                .ok_or_else(|| format!("Certificate {key}: missing"))?;
+            backend_clients.insert(key, crate::upstream_tls::client_certificate(cert)?);
+        }
+        let tables: HashMap<&str, &gatehouse_model::ir::RouteTable> = config
+            .route_tables
+            .iter()
+            .map(|t| (t.listener.as_str(), t))
+            .collect();
+
+        let mut by_socket: HashMap<SocketAddr, Vec<&gatehouse_model::ir::Listener>> =
+            HashMap::new();
+        for l in &config.listeners {
+            by_socket.entry(l.socket_addr()).or_default().push(l);
+        }
+
+        let mut hosts = HashMap::new();
+        let mut binds = HashMap::new();
+        let mut used_tls = Vec::new();
+        for (addr, listeners) in by_socket {
+            let protocol = listeners[0].protocol;
+            if let Some(other) = listeners.iter().find(|l| l.protocol != protocol) {
+                return Err(format!(
+                    "Listener {}: {addr} is used with two protocols",
+                    other.key
+                ));
+            }
+            let mut compiled = Vec::new();
+            for l in &listeners {
+                let mut virtual_hosts = Vec::new();
+                for vh in tables
+                    .get(l.key.as_str())
+                    .map_or(&[][..], |t| &t.virtual_hosts[..])
+                {
+                    let id = (l.key.clone(), vh.hostname.clone());
+                    let host = match self.hosts.get(&id) {
+                        Some(h)
+                            if Arc::ptr_eq(&h.source, vh)
+                                && h.clusters.iter().all(|c| {
+                                    by_key
+                                        .get(c.key.as_str())
+                                        .is_some_and(|n| Arc::ptr_eq(n, c))
+                                }) =>
+                        {
+                            h.clone()
+                        }
+                        _ => compile_host(&l.key, vh, &by_key, &cluster_keys)?,
+                    };
+                    virtual_hosts.push(host.table.clone());
+                    hosts.insert(id, host);
+                }
+                compiled.push(ListenerTable {
+                    key: l.key.clone(),
+                    hostname: l.hostname.clone(),
+                    backend_client: l
+                        .backend_client_certificate
+                        .as_deref()
+                        .and_then(|k| backend_clients.get(k).cloned()),
+                    host_index: HostIndex::new(&virtual_hosts),
+                    virtual_hosts,
+                });
+            }
+            compiled.sort_by_key(|l| std::cmp::Reverse(l.hostname.specificity()));
+            let tls = match protocol {
+                Protocol::Http => None,
+                Protocol::Https => {
+                    let certs: Vec<_> = listeners
+                        .iter()
+                        .flat_map(|l| l.certificates.iter())
+                        .collect();
+                    // Client validation is per port: every listener of the bind has the same.
+                    let client = listeners.iter().find_map(|l| l.client_validation.as_ref());
+                    let (key, acceptor) =
+                        tls::acceptor(&certs, &config.certificates, client, &mut self.tls)
+                            .map_err(|e| format!("{addr}: {e}"))?;
+                    used_tls.push(key);
+                    Some(acceptor)
+                }
+            };
+            binds.insert(
                 addr,
-                protocol,
-                listeners: compiled,
-                tls,
-            }),
-        );
+                Arc::new(Bind {
+                    addr,
+                    protocol,
+                    listeners: compiled,
+                    tls,
+                }),
+            );
+        }
+        self.tls.retain(&used_tls);
+        self.clusters = clusters;
+        self.hosts = hosts;
+        Ok(Runtime { version, binds })
     }
-    tls_cache.retain(&used_tls);
-    Ok(Runtime { version, binds })
+}
+
+/// Validates and compiles one virtual host of `listener`'s table.
+fn compile_host(
+    listener: &str,
+    vh: &Arc<gatehouse_model::ir::VirtualHost>,
+    clusters: &HashMap<&str, Arc<Cluster>>,
+    cluster_keys: &std::collections::HashSet<&str>,
+) -> Result<CompiledHost, String> {
+    let mut errors = Vec::new();
+    gatehouse_model::validate::validate_virtual_host(listener, vh, cluster_keys, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors.join("; "));
+    }
+    let routes = vh
+        .routes
+        .iter()
+        .map(|r| compile_route(r, clusters).map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("RouteTable {listener}: {e}"))?;
+    Ok(CompiledHost {
+        source: vh.clone(),
+        clusters: vh
+            .routes
+            .iter()
+            .flat_map(|r| r.clusters())
+            .filter_map(|k| clusters.get(k).cloned())
+            .collect(),
+        table: Arc::new(VirtualHostTable {
+            hostname: vh.hostname.clone(),
+            routes,
+        }),
+    })
 }
 
 fn compile_route(
@@ -614,12 +693,14 @@ mod tests {
     /// The index answers what walking the list in order answers, whatever the order.
     #[test]
     fn host_index_finds_what_a_walk_finds() {
-        let hosts = |names: &[HostMatch]| -> Vec<VirtualHostTable> {
+        let hosts = |names: &[HostMatch]| -> Vec<Arc<VirtualHostTable>> {
             names
                 .iter()
-                .map(|h| VirtualHostTable {
-                    hostname: h.clone(),
-                    routes: vec![],
+                .map(|h| {
+                    Arc::new(VirtualHostTable {
+                        hostname: h.clone(),
+                        routes: vec![],
+                    })
                 })
                 .collect()
         };
@@ -690,6 +771,143 @@ mod tests {
         let brief = Ejections::default();
         brief.eject(a, std::time::Duration::ZERO);
         assert!(!brief.is_ejected(&a));
+    }
+
+    fn host(name: &str, cluster: &str) -> Arc<gatehouse_model::ir::VirtualHost> {
+        use gatehouse_model::ir::*;
+        Arc::new(VirtualHost {
+            hostname: HostMatch::gateway(name),
+            routes: vec![Arc::new(Route {
+                source: RouteSource {
+                    kind: "HTTPRoute".into(),
+                    namespace: "default".into(),
+                    name: name.into(),
+                    rule: 0,
+                },
+                matcher: RouteMatch::path_only(PathMatch::Prefix("/".into())),
+                filters: vec![],
+                backends: vec![WeightedBackend {
+                    weight: 1,
+                    target: BackendTarget::Cluster(cluster.into()),
+                    filters: vec![],
+                }],
+                timeouts: Timeouts::default(),
+                retry: None,
+                max_request_body: None,
+                access: None,
+                rate_limit: None,
+                balance: None,
+                external_auth: None,
+                hsts: None,
+            })],
+        })
+    }
+
+    fn config(
+        hosts: Vec<Arc<gatehouse_model::ir::VirtualHost>>,
+        clusters: &[(&str, u16)],
+    ) -> Config {
+        use gatehouse_model::ir::*;
+        Config {
+            listeners: vec![Listener {
+                key: "ns/gw/http".into(),
+                gateway: "ns/gw".into(),
+                name: "http".into(),
+                address: [127, 0, 0, 1].into(),
+                port: 8080,
+                protocol: Protocol::Http,
+                hostname: HostMatch::Any,
+                certificates: vec![],
+                client_validation: None,
+                backend_client_certificate: None,
+            }],
+            route_tables: vec![RouteTable {
+                listener: "ns/gw/http".into(),
+                virtual_hosts: hosts,
+            }],
+            clusters: clusters
+                .iter()
+                .map(|(key, port)| gatehouse_model::ir::Cluster {
+                    key: key.to_string(),
+                    protocol: UpstreamProtocol::Http1,
+                    endpoints: vec![([10, 0, 0, 1], *port).into()],
+                    tls: None,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The compiled table of `host` in a runtime.
+    fn compiled(rt: &Runtime, host: &str) -> Arc<VirtualHostTable> {
+        let listener = &rt.binds.values().next().expect("a bind").listeners[0];
+        let i = listener
+            .host_index
+            .find(&listener.virtual_hosts, host)
+            .expect("the host");
+        listener.virtual_hosts[i].clone()
+    }
+
+    /// A version compiles only the virtual hosts it does not share with the last one, and
+    /// those whose clusters changed; a refused version leaves the next one nothing stale.
+    #[test]
+    fn a_version_compiles_what_changed() {
+        let (a, b) = (
+            host("a.example.com", "ns/one:80"),
+            host("b.example.com", "ns/two:80"),
+        );
+        let mut compiler = Compiler::default();
+        let v1 = compiler
+            .compile(
+                &config(
+                    vec![a.clone(), b.clone()],
+                    &[("ns/one:80", 1), ("ns/two:80", 2)],
+                ),
+                1,
+            )
+            .expect("compiles");
+
+        let b2 = host("b.example.com", "ns/one:80");
+        let v2 = compiler
+            .compile(
+                &config(
+                    vec![a.clone(), b2.clone()],
+                    &[("ns/one:80", 1), ("ns/two:80", 2)],
+                ),
+                2,
+            )
+            .expect("compiles");
+        assert!(Arc::ptr_eq(
+            &compiled(&v1, "a.example.com"),
+            &compiled(&v2, "a.example.com")
+        ));
+        assert!(!Arc::ptr_eq(
+            &compiled(&v1, "b.example.com"),
+            &compiled(&v2, "b.example.com")
+        ));
+
+        // New endpoints for cluster one: both hosts send to it and are compiled again.
+        let v3 = compiler
+            .compile(&config(vec![a.clone(), b2.clone()], &[("ns/one:80", 3)]), 3)
+            .expect("compiles");
+        for h in ["a.example.com", "b.example.com"] {
+            assert!(!Arc::ptr_eq(&compiled(&v2, h), &compiled(&v3, h)), "{h}");
+            let Target::Cluster(c) = &compiled(&v3, h).routes[0].backends[0].target else {
+                panic!("no cluster");
+            };
+            assert_eq!(c.endpoints, vec![SocketAddr::from(([10, 0, 0, 1], 3))]);
+        }
+
+        // Cluster one gone: the unchanged hosts that name it are refused, not served stale.
+        let refused = compiler.compile(&config(vec![a.clone(), b2.clone()], &[]), 4);
+        assert!(refused.err().is_some_and(|e| e.contains("unknown Cluster")));
+        let v5 = compiler
+            .compile(&config(vec![a.clone(), b2], &[("ns/one:80", 3)]), 5)
+            .expect("compiles");
+        assert!(Arc::ptr_eq(
+            &compiled(&v3, "a.example.com"),
+            &compiled(&v5, "a.example.com")
+        ));
     }
 
     #[test]

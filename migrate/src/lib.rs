@@ -152,8 +152,7 @@ pub fn verify(store: &Store, converted: &Store, settings: &Settings) -> Result<V
 }
 
 fn compile(config: &Config) -> Result<Runtime, String> {
-    let mut cache = gatehouse_dataplane::tls::TlsCache::default();
-    gatehouse_dataplane::tables::compile(config, 1, &mut cache)
+    gatehouse_dataplane::tables::compile(config, 1)
 }
 
 /// The requests that tell routing configurations apart, from the Ingresses' own hosts,
@@ -316,7 +315,7 @@ fn model_route<'a, 'b>(
             .iter()
             .position(|r| std::sync::Arc::ptr_eq(r, chosen))
         {
-            return vh.routes.get(i).map(|r| (r, &**chosen));
+            return vh.routes.get(i).map(|r| (&**r, &**chosen));
         }
     }
     None

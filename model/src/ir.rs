@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 /// A Gateway as the data plane sees it: only what is needed to report which generation a
 /// config version contains (so the operator can mark it Programmed).
@@ -178,20 +179,49 @@ impl std::fmt::Display for HostMatch {
 }
 
 /// The routes of one listener, keyed like the listener.
+///
+/// Virtual hosts and routes are shared (`Arc`): a new version that changes one hostname
+/// shares every other virtual host with the last one, so comparing, encoding and compiling
+/// versions costs what changed (an `Arc` of an `Eq` type compares by pointer first).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct RouteTable {
     /// Same key as the `Listener` it serves.
     pub listener: String,
-    /// Most specific hostname first; a request uses the first virtual host whose hostname
-    /// matches and never falls through to a less specific one.
-    pub virtual_hosts: Vec<VirtualHost>,
+    /// Most specific hostname first (`VirtualHost::precedence`); a request uses the first
+    /// virtual host whose hostname matches and never falls through to a less specific one.
+    pub virtual_hosts: Vec<Arc<VirtualHost>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VirtualHost {
     pub hostname: HostMatch,
     /// In precedence order: the first route whose match holds wins.
-    pub routes: Vec<Route>,
+    pub routes: Vec<Arc<Route>>,
+}
+
+impl VirtualHost {
+    /// The order of virtual hosts in a route table: most specific hostname first, then by
+    /// hostname, so both ends of the channel sort a table alike.
+    pub fn precedence(a: &HostMatch, b: &HostMatch) -> std::cmp::Ordering {
+        b.specificity().cmp(&a.specificity()).then_with(|| a.cmp(b))
+    }
+}
+
+/// One virtual host of one listener: the unit the config channel carries, so a route edit
+/// resends the routes of one hostname, not the listener's whole table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerHost {
+    /// Key of the `Listener` whose table holds it.
+    pub listener: String,
+    pub host: Arc<VirtualHost>,
+}
+
+impl ListenerHost {
+    /// "namespace/gateway/listener hostname": unique, since a table has one virtual host
+    /// per hostname and hostnames hold no spaces.
+    pub fn key(listener: &str, hostname: &HostMatch) -> String {
+        format!("{listener} {hostname}")
+    }
 }
 
 /// One match of one rule, with the rule's action. A rule with three matches becomes three
@@ -686,7 +716,8 @@ pub enum SubjectAltName {
 pub enum Resource {
     Gateway(Gateway),
     Listener(Listener),
-    RouteTable(RouteTable),
+    /// One virtual host of a listener's route table.
+    VirtualHost(ListenerHost),
     Cluster(Cluster),
     Certificate(Certificate),
 }
@@ -696,19 +727,19 @@ impl Resource {
         match self {
             Resource::Gateway(_) => "Gateway",
             Resource::Listener(_) => "Listener",
-            Resource::RouteTable(_) => "RouteTable",
+            Resource::VirtualHost(_) => "VirtualHost",
             Resource::Cluster(_) => "Cluster",
             Resource::Certificate(_) => "Certificate",
         }
     }
 
-    pub fn key(&self) -> &str {
+    pub fn key(&self) -> String {
         match self {
-            Resource::Gateway(g) => &g.key,
-            Resource::Listener(l) => &l.key,
-            Resource::RouteTable(r) => &r.listener,
-            Resource::Cluster(c) => &c.key,
-            Resource::Certificate(c) => &c.key,
+            Resource::Gateway(g) => g.key.clone(),
+            Resource::Listener(l) => l.key.clone(),
+            Resource::VirtualHost(h) => ListenerHost::key(&h.listener, &h.host.hostname),
+            Resource::Cluster(c) => c.key.clone(),
+            Resource::Certificate(c) => c.key.clone(),
         }
     }
 }
@@ -724,30 +755,53 @@ pub struct Config {
 }
 
 impl Config {
+    /// The config cut into the resources the channel carries: route tables travel as one
+    /// resource per virtual host.
     pub fn resources(&self) -> impl Iterator<Item = Resource> + '_ {
         let gateways = self.gateways.iter().cloned().map(Resource::Gateway);
         let listeners = self.listeners.iter().cloned().map(Resource::Listener);
-        let tables = self.route_tables.iter().cloned().map(Resource::RouteTable);
+        let hosts = self.route_tables.iter().flat_map(|t| {
+            t.virtual_hosts.iter().map(|h| {
+                Resource::VirtualHost(ListenerHost {
+                    listener: t.listener.clone(),
+                    host: h.clone(),
+                })
+            })
+        });
         let clusters = self.clusters.iter().cloned().map(Resource::Cluster);
         let certs = self.certificates.iter().cloned().map(Resource::Certificate);
         gateways
             .chain(listeners)
-            .chain(tables)
+            .chain(hosts)
             .chain(clusters)
             .chain(certs)
     }
 
+    /// Puts resources back together: virtual hosts into one route table per listener, in
+    /// `VirtualHost::precedence` order.
     pub fn from_resources(resources: impl IntoIterator<Item = Resource>) -> Config {
         let mut config = Config::default();
+        let mut tables: std::collections::BTreeMap<String, Vec<Arc<VirtualHost>>> =
+            Default::default();
         for r in resources {
             match r {
                 Resource::Gateway(g) => config.gateways.push(g),
                 Resource::Listener(l) => config.listeners.push(l),
-                Resource::RouteTable(t) => config.route_tables.push(t),
+                Resource::VirtualHost(h) => tables.entry(h.listener).or_default().push(h.host),
                 Resource::Cluster(c) => config.clusters.push(c),
                 Resource::Certificate(c) => config.certificates.push(c),
             }
         }
+        config.route_tables = tables
+            .into_iter()
+            .map(|(listener, mut virtual_hosts)| {
+                virtual_hosts.sort_by(|a, b| VirtualHost::precedence(&a.hostname, &b.hostname));
+                RouteTable {
+                    listener,
+                    virtual_hosts,
+                }
+            })
+            .collect();
         config
     }
 }

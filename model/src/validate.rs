@@ -1,8 +1,11 @@
 //! Validation of a model `Config`: what the data plane refuses (NACKs) and the operator
 //! checks before it publishes. Both sides share these functions so they agree exactly.
 
-use crate::ir::{BackendTarget, Config, Filter, PathMatch, PathModifier, StringMatch};
-use std::collections::HashSet;
+use crate::ir::{
+    BackendTarget, Config, Filter, HostMatch, PathMatch, PathModifier, StringMatch, VirtualHost,
+};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// Regexes in routes must match the whole path or value. Size limits keep a hostile pattern
 /// from costing the data plane memory.
@@ -196,11 +199,60 @@ pub fn check_filter(filter: &Filter) -> Result<(), String> {
 
 /// Problems that make a config unservable, each naming the resource and field.
 pub fn validate(config: &Config) -> Result<(), Vec<String>> {
+    ValidationMemo::default().validate(config)
+}
+
+/// Validation across versions: a virtual host that a version shares (the same `Arc`) with
+/// the last valid one is not checked again while every cluster it may name is still
+/// there, so a version that changes one hostname of thousands checks one.
+#[derive(Default)]
+pub struct ValidationMemo {
+    /// Virtual hosts of the last valid version, by listener and hostname.
+    hosts: HashMap<(String, HostMatch), Arc<VirtualHost>>,
+    clusters: HashSet<String>,
+}
+
+impl ValidationMemo {
+    pub fn validate(&mut self, config: &Config) -> Result<(), Vec<String>> {
+        let mut errors = validate_frame(config).err().unwrap_or_default();
+        let clusters: HashSet<&str> = config.clusters.iter().map(|c| c.key.as_str()).collect();
+        // A cluster gone since the last version may be named by an unchanged virtual host.
+        let cluster_gone = self.clusters.iter().any(|k| !clusters.contains(k.as_str()));
+        for t in &config.route_tables {
+            for vh in &t.virtual_hosts {
+                let known = !cluster_gone
+                    && self
+                        .hosts
+                        .get(&(t.listener.clone(), vh.hostname.clone()))
+                        .is_some_and(|v| Arc::ptr_eq(v, vh));
+                if !known {
+                    validate_virtual_host(&t.listener, vh, &clusters, &mut errors);
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        self.hosts = config
+            .route_tables
+            .iter()
+            .flat_map(|t| {
+                t.virtual_hosts
+                    .iter()
+                    .map(|vh| ((t.listener.clone(), vh.hostname.clone()), vh.clone()))
+            })
+            .collect();
+        self.clusters = clusters.into_iter().map(str::to_string).collect();
+        Ok(())
+    }
+}
+
+/// Problems of a config outside its virtual hosts: references from listeners to
+/// certificates and from route tables to listeners.
+pub fn validate_frame(config: &Config) -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
     let listeners: HashSet<&str> = config.listeners.iter().map(|l| l.key.as_str()).collect();
     let certificates: HashSet<&str> = config.certificates.iter().map(|c| c.key.as_str()).collect();
-    let clusters: HashSet<&str> = config.clusters.iter().map(|c| c.key.as_str()).collect();
-
     for l in &config.listeners {
         for c in &l.certificates {
             if !certificates.contains(c.certificate.as_str()) {
@@ -215,111 +267,129 @@ pub fn validate(config: &Config) -> Result<(), Vec<String>> {
         if !listeners.contains(t.listener.as_str()) {
             errors.push(format!("RouteTable {}: unknown listener", t.listener));
         }
-        for vh in &t.virtual_hosts {
-            for (i, route) in vh.routes.iter().enumerate() {
-                let at = format!(
-                    "RouteTable {} host {} route {i} ({} {}/{} rule {})",
-                    t.listener,
-                    vh.hostname,
-                    route.source.kind,
-                    route.source.namespace,
-                    route.source.name,
-                    route.source.rule
-                );
-                if let PathMatch::Regex(p) = &route.matcher.path
-                    && let Err(e) = anchored_regex(p)
-                {
-                    errors.push(format!("{at}: match.path: invalid regex {p:?}: {e}"));
-                }
-                let values = route.matcher.headers.iter().chain(&route.matcher.query);
-                for v in values {
-                    if let StringMatch::Regex(p) = &v.value
-                        && let Err(e) = anchored_regex(p)
-                    {
-                        errors.push(format!(
-                            "{at}: match {:?}: invalid regex {p:?}: {e}",
-                            v.name
-                        ));
-                    }
-                }
-                let prefix_rewrites =
-                    path_modifiers(route).any(|m| matches!(m, PathModifier::ReplacePrefixMatch(_)));
-                if prefix_rewrites && !matches!(route.matcher.path, PathMatch::Prefix(_)) {
-                    errors.push(format!(
-                        "{at}: filters: ReplacePrefixMatch needs a PathPrefix match"
-                    ));
-                }
-                if let Some(a) = &route.access {
-                    for n in a.deny.iter().chain(&a.allow) {
-                        if let Err(e) = crate::ir::parse_network(n) {
-                            errors.push(format!("{at}: access: {e}"));
-                        }
-                    }
-                    if !(400..=599).contains(&a.status) {
-                        errors.push(format!("{at}: access: status {} is not an error", a.status));
-                    }
-                }
-                if let Some(l) = &route.rate_limit {
-                    for n in &l.exempt {
-                        if let Err(e) = crate::ir::parse_network(n) {
-                            errors.push(format!("{at}: rate limit: {e}"));
-                        }
-                    }
-                    if l.per_second == Some(0)
-                        || l.per_minute == Some(0)
-                        || l.connections == Some(0)
-                        || l.burst_multiplier == 0
-                        || !(400..=599).contains(&l.status)
-                    {
-                        errors.push(format!("{at}: rate limit: zero rate or bad status"));
-                    }
-                }
-                let template_rewrites =
-                    path_modifiers(route).any(|m| matches!(m, PathModifier::RegexTemplate(_)));
-                if template_rewrites && !matches!(route.matcher.path, PathMatch::Regex(_)) {
-                    errors.push(format!(
-                        "{at}: filters: a capture-group rewrite needs a regular expression path match"
-                    ));
-                }
-                for f in route
-                    .filters
-                    .iter()
-                    .chain(route.backends.iter().flat_map(|b| &b.filters))
-                {
-                    if let Err(e) = check_filter(f) {
-                        errors.push(format!("{at}: filters: {e}"));
-                    }
-                }
-                for b in &route.backends {
-                    if b.weight > MAX_WEIGHT {
-                        errors.push(format!(
-                            "{at}: backends: weight {} is over {MAX_WEIGHT}",
-                            b.weight
-                        ));
-                    }
-                    if let BackendTarget::Cluster(key) = &b.target
-                        && !clusters.contains(key.as_str())
-                    {
-                        errors.push(format!("{at}: backends: unknown Cluster {key:?}"));
-                    }
-                }
-                for f in &route.filters {
-                    if let Filter::Mirror(crate::ir::Mirror {
-                        target: BackendTarget::Cluster(key),
-                        ..
-                    }) = f
-                        && !clusters.contains(key.as_str())
-                    {
-                        errors.push(format!("{at}: mirror: unknown Cluster {key:?}"));
-                    }
-                }
-            }
-        }
     }
     if errors.is_empty() {
         Ok(())
     } else {
         Err(errors)
+    }
+}
+
+/// Problems of one virtual host of `listener`'s table, given the clusters of its version.
+pub fn validate_virtual_host(
+    listener: &str,
+    vh: &VirtualHost,
+    clusters: &HashSet<&str>,
+    errors: &mut Vec<String>,
+) {
+    for (i, route) in vh.routes.iter().enumerate() {
+        // Only formatted when there is something to say.
+        let at = || {
+            format!(
+                "RouteTable {} host {} route {i} ({} {}/{} rule {})",
+                listener,
+                vh.hostname,
+                route.source.kind,
+                route.source.namespace,
+                route.source.name,
+                route.source.rule
+            )
+        };
+        if let PathMatch::Regex(p) = &route.matcher.path
+            && let Err(e) = anchored_regex(p)
+        {
+            errors.push(format!("{}: match.path: invalid regex {p:?}: {e}", at()));
+        }
+        let values = route.matcher.headers.iter().chain(&route.matcher.query);
+        for v in values {
+            if let StringMatch::Regex(p) = &v.value
+                && let Err(e) = anchored_regex(p)
+            {
+                errors.push(format!(
+                    "{}: match {:?}: invalid regex {p:?}: {e}",
+                    at(),
+                    v.name
+                ));
+            }
+        }
+        let prefix_rewrites =
+            path_modifiers(route).any(|m| matches!(m, PathModifier::ReplacePrefixMatch(_)));
+        if prefix_rewrites && !matches!(route.matcher.path, PathMatch::Prefix(_)) {
+            errors.push(format!(
+                "{}: filters: ReplacePrefixMatch needs a PathPrefix match",
+                at()
+            ));
+        }
+        if let Some(a) = &route.access {
+            for n in a.deny.iter().chain(&a.allow) {
+                if let Err(e) = crate::ir::parse_network(n) {
+                    errors.push(format!("{}: access: {e}", at()));
+                }
+            }
+            if !(400..=599).contains(&a.status) {
+                errors.push(format!(
+                    "{}: access: status {} is not an error",
+                    at(),
+                    a.status
+                ));
+            }
+        }
+        if let Some(l) = &route.rate_limit {
+            for n in &l.exempt {
+                if let Err(e) = crate::ir::parse_network(n) {
+                    errors.push(format!("{}: rate limit: {e}", at()));
+                }
+            }
+            if l.per_second == Some(0)
+                || l.per_minute == Some(0)
+                || l.connections == Some(0)
+                || l.burst_multiplier == 0
+                || !(400..=599).contains(&l.status)
+            {
+                errors.push(format!("{}: rate limit: zero rate or bad status", at()));
+            }
+        }
+        let template_rewrites =
+            path_modifiers(route).any(|m| matches!(m, PathModifier::RegexTemplate(_)));
+        if template_rewrites && !matches!(route.matcher.path, PathMatch::Regex(_)) {
+            errors.push(format!(
+                "{}: filters: a capture-group rewrite needs a regular expression path match",
+                at()
+            ));
+        }
+        for f in route
+            .filters
+            .iter()
+            .chain(route.backends.iter().flat_map(|b| &b.filters))
+        {
+            if let Err(e) = check_filter(f) {
+                errors.push(format!("{}: filters: {e}", at()));
+            }
+        }
+        for b in &route.backends {
+            if b.weight > MAX_WEIGHT {
+                errors.push(format!(
+                    "{}: backends: weight {} is over {MAX_WEIGHT}",
+                    at(),
+                    b.weight
+                ));
+            }
+            if let BackendTarget::Cluster(key) = &b.target
+                && !clusters.contains(key.as_str())
+            {
+                errors.push(format!("{}: backends: unknown Cluster {key:?}", at()));
+            }
+        }
+        for f in &route.filters {
+            if let Filter::Mirror(crate::ir::Mirror {
+                target: BackendTarget::Cluster(key),
+                ..
+            }) = f
+                && !clusters.contains(key.as_str())
+            {
+                errors.push(format!("{}: mirror: unknown Cluster {key:?}", at()));
+            }
+        }
     }
 }
 

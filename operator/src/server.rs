@@ -5,7 +5,7 @@
 //! was last sent. A version is recorded with the Gateway generations it contains, so an
 //! ACK tells the status side exactly which generations are programmed.
 
-use gatehouse_model::channel::{ResourceSet, encode};
+use gatehouse_model::channel::{Encoder, ResourceSet};
 use gatehouse_model::ir::Config;
 use gatehouse_model::proto::config_discovery_server::{ConfigDiscovery, ConfigDiscoveryServer};
 use gatehouse_model::proto::{self, data_plane_message::Message};
@@ -200,10 +200,11 @@ impl ConfigDiscovery for ConfigServer {
         let sent_by_sender = sent.clone();
         tokio::spawn(async move {
             let mut last: Option<ResourceSet> = None;
+            let mut encoder = Encoder::default();
             loop {
                 let published = snapshots.borrow_and_update().clone();
                 let config = filter(&published.config, &gateways);
-                let next = ResourceSet::new(config.resources().map(|r| encode(&r)));
+                let next = encoder.encode_all(&config);
                 let update = match &last {
                     None => Some(proto::ConfigUpdate {
                         version: published.version,

@@ -240,13 +240,14 @@ pub(crate) async fn run(
 
     let mut version = first_version();
     let mut published: Option<Config> = None;
+    let mut validation = gatehouse_model::validate::ValidationMemo::default();
     loop {
         let started = std::time::Instant::now();
         let loaded = source.load();
         let load_ms = started.elapsed().as_secs_f64() * 1000.0;
         let output = translate::translate(&loaded.store, &settings);
         let translate_ms = started.elapsed().as_secs_f64() * 1000.0 - load_ms;
-        match gatehouse_model::validate::validate(&output.config) {
+        match validation.validate(&output.config) {
             // Translation only emits what validates; this guards the data plane all the same.
             Err(errors) => tracing::error!(
                 ?errors,

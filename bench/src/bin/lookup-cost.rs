@@ -33,8 +33,7 @@ fn main() -> Result<()> {
     }
     let settings = gatehouse_operator::translate::Settings::default();
     let config = gatehouse_operator::translate::translate(&loaded.store, &settings).config;
-    let mut tls = gatehouse_dataplane::tls::TlsCache::default();
-    let runtime = gatehouse_dataplane::tables::compile(&config, 1, &mut tls)
+    let runtime = gatehouse_dataplane::tables::compile(&config, 1)
         .map_err(|e| anyhow::anyhow!("compiling the table: {e}"))?;
     let bind = runtime
         .binds

@@ -172,10 +172,10 @@ pub fn one_listener_config(
         }],
         route_tables: vec![RouteTable {
             listener: "default/gw/http".into(),
-            virtual_hosts: vec![VirtualHost {
+            virtual_hosts: vec![std::sync::Arc::new(VirtualHost {
                 hostname: HostMatch::Any,
-                routes,
-            }],
+                routes: routes.into_iter().map(std::sync::Arc::new).collect(),
+            })],
         }],
         clusters: vec![Cluster {
             key: "default/app:80".into(),

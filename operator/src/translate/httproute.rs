@@ -232,7 +232,7 @@ fn attach(
                                             rule: r.source.rule,
                                             match_index: m,
                                         },
-                                        route: Box::new(r),
+                                        route: std::sync::Arc::new(r),
                                     },
                                 );
                             }

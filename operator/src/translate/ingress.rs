@@ -1024,7 +1024,7 @@ fn attach(
                     &l.key,
                     Entry {
                         hostname: h,
-                        route: Box::new(route.clone()),
+                        route: std::sync::Arc::new(route.clone()),
                         order: order(false, route.source.rule, *m),
                     },
                 );
@@ -1038,7 +1038,7 @@ fn attach(
                         &l.key,
                         Entry {
                             hostname: h,
-                            route: Box::new(route.clone()),
+                            route: std::sync::Arc::new(route.clone()),
                             order: order(true, 0, 0),
                         },
                     );

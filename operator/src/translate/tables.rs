@@ -7,6 +7,7 @@ use crate::store::ObjectKey;
 use gatehouse_model::ir::{HostMatch, PathMatch, Route, RouteTable, VirtualHost};
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Ties between routes of different objects, after the match itself.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -23,8 +24,9 @@ pub struct Order {
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub hostname: HostMatch,
-    /// Boxed: entries are pushed, sorted and grouped by the thousand, and a Route is large.
-    pub route: Box<Route>,
+    /// Shared: entries are pushed, sorted and grouped by the thousand, a Route is large,
+    /// and the model's virtual hosts share it.
+    pub route: Arc<Route>,
     pub order: Order,
 }
 
@@ -88,22 +90,17 @@ pub fn build(
         for e in entries.by_listener.remove(&l.key).unwrap_or_default() {
             hosts.entry(e.hostname.clone()).or_default().push(e);
         }
-        let mut virtual_hosts: Vec<VirtualHost> = hosts
+        let mut virtual_hosts: Vec<Arc<VirtualHost>> = hosts
             .into_iter()
             .map(|(hostname, mut es)| {
                 es.sort_by_cached_key(precedence);
-                VirtualHost {
+                Arc::new(VirtualHost {
                     hostname,
-                    routes: es.into_iter().map(|e| *e.route).collect(),
-                }
+                    routes: es.into_iter().map(|e| e.route).collect(),
+                })
             })
             .collect();
-        virtual_hosts.sort_by(|a, b| {
-            b.hostname
-                .specificity()
-                .cmp(&a.hostname.specificity())
-                .then_with(|| a.hostname.cmp(&b.hostname))
-        });
+        virtual_hosts.sort_by(|a, b| VirtualHost::precedence(&a.hostname, &b.hostname));
         tables.push(RouteTable {
             listener: l.key.clone(),
             virtual_hosts,
