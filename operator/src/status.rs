@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -134,10 +135,12 @@ pub fn set_condition(conditions: &mut Vec<Condition>, condition: Condition) {
     }
 }
 
-/// Status of every object translation looked at, keyed "Kind namespace/name".
+/// Status of every object translation looked at, keyed "Kind namespace/name". Statuses are
+/// shared: a report of ten thousand routes is copied and compared by pointer where the
+/// next one did not change them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct StatusReport {
-    pub objects: BTreeMap<String, ObjectStatus>,
+    pub objects: BTreeMap<String, Arc<ObjectStatus>>,
 }
 
 impl StatusReport {
@@ -156,13 +159,17 @@ impl StatusReport {
         name: &str,
         generation: i64,
     ) -> &mut ObjectStatus {
-        self.objects
-            .entry(Self::key(kind, namespace, name))
-            .or_insert_with(|| ObjectStatus::new(kind, namespace, name, generation))
+        Arc::make_mut(
+            self.objects
+                .entry(Self::key(kind, namespace, name))
+                .or_insert_with(|| Arc::new(ObjectStatus::new(kind, namespace, name, generation))),
+        )
     }
 
     pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<&ObjectStatus> {
-        self.objects.get(&Self::key(kind, namespace, name))
+        self.objects
+            .get(&Self::key(kind, namespace, name))
+            .map(|s| &**s)
     }
 
     /// Keys whose status differs between two reports (added, removed or changed).
@@ -265,22 +272,24 @@ impl DataPlaneReports {
     /// The translation's report with Programmed filled in, for Gateways and ListenerSets.
     pub fn apply(&self, report: &StatusReport) -> StatusReport {
         let mut out = report.clone();
-        for st in out.objects.values_mut() {
-            let pending = st
+        for shared in out.objects.values_mut() {
+            let pending = shared
                 .condition(reason::PROGRAMMED)
                 .is_some_and(|c| c.reason == reason::PENDING);
-            // What an acknowledgement names (see server.rs), which also prefixes the
-            // keys of the object's listeners.
-            let key = match (st.kind.as_str(), &st.parent) {
-                ("Gateway", _) => format!("{}/{}", st.namespace, st.name),
-                ("ListenerSet", Some(gateway)) => {
-                    format!("{gateway}/{}/{}", st.namespace, st.name)
-                }
-                _ => continue,
-            };
             if !pending {
                 continue;
             }
+            // What an acknowledgement names (see server.rs), which also prefixes the
+            // keys of the object's listeners.
+            let key = match (shared.kind.as_str(), &shared.parent) {
+                ("Gateway", _) => format!("{}/{}", shared.namespace, shared.name),
+                ("ListenerSet", Some(gateway)) => {
+                    format!("{gateway}/{}/{}", shared.namespace, shared.name)
+                }
+                _ => continue,
+            };
+            // Only Gateways and ListenerSets waiting for a data plane are copied to change.
+            let st = Arc::make_mut(shared);
             let programmed = self.acked.get(&key).is_some_and(|g| *g >= st.generation);
             let generation = st.generation;
             let mut failed = 0;

@@ -5,6 +5,7 @@
 
 use kube::ResourceExt;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Every kind the store holds, in one table: variant, store field, type, API group, kind
 /// and whether it is namespaced. `for_each_kind!(m)` hands the table to macro `m`, so the
@@ -65,10 +66,12 @@ impl std::fmt::Display for ObjectKey {
 
 macro_rules! store {
     ($($variant:ident $field:ident $ty:ty, $group:literal $kind:literal $namespaced:literal;)*) => {
-        /// One object of a kind the store holds.
+        /// One object of a kind the store holds. Shared: the store and a source's memory
+        /// of what it parsed hold the same object, so an unchanged object keeps its identity
+        /// from one load to the next, and translation recomputes only what changed.
         #[derive(Debug, Clone)]
         pub enum Object {
-            $($variant($ty),)*
+            $($variant(Arc<$ty>),)*
         }
 
         impl Object {
@@ -80,7 +83,7 @@ macro_rules! store {
 
             pub fn key(&self) -> ObjectKey {
                 match self {
-                    $(Object::$variant(o) => ObjectKey::of(o),)*
+                    $(Object::$variant(o) => ObjectKey::of(&**o),)*
                 }
             }
 
@@ -94,7 +97,7 @@ macro_rules! store {
             pub fn spec_hash(&self) -> u64 {
                 use std::hash::{Hash, Hasher};
                 let spec = match self {
-                    $(Object::$variant(o) => serde_json::to_value(o),)*
+                    $(Object::$variant(o) => serde_json::to_value(&**o),)*
                 }
                 .ok()
                 .and_then(|v| v.get("spec").map(|s| s.to_string()))
@@ -104,16 +107,18 @@ macro_rules! store {
                 h.finish()
             }
 
+            /// The metadata to change, copying the object first if it is shared.
             pub fn meta_mut(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
                 match self {
-                    $(Object::$variant(o) => kube::Resource::meta_mut(o),)*
+                    $(Object::$variant(o) => kube::Resource::meta_mut(Arc::make_mut(o)),)*
                 }
             }
         }
 
+        /// Every object by kind and key. Cloning it clones pointers, not objects.
         #[derive(Debug, Clone, Default)]
         pub struct Store {
-            $(pub $field: BTreeMap<ObjectKey, $ty>,)*
+            $(pub $field: BTreeMap<ObjectKey, Arc<$ty>>,)*
         }
 
         impl Store {
@@ -124,6 +129,14 @@ macro_rules! store {
                     $(Object::$variant(o) => drop(self.$field.insert(key.clone(), o)),)*
                 }
                 (kind, key)
+            }
+
+            /// Removes the object of a kind (as `Object::kind` spells it) and key.
+            pub fn remove(&mut self, kind: &str, key: &ObjectKey) {
+                match kind {
+                    $($kind => drop(self.$field.remove(key)),)*
+                    _ => {}
+                }
             }
         }
     };

@@ -95,7 +95,7 @@ fn parse_document(doc: &str) -> Result<Object, DocError> {
     })?;
     // The API server turns a Secret's `stringData` into `data`; so does the file source.
     if let Object::Secret(secret) = &mut object {
-        string_data_into_data(secret);
+        string_data_into_data(std::sync::Arc::make_mut(secret));
     }
     normalise_metadata(&mut object).map_err(|m| (Some(1), format!("{kind}: {m}")))?;
     Ok(object)

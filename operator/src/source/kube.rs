@@ -65,7 +65,7 @@ macro_rules! kube_source {
             pub fn snapshot(&self) -> Store {
                 let mut store = Store::default();
                 $(for o in self.$field.state() {
-                    store.insert(Object::$variant((*o).clone()));
+                    store.insert(Object::$variant(o));
                 })*
                 store
             }

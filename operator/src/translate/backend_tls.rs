@@ -36,7 +36,8 @@ pub struct BackendTlsPolicies {
 
 impl BackendTlsPolicies {
     pub fn plan(store: &Store) -> Self {
-        let mut policies: Vec<&BackendTlsPolicy> = store.backend_tls_policies.values().collect();
+        let mut policies: Vec<&BackendTlsPolicy> =
+            store.backend_tls_policies.values().map(|p| &**p).collect();
         policies.sort_by_key(|p| super::age(&p.metadata));
         let mut by_target: BTreeMap<Target, Vec<Plan>> = BTreeMap::new();
         for policy in policies {

@@ -167,7 +167,7 @@ pub fn plan(
         .gateways
         .values()
         .filter(|g| ours.contains_key(&g.spec.gateway_class_name))
-        .map(|g| (g, false))
+        .map(|g| (&**g, false))
         .chain(synthetic.iter().map(|g| (g, true)))
         .collect();
     // Oldest first: an older Gateway keeps its address and port when a newer one collides.
@@ -990,7 +990,7 @@ fn merge_listener_sets(
 
     let mut merged = Vec::new();
     for set in sets {
-        let key = ObjectKey::of(set);
+        let key = ObjectKey::of(&**set);
         let generation = set.metadata.generation.unwrap_or(0);
         if !allows_listener_sets(store, gateway, &key.namespace) {
             let msg = format!(
@@ -1194,7 +1194,7 @@ pub fn finish(
                     &owner.namespace,
                     &owner.name,
                 ))
-                .and_then(|st| st.listener_mut(&l.name))
+                .and_then(|st| std::sync::Arc::make_mut(st).listener_mut(&l.name))
             {
                 ls.attached_routes = l.attached_routes;
             }

@@ -149,7 +149,8 @@ pub fn backend_variant(protocol: BackendProtocol) -> Option<ClusterVariant> {
 
 impl TrafficPolicies {
     pub fn plan(store: &Store) -> Self {
-        let mut policies: Vec<&TrafficPolicy> = store.traffic_policies.values().collect();
+        let mut policies: Vec<&TrafficPolicy> =
+            store.traffic_policies.values().map(|p| &**p).collect();
         policies.sort_by_key(|p| super::age(&p.metadata));
         let mut out = TrafficPolicies::default();
         for policy in policies {
@@ -257,7 +258,7 @@ impl TrafficPolicies {
             }
         }
         for policy in store.traffic_policies.values() {
-            let key = ObjectKey::of(policy);
+            let key = ObjectKey::of(&**policy);
             let generation = policy.metadata.generation.unwrap_or(0);
             let condition = match self.refused.get(&key) {
                 Some((r, msg)) => Condition::new(reason::ACCEPTED, false, r, msg.clone()),
