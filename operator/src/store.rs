@@ -131,6 +131,28 @@ macro_rules! store {
                 (kind, key)
             }
 
+            /// The kinds (as `Object::kind` spells them) whose objects differ between two
+            /// stores: an object added, removed or replaced. Objects are compared by
+            /// identity, so this costs a pointer comparison per object.
+            pub fn changed_kinds(&self, other: &Store) -> Vec<&'static str> {
+                let mut kinds = Vec::new();
+                $(if !same_objects(&self.$field, &other.$field) {
+                    kinds.push($kind);
+                })*
+                kinds
+            }
+
+            /// A copy (of pointers) without the objects of `kinds`.
+            pub fn without(&self, kinds: &[&str]) -> Store {
+                Store {
+                    $($field: if kinds.contains(&$kind) {
+                        BTreeMap::new()
+                    } else {
+                        self.$field.clone()
+                    },)*
+                }
+            }
+
             /// Removes the object of a kind (as `Object::kind` spells it) and key.
             pub fn remove(&mut self, kind: &str, key: &ObjectKey) {
                 match kind {
@@ -142,6 +164,13 @@ macro_rules! store {
     };
 }
 for_each_kind!(store);
+
+fn same_objects<T>(a: &BTreeMap<ObjectKey, Arc<T>>, b: &BTreeMap<ObjectKey, Arc<T>>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ka, va), (kb, vb))| ka == kb && Arc::ptr_eq(va, vb))
+}
 
 impl Store {
     /// Labels of a namespace; a namespace the store has not seen has only the label

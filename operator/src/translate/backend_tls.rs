@@ -59,6 +59,11 @@ impl BackendTlsPolicies {
         BackendTlsPolicies { by_target }
     }
 
+    /// No policy targets a Service: nothing to report.
+    pub fn is_empty(&self) -> bool {
+        self.by_target.is_empty()
+    }
+
     /// The TLS a Service port is reached with: a policy naming the port wins over one
     /// naming the whole Service.
     pub fn for_port(

@@ -85,13 +85,42 @@ pub struct ClusterVariant {
 /// Why a reference cannot be served: a spec reason and a message naming the field.
 pub type RefError = (&'static str, String);
 
+/// A port reference that outlives the object it was read from.
+#[derive(Debug, Clone, PartialEq)]
+enum OwnedPort {
+    Number(i32),
+    Name(String),
+}
+
+/// How a cluster was resolved, so that it can be built again from the store (its
+/// endpoints changed) without translating what referred to it.
+#[derive(Debug, Clone)]
+pub struct ClusterRecipe {
+    from: (String, String, String),
+    group: String,
+    kind: String,
+    namespace: String,
+    name: String,
+    port: Option<OwnedPort>,
+    variant: Option<ClusterVariant>,
+}
+
+/// A cluster as resolved: how, from which Service port, and what it holds.
+#[derive(Debug, Clone)]
+pub struct BuiltCluster {
+    pub recipe: ClusterRecipe,
+    /// (namespace, Service, port name), for BackendTLSPolicy status.
+    pub origin: (String, String, Option<String>),
+    pub cluster: Cluster,
+}
+
 /// Resolves references into clusters, building each cluster once.
 pub struct Backends<'s> {
     store: &'s Store,
-    clusters: BTreeMap<String, Cluster>,
+    clusters: BTreeMap<String, BuiltCluster>,
     tls: super::backend_tls::BackendTlsPolicies,
-    /// Cluster key -> (namespace, Service, port name), for policy status.
-    origins: BTreeMap<String, (String, String, Option<String>)>,
+    /// Keys resolved since the last `take_used`.
+    used: Vec<String>,
 }
 
 impl<'s> Backends<'s> {
@@ -100,13 +129,51 @@ impl<'s> Backends<'s> {
             store,
             clusters: BTreeMap::new(),
             tls: super::backend_tls::BackendTlsPolicies::plan(store),
-            origins: BTreeMap::new(),
+            used: Vec::new(),
         }
     }
 
-    /// BackendTLSPolicy status, once the route tables say which Gateway uses what.
-    pub fn report_tls(&self, config: &gatehouse_model::ir::Config, status: &mut StatusReport) {
-        self.tls.report(&self.origins, config, status);
+    /// BackendTLSPolicy status, once the route tables say which Gateway uses what;
+    /// `clusters` are every cluster in use.
+    pub fn report_tls(
+        &self,
+        clusters: &BTreeMap<String, BuiltCluster>,
+        config: &gatehouse_model::ir::Config,
+        status: &mut StatusReport,
+    ) {
+        if self.tls.is_empty() {
+            return;
+        }
+        let origins = clusters
+            .iter()
+            .map(|(k, c)| (k.clone(), c.origin.clone()))
+            .collect();
+        self.tls.report(&origins, config, status);
+    }
+
+    /// The keys of the clusters resolved since the last call.
+    pub fn take_used(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.used)
+    }
+
+    /// Builds a cluster again as its recipe says, from the store as it is now.
+    pub fn rebuild(&mut self, recipe: &ClusterRecipe) {
+        let port = recipe.port.as_ref().map(|p| match p {
+            OwnedPort::Number(n) => PortRef::Number(*n),
+            OwnedPort::Name(n) => PortRef::Name(n),
+        });
+        let _ = self.resolve_as(
+            (&recipe.from.0, &recipe.from.1, &recipe.from.2),
+            BackendRef {
+                group: &recipe.group,
+                kind: &recipe.kind,
+                namespace: &recipe.namespace,
+                name: &recipe.name,
+                port,
+            },
+            recipe.variant.as_ref(),
+        );
+        self.used.clear();
     }
 
     /// Resolves a Service reference made by an object of (group, kind, namespace).
@@ -197,12 +264,28 @@ impl<'s> Backends<'s> {
                 cluster.protocol = v.protocol;
                 cluster.tls = v.tls.clone();
             }
-            self.clusters.insert(key.clone(), cluster);
-            self.origins.insert(
+            let recipe = ClusterRecipe {
+                from: (from.0.into(), from.1.into(), from.2.into()),
+                group: r.group.into(),
+                kind: r.kind.into(),
+                namespace: r.namespace.into(),
+                name: r.name.into(),
+                port: r.port.map(|p| match p {
+                    PortRef::Number(n) => OwnedPort::Number(n),
+                    PortRef::Name(n) => OwnedPort::Name(n.into()),
+                }),
+                variant: variant.cloned(),
+            };
+            self.clusters.insert(
                 key.clone(),
-                (r.namespace.into(), r.name.into(), port.name.clone()),
+                BuiltCluster {
+                    recipe,
+                    origin: (r.namespace.into(), r.name.into(), port.name.clone()),
+                    cluster,
+                },
             );
         }
+        self.used.push(key.clone());
         Ok(key)
     }
 
@@ -276,8 +359,9 @@ impl<'s> Backends<'s> {
         certificate_material(store, namespace, name).map(|c| c.key)
     }
 
-    pub fn finish(self) -> Vec<Cluster> {
-        self.clusters.into_values().collect()
+    /// The clusters built so far, by key (taken: the next call returns those built after).
+    pub fn take_built(&mut self) -> BTreeMap<String, BuiltCluster> {
+        std::mem::take(&mut self.clusters)
     }
 }
 

@@ -14,14 +14,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 /// Which namespaces may attach routes to a listener.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum AllowedNamespaces {
     Same,
     All,
     Selector(LabelSelector),
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LabelSelector {
     pub match_labels: BTreeMap<String, String>,
     /// (key, operator, values)
@@ -94,7 +94,7 @@ macro_rules! label_selector {
     }};
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlannedListener {
     pub key: String,
     pub owner: Owner,
@@ -126,7 +126,7 @@ impl PlannedListener {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlannedGateway {
     pub key: ObjectKey,
     pub generation: i64,
@@ -146,7 +146,7 @@ pub struct PlannedGateway {
     pub backend_client_certificate: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlannedListenerSet {
     pub key: ObjectKey,
     pub generation: i64,

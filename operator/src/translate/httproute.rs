@@ -4,10 +4,10 @@
 use super::backends::{BackendRef, Backends, PortRef};
 use super::gateways::{Owner, PlannedGateway};
 use super::policy::{RulePolicy, TrafficPolicies, https_redirect};
-use super::tables::{Entries, Entry, Order};
+use super::tables::{Contribution, Entry, Order};
 use super::{GATEWAY_GROUP, age, intersect};
 use crate::gwapi::httproutes::*;
-use crate::status::{Condition, ParentRef, ParentStatus, StatusReport, reason};
+use crate::status::{Condition, ParentRef, ParentStatus, reason};
 use crate::store::{ObjectKey, Store};
 use gatehouse_model::ir::{
     BackendTarget, Cors, Filter, HeaderModifier, HostMatch, Mirror, PathMatch, PathModifier,
@@ -55,27 +55,15 @@ struct RouteProblems {
     unresolved: Option<(&'static str, String)>,
 }
 
-pub fn attach_all(
-    store: &Store,
-    policies: &TrafficPolicies,
-    gateways: &mut BTreeMap<ObjectKey, PlannedGateway>,
-    backends: &mut Backends<'_>,
-    entries: &mut Entries,
-    status: &mut StatusReport,
-) {
-    for route in store.http_routes.values() {
-        attach(store, policies, route, gateways, backends, entries, status);
-    }
-}
-
-fn attach(
+/// Translates one HTTPRoute: its entries on the listeners it attaches to, its status and
+/// the clusters it resolves go into `out`.
+pub fn attach(
     store: &Store,
     policies: &TrafficPolicies,
     route: &HttpRoute,
-    gateways: &mut BTreeMap<ObjectKey, PlannedGateway>,
+    gateways: &BTreeMap<ObjectKey, PlannedGateway>,
     backends: &mut Backends<'_>,
-    entries: &mut Entries,
-    status: &mut StatusReport,
+    out: &mut Contribution,
 ) {
     let key = ObjectKey::of(route);
     let ns = key.namespace.as_str();
@@ -134,7 +122,7 @@ fn attach(
             parent_ref: parent_ref(p, ns),
             conditions: vec![],
         };
-        let Some(gw) = gateways.get_mut(&gw_key) else {
+        let Some(gw) = gateways.get(&gw_key) else {
             continue;
         };
         // A parentRef sees only its own object's listeners: a Gateway's, or a
@@ -209,8 +197,8 @@ fn attach(
                     ));
                 }
                 for (i, hosts) in attached {
-                    let l = &mut gw.listeners[i];
-                    l.attached_routes += 1;
+                    let l = &gw.listeners[i];
+                    out.attach(&l.key);
                     if !l.served {
                         continue;
                     }
@@ -221,7 +209,7 @@ fn attach(
                                 if rule.https_redirect && l.protocol == Protocol::Http {
                                     https_redirect(&mut r);
                                 }
-                                entries.push(
+                                out.push(
                                     &l.key,
                                     Entry {
                                         hostname: hostname.clone(),
@@ -255,7 +243,7 @@ fn attach(
         }
         parent_statuses.push(parent);
     }
-    let st = status.entry("HTTPRoute", ns, &key.name, generation);
+    let st = out.status.entry("HTTPRoute", ns, &key.name, generation);
     st.parents = parent_statuses;
 }
 

@@ -13,7 +13,7 @@ use super::backends::{BackendRef, Backends, PortRef, certificate_material};
 use super::gateways::PlannedGateway;
 use super::httproute::normalise_prefix;
 use super::nginx;
-use super::tables::{Entries, Entry, Order};
+use super::tables::{Contribution, Entry, Order};
 use super::{GATEWAY_GROUP, Settings, age, intersect};
 use crate::gwapi::gateways::{
     Gateway, GatewayListeners, GatewayListenersAllowedRoutes,
@@ -241,13 +241,14 @@ fn class_name<'a>(ingress: &'a Ingress, default_class: Option<&'a str>) -> Optio
         .or(default_class)
 }
 
+/// Translates every Ingress of our classes at once (hosts, canaries and regex mode are
+/// shared across Ingresses): entries, certificates, statuses and clusters go into `out`.
 pub fn attach_all(
     store: &Store,
     plan: &IngressPlan,
-    gateways: &mut BTreeMap<ObjectKey, PlannedGateway>,
+    gateways: &BTreeMap<ObjectKey, PlannedGateway>,
     backends: &mut Backends<'_>,
-    entries: &mut Entries,
-    status: &mut StatusReport,
+    out: &mut Contribution,
 ) {
     let ours = ours(store, plan);
     let hosts = HostFacts::of(&ours);
@@ -264,11 +265,10 @@ pub fn attach_all(
             &mut canaries,
             gateways,
             backends,
-            entries,
-            status,
+            out,
         );
     }
-    canaries.report(status);
+    canaries.report(&mut out.status);
 }
 
 /// The Ingresses of our classes with their Gateways. Ingresses of classes that are not
@@ -652,15 +652,14 @@ fn attach(
     class: ClassDefaults,
     hosts: &HostFacts,
     canaries: &mut Canaries,
-    gateways: &mut BTreeMap<ObjectKey, PlannedGateway>,
+    gateways: &BTreeMap<ObjectKey, PlannedGateway>,
     backends: &mut Backends<'_>,
-    entries: &mut Entries,
-    status: &mut StatusReport,
+    out: &mut Contribution,
 ) {
     let (ingress, gateway_key, annotations) = (ours.ingress, ours.gateway, &ours.annotations);
     let key = ObjectKey::of(ingress);
     let ns = key.namespace.as_str();
-    let st = status.entry(
+    let st = out.status.entry(
         "Ingress",
         ns,
         &key.name,
@@ -684,7 +683,7 @@ fn attach(
         ));
     }
     let nginx = &annotations.settings;
-    let Some(gw) = gateways.get_mut(gateway_key) else {
+    let Some(gw) = gateways.get(gateway_key) else {
         st.set(Condition::new(
             reason::ACCEPTED,
             false,
@@ -731,12 +730,15 @@ fn attach(
                     .map(|h| HostMatch::ingress(h))
                     .collect();
                 for &li in &listeners {
-                    let l = &mut gw.listeners[li];
+                    let l = &gw.listeners[li];
                     if l.protocol == Protocol::Https {
-                        l.certificates.push(SniCertificate {
-                            server_names: server_names.clone(),
-                            certificate: cert.key.clone(),
-                        });
+                        out.certificates.push((
+                            l.key.clone(),
+                            SniCertificate {
+                                server_names: server_names.clone(),
+                                certificate: cert.key.clone(),
+                            },
+                        ));
                     }
                 }
             }
@@ -1000,8 +1002,8 @@ fn attach(
     }
 
     for &li in &listeners {
-        let l = &mut gw.listeners[li];
-        l.attached_routes += 1;
+        let l = &gw.listeners[li];
+        out.attached.push(l.key.clone());
         if !l.served {
             continue;
         }
@@ -1020,28 +1022,28 @@ fn attach(
                 super::policy::https_redirect(&mut route);
             }
             for h in intersect(&l.hostname, std::slice::from_ref(host)) {
-                entries.push(
-                    &l.key,
+                out.entries.push((
+                    l.key.clone(),
                     Entry {
                         hostname: h,
                         route: std::sync::Arc::new(route.clone()),
                         order: order(false, route.source.rule, *m),
                     },
-                );
+                ));
             }
         }
         // defaultBackend catches what no rule of any host matched.
         if let Some(route) = &fallback {
             for host in &hosts_seen {
                 for h in intersect(&l.hostname, std::slice::from_ref(host)) {
-                    entries.push(
-                        &l.key,
+                    out.entries.push((
+                        l.key.clone(),
                         Entry {
                             hostname: h,
                             route: std::sync::Arc::new(route.clone()),
                             order: order(true, 0, 0),
                         },
-                    );
+                    ));
                 }
             }
         }

@@ -19,8 +19,9 @@ use crate::status::StatusReport;
 use crate::store::{ObjectKey, Store};
 use gatehouse_api::GatewayParametersSpec;
 use gatehouse_model::ir::Config;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 pub use hostnames::intersect;
 pub use ingress::convert;
@@ -89,62 +90,271 @@ pub struct DataPlanePlan {
     pub ports: Vec<u16>,
 }
 
-/// Translates everything in the store.
+/// Translates everything in the store, from scratch.
 pub fn translate(store: &Store, settings: &Settings) -> Output {
-    let mut status = StatusReport::default();
-    let mut backends = backends::Backends::new(store);
+    Translator::new(settings.clone()).translate(store)
+}
 
-    // Ingresses may need a default Gateway per class; plan those with the real ones.
-    let ingress_plan = ingress::plan_classes(store, settings, &mut status);
-    let mut gateways = gateways::plan(store, settings, &ingress_plan.default_gateways, &mut status);
+/// Translation across versions of the store. The output is always what `translate` computes
+/// from scratch (the golden tests and `incremental_equals_full` hold both to it); the work
+/// is what changed. Objects are compared by identity (the store shares unchanged ones):
+/// - HTTPRoutes changed: only they are translated again, and only the virtual hosts
+///   they touch are rebuilt;
+/// - Ingresses or their classes changed: the Ingresses are translated again (they share
+///   hosts, canaries and regex mode), not the HTTPRoutes;
+/// - EndpointSlices changed: only the clusters are built again;
+/// - anything else (Gateways, Services, grants, policies, namespaces, Secrets...):
+///   everything is translated again, and virtual hosts that come out equal stay shared.
+pub struct Translator {
+    settings: Settings,
+    memo: Memo,
+}
 
-    let mut entries = tables::Entries::default();
-    let policies = policy::TrafficPolicies::plan(store);
-    httproute::attach_all(
-        store,
-        &policies,
-        &mut gateways,
-        &mut backends,
-        &mut entries,
-        &mut status,
-    );
-    ingress::attach_all(
-        store,
-        &ingress_plan,
-        &mut gateways,
-        &mut backends,
-        &mut entries,
-        &mut status,
-    );
+/// What the last translation computed, per unit, and its inputs.
+#[derive(Default)]
+struct Memo {
+    /// The store last translated, without HTTPRoutes (`routes` has those); None at first.
+    store: Option<Store>,
+    /// Planned Gateways before any route attached: HTTPRoutes depend on them.
+    gateways: BTreeMap<ObjectKey, gateways::PlannedGateway>,
+    routes: BTreeMap<ObjectKey, (Arc<crate::gwapi::httproutes::HttpRoute>, Kept)>,
+    ingresses: Option<Kept>,
+    tables: tables::Tables,
+    /// How many units use each cluster, and the cluster as last built.
+    cluster_refs: BTreeMap<String, usize>,
+    clusters: BTreeMap<String, backends::BuiltCluster>,
+    /// Statuses of every unit's objects.
+    status: BTreeMap<String, Arc<crate::status::ObjectStatus>>,
+    /// Attachments per listener key (attachedRoutes).
+    attached: HashMap<String, i32>,
+}
 
-    policies.report(store, &gateways, &mut status);
-    let mut config = Config::default();
-    gateways::finish(&gateways, &mut config, &mut status, store);
-    config.route_tables = tables::build(&gateways, entries);
-    backends.report_tls(&config, &mut status);
-    config.clusters = backends.finish();
-    config.certificates = certificates(store, &config);
-    let dataplanes = gateways
-        .values()
-        .filter(|g| g.accepted && !g.synthetic)
-        .map(|g| {
-            let ports: std::collections::BTreeSet<u16> = g
-                .listeners
-                .iter()
-                .filter(|l| l.served)
-                .map(|l| l.port)
+/// A unit's contribution as the memo keeps it: its entries live in `Tables`.
+#[derive(Default)]
+struct Kept {
+    attached: Vec<String>,
+    placed: tables::Placements,
+    certificates: Vec<(String, gatehouse_model::ir::SniCertificate)>,
+    status: Vec<String>,
+    clusters: Vec<String>,
+}
+
+/// Kinds whose change does not translate every HTTPRoute again (Ingresses reach
+/// HTTPRoutes only through the Gateways planned for their classes, compared as such).
+const ROUTE_CONTEXT_EXEMPT: [&str; 5] = [
+    "HTTPRoute",
+    "EndpointSlice",
+    "Ingress",
+    "IngressClass",
+    "IngressClassParameters",
+];
+const INGRESS_INPUTS: [&str; 3] = ["Ingress", "IngressClass", "IngressClassParameters"];
+
+impl Translator {
+    pub fn new(settings: Settings) -> Self {
+        Translator {
+            settings,
+            memo: Memo::default(),
+        }
+    }
+
+    pub fn translate(&mut self, store: &Store) -> Output {
+        let mut status = StatusReport::default();
+        let mut backends = backends::Backends::new(store);
+
+        // Ingresses may need a default Gateway per class; plan those with the real ones.
+        let ingress_plan = ingress::plan_classes(store, &self.settings, &mut status);
+        let mut gateways = gateways::plan(
+            store,
+            &self.settings,
+            &ingress_plan.default_gateways,
+            &mut status,
+        );
+        let policies = policy::TrafficPolicies::plan(store);
+
+        let changed = match &self.memo.store {
+            Some(previous) => store.changed_kinds(previous),
+            None => vec!["everything"],
+        };
+        let everything = self.memo.gateways != gateways
+            || changed.iter().any(|k| !ROUTE_CONTEXT_EXEMPT.contains(k));
+        let ingresses_changed = everything || changed.iter().any(|k| INGRESS_INPUTS.contains(k));
+        let endpoints_changed = everything || changed.contains(&"EndpointSlice");
+
+        // HTTPRoutes: take out the contributions of those gone or changed, add the new.
+        if everything {
+            for (key, (_, kept)) in std::mem::take(&mut self.memo.routes) {
+                self.retract(&tables::Unit::HttpRoute(key), &kept);
+            }
+        } else {
+            let gone: Vec<ObjectKey> = self
+                .memo
+                .routes
+                .keys()
+                .filter(|k| !store.http_routes.contains_key(*k))
+                .cloned()
                 .collect();
-            let plan = DataPlanePlan {
-                parameters: g.dataplane.clone(),
-                ports: ports.into_iter().collect(),
-            };
-            (g.key.clone(), plan)
-        })
-        .collect();
-    Output {
-        config,
-        status,
-        dataplanes,
+            for key in gone {
+                if let Some((_, kept)) = self.memo.routes.remove(&key) {
+                    self.retract(&tables::Unit::HttpRoute(key), &kept);
+                }
+            }
+        }
+        let mut recompute = Vec::new();
+        for (key, route) in &store.http_routes {
+            match self.memo.routes.get(key) {
+                Some((known, _)) if Arc::ptr_eq(known, route) => {}
+                _ => recompute.push((key, route)),
+            }
+        }
+        for (key, route) in recompute {
+            let unit = tables::Unit::HttpRoute(key.clone());
+            if let Some((_, kept)) = self.memo.routes.remove(key) {
+                self.retract(&unit, &kept);
+            }
+            let mut out = tables::Contribution::default();
+            httproute::attach(store, &policies, route, &gateways, &mut backends, &mut out);
+            out.clusters = backends.take_used();
+            let kept = self.add(&unit, out);
+            self.memo.routes.insert(key.clone(), (route.clone(), kept));
+        }
+
+        // Ingresses, all together.
+        if ingresses_changed {
+            if let Some(kept) = self.memo.ingresses.take() {
+                self.retract(&tables::Unit::Ingresses, &kept);
+            }
+            let mut out = tables::Contribution::default();
+            ingress::attach_all(store, &ingress_plan, &gateways, &mut backends, &mut out);
+            out.clusters = backends.take_used();
+            self.memo.ingresses = Some(self.add(&tables::Unit::Ingresses, out));
+        }
+
+        // Clusters in use: built in this translation, remembered, or built again from
+        // their recipes when endpoints changed.
+        let mut built = backends.take_built();
+        self.memo
+            .clusters
+            .retain(|k, _| self.memo.cluster_refs.contains_key(k));
+        for key in self.memo.cluster_refs.keys() {
+            if built.contains_key(key) {
+                continue;
+            }
+            match self.memo.clusters.get(key) {
+                Some(c) if endpoints_changed => backends.rebuild(&c.recipe),
+                Some(c) => drop(built.insert(key.clone(), c.clone())),
+                None => {}
+            }
+        }
+        built.extend(backends.take_built());
+        built.retain(|k, _| self.memo.cluster_refs.contains_key(k));
+        self.memo.clusters = built;
+
+        self.memo.gateways = gateways.clone();
+        self.memo.store = Some(store.without(&["HTTPRoute"]));
+
+        // What the units attached and offered, onto the planned listeners.
+        let ingress_certificates = self
+            .memo
+            .ingresses
+            .as_ref()
+            .map(|k| k.certificates.as_slice())
+            .unwrap_or_default();
+        for l in gateways.values_mut().flat_map(|g| g.listeners.iter_mut()) {
+            l.attached_routes = self.memo.attached.get(&l.key).copied().unwrap_or(0);
+            l.certificates.extend(
+                ingress_certificates
+                    .iter()
+                    .filter(|(key, _)| *key == l.key)
+                    .map(|(_, c)| c.clone()),
+            );
+        }
+
+        policies.report(store, &gateways, &mut status);
+        let mut config = Config::default();
+        gateways::finish(&gateways, &mut config, &mut status, store);
+        config.route_tables = self.memo.tables.build(
+            gateways
+                .values()
+                .flat_map(|g| &g.listeners)
+                .filter(|l| l.served)
+                .map(|l| l.key.as_str()),
+        );
+        backends.report_tls(&self.memo.clusters, &config, &mut status);
+        config.clusters = self
+            .memo
+            .clusters
+            .values()
+            .map(|c| c.cluster.clone())
+            .collect();
+        config.certificates = certificates(store, &config);
+        let dataplanes = gateways
+            .values()
+            .filter(|g| g.accepted && !g.synthetic)
+            .map(|g| {
+                let ports: std::collections::BTreeSet<u16> = g
+                    .listeners
+                    .iter()
+                    .filter(|l| l.served)
+                    .map(|l| l.port)
+                    .collect();
+                let plan = DataPlanePlan {
+                    parameters: g.dataplane.clone(),
+                    ports: ports.into_iter().collect(),
+                };
+                (g.key.clone(), plan)
+            })
+            .collect();
+        let mut objects = self.memo.status.clone();
+        objects.append(&mut status.objects);
+        Output {
+            config,
+            status: StatusReport { objects },
+            dataplanes,
+        }
+    }
+
+    /// Puts a unit's contribution into the memo.
+    fn add(&mut self, unit: &tables::Unit, out: tables::Contribution) -> Kept {
+        for l in &out.attached {
+            *self.memo.attached.entry(l.clone()).or_default() += 1;
+        }
+        for c in &out.clusters {
+            *self.memo.cluster_refs.entry(c.clone()).or_default() += 1;
+        }
+        let status: Vec<String> = out.status.objects.keys().cloned().collect();
+        self.memo.status.extend(out.status.objects);
+        Kept {
+            placed: self.memo.tables.add(unit, out.entries),
+            attached: out.attached,
+            certificates: out.certificates,
+            status,
+            clusters: out.clusters,
+        }
+    }
+
+    /// Takes a unit's contribution out of the memo.
+    fn retract(&mut self, unit: &tables::Unit, kept: &Kept) {
+        self.memo.tables.retract(unit, &kept.placed);
+        for l in &kept.attached {
+            if let Some(n) = self.memo.attached.get_mut(l) {
+                *n -= 1;
+                if *n == 0 {
+                    self.memo.attached.remove(l);
+                }
+            }
+        }
+        for c in &kept.clusters {
+            if let Some(n) = self.memo.cluster_refs.get_mut(c) {
+                *n -= 1;
+                if *n == 0 {
+                    self.memo.cluster_refs.remove(c);
+                }
+            }
+        }
+        for key in &kept.status {
+            self.memo.status.remove(key);
+        }
     }
 }
 

@@ -1,10 +1,15 @@
 //! Route tables: the routes attached to each listener, grouped into virtual hosts and kept
 //! in the spec's precedence order, so the data plane takes the first match.
+//!
+//! Every translated object (an HTTPRoute; the Ingresses, together) hands in a
+//! `Contribution`. `Tables` keeps each listener's entries by hostname across translations,
+//! so replacing one object's contribution rebuilds only the virtual hosts it touches, and a
+//! virtual host that comes out equal keeps its `Arc` (nothing downstream sees a change).
 
 use super::Age;
-use super::gateways::PlannedGateway;
+use crate::status::StatusReport;
 use crate::store::ObjectKey;
-use gatehouse_model::ir::{HostMatch, PathMatch, Route, RouteTable, VirtualHost};
+use gatehouse_model::ir::{HostMatch, PathMatch, Route, RouteTable, SniCertificate, VirtualHost};
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,18 +35,37 @@ pub struct Entry {
     pub order: Order,
 }
 
-/// Entries per listener key.
-#[derive(Debug, Default)]
-pub struct Entries {
-    by_listener: BTreeMap<String, Vec<Entry>>,
+/// The unit translation recomputes: one HTTPRoute, or every Ingress at once (Ingresses
+/// share hosts, canaries and regex mode across objects). Ordered as full translation
+/// visits them, so ties in precedence fall the same way.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Unit {
+    HttpRoute(ObjectKey),
+    Ingresses,
 }
 
-impl Entries {
+/// What one unit adds to the model.
+#[derive(Debug, Clone, Default)]
+pub struct Contribution {
+    /// Listener keys attached to, once per attachment (a listener's attachedRoutes).
+    pub attached: Vec<String>,
+    /// Route table entries, by listener key, in the order the unit made them.
+    pub entries: Vec<(String, Entry)>,
+    /// Certificates offered on listeners (an Ingress's spec.tls), by listener key.
+    pub certificates: Vec<(String, SniCertificate)>,
+    /// The statuses of the unit's objects.
+    pub status: StatusReport,
+    /// Keys of the clusters the unit resolved.
+    pub clusters: Vec<String>,
+}
+
+impl Contribution {
+    pub fn attach(&mut self, listener: &str) {
+        self.attached.push(listener.to_string());
+    }
+
     pub fn push(&mut self, listener: &str, entry: Entry) {
-        self.by_listener
-            .entry(listener.to_string())
-            .or_default()
-            .push(entry);
+        self.entries.push((listener.to_string(), entry));
     }
 }
 
@@ -76,35 +100,102 @@ fn precedence(e: &Entry) -> Precedence {
     )
 }
 
-pub fn build(
-    gateways: &BTreeMap<ObjectKey, PlannedGateway>,
-    mut entries: Entries,
-) -> Vec<RouteTable> {
-    let mut tables = Vec::new();
-    for l in gateways
-        .values()
-        .flat_map(|g| &g.listeners)
-        .filter(|l| l.served)
-    {
-        let mut hosts: BTreeMap<HostMatch, Vec<Entry>> = BTreeMap::new();
-        for e in entries.by_listener.remove(&l.key).unwrap_or_default() {
-            hosts.entry(e.hostname.clone()).or_default().push(e);
-        }
-        let mut virtual_hosts: Vec<Arc<VirtualHost>> = hosts
-            .into_iter()
-            .map(|(hostname, mut es)| {
-                es.sort_by_cached_key(precedence);
-                Arc::new(VirtualHost {
-                    hostname,
-                    routes: es.into_iter().map(|e| e.route).collect(),
-                })
-            })
-            .collect();
-        virtual_hosts.sort_by(|a, b| VirtualHost::precedence(&a.hostname, &b.hostname));
-        tables.push(RouteTable {
-            listener: l.key.clone(),
-            virtual_hosts,
-        });
+/// A hostname ordered as virtual hosts are in a table (`VirtualHost::precedence`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HostOrder(HostMatch);
+
+impl Ord for HostOrder {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        VirtualHost::precedence(&self.0, &other.0)
     }
-    tables
+}
+
+impl PartialOrd for HostOrder {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The entries of one hostname of one listener, and the virtual host last built from them.
+#[derive(Debug, Default)]
+struct Group {
+    /// By unit and the entry's place in its contribution: the order of full translation.
+    entries: BTreeMap<(Unit, usize), Entry>,
+    built: Option<Arc<VirtualHost>>,
+    dirty: bool,
+}
+
+/// Where a unit's entries went, to take them out again.
+pub type Placements = Vec<(String, HostMatch)>;
+
+/// Every listener's entries by hostname, kept across translations.
+#[derive(Debug, Default)]
+pub struct Tables {
+    listeners: BTreeMap<String, BTreeMap<HostOrder, Group>>,
+}
+
+impl Tables {
+    /// Adds a unit's entries; returns where they went.
+    pub fn add(&mut self, unit: &Unit, entries: Vec<(String, Entry)>) -> Placements {
+        let mut placed = Vec::with_capacity(entries.len());
+        for (i, (listener, entry)) in entries.into_iter().enumerate() {
+            let group = self
+                .listeners
+                .entry(listener.clone())
+                .or_default()
+                .entry(HostOrder(entry.hostname.clone()))
+                .or_default();
+            placed.push((listener, entry.hostname.clone()));
+            group.entries.insert((unit.clone(), i), entry);
+            group.dirty = true;
+        }
+        placed
+    }
+
+    /// Takes a unit's entries out.
+    pub fn retract(&mut self, unit: &Unit, placed: &Placements) {
+        for (i, (listener, hostname)) in placed.iter().enumerate() {
+            let group = self
+                .listeners
+                .get_mut(listener)
+                .and_then(|hosts| hosts.get_mut(&HostOrder(hostname.clone())));
+            if let Some(group) = group {
+                group.entries.remove(&(unit.clone(), i));
+                group.dirty = true;
+            }
+        }
+    }
+
+    /// The route table of each listener named (served listeners, in order), rebuilding
+    /// the virtual hosts whose entries changed since the last build.
+    pub fn build<'a>(&mut self, listeners: impl Iterator<Item = &'a str>) -> Vec<RouteTable> {
+        for hosts in self.listeners.values_mut() {
+            hosts.retain(|_, g| !g.entries.is_empty());
+            for (hostname, group) in hosts.iter_mut().filter(|(_, g)| g.dirty) {
+                let mut entries: Vec<&Entry> = group.entries.values().collect();
+                entries.sort_by_cached_key(|e| precedence(e));
+                let host = VirtualHost {
+                    hostname: hostname.0.clone(),
+                    routes: entries.into_iter().map(|e| e.route.clone()).collect(),
+                };
+                // Equal to what was built before: keep it, so it stays the same `Arc`.
+                if group.built.as_deref() != Some(&host) {
+                    group.built = Some(Arc::new(host));
+                }
+                group.dirty = false;
+            }
+        }
+        self.listeners.retain(|_, hosts| !hosts.is_empty());
+        listeners
+            .map(|l| RouteTable {
+                listener: l.to_string(),
+                virtual_hosts: self
+                    .listeners
+                    .get(l)
+                    .into_iter()
+                    .flat_map(|hosts| hosts.values().filter_map(|g| g.built.clone()))
+                    .collect(),
+            })
+            .collect()
+    }
 }
