@@ -293,7 +293,7 @@ async fn main() -> anyhow::Result<()> {
                     if let Some(e) = loaded.errors.first() {
                         anyhow::bail!("{e}");
                     }
-                    loaded.store
+                    std::sync::Arc::unwrap_or_clone(loaded.store)
                 }
                 (None, true) => {
                     let client = kube::Client::try_default().await.map_err(|e| {

@@ -429,7 +429,7 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/migration");
         let loaded = FileSource::new(dir).load();
         assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-        loaded.store
+        std::sync::Arc::unwrap_or_clone(loaded.store)
     }
 
     /// Converts, then verifies `edit` applied to the converted YAML.

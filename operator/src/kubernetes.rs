@@ -42,7 +42,7 @@ pub struct KubeOperatorOptions {
 impl Source for KubeSource {
     fn load(&mut self) -> Loaded {
         Loaded {
-            store: self.snapshot(),
+            store: std::sync::Arc::new(self.snapshot()),
             errors: vec![],
         }
     }

@@ -34,7 +34,7 @@ pub(crate) trait Source: Send {
 
 struct Directory {
     source: FileSource,
-    changes: mpsc::Receiver<()>,
+    changes: mpsc::Receiver<file::Change>,
     _watcher: notify::RecommendedWatcher,
 }
 
@@ -45,9 +45,11 @@ impl Source for Directory {
 
     async fn changed(&mut self) -> anyhow::Result<()> {
         match self.changes.recv().await {
-            Some(()) => Ok(()),
+            Some(file::Change::Paths(paths)) => self.source.touched(paths),
+            Some(file::Change::Rescan) => self.source.rescan(),
             None => anyhow::bail!("file watcher stopped"),
         }
+        Ok(())
     }
 }
 
@@ -241,11 +243,12 @@ pub(crate) async fn run(
     let mut version = first_version();
     let mut published: Option<Config> = None;
     let mut validation = gatehouse_model::validate::ValidationMemo::default();
+    let mut translator = translate::Translator::new(settings);
     loop {
         let started = std::time::Instant::now();
         let loaded = source.load();
         let load_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let output = translate::translate(&loaded.store, &settings);
+        let output = translator.translate(&loaded.store);
         let translate_ms = started.elapsed().as_secs_f64() * 1000.0 - load_ms;
         match validation.validate(&output.config) {
             // Translation only emits what validates; this guards the data plane all the same.

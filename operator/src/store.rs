@@ -107,6 +107,14 @@ macro_rules! store {
                 h.finish()
             }
 
+            /// Whether two objects are the same one (not merely equal).
+            pub fn same(&self, other: &Object) -> bool {
+                match (self, other) {
+                    $((Object::$variant(a), Object::$variant(b)) => Arc::ptr_eq(a, b),)*
+                    _ => false,
+                }
+            }
+
             /// The metadata to change, copying the object first if it is shared.
             pub fn meta_mut(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
                 match self {

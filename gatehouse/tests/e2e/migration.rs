@@ -55,7 +55,7 @@ apiVersion: gatehouse.dev/v1alpha1",
         gh.write(path.file_name().unwrap().to_str().unwrap(), &text);
     }
     // An echo backend behind every Service of the examples.
-    let services = FileSource::new(gh.path("")).load().store.services;
+    let services = FileSource::new(gh.path("")).load().store.services.clone();
     for (key, svc) in &services {
         let port = spawn_echo(gh.ip, 0, &key.name).await.port();
         let port_name = svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0]

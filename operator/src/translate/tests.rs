@@ -314,7 +314,7 @@ fn incremental_equals_full() {
 fn a_route_edit_shares_every_other_virtual_host() {
     use std::sync::Arc;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
-    let mut store = FileSource::new(&dir).load().store;
+    let mut store = Arc::unwrap_or_clone(FileSource::new(&dir).load().store);
     let mut translator = super::Translator::new(Settings::default());
     let before = translator.translate(&store);
     let (key, route) = store
