@@ -123,6 +123,16 @@ struct Options {
     seconds: u64,
     bin: PathBuf,
     write_docs: Option<PathBuf>,
+    /// Phases to run (proxies, scale, churn); all when empty.
+    only: Vec<String>,
+    /// Route table sizes for scale and propagation.
+    sizes: Vec<usize>,
+}
+
+impl Options {
+    fn runs(&self, phase: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == phase)
+    }
 }
 
 fn main() -> Result<()> {
@@ -150,6 +160,17 @@ fn main() -> Result<()> {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("target/release")),
         write_docs: value("--write-docs").map(PathBuf::from),
+        only: value("--only")
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+        sizes: match value("--sizes") {
+            Some(v) => v
+                .split(',')
+                .map(|n| n.parse().context("--sizes"))
+                .collect::<Result<_>>()?,
+            None if quick => vec![10, 1000],
+            None => vec![10, 1000, 10_000],
+        },
     };
     let dir = tempfile::tempdir()?;
     let mut running = Running::default();
@@ -299,7 +320,8 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
 
     // (scenario, proxy) -> samples
     let mut samples: BTreeMap<(&str, &str), Vec<Sample>> = BTreeMap::new();
-    for round in 0..opts.rounds {
+    let rounds = if opts.runs("proxies") { opts.rounds } else { 0 };
+    for round in 0..rounds {
         for s in &SCENARIOS {
             for p in PROXIES {
                 let sample = measure(s, p, opts.seconds, &lua)
@@ -320,23 +342,29 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
         }
     }
     let rss_mb = dataplane_rss_mb()?;
-    let sizes: &[usize] = if opts.quick {
-        &[10, 1000]
-    } else {
-        &[10, 1000, 10_000]
-    };
+    let sizes: &[usize] = if opts.runs("scale") { &opts.sizes } else { &[] };
     let scale = route_scale(&gh_dir, sizes, opts.seconds, &lua)?;
     let changes = if opts.quick { 20 } else { 100 };
-    let propagation = propagation_ms(&gh_dir, changes)?;
-    let churn_gatehouse = churn(&Churner::Gatehouse(&gh_dir), opts.seconds, &churn_lua)?;
-    let churn_nginx = churn(
-        &Churner::Nginx {
-            dir: &nginx_dir,
-            pid: nginx_pid,
-        },
-        opts.seconds,
-        &churn_lua,
-    )?;
+    let propagation = if sizes.is_empty() {
+        vec![]
+    } else {
+        propagation_ms(&gh_dir, changes)?
+    };
+    let (churn_gatehouse, churn_nginx) = if opts.runs("churn") {
+        (
+            churn(&Churner::Gatehouse(&gh_dir), opts.seconds, &churn_lua)?,
+            churn(
+                &Churner::Nginx {
+                    dir: &nginx_dir,
+                    pid: nginx_pid,
+                },
+                opts.seconds,
+                &churn_lua,
+            )?,
+        )
+    } else {
+        Default::default()
+    };
 
     let med = |s: &str, p: &str, f: fn(&Sample) -> Option<f64>| {
         median(
@@ -569,6 +597,7 @@ const NGINX_BATCH: u64 = 10;
 const CHURN_LIVE: u64 = 20;
 
 /// What the load saw while routes changed.
+#[derive(Default)]
 struct Churn {
     requests: u64,
     errors: u64,

@@ -3,7 +3,7 @@
 //! reconnect the operator sends a full snapshot.
 
 use crate::DataPlane;
-use gatehouse_model::channel::Received;
+use crate::held::Held;
 use gatehouse_model::proto::config_discovery_client::ConfigDiscoveryClient;
 use gatehouse_model::proto::{self, data_plane_message::Message};
 use std::path::{Path, PathBuf};
@@ -84,20 +84,14 @@ async fn stream_once(
     let mut updates = client.stream(ReceiverStream::new(rx)).await?.into_inner();
     tracing::info!(operator = %settings.operator, "config stream open");
 
-    let mut received = Received::default();
+    let mut held = Held::default();
     let mut any = false;
     while let Some(update) = updates.message().await? {
         any = true;
         let started = std::time::Instant::now();
-        received.apply(&update);
-        let mut decode_ms = 0.0;
-        let ack = match received.config() {
-            Err(e) => Err(e),
-            Ok(config) => {
-                decode_ms = started.elapsed().as_secs_f64() * 1000.0;
-                dataplane.apply(&config, update.version)
-            }
-        };
+        held.apply(&update);
+        let decode_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let ack = dataplane.apply_held(&mut held, update.version);
         let ack = match ack {
             Ok(listener_errors) => {
                 tracing::info!(

@@ -13,6 +13,7 @@ pub mod client;
 pub mod coalesce;
 pub mod cors;
 pub mod filters;
+pub mod held;
 pub mod limits;
 pub mod listeners;
 pub mod mirror;
@@ -69,14 +70,26 @@ impl DataPlane {
         })
     }
 
-    /// Applies a config version. On error nothing changes and the previous version keeps
-    /// serving. On success, listeners that could not be opened are returned.
+    /// Applies a whole config as a version (tools and tests). On error nothing changes and
+    /// the previous version keeps serving.
     pub fn apply(&self, config: &Config, version: u64) -> Result<Vec<ListenerError>, String> {
+        self.apply_held(&mut held::Held::of(config), version)
+    }
+
+    /// Applies what the held model changed since the last applied version. On error
+    /// nothing changes, the previous version keeps serving, and the changes stay held for
+    /// the next version. On success, listeners that could not be opened are returned.
+    pub fn apply_held(
+        &self,
+        held: &mut held::Held,
+        version: u64,
+    ) -> Result<Vec<ListenerError>, String> {
         let mut inner = self
             .inner
             .lock()
             .map_err(|_| "data plane state poisoned".to_string())?;
-        let runtime = Arc::new(inner.compiler.compile(config, version)?);
+        let runtime = Arc::new(inner.compiler.compile(held, version)?);
+        held.compiled();
         // Swap first so that a connection on a new socket finds its table.
         self.state.store(runtime.clone());
         let failures = inner
@@ -85,9 +98,8 @@ impl DataPlane {
         Ok(failures
             .into_iter()
             .flat_map(|(addr, error)| {
-                config
-                    .listeners
-                    .iter()
+                held.listeners
+                    .values()
                     .filter(move |l| l.socket_addr() == addr)
                     .map(move |l| (l.key.clone(), error.clone()))
             })

@@ -3,6 +3,7 @@
 //! Pure: compiled once per config version, swapped atomically, never mutated. A request
 //! holds an `Arc<Runtime>` from start to end, so it finishes on the table it started with.
 
+use crate::held::Held;
 use crate::tls::{self, TlsCache};
 use gatehouse_model::ir::{
     BackendTarget, Config, Cors, Filter, HostMatch, PathMatch, Protocol, Retry, RouteSource,
@@ -10,7 +11,7 @@ use gatehouse_model::ir::{
 };
 use gatehouse_model::validate::anchored_regex;
 use pingora_core::listeners::tls::Acceptor;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,44 +57,60 @@ pub struct ListenerTable {
     pub hostname: HostMatch,
     /// Presented to TLS backends that ask for a client certificate.
     pub backend_client: Option<Arc<pingora_core::utils::tls::CertKey>>,
-    /// Most specific hostname first; shared with the versions that did not change them.
-    pub virtual_hosts: Vec<Arc<VirtualHostTable>>,
-    /// Finds the virtual host without walking them all (10k hostnames on one listener).
-    pub host_index: HostIndex,
+    /// Its virtual hosts; shared with the versions that did not change them.
+    pub hosts: Arc<HostTable>,
 }
 
-/// The first virtual host whose hostname matches, as a walk over the list in order would
-/// find it: exact hostnames from a hash map, the others (wildcards, any) walked in order,
-/// but only those listed before the exact hit.
-#[derive(Default)]
-pub struct HostIndex {
-    exact: HashMap<String, usize>,
-    others: Vec<usize>,
+/// A listener's virtual hosts as a request finds them: exact hostnames by hash (10k
+/// hostnames cost what 10 do), the others (wildcards, any) walked in precedence order.
+/// Exact hostnames come first in a table's order, so an exact hit is what a walk over the
+/// whole table would find.
+#[derive(Default, Clone)]
+pub struct HostTable {
+    exact: HashMap<Arc<str>, Arc<VirtualHostTable>>,
+    /// In `VirtualHost::precedence` order.
+    others: Vec<Arc<VirtualHostTable>>,
 }
 
-impl HostIndex {
-    pub fn new(hosts: &[Arc<VirtualHostTable>]) -> Self {
-        let mut index = HostIndex::default();
-        for (i, vh) in hosts.iter().enumerate() {
-            match &vh.hostname {
-                HostMatch::Exact(h) => {
-                    index.exact.entry(h.clone()).or_insert(i);
-                }
-                _ => index.others.push(i),
-            }
-        }
-        index
+impl HostTable {
+    /// The first virtual host whose hostname matches `host` (lower-case, no port).
+    pub fn find(&self, host: &str) -> Option<&Arc<VirtualHostTable>> {
+        self.exact
+            .get(host)
+            .or_else(|| self.others.iter().find(|v| v.hostname.matches(host)))
     }
 
-    /// The position of the first virtual host matching `host`.
-    pub fn find(&self, hosts: &[Arc<VirtualHostTable>], host: &str) -> Option<usize> {
-        let exact = self.exact.get(host).copied();
-        self.others
-            .iter()
-            .copied()
-            .take_while(|i| exact.is_none_or(|e| *i < e))
-            .find(|i| hosts[*i].hostname.matches(host))
-            .or(exact)
+    pub fn insert(&mut self, host: Arc<VirtualHostTable>) {
+        match &host.hostname {
+            HostMatch::Exact(h) => drop(self.exact.insert(h.as_str().into(), host)),
+            hostname => {
+                let at = self
+                    .others
+                    .binary_search_by(|v| {
+                        gatehouse_model::ir::VirtualHost::precedence(&v.hostname, hostname)
+                    })
+                    .unwrap_or_else(|at| at);
+                match self.others.get(at) {
+                    Some(v) if v.hostname == *hostname => self.others[at] = host,
+                    _ => self.others.insert(at, host),
+                }
+            }
+        }
+    }
+
+    pub fn remove(&mut self, hostname: &HostMatch) {
+        match hostname {
+            HostMatch::Exact(h) => drop(self.exact.remove(h.as_str())),
+            _ => self.others.retain(|v| v.hostname != *hostname),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.others.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -103,6 +120,8 @@ pub struct VirtualHostTable {
 }
 
 pub struct CompiledRoute {
+    /// The model route it was compiled from.
+    pub model: Arc<gatehouse_model::ir::Route>,
     pub source: RouteSource,
     pub path: PathRule,
     pub method: Option<http::Method>,
@@ -349,11 +368,7 @@ impl Bind {
             .iter()
             .find(|l| l.hostname.matches(req.host))
             .ok_or(Miss::NoListener)?;
-        let vhost = listener
-            .host_index
-            .find(&listener.virtual_hosts, req.host)
-            .and_then(|i| listener.virtual_hosts.get(i))
-            .ok_or(Miss::NoRoute)?;
+        let vhost = listener.hosts.find(req.host).ok_or(Miss::NoRoute)?;
         let route = vhost
             .routes
             .iter()
@@ -366,94 +381,205 @@ impl Bind {
 /// Compiles a config with nothing to reuse (tools and tests; the data plane keeps a
 /// `Compiler` across versions).
 pub fn compile(config: &Config, version: u64) -> Result<Runtime, String> {
-    Compiler::default().compile(config, version)
+    Compiler::default().compile(&Held::of(config), version)
 }
 
-/// Compiles config versions into runtimes, reusing what a version shares with the last
-/// one it compiled: clusters equal to the last version's (with their round-robin
-/// position), and virtual hosts it shares (the same `Arc`) whose clusters were all reused.
-/// With thousands of hostnames, a version that changes one compiles one.
+/// Compiles versions of the held model into runtimes, compiling only what changed since
+/// the last version it compiled: changed clusters, and the virtual hosts that changed or
+/// send to a changed cluster. Everything else is shared with the last runtime (a listener's
+/// host table is copied, by pointer, when one of its hosts changed). With ten thousand
+/// hostnames, a version that changes one compiles one.
 #[derive(Default)]
 pub struct Compiler {
     tls: TlsCache,
     clusters: HashMap<String, (gatehouse_model::ir::Cluster, Arc<Cluster>)>,
-    hosts: HashMap<(String, HostMatch), CompiledHost>,
+    /// Compiled virtual hosts by listener and hostname.
+    hosts: HashMap<HostId, CompiledHost>,
+    /// The virtual hosts sending to each cluster, compiled again when it changes.
+    users: HashMap<String, HashSet<HostId>>,
+    tables: HashMap<String, Arc<HostTable>>,
 }
 
-#[derive(Clone)]
+/// (listener key, hostname).
+type HostId = (String, HostMatch);
+
 struct CompiledHost {
-    source: Arc<gatehouse_model::ir::VirtualHost>,
     table: Arc<VirtualHostTable>,
     /// Every cluster its routes send to (backends, mirrors, external auth).
-    clusters: Vec<Arc<Cluster>>,
+    clusters: Vec<String>,
 }
 
 impl Compiler {
-    /// Compiles a config. Fails (the version is NACKed, nothing of it is kept) when
-    /// something cannot be served: a reference to nothing, a regex that does not compile,
-    /// a certificate that does not load.
-    pub fn compile(&mut self, config: &Config, version: u64) -> Result<Runtime, String> {
-        gatehouse_model::validate::validate_frame(config).map_err(|errors| errors.join("; "))?;
-
-        let mut clusters: HashMap<String, (gatehouse_model::ir::Cluster, Arc<Cluster>)> =
-            HashMap::with_capacity(config.clusters.len());
-        for c in &config.clusters {
-            let compiled = match self.clusters.get(&c.key) {
-                Some((source, compiled)) if source == c => compiled.clone(),
-                _ => {
-                    let tls = c
-                        .tls
-                        .as_ref()
-                        .map(crate::upstream_tls::BackendTls::compile)
-                        .transpose()
-                        .map_err(|e| format!("Cluster {}: {e}", c.key))?;
-                    Arc::new(Cluster {
-                        key: c.key.clone(),
-                        protocol: c.protocol,
-                        endpoints: c.endpoints.clone(),
-                        tls,
-                        next: AtomicUsize::new(0),
-                    })
-                }
-            };
-            clusters.insert(c.key.clone(), (c.clone(), compiled));
+    /// Compiles the held model. Fails (the version is NACKed; nothing of it is kept, and
+    /// what was dirty stays dirty for the next version) when something cannot be served: a
+    /// reference to nothing, a regex that does not compile, a certificate that does not
+    /// load.
+    pub fn compile(&mut self, held: &Held, version: u64) -> Result<Runtime, String> {
+        if let Some(e) = held.broken() {
+            return Err(e.to_string());
         }
-        let by_key: HashMap<&str, Arc<Cluster>> = clusters
-            .iter()
-            .map(|(k, (_, c))| (k.as_str(), c.clone()))
-            .collect();
-        let cluster_keys: std::collections::HashSet<&str> = by_key.keys().copied().collect();
+        let everything = held.dirty.everything;
+        validate_frame(held)?;
 
+        // Clusters: compile the changed ones; None marks one gone.
+        let mut new_clusters: HashMap<
+            String,
+            Option<(gatehouse_model::ir::Cluster, Arc<Cluster>)>,
+        > = HashMap::new();
+        let cluster_keys: Vec<String> = if everything {
+            held.clusters
+                .keys()
+                .chain(self.clusters.keys())
+                .cloned()
+                .collect()
+        } else {
+            held.dirty.clusters.iter().cloned().collect()
+        };
+        for key in cluster_keys {
+            let compiled = match held.clusters.get(&key) {
+                None => None,
+                Some(c) => match self.clusters.get(&key) {
+                    Some((source, compiled)) if source == c => {
+                        Some((source.clone(), compiled.clone()))
+                    }
+                    _ => Some((c.clone(), Arc::new(compile_cluster(c)?))),
+                },
+            };
+            let unchanged = match (&compiled, self.clusters.get(&key)) {
+                (Some((_, a)), Some((_, b))) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if !unchanged || everything {
+                new_clusters.insert(key, compiled);
+            }
+        }
+        let cluster = |key: &str| -> Option<Arc<Cluster>> {
+            match new_clusters.get(key) {
+                Some(c) => c.as_ref().map(|(_, c)| c.clone()),
+                None if everything => None,
+                None => self.clusters.get(key).map(|(_, c)| c.clone()),
+            }
+        };
+
+        // Virtual hosts: the changed ones and those sending to a changed cluster.
+        let mut host_ids: HashSet<HostId> = HashSet::new();
+        if everything {
+            for (listener, hosts) in &held.hosts {
+                host_ids.extend(hosts.keys().map(|h| (listener.clone(), h.clone())));
+            }
+            host_ids.extend(self.hosts.keys().cloned());
+        } else {
+            host_ids.extend(held.dirty.hosts.iter().cloned());
+            for key in new_clusters.keys() {
+                host_ids.extend(self.users.get(key).into_iter().flatten().cloned());
+            }
+        }
+        let mut new_hosts: HashMap<HostId, Option<CompiledHost>> = HashMap::new();
+        for id in host_ids {
+            let compiled = match held.hosts.get(&id.0).and_then(|h| h.get(&id.1)) {
+                None => None,
+                Some(vh) => Some(compile_host(&id.0, vh, &cluster)?),
+            };
+            new_hosts.insert(id, compiled);
+        }
+
+        // Host tables of the listeners whose hosts changed.
+        let mut new_tables: HashMap<&str, HostTable> = HashMap::new();
+        for ((listener, hostname), host) in &new_hosts {
+            let table = new_tables.entry(listener.as_str()).or_insert_with(|| {
+                match self.tables.get(listener.as_str()) {
+                    Some(t) if !everything => (**t).clone(),
+                    _ => HostTable::default(),
+                }
+            });
+            match host {
+                Some(h) => table.insert(h.table.clone()),
+                None => table.remove(hostname),
+            }
+        }
+        let tables: HashMap<&str, Arc<HostTable>> = held
+            .listeners
+            .keys()
+            .map(|l| {
+                let table = match new_tables.remove(l.as_str()) {
+                    Some(t) => Arc::new(t),
+                    None if everything => Arc::default(),
+                    None => self.tables.get(l).cloned().unwrap_or_default(),
+                };
+                (l.as_str(), table)
+            })
+            .collect();
+
+        let runtime = self.binds(held, &tables, version)?;
+
+        // Compiled: keep what this version built.
+        if everything {
+            self.clusters.clear();
+            self.hosts.clear();
+            self.users.clear();
+        }
+        for (key, c) in new_clusters {
+            match c {
+                Some(c) => drop(self.clusters.insert(key, c)),
+                None => drop(self.clusters.remove(&key)),
+            }
+        }
+        for (id, host) in new_hosts {
+            if let Some(old) = self.hosts.remove(&id) {
+                for c in &old.clusters {
+                    if let Some(users) = self.users.get_mut(c) {
+                        users.remove(&id);
+                        if users.is_empty() {
+                            self.users.remove(c);
+                        }
+                    }
+                }
+            }
+            if let Some(host) = host {
+                for c in &host.clusters {
+                    self.users.entry(c.clone()).or_default().insert(id.clone());
+                }
+                self.hosts.insert(id, host);
+            }
+        }
+        self.tables = tables
+            .into_iter()
+            .map(|(k, t)| (k.to_string(), t))
+            .collect();
+        Ok(runtime)
+    }
+
+    /// The sockets of the held listeners, with their host tables and TLS.
+    fn binds(
+        &mut self,
+        held: &Held,
+        tables: &HashMap<&str, Arc<HostTable>>,
+        version: u64,
+    ) -> Result<Runtime, String> {
         // Client certificates for backends, each loaded once.
         let mut backend_clients = HashMap::new();
-        for key in config
+        for key in held
             .listeners
-            .iter()
+            .values()
             .filter_map(|l| l.backend_client_certificate.as_deref())
         {
             if backend_clients.contains_key(key) {
                 continue;
             }
-            let cert = config
+            let cert = held
                 .certificates
-                .iter()
-                .find(|c| c.key == key)
+                .get(key)
                 .ok_or_else(|| format!("Certificate {key}: missing"))?;
             backend_clients.insert(key, crate::upstream_tls::client_certificate(cert)?);
         }
-        let tables: HashMap<&str, &gatehouse_model::ir::RouteTable> = config
-            .route_tables
-            .iter()
-            .map(|t| (t.listener.as_str(), t))
-            .collect();
-
         let mut by_socket: HashMap<SocketAddr, Vec<&gatehouse_model::ir::Listener>> =
             HashMap::new();
-        for l in &config.listeners {
+        for l in held.listeners.values() {
             by_socket.entry(l.socket_addr()).or_default().push(l);
         }
-
-        let mut hosts = HashMap::new();
+        let certificates: Vec<gatehouse_model::ir::Certificate> =
+            held.certificates.values().cloned().collect();
         let mut binds = HashMap::new();
         let mut used_tls = Vec::new();
         for (addr, listeners) in by_socket {
@@ -464,41 +590,18 @@ impl Compiler {
                     other.key
                 ));
             }
-            let mut compiled = Vec::new();
-            for l in &listeners {
-                let mut virtual_hosts = Vec::new();
-                for vh in tables
-                    .get(l.key.as_str())
-                    .map_or(&[][..], |t| &t.virtual_hosts[..])
-                {
-                    let id = (l.key.clone(), vh.hostname.clone());
-                    let host = match self.hosts.get(&id) {
-                        Some(h)
-                            if Arc::ptr_eq(&h.source, vh)
-                                && h.clusters.iter().all(|c| {
-                                    by_key
-                                        .get(c.key.as_str())
-                                        .is_some_and(|n| Arc::ptr_eq(n, c))
-                                }) =>
-                        {
-                            h.clone()
-                        }
-                        _ => compile_host(&l.key, vh, &by_key, &cluster_keys)?,
-                    };
-                    virtual_hosts.push(host.table.clone());
-                    hosts.insert(id, host);
-                }
-                compiled.push(ListenerTable {
+            let mut compiled: Vec<ListenerTable> = listeners
+                .iter()
+                .map(|l| ListenerTable {
                     key: l.key.clone(),
                     hostname: l.hostname.clone(),
                     backend_client: l
                         .backend_client_certificate
                         .as_deref()
                         .and_then(|k| backend_clients.get(k).cloned()),
-                    host_index: HostIndex::new(&virtual_hosts),
-                    virtual_hosts,
-                });
-            }
+                    hosts: tables.get(l.key.as_str()).cloned().unwrap_or_default(),
+                })
+                .collect();
             compiled.sort_by_key(|l| std::cmp::Reverse(l.hostname.specificity()));
             let tls = match protocol {
                 Protocol::Http => None,
@@ -510,7 +613,7 @@ impl Compiler {
                     // Client validation is per port: every listener of the bind has the same.
                     let client = listeners.iter().find_map(|l| l.client_validation.as_ref());
                     let (key, acceptor) =
-                        tls::acceptor(&certs, &config.certificates, client, &mut self.tls)
+                        tls::acceptor(&certs, &certificates, client, &mut self.tls)
                             .map_err(|e| format!("{addr}: {e}"))?;
                     used_tls.push(key);
                     Some(acceptor)
@@ -527,38 +630,84 @@ impl Compiler {
             );
         }
         self.tls.retain(&used_tls);
-        self.clusters = clusters;
-        self.hosts = hosts;
         Ok(Runtime { version, binds })
     }
+}
+
+/// What a version needs besides its virtual hosts: the certificates its listeners name,
+/// and a listener for every table.
+fn validate_frame(held: &Held) -> Result<(), String> {
+    let mut errors = Vec::new();
+    for l in held.listeners.values() {
+        for c in &l.certificates {
+            if !held.certificates.contains_key(&c.certificate) {
+                errors.push(format!(
+                    "Listener {}: certificates: unknown Certificate {:?}",
+                    l.key, c.certificate
+                ));
+            }
+        }
+    }
+    for listener in held.hosts.keys() {
+        if !held.listeners.contains_key(listener) {
+            errors.push(format!("RouteTable {listener}: unknown listener"));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+fn compile_cluster(c: &gatehouse_model::ir::Cluster) -> Result<Cluster, String> {
+    let tls = c
+        .tls
+        .as_ref()
+        .map(crate::upstream_tls::BackendTls::compile)
+        .transpose()
+        .map_err(|e| format!("Cluster {}: {e}", c.key))?;
+    Ok(Cluster {
+        key: c.key.clone(),
+        protocol: c.protocol,
+        endpoints: c.endpoints.clone(),
+        tls,
+        next: AtomicUsize::new(0),
+    })
 }
 
 /// Validates and compiles one virtual host of `listener`'s table.
 fn compile_host(
     listener: &str,
     vh: &Arc<gatehouse_model::ir::VirtualHost>,
-    clusters: &HashMap<&str, Arc<Cluster>>,
-    cluster_keys: &std::collections::HashSet<&str>,
+    cluster: &dyn Fn(&str) -> Option<Arc<Cluster>>,
 ) -> Result<CompiledHost, String> {
     let mut errors = Vec::new();
-    gatehouse_model::validate::validate_virtual_host(listener, vh, cluster_keys, &mut errors);
+    gatehouse_model::validate::validate_virtual_host(
+        listener,
+        vh,
+        &|k| cluster(k).is_some(),
+        &mut errors,
+    );
     if !errors.is_empty() {
         return Err(errors.join("; "));
     }
     let routes = vh
         .routes
         .iter()
-        .map(|r| compile_route(r, clusters).map(Arc::new))
+        .map(|r| compile_route(r, cluster).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("RouteTable {listener}: {e}"))?;
+    let mut clusters: Vec<String> = vh
+        .routes
+        .iter()
+        .flat_map(|r| r.clusters())
+        .map(str::to_string)
+        .collect();
+    clusters.sort();
+    clusters.dedup();
     Ok(CompiledHost {
-        source: vh.clone(),
-        clusters: vh
-            .routes
-            .iter()
-            .flat_map(|r| r.clusters())
-            .filter_map(|k| clusters.get(k).cloned())
-            .collect(),
+        clusters,
         table: Arc::new(VirtualHostTable {
             hostname: vh.hostname.clone(),
             routes,
@@ -567,8 +716,8 @@ fn compile_host(
 }
 
 fn compile_route(
-    r: &gatehouse_model::ir::Route,
-    clusters: &HashMap<&str, Arc<Cluster>>,
+    r: &Arc<gatehouse_model::ir::Route>,
+    cluster: &dyn Fn(&str) -> Option<Arc<Cluster>>,
 ) -> Result<CompiledRoute, String> {
     let regex = |p: &str| anchored_regex(p).map_err(|e| format!("invalid regex {p:?}: {e}"));
     let value = |v: &StringMatch| -> Result<ValueRule, String> {
@@ -608,8 +757,8 @@ fn compile_route(
         .map(|b| CompiledBackend {
             weight: b.weight,
             target: match &b.target {
-                BackendTarget::Cluster(k) => match clusters.get(k.as_str()) {
-                    Some(c) => Target::Cluster(c.clone()),
+                BackendTarget::Cluster(k) => match cluster(k) {
+                    Some(c) => Target::Cluster(c),
                     None => Target::Invalid(format!("unknown cluster {k}")),
                 },
                 BackendTarget::Invalid(reason) => Target::Invalid(reason.clone()),
@@ -626,8 +775,8 @@ fn compile_route(
         })
         .filter_map(|m| match &m.target {
             // A mirror whose backend cannot be served mirrors nothing; the route still serves.
-            BackendTarget::Cluster(k) => clusters.get(k.as_str()).map(|c| CompiledMirror {
-                cluster: c.clone(),
+            BackendTarget::Cluster(k) => cluster(k).map(|c| CompiledMirror {
+                cluster: c,
                 numerator: m.numerator.min(m.denominator),
                 denominator: m.denominator.max(1),
             }),
@@ -639,6 +788,7 @@ fn compile_route(
         _ => None,
     });
     Ok(CompiledRoute {
+        model: r.clone(),
         source: r.source.clone(),
         path,
         method,
@@ -671,10 +821,7 @@ fn compile_route(
                 let cluster = match &a.cluster {
                     None => None,
                     Some(k) => Some(
-                        clusters
-                            .get(k.as_str())
-                            .cloned()
-                            .ok_or_else(|| format!("external auth: cluster {k} missing"))?,
+                        cluster(k).ok_or_else(|| format!("external auth: cluster {k} missing"))?,
                     ),
                 };
                 Some((a.clone(), cluster))
@@ -690,38 +837,36 @@ fn compile_route(
 mod tests {
     use super::*;
 
-    /// The index answers what walking the list in order answers, whatever the order.
+    /// The host table answers what walking the table in precedence order answers,
+    /// whatever order the hosts were put in.
     #[test]
-    fn host_index_finds_what_a_walk_finds() {
-        let hosts = |names: &[HostMatch]| -> Vec<Arc<VirtualHostTable>> {
-            names
-                .iter()
-                .map(|h| {
-                    Arc::new(VirtualHostTable {
-                        hostname: h.clone(),
-                        routes: vec![],
-                    })
-                })
-                .collect()
-        };
-        let sorted = hosts(&[
+    fn host_table_finds_what_a_walk_finds() {
+        let names = [
             HostMatch::gateway("a.example.com"),
             HostMatch::gateway("b.example.com"),
-            HostMatch::gateway("a.example.com"),
             HostMatch::gateway("*.deep.example.com"),
             HostMatch::ingress("*.example.com"),
             HostMatch::gateway("*.example.com"),
-            HostMatch::Any,
-        ]);
-        let unsorted = hosts(&[
-            HostMatch::gateway("*.example.com"),
-            HostMatch::gateway("a.example.com"),
-            HostMatch::Any,
             HostMatch::gateway("c.other.com"),
-        ]);
-        for table in [&sorted, &unsorted] {
-            let index = HostIndex::new(table);
-            for host in [
+            HostMatch::Any,
+        ];
+        let host = |h: &HostMatch| {
+            Arc::new(VirtualHostTable {
+                hostname: h.clone(),
+                routes: vec![],
+            })
+        };
+        let mut sorted = names.to_vec();
+        sorted.sort_by(gatehouse_model::ir::VirtualHost::precedence);
+        for order in [names.to_vec(), names.iter().rev().cloned().collect()] {
+            let mut table = HostTable::default();
+            for h in &order {
+                table.insert(host(h));
+            }
+            // Put in twice: replaced, not added.
+            table.insert(host(&HostMatch::gateway("*.example.com")));
+            assert_eq!(table.len(), names.len());
+            for name in [
                 "a.example.com",
                 "b.example.com",
                 "x.deep.example.com",
@@ -731,9 +876,16 @@ mod tests {
                 "example.com",
                 "nothing.org",
             ] {
-                let walk = table.iter().position(|v| v.hostname.matches(host));
-                assert_eq!(index.find(table, host), walk, "{host}");
+                let walk = sorted.iter().find(|v| v.matches(name));
+                assert_eq!(table.find(name).map(|v| &v.hostname), walk, "{name}");
             }
+            table.remove(&HostMatch::Any);
+            table.remove(&HostMatch::gateway("a.example.com"));
+            assert!(table.find("nothing.org").is_none());
+            assert_eq!(
+                table.find("a.example.com").map(|v| v.hostname.clone()),
+                Some(HostMatch::ingress("*.example.com"))
+            );
         }
     }
 
@@ -841,15 +993,18 @@ mod tests {
     /// The compiled table of `host` in a runtime.
     fn compiled(rt: &Runtime, host: &str) -> Arc<VirtualHostTable> {
         let listener = &rt.binds.values().next().expect("a bind").listeners[0];
-        let i = listener
-            .host_index
-            .find(&listener.virtual_hosts, host)
-            .expect("the host");
-        listener.virtual_hosts[i].clone()
+        listener.hosts.find(host).expect("the host").clone()
     }
 
-    /// A version compiles only the virtual hosts it does not share with the last one, and
-    /// those whose clusters changed; a refused version leaves the next one nothing stale.
+    /// Brings `held` to `to` as the config channel would: the changed resources.
+    fn send(held: &mut Held, sent: &mut gatehouse_model::channel::Sent, to: &Config) {
+        if let Some(update) = sent.update(to, 0) {
+            held.apply(&update);
+        }
+    }
+
+    /// A version compiles only the virtual hosts that changed and those whose clusters
+    /// changed; a refused version leaves its changes to be compiled by the next one.
     #[test]
     fn a_version_compiles_what_changed() {
         let (a, b) = (
@@ -857,26 +1012,23 @@ mod tests {
             host("b.example.com", "ns/two:80"),
         );
         let mut compiler = Compiler::default();
-        let v1 = compiler
-            .compile(
-                &config(
-                    vec![a.clone(), b.clone()],
-                    &[("ns/one:80", 1), ("ns/two:80", 2)],
-                ),
-                1,
-            )
-            .expect("compiles");
+        let c1 = config(
+            vec![a.clone(), b.clone()],
+            &[("ns/one:80", 1), ("ns/two:80", 2)],
+        );
+        let mut held = Held::default();
+        let mut sent = gatehouse_model::channel::Sent::default();
+        send(&mut held, &mut sent, &c1);
+        let v1 = compiler.compile(&held, 1).expect("compiles");
+        held.compiled();
 
-        let b2 = host("b.example.com", "ns/one:80");
-        let v2 = compiler
-            .compile(
-                &config(
-                    vec![a.clone(), b2.clone()],
-                    &[("ns/one:80", 1), ("ns/two:80", 2)],
-                ),
-                2,
-            )
-            .expect("compiles");
+        let c2 = config(
+            vec![a.clone(), host("b.example.com", "ns/one:80")],
+            &[("ns/one:80", 1), ("ns/two:80", 2)],
+        );
+        send(&mut held, &mut sent, &c2);
+        let v2 = compiler.compile(&held, 2).expect("compiles");
+        held.compiled();
         assert!(Arc::ptr_eq(
             &compiled(&v1, "a.example.com"),
             &compiled(&v2, "a.example.com")
@@ -887,9 +1039,13 @@ mod tests {
         ));
 
         // New endpoints for cluster one: both hosts send to it and are compiled again.
-        let v3 = compiler
-            .compile(&config(vec![a.clone(), b2.clone()], &[("ns/one:80", 3)]), 3)
-            .expect("compiles");
+        let c3 = config(
+            vec![a.clone(), host("b.example.com", "ns/one:80")],
+            &[("ns/one:80", 3)],
+        );
+        send(&mut held, &mut sent, &c3);
+        let v3 = compiler.compile(&held, 3).expect("compiles");
+        held.compiled();
         for h in ["a.example.com", "b.example.com"] {
             assert!(!Arc::ptr_eq(&compiled(&v2, h), &compiled(&v3, h)), "{h}");
             let Target::Cluster(c) = &compiled(&v3, h).routes[0].backends[0].target else {
@@ -899,15 +1055,27 @@ mod tests {
         }
 
         // Cluster one gone: the unchanged hosts that name it are refused, not served stale.
-        let refused = compiler.compile(&config(vec![a.clone(), b2.clone()], &[]), 4);
+        let c4 = config(vec![a.clone(), host("b.example.com", "ns/one:80")], &[]);
+        send(&mut held, &mut sent, &c4);
+        let refused = compiler.compile(&held, 4);
         assert!(refused.err().is_some_and(|e| e.contains("unknown Cluster")));
-        let v5 = compiler
-            .compile(&config(vec![a.clone(), b2], &[("ns/one:80", 3)]), 5)
-            .expect("compiles");
+        // Back as it was: what v3 compiled still stands, and is served again.
+        send(&mut held, &mut sent, &c3);
+        let v5 = compiler.compile(&held, 5).expect("compiles");
         assert!(Arc::ptr_eq(
             &compiled(&v3, "a.example.com"),
             &compiled(&v5, "a.example.com")
         ));
+        held.compiled();
+
+        // The same model compiled from scratch answers alike.
+        let fresh = compile(&c3, 6).expect("compiles");
+        for h in ["a.example.com", "b.example.com"] {
+            assert_eq!(
+                compiled(&fresh, h).routes[0].model,
+                compiled(&v5, h).routes[0].model
+            );
+        }
     }
 
     #[test]

@@ -138,8 +138,8 @@ pub fn verify(store: &Store, converted: &Store, settings: &Settings) -> Result<V
     let mut verdict = Verdict::default();
     for probe in probes(store, &before) {
         verdict.probes += 1;
-        let a = outcome(&before, &rt_before, &probe);
-        let b = outcome(&after, &rt_after, &probe);
+        let a = outcome(&rt_before, &probe);
+        let b = outcome(&rt_after, &probe);
         if a != b {
             verdict.differences.push(Difference {
                 probe,
@@ -266,7 +266,7 @@ pub fn probes(store: &Store, config: &Config) -> BTreeSet<Probe> {
 
 /// What happens to a request, as text: the route's decision with every policy, and no
 /// names that differ only because the objects do (sources, rate limit zones).
-fn outcome(config: &Config, runtime: &Runtime, probe: &Probe) -> String {
+fn outcome(runtime: &Runtime, probe: &Probe) -> String {
     let Some(bind) = runtime.binds.values().find(|b| b.addr.port() == probe.port) else {
         return "no listener on the port".into();
     };
@@ -291,34 +291,19 @@ fn outcome(config: &Config, runtime: &Runtime, probe: &Probe) -> String {
         method: &method,
         headers: &headers,
     };
-    let Some((route, compiled)) = model_route(config, bind, &req) else {
+    let Some((route, compiled)) = model_route(bind, &req) else {
         return "404 no route".into();
     };
     describe(route, compiled, probe, path, query)
 }
 
-/// The model route the data plane's lookup picks, with its compiled form: compiled tables
-/// keep the model's order, so the position of the compiled route finds it.
-fn model_route<'a, 'b>(
-    config: &'a Config,
+/// The model route the data plane's lookup picks, with its compiled form.
+fn model_route<'b>(
     bind: &'b Bind,
     req: &RequestView<'_>,
-) -> Option<(&'a Route, &'b CompiledRoute)> {
-    let (listener, chosen) = bind.route(req).ok()?;
-    let table = config
-        .route_tables
-        .iter()
-        .find(|t| t.listener == listener.key)?;
-    for (vh, compiled) in table.virtual_hosts.iter().zip(&listener.virtual_hosts) {
-        if let Some(i) = compiled
-            .routes
-            .iter()
-            .position(|r| std::sync::Arc::ptr_eq(r, chosen))
-        {
-            return vh.routes.get(i).map(|r| (&**r, &**chosen));
-        }
-    }
-    None
+) -> Option<(&'b Route, &'b CompiledRoute)> {
+    let (_, chosen) = bind.route(req).ok()?;
+    Some((&*chosen.model, &**chosen))
 }
 
 fn describe(

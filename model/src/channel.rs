@@ -1,8 +1,10 @@
 //! Encoding of model resources on the config channel, and the delta between two versions.
 
-use crate::ir::{Certificate, Cluster, Gateway, Listener, ListenerHost, Resource, VirtualHost};
+use crate::ir::{
+    Certificate, Cluster, Config, Gateway, HostMatch, Listener, ListenerHost, Resource, VirtualHost,
+};
 use crate::proto;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,178 +60,137 @@ pub fn decode(resource: &proto::Resource) -> Result<Resource, DecodeError> {
     })
 }
 
-/// Encodes every resource of a config version, reusing the encoding of each virtual host
-/// the version shares (the same `Arc`) with the previous call's: with thousands of
-/// hostnames, a version that changes one encodes one.
-#[derive(Default)]
-pub struct Encoder {
-    /// By the address of the shared virtual host, which the entry keeps alive.
-    hosts: HashMap<usize, (Arc<VirtualHost>, proto::Resource)>,
-}
-
-impl Encoder {
-    pub fn encode_all(&mut self, config: &crate::ir::Config) -> ResourceSet {
-        let mut hosts = HashMap::with_capacity(self.hosts.len());
-        let resources = config.resources().map(|r| match r {
-            Resource::VirtualHost(h) => {
-                let address = Arc::as_ptr(&h.host) as usize;
-                let encoded = match self.hosts.remove(&address) {
-                    // The same virtual host in the same listener's table ("listener host").
-                    Some((_, e))
-                        if e.key
-                            .strip_prefix(h.listener.as_str())
-                            .is_some_and(|rest| rest.starts_with(' ')) =>
-                    {
-                        e
-                    }
-                    _ => encode(&Resource::VirtualHost(h.clone())),
-                };
-                hosts.insert(address, (h.host, encoded.clone()));
-                encoded
-            }
-            other => encode(&other),
-        });
-        let set = ResourceSet::new(resources);
-        self.hosts = hosts;
-        set
-    }
-}
-
 /// (kind, key) of a resource: its identity across versions.
 pub type ResourceId = (String, String);
 
-/// A set of encoded resources, as last sent to (or received by) one data plane.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ResourceSet {
-    pub resources: BTreeMap<ResourceId, proto::Resource>,
-}
-
-impl ResourceSet {
-    pub fn new(resources: impl IntoIterator<Item = proto::Resource>) -> Self {
-        ResourceSet {
-            resources: resources
-                .into_iter()
-                .map(|r| ((r.kind.clone(), r.key.clone()), r))
-                .collect(),
-        }
-    }
-
-    /// The update that turns `self` into `next`: changed or new resources, and removed keys.
-    pub fn delta_to(&self, next: &ResourceSet) -> (Vec<proto::Resource>, Vec<proto::ResourceKey>) {
-        let upserts = next
-            .resources
-            .iter()
-            .filter(|(id, r)| self.resources.get(*id) != Some(*r))
-            .map(|(_, r)| r.clone())
-            .collect();
-        let removals = self
-            .resources
-            .keys()
-            .filter(|id| !next.resources.contains_key(*id))
-            .map(|(kind, key)| proto::ResourceKey {
-                kind: kind.clone(),
-                key: key.clone(),
-            })
-            .collect();
-        (upserts, removals)
-    }
-
-    /// Applies an update received on the wire.
-    pub fn apply(&mut self, update: &proto::ConfigUpdate) {
-        if update.full {
-            self.resources.clear();
-        }
-        for removal in &update.removals {
-            self.resources
-                .remove(&(removal.kind.clone(), removal.key.clone()));
-        }
-        for r in &update.upserts {
-            self.resources
-                .insert((r.kind.clone(), r.key.clone()), r.clone());
-        }
-    }
-}
-
-/// What a data plane holds: every resource it was sent, each decoded once, when it
-/// arrived. A resource that does not decode stays as its error until it is replaced, and
-/// makes every version refused meanwhile.
+/// What one data plane was sent, kept by identity: the next version's delta is found by
+/// comparing pointers (virtual hosts) and small values (the rest), and only what changed
+/// is encoded. With thousands of hostnames, a version that changes one sends one.
 #[derive(Debug, Default)]
-pub struct Received {
-    resources: BTreeMap<ResourceId, Result<Resource, String>>,
+pub struct Sent {
+    started: bool,
+    /// Virtual hosts by listener key and hostname.
+    hosts: HashMap<String, HashMap<HostMatch, Arc<VirtualHost>>>,
+    host_count: usize,
+    /// Every other resource by kind and key.
+    others: HashMap<&'static str, HashMap<String, Resource>>,
 }
 
-impl Received {
-    /// Applies an update received on the wire, decoding what it brings.
-    pub fn apply(&mut self, update: &proto::ConfigUpdate) {
-        if update.full {
-            self.resources.clear();
-        }
-        for removal in &update.removals {
-            self.resources
-                .remove(&(removal.kind.clone(), removal.key.clone()));
-        }
-        for r in &update.upserts {
-            self.resources.insert(
-                (r.kind.clone(), r.key.clone()),
-                decode(r).map_err(|e| e.to_string()),
-            );
-        }
-    }
+impl Sent {
+    /// The update that brings a data plane from what it was sent to `config`: everything
+    /// the first time, then what changed; None when nothing did.
+    pub fn update(&mut self, config: &Config, version: u64) -> Option<proto::ConfigUpdate> {
+        let full = !self.started;
+        self.started = true;
+        let mut upserts = Vec::new();
+        let mut removals = Vec::new();
 
-    /// The config of everything held; the first undecodable resource is an error.
-    pub fn config(&self) -> Result<crate::ir::Config, String> {
-        let resources = self
-            .resources
-            .values()
-            .cloned()
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(crate::ir::Config::from_resources(resources))
+        let mut seen = 0;
+        for t in &config.route_tables {
+            if !self.hosts.contains_key(t.listener.as_str()) {
+                self.hosts.insert(t.listener.clone(), HashMap::new());
+            }
+            let Some(known) = self.hosts.get_mut(t.listener.as_str()) else {
+                continue;
+            };
+            for vh in &t.virtual_hosts {
+                seen += 1;
+                let changed = match known.get_mut(&vh.hostname) {
+                    Some(prev) if Arc::ptr_eq(prev, vh) => false,
+                    Some(prev) => {
+                        // Equal content under another pointer: adopt it, send nothing.
+                        let changed = **prev != **vh;
+                        *prev = vh.clone();
+                        changed
+                    }
+                    None => {
+                        known.insert(vh.hostname.clone(), vh.clone());
+                        self.host_count += 1;
+                        true
+                    }
+                };
+                if changed || full {
+                    upserts.push(encode(&Resource::VirtualHost(ListenerHost {
+                        listener: t.listener.clone(),
+                        host: vh.clone(),
+                    })));
+                }
+            }
+        }
+        if seen < self.host_count {
+            // Some hosts sent before are gone.
+            let present: HashSet<(&str, &HostMatch)> = config
+                .route_tables
+                .iter()
+                .flat_map(|t| {
+                    t.virtual_hosts
+                        .iter()
+                        .map(|v| (t.listener.as_str(), &v.hostname))
+                })
+                .collect();
+            for (listener, hosts) in &mut self.hosts {
+                hosts.retain(|hostname, _| {
+                    let keep = present.contains(&(listener.as_str(), hostname));
+                    if !keep {
+                        removals.push(proto::ResourceKey {
+                            kind: "VirtualHost".into(),
+                            key: ListenerHost::key(listener, hostname),
+                        });
+                    }
+                    keep
+                });
+            }
+            self.hosts.retain(|_, hosts| !hosts.is_empty());
+            self.host_count = seen;
+        }
+
+        let mut present: HashSet<(&'static str, String)> = HashSet::new();
+        let others = config
+            .resources()
+            .filter(|r| !matches!(r, Resource::VirtualHost(_)));
+        for r in others {
+            let (kind, key) = (r.kind(), r.key());
+            present.insert((kind, key.clone()));
+            let known = self.others.entry(kind).or_default();
+            if known.get(&key) != Some(&r) || full {
+                upserts.push(encode(&r));
+                known.insert(key, r);
+            }
+        }
+        for (kind, known) in &mut self.others {
+            known.retain(|key, _| {
+                let keep = present.contains(&(*kind, key.clone()));
+                if !keep {
+                    removals.push(proto::ResourceKey {
+                        kind: kind.to_string(),
+                        key: key.clone(),
+                    });
+                }
+                keep
+            });
+        }
+
+        (full || !upserts.is_empty() || !removals.is_empty()).then_some(proto::ConfigUpdate {
+            version,
+            full,
+            upserts,
+            removals,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{Cluster, UpstreamProtocol};
+    use crate::ir::UpstreamProtocol;
 
-    fn cluster(key: &str, port: u16) -> proto::Resource {
-        encode(&Resource::Cluster(Cluster {
+    fn cluster(key: &str, port: u16) -> Cluster {
+        Cluster {
             key: key.into(),
             protocol: UpstreamProtocol::Http1,
             endpoints: vec![([127, 0, 0, 1], port).into()],
             tls: None,
-        }))
-    }
-
-    #[test]
-    fn delta_carries_only_changes_and_applies_back() {
-        let old = ResourceSet::new([cluster("a", 1), cluster("b", 2)]);
-        let new = ResourceSet::new([cluster("a", 1), cluster("b", 3), cluster("c", 4)]);
-        let (upserts, removals) = old.delta_to(&new);
-        assert_eq!(upserts.len(), 2);
-        assert!(removals.is_empty());
-
-        let mut received = old.clone();
-        received.apply(&proto::ConfigUpdate {
-            version: 2,
-            full: false,
-            upserts,
-            removals,
-        });
-        assert_eq!(received, new);
-
-        let (_, removals) = new.delta_to(&ResourceSet::new([cluster("a", 1)]));
-        assert_eq!(removals.len(), 2);
-    }
-
-    #[test]
-    fn decode_rejects_unknown_kind_and_bad_body() {
-        let mut r = cluster("a", 1);
-        assert!(decode(&r).is_ok());
-        r.body = prost::bytes::Bytes::from_static(b"{");
-        assert!(decode(&r).unwrap_err().to_string().contains("Cluster"));
-        r.kind = "Nope".into();
-        assert!(matches!(decode(&r), Err(DecodeError::UnknownKind { .. })));
+        }
     }
 
     fn host(name: &str, path: &str) -> Arc<VirtualHost> {
@@ -258,82 +219,98 @@ mod tests {
         })
     }
 
-    fn config(hosts: Vec<Arc<VirtualHost>>) -> crate::ir::Config {
-        crate::ir::Config {
+    fn config(hosts: Vec<Arc<VirtualHost>>, clusters: Vec<Cluster>) -> Config {
+        Config {
             route_tables: vec![crate::ir::RouteTable {
                 listener: "ns/gw/http".into(),
                 virtual_hosts: hosts,
             }],
+            clusters,
             ..Default::default()
         }
     }
 
-    /// Virtual hosts travel one resource each; a version re-encodes only the hosts it does
-    /// not share with the last, sends only those, and the receiving end puts the same
-    /// table back together.
+    /// What a receiving end holds after the updates: the config back together.
+    fn received(updates: &[proto::ConfigUpdate]) -> Config {
+        let mut held: std::collections::BTreeMap<ResourceId, Resource> = Default::default();
+        for u in updates {
+            if u.full {
+                held.clear();
+            }
+            for r in &u.removals {
+                held.remove(&(r.kind.clone(), r.key.clone()));
+            }
+            for r in &u.upserts {
+                held.insert((r.kind.clone(), r.key.clone()), decode(r).expect("decodes"));
+            }
+        }
+        Config::from_resources(held.into_values())
+    }
+
+    /// Virtual hosts travel one resource each: the first update carries everything, the
+    /// next only what changed (a new host, a host gone, a cluster's endpoints), nothing
+    /// when nothing did; the receiving end puts the same config back together, most
+    /// specific host first.
     #[test]
-    fn virtual_hosts_travel_alone_and_reassemble() {
+    fn updates_carry_what_changed_and_reassemble() {
         let (a, b, wild) = (
             host("a.example.com", "/"),
             host("b.example.com", "/"),
             host("*.example.com", "/"),
         );
-        let mut encoder = Encoder::default();
-        let first = encoder.encode_all(&config(vec![a.clone(), b.clone(), wild.clone()]));
-        assert_eq!(first.resources.len(), 3);
-        let encoded_b =
-            &first.resources[&("VirtualHost".into(), "ns/gw/http b.example.com".into())];
+        let mut sent = Sent::default();
+        let c1 = config(
+            vec![wild.clone(), a.clone(), b.clone()],
+            vec![cluster("x", 1)],
+        );
+        let first = sent.update(&c1, 1).expect("first update");
+        assert!(first.full);
+        assert_eq!(first.upserts.len(), 4);
+        assert!(sent.update(&c1, 2).is_none(), "nothing changed");
+
+        // An equal host under a new pointer is not sent again.
+        let a_copy = Arc::new((*a).clone());
+        let c2 = config(vec![a_copy, b.clone(), wild.clone()], vec![cluster("x", 1)]);
+        assert!(sent.update(&c2, 3).is_none());
 
         let b2 = host("b.example.com", "/v2");
-        let second = encoder.encode_all(&config(vec![a.clone(), b2.clone(), wild.clone()]));
-        let encoded_a = |set: &ResourceSet| {
-            set.resources[&("VirtualHost".into(), "ns/gw/http a.example.com".into())]
-                .body
-                .clone()
-        };
-        // The shared host's body is the same buffer, not a new encoding of it.
-        assert_eq!(encoded_a(&first).as_ptr(), encoded_a(&second).as_ptr());
-        let (upserts, removals) = first.delta_to(&second);
-        assert_eq!(upserts.len(), 1);
-        assert_ne!(upserts[0].body, encoded_b.body);
-        assert!(removals.is_empty());
+        let c3 = config(vec![a.clone(), b2.clone()], vec![cluster("x", 2)]);
+        let delta = sent.update(&c3, 4).expect("a delta");
+        assert!(!delta.full);
+        let mut kinds: Vec<(&str, &str)> = delta
+            .upserts
+            .iter()
+            .map(|r| (r.kind.as_str(), r.key.as_str()))
+            .collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [
+                ("Cluster", "x"),
+                ("VirtualHost", "ns/gw/http b.example.com")
+            ]
+        );
+        assert_eq!(delta.removals.len(), 1);
+        assert_eq!(
+            delta.removals[0].key,
+            "ns/gw/http *.example.com (any depth)"
+        );
 
-        let mut received = Received::default();
-        received.apply(&proto::ConfigUpdate {
-            version: 1,
-            full: true,
-            upserts: first.resources.values().cloned().collect(),
-            removals: vec![],
-        });
-        received.apply(&proto::ConfigUpdate {
-            version: 2,
-            full: false,
-            upserts,
-            removals,
-        });
-        let got = received.config().expect("decodes");
-        // Most specific first, whatever order the resources came in.
-        assert_eq!(got, config(vec![a, b2, wild]));
+        let got = received(&[first, delta]);
+        let mut want = config(vec![a, b2], vec![cluster("x", 2)]);
+        want.route_tables[0]
+            .virtual_hosts
+            .sort_by(|x, y| VirtualHost::precedence(&x.hostname, &y.hostname));
+        assert_eq!(got, want);
     }
 
     #[test]
-    fn an_undecodable_resource_refuses_until_replaced() {
-        let mut bad = cluster("a", 1);
-        bad.body = prost::bytes::Bytes::from_static(b"{");
-        let mut received = Received::default();
-        received.apply(&proto::ConfigUpdate {
-            version: 1,
-            full: true,
-            upserts: vec![bad, cluster("b", 2)],
-            removals: vec![],
-        });
-        assert!(received.config().unwrap_err().contains("Cluster"));
-        received.apply(&proto::ConfigUpdate {
-            version: 2,
-            full: false,
-            upserts: vec![cluster("a", 1)],
-            removals: vec![],
-        });
-        assert_eq!(received.config().expect("decodes").clusters.len(), 2);
+    fn decode_rejects_unknown_kind_and_bad_body() {
+        let mut r = encode(&Resource::Cluster(cluster("a", 1)));
+        assert!(decode(&r).is_ok());
+        r.body = prost::bytes::Bytes::from_static(b"{");
+        assert!(decode(&r).unwrap_err().to_string().contains("Cluster"));
+        r.kind = "Nope".into();
+        assert!(matches!(decode(&r), Err(DecodeError::UnknownKind { .. })));
     }
 }

@@ -226,7 +226,7 @@ impl ValidationMemo {
                         .get(&(t.listener.clone(), vh.hostname.clone()))
                         .is_some_and(|v| Arc::ptr_eq(v, vh));
                 if !known {
-                    validate_virtual_host(&t.listener, vh, &clusters, &mut errors);
+                    validate_virtual_host(&t.listener, vh, &|k| clusters.contains(k), &mut errors);
                 }
             }
         }
@@ -279,7 +279,7 @@ pub fn validate_frame(config: &Config) -> Result<(), Vec<String>> {
 pub fn validate_virtual_host(
     listener: &str,
     vh: &VirtualHost,
-    clusters: &HashSet<&str>,
+    cluster_exists: &dyn Fn(&str) -> bool,
     errors: &mut Vec<String>,
 ) {
     for (i, route) in vh.routes.iter().enumerate() {
@@ -375,7 +375,7 @@ pub fn validate_virtual_host(
                 ));
             }
             if let BackendTarget::Cluster(key) = &b.target
-                && !clusters.contains(key.as_str())
+                && !cluster_exists(key)
             {
                 errors.push(format!("{}: backends: unknown Cluster {key:?}", at()));
             }
@@ -385,7 +385,7 @@ pub fn validate_virtual_host(
                 target: BackendTarget::Cluster(key),
                 ..
             }) = f
-                && !clusters.contains(key.as_str())
+                && !cluster_exists(key)
             {
                 errors.push(format!("{}: mirror: unknown Cluster {key:?}", at()));
             }

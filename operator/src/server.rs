@@ -5,7 +5,7 @@
 //! was last sent. A version is recorded with the Gateway generations it contains, so an
 //! ACK tells the status side exactly which generations are programmed.
 
-use gatehouse_model::channel::{Encoder, ResourceSet};
+use gatehouse_model::channel::Sent;
 use gatehouse_model::ir::Config;
 use gatehouse_model::proto::config_discovery_server::{ConfigDiscovery, ConfigDiscoveryServer};
 use gatehouse_model::proto::{self, data_plane_message::Message};
@@ -199,38 +199,17 @@ impl ConfigDiscovery for ConfigServer {
         let gateways = subscribe.gateways.clone();
         let sent_by_sender = sent.clone();
         tokio::spawn(async move {
-            let mut last: Option<ResourceSet> = None;
-            let mut encoder = Encoder::default();
+            let mut sent = Sent::default();
             loop {
                 let published = snapshots.borrow_and_update().clone();
                 let config = filter(&published.config, &gateways);
-                let next = encoder.encode_all(&config);
-                let update = match &last {
-                    None => Some(proto::ConfigUpdate {
-                        version: published.version,
-                        full: true,
-                        upserts: next.resources.values().cloned().collect(),
-                        removals: vec![],
-                    }),
-                    Some(prev) if *prev != next => {
-                        let (upserts, removals) = prev.delta_to(&next);
-                        Some(proto::ConfigUpdate {
-                            version: published.version,
-                            full: false,
-                            upserts,
-                            removals,
-                        })
-                    }
-                    Some(_) => None,
-                };
-                if let Some(update) = update {
+                if let Some(update) = sent.update(&config, published.version) {
                     if let Ok(mut s) = sent_by_sender.lock() {
                         s.insert(published.version, acknowledgeable(&config));
                     }
                     if tx.send(Ok(update)).await.is_err() {
                         return; // The data plane went away.
                     }
-                    last = Some(next);
                 }
                 if snapshots.changed().await.is_err() {
                     return; // Shutting down.

@@ -1,0 +1,208 @@
+//! What a data plane holds of the model: every resource it was sent, decoded once when it
+//! arrived, and what changed since the last version it compiled, so that compiling a
+//! version costs what changed, not the size of the model.
+
+use gatehouse_model::channel::{ResourceId, decode};
+use gatehouse_model::ir::{
+    Certificate, Cluster, Config, HostMatch, Listener, Resource, VirtualHost,
+};
+use gatehouse_model::proto;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+/// The model as received, by kind and key.
+#[derive(Debug, Default)]
+pub struct Held {
+    pub listeners: BTreeMap<String, Listener>,
+    /// Virtual hosts by listener key and hostname.
+    pub hosts: HashMap<String, HashMap<HostMatch, Arc<VirtualHost>>>,
+    pub clusters: BTreeMap<String, Cluster>,
+    pub certificates: BTreeMap<String, Certificate>,
+    /// Where each VirtualHost resource (by key) is in `hosts`.
+    host_keys: HashMap<String, (String, HostMatch)>,
+    /// Resources that did not decode: every version is refused until they are replaced or
+    /// removed.
+    broken: BTreeMap<ResourceId, String>,
+    pub dirty: Dirty,
+}
+
+/// What changed since the last compiled version.
+#[derive(Debug, Default)]
+pub struct Dirty {
+    /// Compile everything (the first version, a full update).
+    pub everything: bool,
+    /// Listeners or certificates changed: binds and TLS are set up again.
+    pub frame: bool,
+    pub hosts: HashSet<(String, HostMatch)>,
+    pub clusters: HashSet<String>,
+}
+
+impl Held {
+    /// Everything in a config, all of it to compile.
+    pub fn of(config: &Config) -> Held {
+        let mut held = Held::default();
+        for r in config.resources() {
+            held.put(r);
+        }
+        held.dirty.everything = true;
+        held
+    }
+
+    /// Applies an update received on the wire, decoding what it brings.
+    pub fn apply(&mut self, update: &proto::ConfigUpdate) {
+        if update.full {
+            *self = Held::default();
+            self.dirty.everything = true;
+        }
+        for removal in &update.removals {
+            let id = (removal.kind.clone(), removal.key.clone());
+            self.broken.remove(&id);
+            self.take(&id);
+        }
+        for r in &update.upserts {
+            let id = (r.kind.clone(), r.key.clone());
+            self.broken.remove(&id);
+            // The previous resource of this id goes first: a body that no longer decodes
+            // must not leave the old one serving as if it were current.
+            self.take(&id);
+            match decode(r) {
+                Ok(resource) => self.put(resource),
+                Err(e) => drop(self.broken.insert(id, e.to_string())),
+            }
+        }
+    }
+
+    /// Why no version can be compiled now, if so: the first resource that did not decode.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.values().next().map(String::as_str)
+    }
+
+    /// After a version compiled: nothing is dirty any more.
+    pub fn compiled(&mut self) {
+        self.dirty = Dirty::default();
+    }
+
+    fn put(&mut self, resource: Resource) {
+        match resource {
+            // Gateways only tell the operator which generations a version holds.
+            Resource::Gateway(_) => {}
+            Resource::Listener(l) => {
+                self.dirty.frame = true;
+                self.listeners.insert(l.key.clone(), l);
+            }
+            Resource::Certificate(c) => {
+                self.dirty.frame = true;
+                self.certificates.insert(c.key.clone(), c);
+            }
+            Resource::Cluster(c) => {
+                self.dirty.clusters.insert(c.key.clone());
+                self.clusters.insert(c.key.clone(), c);
+            }
+            Resource::VirtualHost(h) => {
+                let key = gatehouse_model::ir::ListenerHost::key(&h.listener, &h.host.hostname);
+                let at = (h.listener, h.host.hostname.clone());
+                self.hosts
+                    .entry(at.0.clone())
+                    .or_default()
+                    .insert(at.1.clone(), h.host);
+                self.host_keys.insert(key, at.clone());
+                self.dirty.hosts.insert(at);
+            }
+        }
+    }
+
+    fn take(&mut self, (kind, key): &ResourceId) {
+        match kind.as_str() {
+            "Listener" if self.listeners.remove(key).is_some() => self.dirty.frame = true,
+            "Certificate" if self.certificates.remove(key).is_some() => self.dirty.frame = true,
+            "Cluster" if self.clusters.remove(key).is_some() => {
+                self.dirty.clusters.insert(key.clone());
+            }
+            "VirtualHost" => {
+                if let Some((listener, hostname)) = self.host_keys.remove(key) {
+                    if let Some(hosts) = self.hosts.get_mut(&listener) {
+                        hosts.remove(&hostname);
+                        if hosts.is_empty() {
+                            self.hosts.remove(&listener);
+                        }
+                    }
+                    self.dirty.hosts.insert((listener, hostname));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The config of everything held (for tools; the data plane compiles from `Held`).
+    pub fn config(&self) -> Config {
+        let mut resources: Vec<Resource> = Vec::new();
+        resources.extend(self.listeners.values().cloned().map(Resource::Listener));
+        for (listener, hosts) in &self.hosts {
+            resources.extend(hosts.values().map(|h| {
+                Resource::VirtualHost(gatehouse_model::ir::ListenerHost {
+                    listener: listener.clone(),
+                    host: h.clone(),
+                })
+            }));
+        }
+        resources.extend(self.clusters.values().cloned().map(Resource::Cluster));
+        resources.extend(
+            self.certificates
+                .values()
+                .cloned()
+                .map(Resource::Certificate),
+        );
+        Config::from_resources(resources)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_model::channel::encode;
+    use gatehouse_model::ir::UpstreamProtocol;
+
+    fn cluster(key: &str, port: u16) -> proto::Resource {
+        encode(&Resource::Cluster(Cluster {
+            key: key.into(),
+            protocol: UpstreamProtocol::Http1,
+            endpoints: vec![([127, 0, 0, 1], port).into()],
+            tls: None,
+        }))
+    }
+
+    fn update(full: bool, upserts: Vec<proto::Resource>) -> proto::ConfigUpdate {
+        proto::ConfigUpdate {
+            version: 1,
+            full,
+            upserts,
+            removals: vec![],
+        }
+    }
+
+    /// A resource that does not decode refuses every version until it is replaced, and
+    /// does not leave the version before it serving as if it were current.
+    #[test]
+    fn an_undecodable_resource_refuses_until_replaced() {
+        let mut held = Held::default();
+        held.apply(&update(true, vec![cluster("a", 1), cluster("b", 2)]));
+        assert!(held.broken().is_none());
+        assert!(held.dirty.everything);
+        held.compiled();
+
+        let mut bad = cluster("a", 3);
+        bad.body = b"{".to_vec().into();
+        held.apply(&update(false, vec![bad]));
+        assert!(held.broken().is_some_and(|e| e.contains("Cluster")));
+        assert!(!held.clusters.contains_key("a"), "the old body is not kept");
+        assert!(held.dirty.clusters.contains("a"));
+
+        held.apply(&update(false, vec![cluster("a", 4)]));
+        assert!(held.broken().is_none());
+        assert_eq!(
+            held.clusters["a"].endpoints,
+            vec![std::net::SocketAddr::from(([127, 0, 0, 1], 4))]
+        );
+        assert_eq!(held.config().clusters.len(), 2);
+    }
+}
