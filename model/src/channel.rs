@@ -1,11 +1,9 @@
 //! Encoding of model resources on the config channel, and the delta between two versions.
 
-use crate::ir::{
-    Certificate, Cluster, Config, Gateway, HostMatch, Listener, ListenerHost, Resource, VirtualHost,
-};
+use crate::ir::{Certificate, Cluster, Config, Gateway, Listener, ListenerHost, Resource};
 use crate::proto;
+use crate::seen::SeenHosts;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -69,9 +67,7 @@ pub type ResourceId = (String, String);
 #[derive(Debug, Default)]
 pub struct Sent {
     started: bool,
-    /// Virtual hosts by listener key and hostname.
-    hosts: HashMap<String, HashMap<HostMatch, Arc<VirtualHost>>>,
-    host_count: usize,
+    hosts: SeenHosts,
     /// Every other resource by kind and key.
     others: HashMap<&'static str, HashMap<String, Resource>>,
 }
@@ -82,73 +78,29 @@ impl Sent {
     pub fn update(&mut self, config: &Config, version: u64) -> Option<proto::ConfigUpdate> {
         let full = !self.started;
         self.started = true;
-        let mut upserts = Vec::new();
-        let mut removals = Vec::new();
-
-        let mut seen = 0;
-        for t in &config.route_tables {
-            if !self.hosts.contains_key(t.listener.as_str()) {
-                self.hosts.insert(t.listener.clone(), HashMap::new());
-            }
-            let Some(known) = self.hosts.get_mut(t.listener.as_str()) else {
-                continue;
-            };
-            for vh in &t.virtual_hosts {
-                seen += 1;
-                let changed = match known.get_mut(&vh.hostname) {
-                    Some(prev) if Arc::ptr_eq(prev, vh) => false,
-                    Some(prev) => {
-                        // Equal content under another pointer: adopt it, send nothing.
-                        let changed = **prev != **vh;
-                        *prev = vh.clone();
-                        changed
-                    }
-                    None => {
-                        known.insert(vh.hostname.clone(), vh.clone());
-                        self.host_count += 1;
-                        true
-                    }
-                };
-                if changed || full {
-                    upserts.push(encode(&Resource::VirtualHost(ListenerHost {
-                        listener: t.listener.clone(),
-                        host: vh.clone(),
-                    })));
-                }
-            }
-        }
-        if seen < self.host_count {
-            // Some hosts sent before are gone.
-            let present: HashSet<(&str, &HostMatch)> = config
-                .route_tables
-                .iter()
-                .flat_map(|t| {
-                    t.virtual_hosts
-                        .iter()
-                        .map(|v| (t.listener.as_str(), &v.hostname))
-                })
-                .collect();
-            for (listener, hosts) in &mut self.hosts {
-                hosts.retain(|hostname, _| {
-                    let keep = present.contains(&(listener.as_str(), hostname));
-                    if !keep {
-                        removals.push(proto::ResourceKey {
-                            kind: "VirtualHost".into(),
-                            key: ListenerHost::key(listener, hostname),
-                        });
-                    }
-                    keep
-                });
-            }
-            self.hosts.retain(|_, hosts| !hosts.is_empty());
-            self.host_count = seen;
-        }
+        let changes = self.hosts.changes(config, full);
+        let mut upserts: Vec<proto::Resource> = changes
+            .changed
+            .iter()
+            .map(|(listener, host)| {
+                encode(&Resource::VirtualHost(ListenerHost {
+                    listener: listener.to_string(),
+                    host: (*host).clone(),
+                }))
+            })
+            .collect();
+        let mut removals: Vec<proto::ResourceKey> = changes
+            .gone
+            .iter()
+            .map(|(listener, hostname)| proto::ResourceKey {
+                kind: "VirtualHost".into(),
+                key: ListenerHost::key(listener, hostname),
+            })
+            .collect();
+        self.hosts.record(&changes);
 
         let mut present: HashSet<(&'static str, String)> = HashSet::new();
-        let others = config
-            .resources()
-            .filter(|r| !matches!(r, Resource::VirtualHost(_)));
-        for r in others {
+        for r in config.resources_but_hosts() {
             let (kind, key) = (r.kind(), r.key());
             present.insert((kind, key.clone()));
             let known = self.others.entry(kind).or_default();
@@ -182,7 +134,8 @@ impl Sent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::UpstreamProtocol;
+    use crate::ir::{UpstreamProtocol, VirtualHost};
+    use std::sync::Arc;
 
     fn cluster(key: &str, port: u16) -> Cluster {
         Cluster {

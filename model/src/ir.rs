@@ -758,8 +758,6 @@ impl Config {
     /// The config cut into the resources the channel carries: route tables travel as one
     /// resource per virtual host.
     pub fn resources(&self) -> impl Iterator<Item = Resource> + '_ {
-        let gateways = self.gateways.iter().cloned().map(Resource::Gateway);
-        let listeners = self.listeners.iter().cloned().map(Resource::Listener);
         let hosts = self.route_tables.iter().flat_map(|t| {
             t.virtual_hosts.iter().map(|h| {
                 Resource::VirtualHost(ListenerHost {
@@ -768,13 +766,16 @@ impl Config {
                 })
             })
         });
+        self.resources_but_hosts().chain(hosts)
+    }
+
+    /// Every resource but the virtual hosts: Gateways, Listeners, Clusters, Certificates.
+    pub fn resources_but_hosts(&self) -> impl Iterator<Item = Resource> + '_ {
+        let gateways = self.gateways.iter().cloned().map(Resource::Gateway);
+        let listeners = self.listeners.iter().cloned().map(Resource::Listener);
         let clusters = self.clusters.iter().cloned().map(Resource::Cluster);
         let certs = self.certificates.iter().cloned().map(Resource::Certificate);
-        gateways
-            .chain(listeners)
-            .chain(hosts)
-            .chain(clusters)
-            .chain(certs)
+        gateways.chain(listeners).chain(clusters).chain(certs)
     }
 
     /// Puts resources back together: virtual hosts into one route table per listener, in

@@ -5,6 +5,7 @@
 
 pub mod channel;
 pub mod ir;
+pub mod seen;
 pub mod validate;
 
 /// Generated protobuf and tonic code for `proto/config.proto`.

@@ -1,11 +1,9 @@
 //! Validation of a model `Config`: what the data plane refuses (NACKs) and the operator
 //! checks before it publishes. Both sides share these functions so they agree exactly.
 
-use crate::ir::{
-    BackendTarget, Config, Filter, HostMatch, PathMatch, PathModifier, StringMatch, VirtualHost,
-};
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use crate::ir::{BackendTarget, Config, Filter, PathMatch, PathModifier, StringMatch, VirtualHost};
+use crate::seen::SeenHosts;
+use std::collections::HashSet;
 
 /// Regexes in routes must match the whole path or value. Size limits keep a hostile pattern
 /// from costing the data plane memory.
@@ -202,13 +200,13 @@ pub fn validate(config: &Config) -> Result<(), Vec<String>> {
     ValidationMemo::default().validate(config)
 }
 
-/// Validation across versions: a virtual host that a version shares (the same `Arc`) with
-/// the last valid one is not checked again while every cluster it may name is still
-/// there, so a version that changes one hostname of thousands checks one.
+/// Validation across versions: a virtual host that a version shares with the last valid
+/// one (the same `Arc`, or equal) is not checked again while every cluster it may name is
+/// still there, so a version that changes one hostname of thousands checks one.
 #[derive(Default)]
 pub struct ValidationMemo {
-    /// Virtual hosts of the last valid version, by listener and hostname.
-    hosts: HashMap<(String, HostMatch), Arc<VirtualHost>>,
+    /// Virtual hosts of the last valid version.
+    hosts: SeenHosts,
     clusters: HashSet<String>,
 }
 
@@ -218,31 +216,23 @@ impl ValidationMemo {
         let clusters: HashSet<&str> = config.clusters.iter().map(|c| c.key.as_str()).collect();
         // A cluster gone since the last version may be named by an unchanged virtual host.
         let cluster_gone = self.clusters.iter().any(|k| !clusters.contains(k.as_str()));
-        for t in &config.route_tables {
-            for vh in &t.virtual_hosts {
-                let known = !cluster_gone
-                    && self
-                        .hosts
-                        .get(&(t.listener.clone(), vh.hostname.clone()))
-                        .is_some_and(|v| Arc::ptr_eq(v, vh));
-                if !known {
-                    validate_virtual_host(&t.listener, vh, &|k| clusters.contains(k), &mut errors);
-                }
-            }
+        let changes = self.hosts.changes(config, cluster_gone);
+        for (listener, vh) in &changes.changed {
+            validate_virtual_host(listener, vh, &|k| clusters.contains(k), &mut errors);
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        self.hosts = config
-            .route_tables
-            .iter()
-            .flat_map(|t| {
-                t.virtual_hosts
-                    .iter()
-                    .map(|vh| ((t.listener.clone(), vh.hostname.clone()), vh.clone()))
-            })
-            .collect();
-        self.clusters = clusters.into_iter().map(str::to_string).collect();
+        self.hosts.record(&changes);
+        if self.clusters.len() != clusters.len() || cluster_gone {
+            self.clusters = clusters.into_iter().map(str::to_string).collect();
+        } else {
+            for k in clusters {
+                if !self.clusters.contains(k) {
+                    self.clusters.insert(k.to_string());
+                }
+            }
+        }
         Ok(())
     }
 }
