@@ -5,13 +5,37 @@
 
 use crate::ir::{Config, HostMatch, VirtualHost};
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 /// Virtual hosts by listener key and hostname.
 #[derive(Debug, Default)]
 pub struct SeenHosts {
     hosts: HashMap<String, HashMap<HostMatch, Arc<VirtualHost>>>,
+    /// The address of every host held in `hosts`, with its listener: most hosts of a
+    /// version are the ones seen before, found here with one cheap hash.
+    addresses: HashMap<usize, String, BuildHasherDefault<AddressHasher>>,
     count: usize,
+}
+
+/// Hashes an address (already well spread) with one multiplication.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// How a version's virtual hosts differ from what was seen.
@@ -33,6 +57,16 @@ impl SeenHosts {
         for t in &config.route_tables {
             let known = self.hosts.get(t.listener.as_str());
             for vh in &t.virtual_hosts {
+                let address = Arc::as_ptr(vh) as usize;
+                if !all
+                    && self
+                        .addresses
+                        .get(&address)
+                        .is_some_and(|l| *l == t.listener)
+                {
+                    present += 1;
+                    continue;
+                }
                 let seen = known.and_then(|k| k.get(&vh.hostname));
                 if seen.is_some() {
                     present += 1;
@@ -71,16 +105,21 @@ impl SeenHosts {
             if !self.hosts.contains_key(*listener) {
                 self.hosts.insert(listener.to_string(), HashMap::new());
             }
-            if let Some(hosts) = self.hosts.get_mut(*listener)
-                && hosts.insert(vh.hostname.clone(), (*vh).clone()).is_none()
-            {
-                self.count += 1;
+            let Some(hosts) = self.hosts.get_mut(*listener) else {
+                continue;
+            };
+            match hosts.insert(vh.hostname.clone(), (*vh).clone()) {
+                Some(old) => drop(self.addresses.remove(&(Arc::as_ptr(&old) as usize))),
+                None => self.count += 1,
             }
+            self.addresses
+                .insert(Arc::as_ptr(vh) as usize, listener.to_string());
         }
         for (listener, hostname) in &changes.gone {
             if let Some(hosts) = self.hosts.get_mut(listener)
-                && hosts.remove(hostname).is_some()
+                && let Some(old) = hosts.remove(hostname)
             {
+                self.addresses.remove(&(Arc::as_ptr(&old) as usize));
                 self.count -= 1;
                 if hosts.is_empty() {
                     self.hosts.remove(listener);

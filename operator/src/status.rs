@@ -172,21 +172,49 @@ impl StatusReport {
             .map(|s| &**s)
     }
 
-    /// Keys whose status differs between two reports (added, removed or changed).
+    /// Keys whose status differs between two reports (added, removed or changed). One
+    /// walk over both (they are in key order); a status shared by both (the same `Arc`,
+    /// which belongs to one object) is unchanged without looking inside.
     pub fn changed_keys<'a>(&'a self, newer: &'a StatusReport) -> Vec<&'a str> {
-        let mut keys: Vec<&str> = newer
-            .objects
-            .iter()
-            .filter(|(k, v)| self.objects.get(*k) != Some(*v))
-            .map(|(k, _)| k.as_str())
-            .collect();
-        keys.extend(
-            self.objects
-                .keys()
-                .filter(|k| !newer.objects.contains_key(*k))
-                .map(|k| k.as_str()),
+        let mut keys = Vec::new();
+        let (mut old, mut new) = (
+            self.objects.iter().peekable(),
+            newer.objects.iter().peekable(),
         );
-        keys
+        loop {
+            match (old.peek(), new.peek()) {
+                (Some((_, a)), Some((_, b))) if Arc::ptr_eq(a, b) => {
+                    old.next();
+                    new.next();
+                }
+                (Some((ka, a)), Some((kb, b))) => match ka.cmp(kb) {
+                    std::cmp::Ordering::Less => {
+                        keys.push(ka.as_str());
+                        old.next();
+                    }
+                    std::cmp::Ordering::Greater => {
+                        keys.push(kb.as_str());
+                        new.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        if a != b {
+                            keys.push(kb.as_str());
+                        }
+                        old.next();
+                        new.next();
+                    }
+                },
+                (Some((k, _)), None) => {
+                    keys.push(k.as_str());
+                    old.next();
+                }
+                (None, Some((k, _))) => {
+                    keys.push(k.as_str());
+                    new.next();
+                }
+                (None, None) => return keys,
+            }
+        }
     }
 }
 
@@ -347,5 +375,35 @@ impl DataPlaneReports {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(statuses: &[(&str, &Arc<ObjectStatus>)]) -> StatusReport {
+        StatusReport {
+            objects: statuses
+                .iter()
+                .map(|(k, s)| (k.to_string(), Arc::clone(s)))
+                .collect(),
+        }
+    }
+
+    /// Added, removed and changed keys are found; shared and equal statuses are not.
+    #[test]
+    fn changed_keys_walks_both_reports() {
+        let st = |name: &str, generation| {
+            Arc::new(ObjectStatus::new("HTTPRoute", "ns", name, generation))
+        };
+        let (a, b, c, d) = (st("a", 1), st("b", 1), st("c", 1), st("d", 1));
+        let old = report(&[("a", &a), ("b", &b), ("c", &c)]);
+        let (b2, c_equal) = (st("b", 2), st("c", 1));
+        let new = report(&[("b", &b2), ("c", &c_equal), ("d", &d)]);
+        let mut keys = old.changed_keys(&new);
+        keys.sort();
+        assert_eq!(keys, ["a", "b", "d"]);
+        assert!(old.changed_keys(&old.clone()).is_empty());
     }
 }

@@ -186,25 +186,31 @@ impl Translator {
             for (key, (_, kept)) in std::mem::take(&mut self.memo.routes) {
                 self.retract(&tables::Unit::HttpRoute(key), &kept);
             }
-        } else {
-            let gone: Vec<ObjectKey> = self
-                .memo
-                .routes
-                .keys()
-                .filter(|k| !store.http_routes.contains_key(*k))
-                .cloned()
-                .collect();
-            for key in gone {
-                if let Some((_, kept)) = self.memo.routes.remove(&key) {
-                    self.retract(&tables::Unit::HttpRoute(key), &kept);
-                }
+        }
+        // Both maps are in key order: one walk over both finds the routes gone, new and
+        // replaced, comparing objects by pointer.
+        let (mut gone, mut recompute) = (Vec::new(), Vec::new());
+        let mut known = self.memo.routes.iter().peekable();
+        for (key, route) in &store.http_routes {
+            // The same object has the same key: no need to compare keys.
+            if known
+                .next_if(|(_, (seen, _))| Arc::ptr_eq(seen, route))
+                .is_some()
+            {
+                continue;
+            }
+            while let Some((k, _)) = known.next_if(|(k, _)| *k < key) {
+                gone.push(k.clone());
+            }
+            match known.next_if(|(k, _)| *k == key) {
+                Some((_, (seen, _))) if Arc::ptr_eq(seen, route) => {}
+                _ => recompute.push((key, route)),
             }
         }
-        let mut recompute = Vec::new();
-        for (key, route) in &store.http_routes {
-            match self.memo.routes.get(key) {
-                Some((known, _)) if Arc::ptr_eq(known, route) => {}
-                _ => recompute.push((key, route)),
+        gone.extend(known.map(|(k, _)| k.clone()));
+        for key in gone {
+            if let Some((_, kept)) = self.memo.routes.remove(&key) {
+                self.retract(&tables::Unit::HttpRoute(key), &kept);
             }
         }
         for (key, route) in recompute {
