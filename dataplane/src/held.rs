@@ -3,9 +3,7 @@
 //! version costs what changed, not the size of the model.
 
 use gatehouse_model::channel::{ResourceId, decode};
-use gatehouse_model::ir::{
-    Certificate, Cluster, Config, HostMatch, Listener, Resource, VirtualHost,
-};
+use gatehouse_model::ir::{Certificate, Cluster, Config, Listener, Resource, VirtualHost};
 use gatehouse_model::proto;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -14,16 +12,24 @@ use std::sync::Arc;
 #[derive(Debug, Default)]
 pub struct Held {
     pub listeners: BTreeMap<String, Listener>,
-    /// Virtual hosts by listener key and hostname.
-    pub hosts: HashMap<String, HashMap<HostMatch, Arc<VirtualHost>>>,
+    /// Virtual hosts by resource key ("listener hostname").
+    pub hosts: HashMap<Arc<str>, HeldHost>,
+    /// How many virtual hosts each listener key has.
+    pub host_counts: HashMap<Arc<str>, usize>,
     pub clusters: BTreeMap<String, Cluster>,
     pub certificates: BTreeMap<String, Certificate>,
-    /// Where each VirtualHost resource (by key) is in `hosts`.
-    host_keys: HashMap<String, (String, HostMatch)>,
     /// Resources that did not decode: every version is refused until they are replaced or
     /// removed.
     broken: BTreeMap<ResourceId, String>,
     pub dirty: Dirty,
+}
+
+/// One virtual host of a listener's table.
+#[derive(Debug, Clone)]
+pub struct HeldHost {
+    /// Shared by every host of the listener.
+    pub listener: Arc<str>,
+    pub host: Arc<VirtualHost>,
 }
 
 /// What changed since the last compiled version.
@@ -33,7 +39,8 @@ pub struct Dirty {
     pub everything: bool,
     /// Listeners or certificates changed: binds and TLS are set up again.
     pub frame: bool,
-    pub hosts: HashSet<(String, HostMatch)>,
+    /// Virtual hosts by resource key.
+    pub hosts: HashSet<Arc<str>>,
     pub clusters: HashSet<String>,
 }
 
@@ -99,14 +106,21 @@ impl Held {
                 self.clusters.insert(c.key.clone(), c);
             }
             Resource::VirtualHost(h) => {
-                let key = gatehouse_model::ir::ListenerHost::key(&h.listener, &h.host.hostname);
-                let at = (h.listener, h.host.hostname.clone());
-                self.hosts
-                    .entry(at.0.clone())
-                    .or_default()
-                    .insert(at.1.clone(), h.host);
-                self.host_keys.insert(key, at.clone());
-                self.dirty.hosts.insert(at);
+                let key: Arc<str> =
+                    gatehouse_model::ir::ListenerHost::key(&h.listener, &h.host.hostname).into();
+                let listener = match self.host_counts.get_key_value(h.listener.as_str()) {
+                    Some((name, _)) => name.clone(),
+                    None => Arc::from(h.listener.as_str()),
+                };
+                *self.host_counts.entry(listener.clone()).or_default() += 1;
+                self.hosts.insert(
+                    key.clone(),
+                    HeldHost {
+                        listener,
+                        host: h.host,
+                    },
+                );
+                self.dirty.hosts.insert(key);
             }
         }
     }
@@ -119,14 +133,14 @@ impl Held {
                 self.dirty.clusters.insert(key.clone());
             }
             "VirtualHost" => {
-                if let Some((listener, hostname)) = self.host_keys.remove(key) {
-                    if let Some(hosts) = self.hosts.get_mut(&listener) {
-                        hosts.remove(&hostname);
-                        if hosts.is_empty() {
-                            self.hosts.remove(&listener);
+                if let Some((key, held)) = self.hosts.remove_entry(key.as_str()) {
+                    if let Some(n) = self.host_counts.get_mut(&held.listener) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.host_counts.remove(&held.listener);
                         }
                     }
-                    self.dirty.hosts.insert((listener, hostname));
+                    self.dirty.hosts.insert(key);
                 }
             }
             _ => {}
@@ -137,14 +151,12 @@ impl Held {
     pub fn config(&self) -> Config {
         let mut resources: Vec<Resource> = Vec::new();
         resources.extend(self.listeners.values().cloned().map(Resource::Listener));
-        for (listener, hosts) in &self.hosts {
-            resources.extend(hosts.values().map(|h| {
-                Resource::VirtualHost(gatehouse_model::ir::ListenerHost {
-                    listener: listener.clone(),
-                    host: h.clone(),
-                })
-            }));
-        }
+        resources.extend(self.hosts.values().map(|h| {
+            Resource::VirtualHost(gatehouse_model::ir::ListenerHost {
+                listener: h.listener.to_string(),
+                host: h.host.clone(),
+            })
+        }));
         resources.extend(self.clusters.values().cloned().map(Resource::Cluster));
         resources.extend(
             self.certificates

@@ -480,7 +480,7 @@ impl ProxyHttp for GatehouseProxy {
         }
 
         // External auth, after access lists (nginx's access phase).
-        if let Some((auth, cluster)) = &route.external_auth {
+        if let Some((auth, cluster)) = route.external_auth.as_deref() {
             let req = session.req_header();
             let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
             let original = crate::auth::Original {

@@ -6,8 +6,8 @@
 use crate::held::Held;
 use crate::tls::{self, TlsCache};
 use gatehouse_model::ir::{
-    BackendTarget, Config, Cors, Filter, HostMatch, PathMatch, Protocol, Retry, RouteSource,
-    StringMatch, Timeouts, UpstreamProtocol,
+    BackendTarget, Config, Cors, Filter, HostMatch, PathMatch, Protocol, StringMatch,
+    UpstreamProtocol,
 };
 use gatehouse_model::validate::anchored_regex;
 use pingora_core::listeners::tls::Acceptor;
@@ -119,31 +119,37 @@ pub struct VirtualHostTable {
     pub routes: Vec<Arc<CompiledRoute>>,
 }
 
+/// A route ready to serve: its model route (`Deref`: source, filters, timeouts, retry,
+/// body limit and balance are read there, not copied) plus what serving needs compiled:
+/// matchers, backends as clusters, access lists and limits. Rare parts are boxed, so ten
+/// thousand routes cost little more than their model.
 pub struct CompiledRoute {
     /// The model route it was compiled from.
     pub model: Arc<gatehouse_model::ir::Route>,
-    pub source: RouteSource,
     pub path: PathRule,
     pub method: Option<http::Method>,
     pub headers: Vec<(http::HeaderName, ValueRule)>,
     pub query: Vec<(String, ValueRule)>,
-    pub filters: Vec<Filter>,
     pub backends: Vec<CompiledBackend>,
     pub total_weight: u64,
     /// Where copies of each request go (RequestMirror filters).
     pub mirrors: Vec<CompiledMirror>,
-    pub cors: Option<Cors>,
-    pub nginx_cors: Option<gatehouse_model::ir::NginxCors>,
-    pub timeouts: Timeouts,
-    pub retry: Option<Retry>,
-    pub max_request_body: Option<u64>,
-    pub access: Option<crate::limits::Access>,
-    pub rate_limit: Option<crate::limits::Limit>,
-    pub balance: Option<gatehouse_model::ir::Balance>,
+    pub cors: Option<Box<Cors>>,
+    pub nginx_cors: Option<Box<gatehouse_model::ir::NginxCors>>,
+    pub access: Option<Box<crate::limits::Access>>,
+    pub rate_limit: Option<Box<crate::limits::Limit>>,
     /// The check and, when it names a Service, that Service's cluster.
-    pub external_auth: Option<(gatehouse_model::ir::ExternalAuth, Option<Arc<Cluster>>)>,
+    pub external_auth: Option<Box<(gatehouse_model::ir::ExternalAuth, Option<Arc<Cluster>>)>>,
     /// The Strict-Transport-Security value for HTTPS answers.
     pub hsts: Option<String>,
+}
+
+impl std::ops::Deref for CompiledRoute {
+    type Target = gatehouse_model::ir::Route;
+
+    fn deref(&self) -> &Self::Target {
+        &self.model
+    }
 }
 
 pub struct CompiledMirror {
@@ -393,17 +399,15 @@ pub fn compile(config: &Config, version: u64) -> Result<Runtime, String> {
 pub struct Compiler {
     tls: TlsCache,
     clusters: HashMap<String, (gatehouse_model::ir::Cluster, Arc<Cluster>)>,
-    /// Compiled virtual hosts by listener and hostname.
-    hosts: HashMap<HostId, CompiledHost>,
+    /// Compiled virtual hosts by resource key ("listener hostname").
+    hosts: HashMap<Arc<str>, CompiledHost>,
     /// The virtual hosts sending to each cluster, compiled again when it changes.
-    users: HashMap<String, HashSet<HostId>>,
+    users: HashMap<String, HashSet<Arc<str>>>,
     tables: HashMap<String, Arc<HostTable>>,
 }
 
-/// (listener key, hostname).
-type HostId = (String, HostMatch);
-
 struct CompiledHost {
+    listener: Arc<str>,
     table: Arc<VirtualHostTable>,
     /// Every cluster its routes send to (backends, mirrors, external auth).
     clusters: Vec<String>,
@@ -463,39 +467,47 @@ impl Compiler {
         };
 
         // Virtual hosts: the changed ones and those sending to a changed cluster.
-        let mut host_ids: HashSet<HostId> = HashSet::new();
+        let mut host_keys: HashSet<Arc<str>> = HashSet::new();
         if everything {
-            for (listener, hosts) in &held.hosts {
-                host_ids.extend(hosts.keys().map(|h| (listener.clone(), h.clone())));
-            }
-            host_ids.extend(self.hosts.keys().cloned());
+            host_keys.extend(held.hosts.keys().cloned());
+            host_keys.extend(self.hosts.keys().cloned());
         } else {
-            host_ids.extend(held.dirty.hosts.iter().cloned());
+            host_keys.extend(held.dirty.hosts.iter().cloned());
             for key in new_clusters.keys() {
-                host_ids.extend(self.users.get(key).into_iter().flatten().cloned());
+                host_keys.extend(self.users.get(key).into_iter().flatten().cloned());
             }
         }
-        let mut new_hosts: HashMap<HostId, Option<CompiledHost>> = HashMap::new();
-        for id in host_ids {
-            let compiled = match held.hosts.get(&id.0).and_then(|h| h.get(&id.1)) {
+        // (listener, hostname, compiled or None when gone) by key.
+        let mut new_hosts: HashMap<Arc<str>, Option<CompiledHost>> = HashMap::new();
+        for key in host_keys {
+            let compiled = match held.hosts.get(&key) {
                 None => None,
-                Some(vh) => Some(compile_host(&id.0, vh, &cluster)?),
+                Some(h) => Some(compile_host(&h.listener, &h.host, &cluster)?),
             };
-            new_hosts.insert(id, compiled);
+            new_hosts.insert(key, compiled);
         }
 
-        // Host tables of the listeners whose hosts changed.
+        // Host tables of the listeners whose hosts changed: a host gone leaves the
+        // table of the listener it was compiled for.
         let mut new_tables: HashMap<&str, HostTable> = HashMap::new();
-        for ((listener, hostname), host) in &new_hosts {
-            let table = new_tables.entry(listener.as_str()).or_insert_with(|| {
-                match self.tables.get(listener.as_str()) {
-                    Some(t) if !everything => (**t).clone(),
-                    _ => HostTable::default(),
-                }
-            });
-            match host {
-                Some(h) => table.insert(h.table.clone()),
-                None => table.remove(hostname),
+        for (key, host) in &new_hosts {
+            if let Some(old) = self.hosts.get(key) {
+                let table = new_tables.entry(&*old.listener).or_insert_with(|| {
+                    match self.tables.get(&*old.listener) {
+                        Some(t) if !everything => (**t).clone(),
+                        _ => HostTable::default(),
+                    }
+                });
+                table.remove(&old.table.hostname);
+            }
+            if let Some(h) = host {
+                let table = new_tables.entry(&*h.listener).or_insert_with(|| {
+                    match self.tables.get(&*h.listener) {
+                        Some(t) if !everything => (**t).clone(),
+                        _ => HostTable::default(),
+                    }
+                });
+                table.insert(h.table.clone());
             }
         }
         let tables: HashMap<&str, Arc<HostTable>> = held
@@ -525,11 +537,11 @@ impl Compiler {
                 None => drop(self.clusters.remove(&key)),
             }
         }
-        for (id, host) in new_hosts {
-            if let Some(old) = self.hosts.remove(&id) {
+        for (key, host) in new_hosts {
+            if let Some(old) = self.hosts.remove(&key) {
                 for c in &old.clusters {
                     if let Some(users) = self.users.get_mut(c) {
-                        users.remove(&id);
+                        users.remove(&key);
                         if users.is_empty() {
                             self.users.remove(c);
                         }
@@ -538,9 +550,9 @@ impl Compiler {
             }
             if let Some(host) = host {
                 for c in &host.clusters {
-                    self.users.entry(c.clone()).or_default().insert(id.clone());
+                    self.users.entry(c.clone()).or_default().insert(key.clone());
                 }
-                self.hosts.insert(id, host);
+                self.hosts.insert(key, host);
             }
         }
         self.tables = tables
@@ -648,8 +660,8 @@ fn validate_frame(held: &Held) -> Result<(), String> {
             }
         }
     }
-    for listener in held.hosts.keys() {
-        if !held.listeners.contains_key(listener) {
+    for listener in held.host_counts.keys() {
+        if !held.listeners.contains_key(&**listener) {
             errors.push(format!("RouteTable {listener}: unknown listener"));
         }
     }
@@ -678,7 +690,7 @@ fn compile_cluster(c: &gatehouse_model::ir::Cluster) -> Result<Cluster, String> 
 
 /// Validates and compiles one virtual host of `listener`'s table.
 fn compile_host(
-    listener: &str,
+    listener: &Arc<str>,
     vh: &Arc<gatehouse_model::ir::VirtualHost>,
     cluster: &dyn Fn(&str) -> Option<Arc<Cluster>>,
 ) -> Result<CompiledHost, String> {
@@ -707,6 +719,7 @@ fn compile_host(
     clusters.sort();
     clusters.dedup();
     Ok(CompiledHost {
+        listener: listener.clone(),
         clusters,
         table: Arc::new(VirtualHostTable {
             hostname: vh.hostname.clone(),
@@ -789,31 +802,26 @@ fn compile_route(
     });
     Ok(CompiledRoute {
         model: r.clone(),
-        source: r.source.clone(),
         path,
         method,
         headers,
         query,
         mirrors,
-        cors,
+        cors: cors.map(Box::new),
         nginx_cors: r.filters.iter().find_map(|f| match f {
-            Filter::NginxCors(c) => Some(c.clone()),
+            Filter::NginxCors(c) => Some(Box::new(c.clone())),
             _ => None,
         }),
-        timeouts: r.timeouts,
-        retry: r.retry.clone(),
-        max_request_body: r.max_request_body,
         access: r
             .access
             .as_ref()
-            .map(crate::limits::Access::compile)
+            .map(|a| crate::limits::Access::compile(a).map(Box::new))
             .transpose()?,
         rate_limit: r
             .rate_limit
             .as_ref()
-            .map(crate::limits::Limit::compile)
+            .map(|l| crate::limits::Limit::compile(l).map(Box::new))
             .transpose()?,
-        balance: r.balance.clone(),
         hsts: r.hsts.as_ref().map(|h| h.header_value()),
         external_auth: match &r.external_auth {
             None => None,
@@ -824,10 +832,9 @@ fn compile_route(
                         cluster(k).ok_or_else(|| format!("external auth: cluster {k} missing"))?,
                     ),
                 };
-                Some((a.clone(), cluster))
+                Some(Box::new((a.clone(), cluster)))
             }
         },
-        filters: r.filters.clone(),
         total_weight: backends.iter().map(|b| u64::from(b.weight)).sum(),
         backends,
     })

@@ -119,8 +119,9 @@ impl PartialOrd for HostOrder {
 /// The entries of one hostname of one listener, and the virtual host last built from them.
 #[derive(Debug, Default)]
 struct Group {
-    /// By unit and the entry's place in its contribution: the order of full translation.
-    entries: BTreeMap<(Unit, usize), Entry>,
+    /// By unit and the entry's place in its contribution (the order of full translation),
+    /// kept sorted: most groups hold one entry, and a vector of one is small.
+    entries: Vec<((Unit, usize), Entry)>,
     built: Option<Arc<VirtualHost>>,
     dirty: bool,
 }
@@ -131,7 +132,16 @@ pub type Placements = Vec<(String, HostMatch)>;
 /// Every listener's entries by hostname, kept across translations.
 #[derive(Debug, Default)]
 pub struct Tables {
-    listeners: BTreeMap<String, BTreeMap<HostOrder, Group>>,
+    listeners: BTreeMap<String, Listener>,
+}
+
+/// One listener's groups by hostname, and its table as last built.
+#[derive(Debug, Default)]
+struct Listener {
+    hosts: BTreeMap<HostOrder, Group>,
+    /// Hostnames whose entries changed since the last build.
+    dirty: Vec<HostMatch>,
+    built: Vec<Arc<VirtualHost>>,
 }
 
 impl Tables {
@@ -139,14 +149,18 @@ impl Tables {
     pub fn add(&mut self, unit: &Unit, entries: Vec<(String, Entry)>) -> Placements {
         let mut placed = Vec::with_capacity(entries.len());
         for (i, (listener, entry)) in entries.into_iter().enumerate() {
-            let group = self
-                .listeners
-                .entry(listener.clone())
-                .or_default()
+            let table = self.listeners.entry(listener.clone()).or_default();
+            table.dirty.push(entry.hostname.clone());
+            let group = table
+                .hosts
                 .entry(HostOrder(entry.hostname.clone()))
                 .or_default();
             placed.push((listener, entry.hostname.clone()));
-            group.entries.insert((unit.clone(), i), entry);
+            let key = (unit.clone(), i);
+            match group.entries.binary_search_by(|(k, _)| k.cmp(&key)) {
+                Ok(at) => group.entries[at] = (key, entry),
+                Err(at) => group.entries.insert(at, (key, entry)),
+            }
             group.dirty = true;
         }
         placed
@@ -155,12 +169,18 @@ impl Tables {
     /// Takes a unit's entries out.
     pub fn retract(&mut self, unit: &Unit, placed: &Placements) {
         for (i, (listener, hostname)) in placed.iter().enumerate() {
-            let group = self
-                .listeners
-                .get_mut(listener)
-                .and_then(|hosts| hosts.get_mut(&HostOrder(hostname.clone())));
+            let Some(table) = self.listeners.get_mut(listener) else {
+                continue;
+            };
+            table.dirty.push(hostname.clone());
+            let group = table.hosts.get_mut(&HostOrder(hostname.clone()));
             if let Some(group) = group {
-                group.entries.remove(&(unit.clone(), i));
+                if let Ok(at) = group
+                    .entries
+                    .binary_search_by(|((u, j), _)| (u, *j).cmp(&(unit, i)))
+                {
+                    group.entries.remove(at);
+                }
                 group.dirty = true;
             }
         }
@@ -169,13 +189,26 @@ impl Tables {
     /// The route table of each listener named (served listeners, in order), rebuilding
     /// the virtual hosts whose entries changed since the last build.
     pub fn build<'a>(&mut self, listeners: impl Iterator<Item = &'a str>) -> Vec<RouteTable> {
-        for hosts in self.listeners.values_mut() {
-            hosts.retain(|_, g| !g.entries.is_empty());
-            for (hostname, group) in hosts.iter_mut().filter(|(_, g)| g.dirty) {
-                let mut entries: Vec<&Entry> = group.entries.values().collect();
+        for table in self.listeners.values_mut() {
+            if table.dirty.is_empty() {
+                continue;
+            }
+            for hostname in std::mem::take(&mut table.dirty) {
+                let key = HostOrder(hostname);
+                let Some(group) = table.hosts.get_mut(&key) else {
+                    continue; // Already rebuilt or dropped: named twice.
+                };
+                if group.entries.is_empty() {
+                    table.hosts.remove(&key);
+                    continue;
+                }
+                if !group.dirty {
+                    continue;
+                }
+                let mut entries: Vec<&Entry> = group.entries.iter().map(|(_, e)| e).collect();
                 entries.sort_by_cached_key(|e| precedence(e));
                 let host = VirtualHost {
-                    hostname: hostname.0.clone(),
+                    hostname: key.0.clone(),
                     routes: entries.into_iter().map(|e| e.route.clone()).collect(),
                 };
                 // Equal to what was built before: keep it, so it stays the same `Arc`.
@@ -184,17 +217,21 @@ impl Tables {
                 }
                 group.dirty = false;
             }
+            table.built = table
+                .hosts
+                .values()
+                .filter_map(|g| g.built.clone())
+                .collect();
         }
-        self.listeners.retain(|_, hosts| !hosts.is_empty());
+        self.listeners.retain(|_, table| !table.hosts.is_empty());
         listeners
             .map(|l| RouteTable {
                 listener: l.to_string(),
                 virtual_hosts: self
                     .listeners
                     .get(l)
-                    .into_iter()
-                    .flat_map(|hosts| hosts.values().filter_map(|g| g.built.clone()))
-                    .collect(),
+                    .map(|t| t.built.clone())
+                    .unwrap_or_default(),
             })
             .collect()
     }
