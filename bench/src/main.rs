@@ -7,6 +7,8 @@
 //! Prints one JSON object as its last line; with `--write-docs FILE` also writes the tables
 //! of docs/benchmarks.md.
 
+mod apiserver;
+
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -123,7 +125,7 @@ struct Options {
     seconds: u64,
     bin: PathBuf,
     write_docs: Option<PathBuf>,
-    /// Phases to run (proxies, scale, churn); all when empty.
+    /// Phases to run (proxies, scale, apiserver, churn); all when empty.
     only: Vec<String>,
     /// Route table sizes for scale and propagation.
     sizes: Vec<usize>,
@@ -169,7 +171,7 @@ fn main() -> Result<()> {
                 .map(|n| n.parse().context("--sizes"))
                 .collect::<Result<_>>()?,
             None if quick => vec![10, 1000],
-            None => vec![10, 1000, 10_000],
+            None => vec![10, 100, 1000, 10_000, 50_000],
         },
     };
     let dir = tempfile::tempdir()?;
@@ -343,12 +345,20 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
     }
     let rss_mb = dataplane_rss_mb()?;
     let sizes: &[usize] = if opts.runs("scale") { &opts.sizes } else { &[] };
-    let scale = route_scale(&gh_dir, sizes, opts.seconds, &lua)?;
     let changes = if opts.quick { 20 } else { 100 };
-    let propagation = if sizes.is_empty() {
+    let scale = route_scale(&gh_dir, sizes, opts.seconds, &lua, changes)?;
+    let apiserver = if !opts.runs("apiserver") {
+        vec![]
+    } else if !apiserver::possible() {
+        eprintln!("propagation against the API server: skipped (the testbed needs root)");
         vec![]
     } else {
-        propagation_ms(&gh_dir, changes)?
+        let sizes: &[usize] = if opts.quick {
+            &[100]
+        } else {
+            &[100, 1000, 10_000]
+        };
+        apiserver_propagation(&opts.bin, sizes, changes, dir, running)?
     };
     let (churn_gatehouse, churn_nginx) = if opts.runs("churn") {
         (
@@ -398,25 +408,42 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
         }
     }
     summary.insert("rss_mb_1_route".into(), json!(rss_mb));
-    for (n, rps, rss) in &scale {
-        summary.insert(format!("rps_{}_routes", size(*n)), json!(rps.round()));
-        summary.insert(format!("rss_mb_{}_routes", size(*n)), json!(rss));
+    for s in &scale {
+        let n = size(s.routes);
+        summary.insert(format!("rps_{n}_routes"), json!(s.rps.round()));
+        summary.insert(format!("rss_mb_{n}_routes"), json!(s.rss_mb));
+        if !s.propagation.is_empty() {
+            summary.insert(
+                format!("propagation_p50_ms_standalone_{n}"),
+                json!(percentile(&s.propagation, 50.0)),
+            );
+            summary.insert(
+                format!("propagation_p99_ms_standalone_{n}"),
+                json!(percentile(&s.propagation, 99.0)),
+            );
+        }
     }
     if let (Some(small), Some(large)) = (scale.first(), scale.last()) {
         summary.insert(
-            format!("rps_{}_vs_{}_routes", size(large.0), size(small.0)),
-            json!(ratio(Some(large.1), Some(small.1))),
+            format!(
+                "rps_{}_vs_{}_routes",
+                size(large.routes),
+                size(small.routes)
+            ),
+            json!(ratio(Some(large.rps), Some(small.rps))),
         );
     }
-    let largest = sizes.last().copied().unwrap_or(0);
-    summary.insert(
-        format!("propagation_p50_ms_standalone_{}", size(largest)),
-        json!(percentile(&propagation, 50.0)),
-    );
-    summary.insert(
-        format!("propagation_p99_ms_standalone_{}", size(largest)),
-        json!(percentile(&propagation, 99.0)),
-    );
+    for (n, ms) in &apiserver {
+        let n = size(*n);
+        summary.insert(
+            format!("propagation_p50_ms_apiserver_{n}"),
+            json!(percentile(ms, 50.0)),
+        );
+        summary.insert(
+            format!("propagation_p99_ms_apiserver_{n}"),
+            json!(percentile(ms, 99.0)),
+        );
+    }
     for (name, c) in [("gatehouse", &churn_gatehouse), ("nginx", &churn_nginx)] {
         summary.insert(format!("churn_failed_{name}"), json!(c.errors));
         summary.insert(format!("churn_requests_{name}"), json!(c.requests));
@@ -516,15 +543,25 @@ function response(status, headers, body)
 end
 "#;
 
-/// Requests/s (HTTP/1.1 keep-alive, to a route in the middle) and data plane RSS with `n`
-/// HTTPRoutes on the listener: one hostname each, prefixes, every 10th with a header match
-/// and every 50th with a regular expression path.
+/// What one route table size gave.
+struct Scale {
+    routes: usize,
+    rps: f64,
+    rss_mb: f64,
+    /// Standalone propagation with this many routes in the table (none under 100).
+    propagation: Vec<f64>,
+}
+
+/// Requests/s (HTTP/1.1 keep-alive, to a route in the middle), data plane RSS, and (from
+/// 100 routes up) propagation with `n` HTTPRoutes on the listener: one hostname each,
+/// prefixes, every 10th with a header match and every 50th with a regular expression path.
 fn route_scale(
     dir: &Path,
     sizes: &[usize],
     seconds: u64,
     lua: &Path,
-) -> Result<Vec<(usize, f64, f64)>> {
+    changes: usize,
+) -> Result<Vec<Scale>> {
     let mut out = vec![];
     for &n in sizes {
         let yaml = gatehouse_bench::scale_routes(n);
@@ -532,8 +569,13 @@ fn route_scale(
         let (host, path) = gatehouse_bench::scale_target(n);
         let last = format!("r{}.bench.example.com", n - 1);
         let last_path = format!("/p{}/x", (n - 1) % 100);
-        wait_for_route(&last, &last_path, "302", Duration::from_secs(180))
-            .with_context(|| format!("{n} routes never served"))?;
+        wait_for_route(
+            &last,
+            &last_path,
+            "302",
+            Duration::from_secs(60 + n as u64 / 200),
+        )
+        .with_context(|| format!("{n} routes never served"))?;
         wait_for_route(&host, &path, "200", Duration::from_secs(10))?;
         let rps = keep_alive_load(
             seconds,
@@ -542,17 +584,27 @@ fn route_scale(
             &format!("http://127.0.0.1:{}{path}", PROXIES[0].http),
         )?
         .rps;
-        let rss = dataplane_rss_mb()?.unwrap_or(0.0);
-        eprintln!("routes {n:>6}: {rps:>10.0} req/s, data plane RSS {rss} MB");
-        out.push((n, rps, rss));
+        let rss_mb = dataplane_rss_mb()?.unwrap_or(0.0);
+        eprintln!("routes {n:>6}: {rps:>10.0} req/s, data plane RSS {rss_mb} MB");
+        let propagation = if n >= 100 {
+            propagation_ms(dir, n, changes)?
+        } else {
+            vec![]
+        };
+        out.push(Scale {
+            routes: n,
+            rps,
+            rss_mb,
+            propagation,
+        });
     }
     Ok(out)
 }
 
 /// Milliseconds from writing a new route file (standalone mode) to its first answer (a 302
-/// of its own, since the catch-all route answers 200 for any host), over
-/// `changes` changes on top of the route table `route_scale` left.
-fn propagation_ms(dir: &Path, changes: usize) -> Result<Vec<f64>> {
+/// of its own, since the catch-all route answers 200 for any host), over `changes` changes
+/// on top of a table of `size` routes; the new files are removed afterwards.
+fn propagation_ms(dir: &Path, size: usize, changes: usize) -> Result<Vec<f64>> {
     let mut out = vec![];
     for k in 0..changes {
         let host = format!("new{k}.bench.example.com");
@@ -572,12 +624,71 @@ spec:
         wait_for_route(&host, "/", "302", Duration::from_secs(30))?;
         out.push(start.elapsed().as_secs_f64() * 1000.0);
     }
+    for k in 0..changes {
+        std::fs::remove_file(dir.join(format!("new-{k}.yaml")))?;
+    }
+    wait_for_route(
+        &format!("new{}.bench.example.com", changes - 1),
+        "/",
+        "200",
+        Duration::from_secs(30),
+    )?;
     eprintln!(
-        "propagation over {changes} changes: p50 {:?} ms, p99 {:?} ms",
-        percentile(&out, 50.0),
-        percentile(&out, 99.0)
+        "propagation at {size} routes over {changes} changes (file): p50 {} ms, p99 {} ms",
+        ms(percentile(&out, 50.0)),
+        ms(percentile(&out, 99.0))
     );
     Ok(out)
+}
+
+/// Propagation through the testbed's API server at each size: the operator of this build
+/// watching it, its data plane on this machine (core 0 for both, as standalone).
+fn apiserver_propagation(
+    bin: &Path,
+    sizes: &[usize],
+    changes: usize,
+    dir: &Path,
+    running: &mut Running,
+) -> Result<Vec<(usize, Vec<f64>)>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (client, ns) = rt.block_on(apiserver::prepare())?;
+    let result = (|| -> Result<Vec<(usize, Vec<f64>)>> {
+        let args = apiserver::operator_command(bin);
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c").arg(PROXY_CORE).args(&args);
+        for (k, v) in apiserver::operator_env(&ns) {
+            cmd.env(k, v);
+        }
+        spawn(cmd, &dir.join("operator-apiserver.log"), running)?;
+        let wait =
+            |host: &str| wait_for(apiserver::PORT, host, "/", "302", Duration::from_secs(30));
+        let mut out = vec![];
+        let mut present = 0;
+        for &n in sizes {
+            rt.block_on(apiserver::create_routes(&client, &ns, present, n))?;
+            present = n;
+            wait_for(
+                apiserver::PORT,
+                &format!("r{}.bench.example.com", n - 1),
+                "/",
+                "302",
+                apiserver::settle_limit(n),
+            )
+            .with_context(|| format!("{n} routes through the API server never served"))?;
+            let ms = rt.block_on(apiserver::propagation_ms(&client, &ns, n, changes, wait))?;
+            eprintln!(
+                "propagation at {n} routes over {changes} changes (API server): p50 {} ms, p99 {} ms",
+                crate::ms(percentile(&ms, 50.0)),
+                crate::ms(percentile(&ms, 99.0))
+            );
+            out.push((n, ms));
+        }
+        Ok(out)
+    })();
+    rt.block_on(apiserver::clean_up(&client, &ns));
+    result
 }
 
 /// Where churn's route changes go.

@@ -43,6 +43,11 @@ enum Command {
         /// Image of the data plane pods provisioned per Gateway (Kubernetes mode).
         #[arg(long, default_value = concat!("ghcr.io/gatehouse-dev/gatehouse:v", env!("CARGO_PKG_VERSION")))]
         dataplane_image: String,
+        /// Where data planes run when watching the Kubernetes API: `kubernetes` (a
+        /// Deployment and LoadBalancer Service per Gateway, mutual TLS) or `host` (one data
+        /// plane process on this machine, listeners on --address, plain gRPC on loopback).
+        #[arg(long, default_value = "kubernetes", value_parser = ["kubernetes", "host"])]
+        infrastructure: String,
         #[command(flatten)]
         common: OperatorArgs,
     },
@@ -114,6 +119,13 @@ struct OperatorArgs {
     /// HTTP and HTTPS ports of the Gateway made for an IngressClass without parameters.
     #[arg(long, default_value = "80,443", value_parser = parse_ports)]
     ingress_ports: (u16, u16),
+    /// GatewayClasses with this controllerName are served (two installs in one cluster
+    /// each take their own).
+    #[arg(long, default_value = gatehouse_operator::translate::GATEWAY_CONTROLLER)]
+    gateway_controller: String,
+    /// IngressClasses with this controller are served.
+    #[arg(long, default_value = gatehouse_operator::translate::INGRESS_CONTROLLER)]
+    ingress_controller: String,
 }
 
 fn parse_ports(s: &str) -> Result<(u16, u16), String> {
@@ -133,6 +145,8 @@ impl OperatorArgs {
             settings: Settings {
                 default_address: self.address,
                 ingress_ports: self.ingress_ports,
+                gateway_controller: self.gateway_controller.clone(),
+                ingress_controller: self.ingress_controller.clone(),
                 ..Settings::default()
             },
             config_address: self.config_address,
@@ -230,19 +244,36 @@ async fn main() -> anyhow::Result<()> {
             file: None,
             common,
             dataplane_image,
+            infrastructure,
         } => {
             let client = kube::Client::try_default().await.map_err(|e| {
                 anyhow::anyhow!("connecting to Kubernetes (in-cluster or KUBECONFIG): {e}")
             })?;
             let mut options = common.options(PathBuf::new());
-            options.settings.infrastructure =
-                gatehouse_operator::translate::Infrastructure::Kubernetes;
-            // Data plane pods dial the operator's Service (no cluster DNS needed: the
-            // kubelet's service links give its address) over mutual TLS, verifying the
-            // operator by its Service name.
-            let operator_url = match std::env::var("GATEHOUSE_OPERATOR_SERVICE_HOST") {
-                Ok(host) => format!("https://{host}:{}", options.config_address.port()),
-                Err(_) => format!("https://{}", options.config_address),
+            let host = infrastructure == "host";
+            let dataplanes = if host {
+                // Data planes on this machine: one child process over plain gRPC.
+                let url = format!("http://{}", options.config_address);
+                tokio::spawn(gatehouse_operator::host::supervise_dataplane(
+                    std::env::current_exe()?,
+                    url,
+                    "host".into(),
+                ));
+                None
+            } else {
+                options.settings.infrastructure =
+                    gatehouse_operator::translate::Infrastructure::Kubernetes;
+                // Data plane pods dial the operator's Service (no cluster DNS needed: the
+                // kubelet's service links give its address) over mutual TLS, verifying the
+                // operator by its Service name.
+                let operator_url = match std::env::var("GATEHOUSE_OPERATOR_SERVICE_HOST") {
+                    Ok(host) => format!("https://{host}:{}", options.config_address.port()),
+                    Err(_) => format!("https://{}", options.config_address),
+                };
+                Some(gatehouse_operator::infra::DataPlaneSettings {
+                    image: dataplane_image,
+                    operator_url,
+                })
             };
             gatehouse_operator::kubernetes::run_kube(
                 client,
@@ -254,10 +285,7 @@ async fn main() -> anyhow::Result<()> {
                         .unwrap_or_else(|_| "gatehouse-system".into()),
                     identity: std::env::var("POD_NAME")
                         .unwrap_or_else(|_| format!("gatehouse-operator-{}", std::process::id())),
-                    dataplanes: Some(gatehouse_operator::infra::DataPlaneSettings {
-                        image: dataplane_image,
-                        operator_url,
-                    }),
+                    dataplanes,
                 },
             )
             .await

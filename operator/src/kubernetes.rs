@@ -49,8 +49,15 @@ impl Source for KubeSource {
 
     async fn changed(&mut self) -> anyhow::Result<()> {
         KubeSource::changed(self).await;
-        // Fold a burst of events (a kubectl apply of many objects) into one recompute.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Fold a burst of events (a kubectl apply of many objects) into one recompute:
+        // wait while events keep coming 2 ms apart, 20 ms at most. A lone change goes on
+        // after 2 ms.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
+        while tokio::time::Instant::now() < deadline
+            && tokio::time::timeout(Duration::from_millis(2), KubeSource::changed(self))
+                .await
+                .is_ok()
+        {}
         Ok(())
     }
 }
