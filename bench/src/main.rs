@@ -8,6 +8,7 @@
 //! of docs/benchmarks.md.
 
 mod apiserver;
+mod load;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
@@ -58,9 +59,12 @@ struct Scenario {
     connections: u32,
     close: bool,
     h2: bool,
+    /// Requests/s offered by `gatehouse-bench load` (latency below saturation); None:
+    /// as fast as the proxy answers.
+    rate: Option<u64>,
 }
 
-const SCENARIOS: [Scenario; 5] = [
+const SCENARIOS: [Scenario; 6] = [
     Scenario {
         key: "http1",
         what: "HTTP/1.1 keep-alive, 128 B answers",
@@ -69,6 +73,7 @@ const SCENARIOS: [Scenario; 5] = [
         connections: 64,
         close: false,
         h2: false,
+        rate: None,
     },
     Scenario {
         key: "http1_64k",
@@ -78,6 +83,7 @@ const SCENARIOS: [Scenario; 5] = [
         connections: 64,
         close: false,
         h2: false,
+        rate: None,
     },
     Scenario {
         key: "http1_close",
@@ -87,6 +93,7 @@ const SCENARIOS: [Scenario; 5] = [
         connections: 16,
         close: true,
         h2: false,
+        rate: None,
     },
     Scenario {
         key: "https",
@@ -96,6 +103,7 @@ const SCENARIOS: [Scenario; 5] = [
         connections: 64,
         close: false,
         h2: false,
+        rate: None,
     },
     Scenario {
         key: "h2",
@@ -105,6 +113,17 @@ const SCENARIOS: [Scenario; 5] = [
         connections: 16,
         close: false,
         h2: true,
+        rate: None,
+    },
+    Scenario {
+        key: "http1_rate",
+        what: "HTTP/1.1 keep-alive, 128 B answers, 10,000 req/s offered",
+        tls: false,
+        path: "/bytes/128",
+        connections: 32,
+        close: false,
+        h2: false,
+        rate: Some(10_000),
     },
 ];
 
@@ -146,6 +165,22 @@ fn main() -> Result<()> {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
+    if args.first().is_some_and(|a| a == "load") {
+        let number = |name: &str| -> Result<u64> {
+            value(name)
+                .with_context(|| format!("load: {name} is required"))?
+                .parse()
+                .with_context(|| format!("load: {name}"))
+        };
+        return load::run(&load::Load {
+            port: u16::try_from(number("--port")?).context("--port")?,
+            host: value("--host").unwrap_or_else(|| "localhost".into()),
+            path: value("--path").unwrap_or_else(|| "/".into()),
+            rate: number("--rate")?.max(1),
+            connections: number("--connections")?.max(1),
+            seconds: number("--seconds")?.max(1),
+        });
+    }
     let opts = Options {
         quick,
         rounds: value("--rounds")
@@ -326,7 +361,7 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
     for round in 0..rounds {
         for s in &SCENARIOS {
             for p in PROXIES {
-                let sample = measure(s, p, opts.seconds, &lua)
+                let sample = measure(s, p, opts.seconds, &lua, &opts.bin)
                     .with_context(|| format!("{} against {}", s.key, p.name))?;
                 eprintln!(
                     "round {} {:<12} {:<9} {:>10.0} req/s  p50 {:>7} p99 {:>7} p99.9 {:>7} errors {}",
@@ -859,9 +894,31 @@ fn wait_for(port: u16, host: &str, path: &str, status: &str, limit: Duration) ->
     }
 }
 
-fn measure(s: &Scenario, p: Proxy, seconds: u64, lua: &Path) -> Result<Sample> {
+fn measure(s: &Scenario, p: Proxy, seconds: u64, lua: &Path, bin: &Path) -> Result<Sample> {
     let scheme = if s.tls { "https" } else { "http" };
     let port = if s.tls { p.https } else { p.http };
+    if let Some(rate) = s.rate {
+        let cmd = pinned(
+            LOAD_CORE,
+            &bin.join("gatehouse-bench"),
+            &[
+                "load",
+                "--port",
+                &port.to_string(),
+                "--host",
+                "bench.example.com",
+                "--path",
+                s.path,
+                "--rate",
+                &rate.to_string(),
+                "--connections",
+                &s.connections.to_string(),
+                "--seconds",
+                &seconds.to_string(),
+            ],
+        );
+        return run_reporting(cmd, "gatehouse-bench load");
+    }
     let url = format!("{scheme}://127.0.0.1:{port}{}", s.path);
     if s.h2 {
         let out = pinned(
@@ -934,9 +991,13 @@ fn keep_alive_load(seconds: u64, lua: &Path, host: &str, url: &str) -> Result<Sa
 
 /// Runs wrk on the load core with the report script among `args`, and reads its report.
 fn run_wrk(args: &[&str]) -> Result<Sample> {
-    let out = pinned(LOAD_CORE, Path::new("wrk"), args)
-        .output()
-        .context("running wrk")?;
+    run_reporting(pinned(LOAD_CORE, Path::new("wrk"), args), "wrk")
+}
+
+/// Runs a load generator that ends with a JSON report line (wrk with its script, or
+/// `gatehouse-bench load`) and reads the report.
+fn run_reporting(mut cmd: Command, what: &str) -> Result<Sample> {
+    let out = cmd.output().with_context(|| format!("running {what}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
@@ -944,7 +1005,7 @@ fn run_wrk(args: &[&str]) -> Result<Sample> {
         .find(|l| l.starts_with('{'))
         .ok_or_else(|| {
             anyhow!(
-                "wrk printed no report: {text}{}",
+                "{what} printed no report: {text}{}",
                 String::from_utf8_lossy(&out.stderr)
             )
         })?;
