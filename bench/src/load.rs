@@ -108,6 +108,29 @@ async fn offer(load: &Load) -> Result<(Vec<Duration>, u64)> {
     Ok((latencies, errors))
 }
 
+/// Sends `count` requests one after the other on one keep-alive connection; every answer
+/// must be 200. For the instruction-count gate, which counts what the data plane executes
+/// while they run.
+pub fn sequential(port: u16, host: &str, path: &str, count: u64) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let mut s = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
+        s.set_nodelay(true)?;
+        let mut buf = Vec::with_capacity(8192);
+        for i in 0..count {
+            exchange(&mut s, request.as_bytes(), &mut buf)
+                .await
+                .with_context(|| format!("request {i}"))?;
+        }
+        Ok(())
+    })
+}
+
 /// Sends one request and reads its answer (Content-Length or chunked); a status other
 /// than 200 is an error.
 async fn exchange(s: &mut TcpStream, request: &[u8], buf: &mut Vec<u8>) -> Result<()> {

@@ -165,6 +165,16 @@ fn main() -> Result<()> {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
+    if args.first().is_some_and(|a| a == "requests") {
+        let port: u16 = value("--port").context("requests: --port")?.parse()?;
+        let count: u64 = value("--count").context("requests: --count")?.parse()?;
+        return load::sequential(
+            port,
+            &value("--host").unwrap_or_else(|| "localhost".into()),
+            &value("--path").unwrap_or_else(|| "/".into()),
+            count,
+        );
+    }
     if args.first().is_some_and(|a| a == "load") {
         let number = |name: &str| -> Result<u64> {
             value(name)

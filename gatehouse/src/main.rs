@@ -327,9 +327,9 @@ async fn main() -> anyhow::Result<()> {
                     let client = kube::Client::try_default().await.map_err(|e| {
                         anyhow::anyhow!("connecting to Kubernetes (in-cluster or KUBECONFIG): {e}")
                     })?;
-                    let source = gatehouse_operator::source::kube::KubeSource::start(&client);
+                    let mut source = gatehouse_operator::source::kube::KubeSource::start(&client);
                     source.ready().await;
-                    source.snapshot()
+                    std::sync::Arc::unwrap_or_clone(source.snapshot())
                 }
                 (None, false) => anyhow::bail!("give a directory of YAML, or --cluster"),
             };

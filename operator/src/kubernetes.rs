@@ -42,7 +42,7 @@ pub struct KubeOperatorOptions {
 impl Source for KubeSource {
     fn load(&mut self) -> Loaded {
         Loaded {
-            store: std::sync::Arc::new(self.snapshot()),
+            store: self.snapshot(),
             errors: vec![],
         }
     }
@@ -221,12 +221,22 @@ async fn write_status(
     let mut was_leader = false;
     // Ingress warnings already published as Events, by object: one Event per change.
     let mut published: std::collections::HashMap<String, String> = Default::default();
+    // The status last made to hold for each object. Only objects whose status changed
+    // since are read and patched: with ten thousand routes, a change writes one route's
+    // status, not ten thousand reads. Everything is checked again when leadership is
+    // taken and every five minutes (someone else may have written over it).
+    let mut synced: std::collections::HashMap<String, Arc<ObjectStatus>> = Default::default();
+    let mut full_pass_at = tokio::time::Instant::now();
     loop {
         tokio::select! {
             changed = reports.changed() => if changed.is_err() { return },
             _ = tokio::time::sleep(Duration::from_secs(if was_leader { 30 } else { 2 })) => {}
         }
         let is_leader = leader.load(Ordering::SeqCst);
+        if is_leader && (!was_leader || tokio::time::Instant::now() >= full_pass_at) {
+            synced.clear();
+            full_pass_at = tokio::time::Instant::now() + Duration::from_secs(300);
+        }
         was_leader = is_leader;
         if !is_leader {
             continue;
@@ -241,7 +251,13 @@ async fn write_status(
             let (ns, name) = key.split_once('/').unwrap_or_default();
             report.get("Ingress", ns, name).is_some()
         });
-        for st in report.objects.values() {
+        synced.retain(|key, _| report.objects.contains_key(key));
+        for (key, st) in &report.objects {
+            // By identity: an object deleted and made again gets a status of its own (equal
+            // in value, perhaps, but not yet written to the new object).
+            if synced.get(key).is_some_and(|s| Arc::ptr_eq(s, st)) {
+                continue;
+            }
             let result = match st.kind.as_str() {
                 "GatewayClass" => {
                     sync(
@@ -313,8 +329,11 @@ async fn write_status(
                 }
                 _ => Ok(()),
             };
-            if let Err(e) = result {
-                tracing::warn!(kind = %st.kind, namespace = %st.namespace, name = %st.name, error = %e, "writing status");
+            match result {
+                Ok(()) => drop(synced.insert(key.clone(), st.clone())),
+                Err(e) => {
+                    tracing::warn!(kind = %st.kind, namespace = %st.namespace, name = %st.name, error = %e, "writing status")
+                }
             }
         }
     }

@@ -1,73 +1,116 @@
-//! The Kubernetes source: one kube-runtime reflector per kind, filling the same `Store`
-//! translation reads in standalone mode. Any change to any watched object wakes the
-//! operator loop; bursts fold into one recompute.
+//! The Kubernetes source: one watch per kind, filling the same `Store` translation reads in
+//! standalone mode.
+//!
+//! Watch events queue up and are applied to one kept store when the operator loop loads
+//! it, so a change costs what it touches: an unchanged object keeps its identity (and
+//! translation skips it), and ten thousand routes are not copied into a new store on every
+//! event. A relist (a watch that had to start over) replaces its kind's objects at once,
+//! when the list is complete.
 
-use crate::store::{Object, Store, for_each_kind};
+use crate::store::{Object, ObjectKey, Store, for_each_kind};
 use futures::StreamExt;
-use kube::runtime::reflector::{self, Store as Reader};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, watch};
 
-/// Starts a reflector for one kind; every event pokes `changed`.
-fn reflect<K>(client: &Client, changed: &Arc<Notify>) -> Reader<K>
+/// What a watch saw, for one kind.
+enum Change {
+    Apply(Object),
+    Delete(&'static str, ObjectKey),
+    /// A relist began: objects until `Listed` replace the kind's.
+    Relist(&'static str),
+    Listed(&'static str),
+}
+
+/// Starts the watch of one kind; its events go to `changes`, and `listed` turns true
+/// after its first complete list.
+fn watch_kind<K>(
+    client: &Client,
+    kind: &'static str,
+    wrap: fn(Arc<K>) -> Object,
+    changes: mpsc::UnboundedSender<Change>,
+    changed: Arc<Notify>,
+) -> watch::Receiver<bool>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let api: Api<K> = Api::all(client.clone());
-    let (reader, writer) = reflector::store();
-    let stream =
-        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
-    let changed = changed.clone();
+    let (listed_tx, listed) = watch::channel(false);
+    let stream = watcher(api, watcher::Config::default()).default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
-            match event {
-                Ok(_) => changed.notify_one(),
+            let change = match event {
+                Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => {
+                    Change::Apply(wrap(Arc::new(o)))
+                }
+                Ok(watcher::Event::Delete(o)) => Change::Delete(kind, ObjectKey::of(&o)),
+                Ok(watcher::Event::Init) => Change::Relist(kind),
+                Ok(watcher::Event::InitDone) => {
+                    // Queued before `listed` says so: a snapshot after `ready` has it all.
+                    if changes.send(Change::Listed(kind)).is_err() {
+                        return;
+                    }
+                    let _ = listed_tx.send(true);
+                    changed.notify_one();
+                    continue;
+                }
                 // The backoff retries; a missing CRD or permission shows up here.
                 Err(e) => {
-                    tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying")
+                    tracing::warn!(%kind, error = %e, "watch failed; retrying");
+                    continue;
                 }
+            };
+            if changes.send(change).is_err() {
+                return; // The source is gone.
             }
+            changed.notify_one();
         }
     });
-    reader
+    listed
+}
+
+/// The watches of every kind the store holds.
+pub struct KubeSource {
+    changed: Arc<Notify>,
+    changes: mpsc::UnboundedReceiver<Change>,
+    listed: Vec<watch::Receiver<bool>>,
+    store: Arc<Store>,
+    /// Kinds being relisted, with the objects listed so far.
+    relisting: BTreeMap<&'static str, Vec<Object>>,
 }
 
 macro_rules! kube_source {
     ($($variant:ident $field:ident $ty:ty, $group:literal $kind:literal $namespaced:literal;)*) => {
-        /// Readers of every watched kind.
-        #[derive(Clone)]
-        pub struct KubeSource {
-            changed: Arc<Notify>,
-            $($field: Reader<$ty>,)*
-        }
-
         impl KubeSource {
             pub fn start(client: &Client) -> KubeSource {
                 let changed = Arc::new(Notify::new());
+                let (tx, changes) = mpsc::unbounded_channel();
+                let listed = vec![
+                    $(watch_kind::<$ty>(client, $kind, Object::$variant, tx.clone(), changed.clone()),)*
+                ];
                 KubeSource {
-                    $($field: reflect(client, &changed),)*
                     changed,
+                    changes,
+                    listed,
+                    store: Arc::default(),
+                    relisting: BTreeMap::new(),
                 }
             }
+        }
 
-            /// Waits until every reflector has listed once, so the first translation sees
-            /// the whole cluster and never publishes a config with half the routes missing.
-            pub async fn ready(&self) {
-                $(let _ = self.$field.wait_until_ready().await;)*
+        /// Replaces the objects of one kind with `objects` (a relist).
+        fn replace_kind(store: &mut Store, kind: &str, objects: Vec<Object>) {
+            match kind {
+                $($kind => store.$field.clear(),)*
+                _ => {}
             }
-
-            /// A store with the current state of every kind.
-            pub fn snapshot(&self) -> Store {
-                let mut store = Store::default();
-                $(for o in self.$field.state() {
-                    store.insert(Object::$variant(o));
-                })*
-                store
+            for o in objects {
+                store.insert(o);
             }
         }
     };
@@ -75,8 +118,44 @@ macro_rules! kube_source {
 for_each_kind!(kube_source);
 
 impl KubeSource {
+    /// Waits until every watch has listed once, so the first translation sees the whole
+    /// cluster and never publishes a config with half the routes missing.
+    pub async fn ready(&self) {
+        for listed in &self.listed {
+            let mut listed = listed.clone();
+            let _ = listed.wait_for(|done| *done).await;
+        }
+    }
+
     /// Resolves after the next change to any watched object.
     pub async fn changed(&self) {
         self.changed.notified().await;
+    }
+
+    /// The store with every change seen so far applied. Shared until the next call; the
+    /// changes are applied in place when nothing else holds the last one.
+    pub fn snapshot(&mut self) -> Arc<Store> {
+        let mut pending = Vec::new();
+        while let Ok(change) = self.changes.try_recv() {
+            pending.push(change);
+        }
+        if !pending.is_empty() {
+            let store = Arc::make_mut(&mut self.store);
+            for change in pending {
+                match change {
+                    Change::Relist(kind) => drop(self.relisting.insert(kind, Vec::new())),
+                    Change::Listed(kind) => {
+                        let objects = self.relisting.remove(kind).unwrap_or_default();
+                        replace_kind(store, kind, objects);
+                    }
+                    Change::Apply(o) => match self.relisting.get_mut(o.kind()) {
+                        Some(listing) => listing.push(o),
+                        None => drop(store.insert(o)),
+                    },
+                    Change::Delete(kind, key) => store.remove(kind, &key),
+                }
+            }
+        }
+        self.store.clone()
     }
 }

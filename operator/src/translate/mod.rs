@@ -139,11 +139,16 @@ struct Kept {
     clusters: Vec<String>,
 }
 
-/// Kinds whose change does not translate every HTTPRoute again (Ingresses reach
-/// HTTPRoutes only through the Gateways planned for their classes, compared as such).
-const ROUTE_CONTEXT_EXEMPT: [&str; 5] = [
+/// Kinds whose change does not translate every HTTPRoute again: routes reach GatewayClasses,
+/// Gateways and ListenerSets (and Ingresses, through the Gateways of their classes) only
+/// as planned Gateways, which are compared as such. So a status written to a Gateway (a
+/// new object, the same plan) costs no route a translation.
+const ROUTE_CONTEXT_EXEMPT: [&str; 8] = [
     "HTTPRoute",
     "EndpointSlice",
+    "GatewayClass",
+    "Gateway",
+    "ListenerSet",
     "Ingress",
     "IngressClass",
     "IngressClassParameters",
