@@ -236,8 +236,9 @@ fn server_name(session: &Session) -> Option<String> {
     Some(sni.trim_end_matches('.').to_ascii_lowercase())
 }
 
-/// Host without port, lower-case, without a trailing dot.
-fn request_host(req: &RequestHeader) -> String {
+/// Host without port, lower-case, without a trailing dot; borrowed from the request when
+/// it is that already (the common case: no copy per request).
+fn request_host(req: &RequestHeader) -> std::borrow::Cow<'_, str> {
     let raw = req
         .uri
         .authority()
@@ -254,7 +255,42 @@ fn request_host(req: &RequestHeader) -> String {
     } else {
         raw.rsplit_once(':').map(|(h, _)| h).unwrap_or(raw)
     };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    let host = host.trim_end_matches('.');
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    }
+}
+
+/// X-Forwarded-For with `client` appended, built without the formatting machinery (it is
+/// on every proxied request).
+fn forwarded_for(previous: Option<&[u8]>, client: std::net::IpAddr) -> Result<http::HeaderValue> {
+    let mut v: Vec<u8> = Vec::with_capacity(previous.map_or(0, |p| p.len() + 2) + 15);
+    if let Some(p) = previous {
+        v.extend_from_slice(p);
+        v.extend_from_slice(b", ");
+    }
+    match client {
+        std::net::IpAddr::V4(ip) => {
+            for (i, octet) in ip.octets().iter().enumerate() {
+                if i > 0 {
+                    v.push(b'.');
+                }
+                let o = *octet;
+                if o >= 100 {
+                    v.push(b'0' + o / 100);
+                }
+                if o >= 10 {
+                    v.push(b'0' + (o / 10) % 10);
+                }
+                v.push(b'0' + o % 10);
+            }
+        }
+        std::net::IpAddr::V6(ip) => v.extend_from_slice(ip.to_string().as_bytes()),
+    }
+    http::HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
+        .map_err(|e| Error::because(ErrorType::InternalError, "x-forwarded-for", e))
 }
 
 /// The Server header of answers that have none.
@@ -337,6 +373,10 @@ impl ProxyHttp for GatehouseProxy {
     fn new_ctx(&self) -> Ctx {
         Ctx::default()
     }
+
+    /// No downstream modules: Pingora's default adds a (disabled) compression module that
+    /// is still built and run for every request.
+    fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {}
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let runtime = self.state.load_full();
@@ -763,18 +803,19 @@ impl ProxyHttp for GatehouseProxy {
             }
         }
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            let ip = client.ip().to_string();
-            let xff = match upstream
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prev) => format!("{prev}, {ip}"),
-                None => ip,
-            };
+            let xff = forwarded_for(
+                upstream
+                    .headers
+                    .get("x-forwarded-for")
+                    .map(|v| v.as_bytes()),
+                client.ip(),
+            )?;
             upstream.insert_header("x-forwarded-for", xff)?;
         }
-        upstream.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
+        upstream.insert_header(
+            "x-forwarded-proto",
+            http::HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
+        )?;
         Ok(())
     }
 
@@ -803,7 +844,7 @@ impl ProxyHttp for GatehouseProxy {
         // Every answer names its server (the Ingress conformance suite checks), unless the
         // backend named itself.
         if !resp.headers.contains_key(http::header::SERVER) {
-            resp.insert_header(http::header::SERVER, SERVER)?;
+            resp.insert_header(http::header::SERVER, http::HeaderValue::from_static(SERVER))?;
         }
         // nginx passes the auth answer's cookies on successful and redirect answers.
         if matches!(
@@ -1019,5 +1060,39 @@ impl ProxyHttp for GatehouseProxy {
             outcome = ctx.status_reason,
             error = ?e.map(|e| e.to_string()),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_appends_the_client() {
+        let v4: std::net::IpAddr = "10.0.100.7".parse().unwrap();
+        assert_eq!(forwarded_for(None, v4).unwrap(), "10.0.100.7");
+        let zero: std::net::IpAddr = "0.9.10.255".parse().unwrap();
+        assert_eq!(forwarded_for(None, zero).unwrap(), "0.9.10.255");
+        let v6: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(
+            forwarded_for(Some(b"192.0.2.1"), v6).unwrap(),
+            "192.0.2.1, 2001:db8::1"
+        );
+    }
+
+    #[test]
+    fn request_host_borrows_when_it_can() {
+        let req = |host: &str| {
+            let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+            r.insert_header("host", host).unwrap();
+            r
+        };
+        let plain = req("a.example.com:8080");
+        assert!(matches!(
+            request_host(&plain),
+            std::borrow::Cow::Borrowed("a.example.com")
+        ));
+        assert_eq!(request_host(&req("A.Example.COM.")), "a.example.com");
+        assert_eq!(request_host(&req("[::1]:443")), "[::1]");
     }
 }
