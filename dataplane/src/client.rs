@@ -72,7 +72,11 @@ async fn stream_once(
         endpoint = endpoint.tls_config(tls_config(dir, &settings.server_name)?)?;
     }
     let channel = endpoint.connect().await?;
-    let mut client = ConfigDiscoveryClient::new(channel);
+    // A first snapshot carries every route: 50,000 routes are ~18 MB, far over tonic's
+    // 4 MiB default. The operator is trusted (mutual TLS in a cluster).
+    let mut client = ConfigDiscoveryClient::new(channel)
+        .max_decoding_message_size(gatehouse_model::channel::MAX_MESSAGE)
+        .max_encoding_message_size(gatehouse_model::channel::MAX_MESSAGE);
     let (tx, rx) = mpsc::channel(16);
     tx.send(proto::DataPlaneMessage {
         message: Some(Message::Subscribe(proto::Subscribe {

@@ -58,6 +58,10 @@ pub fn decode(resource: &proto::Resource) -> Result<Resource, DecodeError> {
     })
 }
 
+/// The largest message either end of the channel takes: a full snapshot of a large table
+/// (about 360 bytes a route) must fit.
+pub const MAX_MESSAGE: usize = 1 << 30;
+
 /// (kind, key) of a resource: its identity across versions.
 pub type ResourceId = (String, String);
 

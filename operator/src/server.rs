@@ -65,6 +65,8 @@ impl ConfigServer {
 
     pub fn into_service(self) -> ConfigDiscoveryServer<Self> {
         ConfigDiscoveryServer::new(self)
+            .max_decoding_message_size(gatehouse_model::channel::MAX_MESSAGE)
+            .max_encoding_message_size(gatehouse_model::channel::MAX_MESSAGE)
     }
 }
 

@@ -81,3 +81,75 @@ async fn nacked_version_keeps_the_previous_one_serving() {
     assert_eq!(get(&url, "x").await.0, 404);
     assert_eq!(get(&format!("http://{ip}:8080/only/x"), "x").await.0, 200);
 }
+
+/// A snapshot far over gRPC's default message limit (4 MiB): 30,000 hostnames, each with
+/// a route, arrive, apply, and serve; an edit to one then travels as one small delta.
+#[tokio::test]
+async fn a_snapshot_of_thirty_thousand_hosts_applies() {
+    let ip = next_ip();
+    let backend_addr = spawn_echo(ip, 0, "app").await;
+    let (snapshots, rx) = watch::channel(Published::default());
+    let (ack_tx, mut acks) = mpsc::unbounded_channel();
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = grpc.local_addr().unwrap();
+    let service = ConfigServer::new(rx, ack_tx).into_service();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc))
+            .await
+    });
+    let _dataplane = spawn_dataplane(addr);
+
+    let mut big = config(ip, backend_addr, PathMatch::Prefix("/".into()));
+    let route = big.route_tables[0].virtual_hosts[0].routes[0].clone();
+    let hosts = |n: usize, path: &str| -> Vec<Arc<VirtualHost>> {
+        (0..n)
+            .map(|i| {
+                let mut r = (*route).clone();
+                r.matcher = RouteMatch::path_only(PathMatch::Prefix(path.into()));
+                Arc::new(VirtualHost {
+                    hostname: HostMatch::Exact(format!("h{i}.example.com")),
+                    routes: vec![Arc::new(r)],
+                })
+            })
+            .collect()
+    };
+    let mut table = hosts(30_000, "/");
+    table.sort_by(|a, b| VirtualHost::precedence(&a.hostname, &b.hostname));
+    big.route_tables[0].virtual_hosts = table.clone();
+    snapshots
+        .send(Published {
+            version: 1,
+            config: Arc::new(big.clone()),
+        })
+        .unwrap();
+    let ack = next_ack(&mut acks, 1).await;
+    assert!(ack.accepted, "{}", ack.error);
+    let url = format!("http://{ip}:8080/x");
+    assert_eq!(get(&url, "h29999.example.com").await.0, 200);
+
+    // One host changes: it serves the new route, the others stay.
+    let mut edited = big.clone();
+    let at = table
+        .iter()
+        .position(|h| h.hostname == HostMatch::Exact("h7.example.com".into()))
+        .unwrap();
+    // hosts(8, ..) ends with h7.
+    edited.route_tables[0].virtual_hosts[at] = hosts(8, "/only").pop().unwrap();
+    snapshots
+        .send(Published {
+            version: 2,
+            config: Arc::new(edited),
+        })
+        .unwrap();
+    assert!(next_ack(&mut acks, 2).await.accepted);
+    assert_eq!(get(&url, "h7.example.com").await.0, 404);
+    assert_eq!(
+        get(&format!("http://{ip}:8080/only/x"), "h7.example.com")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(get(&url, "h8.example.com").await.0, 200);
+}
