@@ -93,24 +93,29 @@ async fn stream_once(
     while let Some(update) = updates.message().await? {
         any = true;
         let started = std::time::Instant::now();
+        let (version, full) = (update.version, update.full);
+        let resources = update.upserts.len() + update.removals.len();
         held.apply(&update);
+        // The bodies go now: what they carried is decoded.
+        drop(update);
         let decode_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let ack = dataplane.apply_held(&mut held, update.version);
+        let ack = dataplane.apply_held(&mut held, version);
+        let compile_ms = started.elapsed().as_secs_f64() * 1000.0 - decode_ms;
+        if resources >= crate::LARGE_UPDATE {
+            crate::large_update_applied();
+        }
         let ack = match ack {
             Ok(listener_errors) => {
                 tracing::info!(
-                    version = update.version,
-                    full = update.full,
-                    resources = update.upserts.len() + update.removals.len(),
+                    version,
+                    full,
+                    resources,
                     decode_ms = format!("{decode_ms:.1}"),
-                    compile_ms = format!(
-                        "{:.1}",
-                        started.elapsed().as_secs_f64() * 1000.0 - decode_ms
-                    ),
+                    compile_ms = format!("{compile_ms:.1}"),
                     "applied config"
                 );
                 proto::Ack {
-                    version: update.version,
+                    version,
                     accepted: true,
                     error: String::new(),
                     listener_errors: listener_errors
@@ -120,9 +125,9 @@ async fn stream_once(
                 }
             }
             Err(error) => {
-                tracing::warn!(version = update.version, %error, "refused config; previous version keeps serving");
+                tracing::warn!(version, %error, "refused config; previous version keeps serving");
                 proto::Ack {
-                    version: update.version,
+                    version,
                     accepted: false,
                     error,
                     listener_errors: vec![],

@@ -28,6 +28,24 @@ use gatehouse_model::ir::Config;
 use pingora_core::server::configuration::ServerConf;
 use std::sync::{Arc, Mutex};
 
+/// Called after a large update is applied; the binary sets it so its allocator hands back
+/// what decoding and compiling the update used (mimalloc keeps freed pages otherwise).
+static AFTER_LARGE_UPDATE: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets what runs after a large update (at most once per process).
+pub fn after_large_update(f: fn()) {
+    let _ = AFTER_LARGE_UPDATE.set(f);
+}
+
+/// An update of at least this many resources counts as large.
+pub const LARGE_UPDATE: usize = 1000;
+
+pub(crate) fn large_update_applied() {
+    if let Some(f) = AFTER_LARGE_UPDATE.get() {
+        f();
+    }
+}
+
 /// A listener that could not be opened: (listener key, error).
 pub type ListenerError = (String, String);
 
