@@ -140,7 +140,7 @@ impl GatehouseProxy {
     ) -> Option<SocketAddr> {
         use gatehouse_model::ir::Balance;
         let req = session.req_header();
-        match &route.balance {
+        match route.balance.as_deref() {
             None => cluster.pick(&[], &self.ejections),
             Some(Balance::Hash(parts)) => {
                 let key = crate::balance::hash_key(

@@ -832,7 +832,7 @@ fn compile_route(
                         cluster(k).ok_or_else(|| format!("external auth: cluster {k} missing"))?,
                     ),
                 };
-                Some(Box::new((a.clone(), cluster)))
+                Some(Box::new(((**a).clone(), cluster)))
             }
         },
         total_weight: backends.iter().map(|b| u64::from(b.weight)).sum(),

@@ -399,7 +399,7 @@ fn compile_rule(
             filters: filters.clone(),
             backends: weighted.clone(),
             timeouts,
-            retry: retry.clone(),
+            retry: retry.clone().map(Box::new),
             max_request_body: None,
             access: None,
             rate_limit: None,

@@ -835,10 +835,10 @@ fn attach(
         timeouts,
         retry: None,
         max_request_body: nginx.body_size,
-        access: access.clone(),
-        rate_limit: rate_limit.clone(),
-        balance: balance.clone(),
-        external_auth: external_auth.clone(),
+        access: access.clone().map(Box::new),
+        rate_limit: rate_limit.clone().map(Box::new),
+        balance: balance.clone().map(Box::new),
+        external_auth: external_auth.clone().map(Box::new),
         hsts: None,
     };
     let source = |rule: usize| RouteSource {

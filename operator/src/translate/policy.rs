@@ -53,12 +53,12 @@ pub struct RulePolicy {
 impl RulePolicy {
     /// Sets the policy's fields on a route compiled from an HTTPRoute rule.
     pub fn apply(&self, r: &mut Route) {
-        r.rate_limit.clone_from(&self.rate_limit);
-        r.access.clone_from(&self.access);
+        r.rate_limit = self.rate_limit.clone().map(Box::new);
+        r.access = self.access.clone().map(Box::new);
         r.max_request_body = self.max_request_body;
         r.hsts.clone_from(&self.hsts);
-        r.balance.clone_from(&self.balance);
-        r.external_auth.clone_from(&self.external_auth);
+        r.balance = self.balance.clone().map(Box::new);
+        r.external_auth = self.external_auth.clone().map(Box::new);
         r.timeouts.connect_ms = self.connect_ms.or(r.timeouts.connect_ms);
         r.timeouts.read_idle_ms = self.read_idle_ms.or(r.timeouts.read_idle_ms);
         r.timeouts.write_idle_ms = self.write_idle_ms.or(r.timeouts.write_idle_ms);
