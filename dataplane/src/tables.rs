@@ -937,27 +937,20 @@ mod tests {
         Arc::new(VirtualHost {
             hostname: HostMatch::gateway(name),
             routes: vec![Arc::new(Route {
-                source: RouteSource {
-                    kind: "HTTPRoute".into(),
-                    namespace: "default".into(),
-                    name: name.into(),
-                    rule: 0,
-                },
-                matcher: RouteMatch::path_only(PathMatch::Prefix("/".into())),
-                filters: vec![],
                 backends: vec![WeightedBackend {
                     weight: 1,
                     target: BackendTarget::Cluster(cluster.into()),
                     filters: vec![],
                 }],
-                timeouts: Timeouts::default(),
-                retry: None,
-                max_request_body: None,
-                access: None,
-                rate_limit: None,
-                balance: None,
-                external_auth: None,
-                hsts: None,
+                ..Route::new(
+                    RouteSource {
+                        kind: "HTTPRoute".into(),
+                        namespace: "default".into(),
+                        name: name.into(),
+                        rule: 0,
+                    },
+                    RouteMatch::path_only(PathMatch::Prefix("/".into())),
+                )
             })],
         })
     }

@@ -154,25 +154,15 @@ mod tests {
         use crate::ir::*;
         Arc::new(VirtualHost {
             hostname: HostMatch::gateway(name),
-            routes: vec![Arc::new(Route {
-                source: RouteSource {
+            routes: vec![Arc::new(Route::new(
+                RouteSource {
                     kind: "HTTPRoute".into(),
                     namespace: "default".into(),
                     name: name.into(),
                     rule: 0,
                 },
-                matcher: RouteMatch::path_only(PathMatch::Prefix(path.into())),
-                filters: vec![],
-                backends: vec![],
-                timeouts: Timeouts::default(),
-                retry: None,
-                max_request_body: None,
-                access: None,
-                rate_limit: None,
-                balance: None,
-                external_auth: None,
-                hsts: None,
-            })],
+                RouteMatch::path_only(PathMatch::Prefix(path.into())),
+            ))],
         })
     }
 

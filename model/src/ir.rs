@@ -402,6 +402,24 @@ pub fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
 }
 
 impl Route {
+    /// A route with no filters, backends or policies: what callers then fill in.
+    pub fn new(source: RouteSource, matcher: RouteMatch) -> Route {
+        Route {
+            source,
+            matcher,
+            filters: vec![],
+            backends: vec![],
+            timeouts: Timeouts::default(),
+            retry: None,
+            max_request_body: None,
+            access: None,
+            rate_limit: None,
+            balance: None,
+            external_auth: None,
+            hsts: None,
+        }
+    }
+
     /// Keys of every cluster the route sends to: its backends, its mirrors and its
     /// external auth service.
     pub fn clusters(&self) -> impl Iterator<Item = &str> {

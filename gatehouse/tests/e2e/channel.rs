@@ -24,13 +24,15 @@ async fn next_ack(acks: &mut mpsc::UnboundedReceiver<AckEvent>, version: u64) ->
     }
 }
 
-#[tokio::test]
-async fn nacked_version_keeps_the_previous_one_serving() {
-    let ip = next_ip();
-    let backend_addr = spawn_echo(ip, 0, "app").await;
-
+/// A config server on a port of its own and a data plane dialled to it: where to publish
+/// snapshots, the acknowledgements, and the data plane's task.
+async fn serve_config() -> (
+    watch::Sender<Published>,
+    mpsc::UnboundedReceiver<AckEvent>,
+    tokio::task::JoinHandle<()>,
+) {
     let (snapshots, rx) = watch::channel(Published::default());
-    let (ack_tx, mut acks) = mpsc::unbounded_channel();
+    let (ack_tx, acks) = mpsc::unbounded_channel();
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = grpc.local_addr().unwrap();
     let service = ConfigServer::new(rx, ack_tx).into_service();
@@ -40,7 +42,15 @@ async fn nacked_version_keeps_the_previous_one_serving() {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc))
             .await
     });
-    let _dataplane = spawn_dataplane(addr);
+    (snapshots, acks, spawn_dataplane(addr))
+}
+
+#[tokio::test]
+async fn nacked_version_keeps_the_previous_one_serving() {
+    let ip = next_ip();
+    let backend_addr = spawn_echo(ip, 0, "app").await;
+
+    let (snapshots, mut acks, _dataplane) = serve_config().await;
 
     let good = config(ip, backend_addr, PathMatch::Prefix("/".into()));
     snapshots
@@ -88,18 +98,7 @@ async fn nacked_version_keeps_the_previous_one_serving() {
 async fn a_snapshot_of_thirty_thousand_hosts_applies() {
     let ip = next_ip();
     let backend_addr = spawn_echo(ip, 0, "app").await;
-    let (snapshots, rx) = watch::channel(Published::default());
-    let (ack_tx, mut acks) = mpsc::unbounded_channel();
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = grpc.local_addr().unwrap();
-    let service = ConfigServer::new(rx, ack_tx).into_service();
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc))
-            .await
-    });
-    let _dataplane = spawn_dataplane(addr);
+    let (snapshots, mut acks, _dataplane) = serve_config().await;
 
     let mut big = config(ip, backend_addr, PathMatch::Prefix("/".into()));
     let route = big.route_tables[0].virtual_hosts[0].routes[0].clone();

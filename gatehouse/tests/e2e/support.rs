@@ -193,28 +193,19 @@ pub fn route_to_app(
     weight: u32,
 ) -> gatehouse_model::ir::Route {
     use gatehouse_model::ir::*;
+    let source = RouteSource {
+        kind: "HTTPRoute".into(),
+        namespace: "default".into(),
+        name: "r".into(),
+        rule: 0,
+    };
     Route {
-        source: RouteSource {
-            kind: "HTTPRoute".into(),
-            namespace: "default".into(),
-            name: "r".into(),
-            rule: 0,
-        },
-        matcher: RouteMatch::path_only(path),
-        filters: vec![],
         backends: vec![WeightedBackend {
             weight,
             target: BackendTarget::Cluster("default/app:80".into()),
             filters: vec![],
         }],
-        timeouts: Default::default(),
-        retry: None,
-        max_request_body: None,
-        access: None,
-        rate_limit: None,
-        balance: None,
-        external_auth: None,
-        hsts: None,
+        ..Route::new(source, RouteMatch::path_only(path))
     }
 }
 

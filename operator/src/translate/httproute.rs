@@ -394,18 +394,11 @@ fn compile_rule(
     let mut routes: Vec<Route> = matches
         .into_iter()
         .map(|matcher| Route {
-            source: source.clone(),
-            matcher,
             filters: filters.clone(),
             backends: weighted.clone(),
             timeouts,
             retry: retry.clone().map(Box::new),
-            max_request_body: None,
-            access: None,
-            rate_limit: None,
-            balance: None,
-            external_auth: None,
-            hsts: None,
+            ..Route::new(source.clone(), matcher)
         })
         .collect();
     if let Some(p) = policy {

@@ -563,18 +563,8 @@ pub(super) fn service_host(host: &str) -> Option<(&str, &str)> {
 /// A route that only redirects (app-root, from-to-www-redirect).
 fn redirect_route(source: RouteSource, path: PathMatch, redirect: Redirect) -> Route {
     Route {
-        source,
-        matcher: RouteMatch::path_only(path),
         filters: vec![Filter::Redirect(redirect)],
-        backends: vec![],
-        timeouts: Default::default(),
-        retry: None,
-        max_request_body: None,
-        access: None,
-        rate_limit: None,
-        balance: None,
-        external_auth: None,
-        hsts: None,
+        ..Route::new(source, RouteMatch::path_only(path))
     }
 }
 
