@@ -36,21 +36,28 @@ fn golden(input: &Path, expected: &Path) {
     let want = std::fs::read_to_string(expected)
         .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", expected.display()));
     if want != actual {
-        let first = want
-            .lines()
-            .zip(actual.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or(0);
+        let (line, want, got) = first_difference(&want, &actual);
         panic!(
-            "{} differs from translation at line {}:\n  want: {}\n  got:  {}\n(run with UPDATE_GOLDEN=1 and review the diff)",
+            "{} differs from translation at line {line}:\n  want: {want}\n  got:  {got}\n(run with UPDATE_GOLDEN=1 and review the diff)",
             expected.display(),
-            first + 1,
-            want.lines().nth(first).unwrap_or(""),
-            actual.lines().nth(first).unwrap_or("")
         );
     }
     // The model translation emits must always pass the data plane's validation.
     gatehouse_model::validate::validate(c).expect("translation output validates");
+}
+
+/// The first line (1-based) where two texts differ, and that line of each.
+fn first_difference<'a>(a: &'a str, b: &'a str) -> (usize, &'a str, &'a str) {
+    let at = a
+        .lines()
+        .zip(b.lines())
+        .position(|(x, y)| x != y)
+        .unwrap_or(0);
+    (
+        at + 1,
+        a.lines().nth(at).unwrap_or(""),
+        b.lines().nth(at).unwrap_or(""),
+    )
 }
 
 fn case(name: &str) {
@@ -290,18 +297,11 @@ fn incremental_equals_full() {
             let incremental = translator.translate(&store);
             let full = translate(&store, &Settings::default());
             if incremental != full {
-                let a = format!("{:#?}", incremental);
-                let b = format!("{:#?}", full);
-                let line = a
-                    .lines()
-                    .zip(b.lines())
-                    .position(|(x, y)| x != y)
-                    .unwrap_or(0);
+                let (a, b) = (format!("{incremental:#?}"), format!("{full:#?}"));
+                let (line, a, b) = first_difference(&a, &b);
                 panic!(
-                    "{}: after {what}, incremental translation differs at line {line}:\n  incremental: {}\n  full:        {}",
+                    "{}: after {what}, incremental translation differs at line {line}:\n  incremental: {a}\n  full:        {b}",
                     dir.display(),
-                    a.lines().nth(line).unwrap_or(""),
-                    b.lines().nth(line).unwrap_or("")
                 );
             }
         }
