@@ -6,6 +6,9 @@
 //! chunks, the end of a body); the setter is crate-private, and our accept loop builds
 //! streams itself, so they had none: `bench/run` profiles showed 46 % of the data plane's
 //! CPU in `send()`. Everything but writing is passed through.
+//!
+//! It also hands pingora a connection the direct HTTP/1 path (`direct.rs`) has already
+//! read from: those bytes are read (and peeked, for h2c detection) before the socket's.
 
 use async_trait::async_trait;
 use pingora_core::protocols::raw_connect::ProxyDigest;
@@ -28,14 +31,29 @@ const WRITE_BUFFER: usize = 1460;
 pub struct Coalescing<S> {
     inner: S,
     buf: Vec<u8>,
+    /// Bytes read from `inner` by someone else, to be read first.
+    unread: Vec<u8>,
+    /// How much of `unread` has been read.
+    unread_at: usize,
 }
 
 impl<S> Coalescing<S> {
     pub fn new(inner: S) -> Self {
+        Self::with_unread(inner, Vec::new())
+    }
+
+    /// A stream whose first bytes are `unread`, then `inner`'s.
+    pub fn with_unread(inner: S, unread: Vec<u8>) -> Self {
         Coalescing {
             inner,
             buf: Vec::with_capacity(WRITE_BUFFER),
+            unread,
+            unread_at: 0,
         }
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.unread[self.unread_at..]
     }
 }
 
@@ -89,7 +107,19 @@ impl<S: AsyncRead + Unpin> AsyncRead for Coalescing<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let pending = this.pending();
+        if pending.is_empty() {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let n = pending.len().min(buf.remaining());
+        buf.put_slice(&pending[..n]);
+        this.unread_at += n;
+        if this.unread_at == this.unread.len() {
+            this.unread = Vec::new();
+            this.unread_at = 0;
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -157,9 +187,22 @@ impl<S: GetSocketDigest> GetSocketDigest for Coalescing<S> {
 }
 
 #[async_trait]
-impl<S: Peek + Send> Peek for Coalescing<S> {
+impl<S: Peek + AsyncRead + Unpin + Send> Peek for Coalescing<S> {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
+        if self.pending().is_empty() {
+            return self.inner.try_peek(buf).await;
+        }
+        // Read on until the unread bytes cover the peek (pingora waits the same way).
+        while self.pending().len() < buf.len() {
+            let mut chunk = [0u8; 512];
+            let n = tokio::io::AsyncReadExt::read(&mut self.inner, &mut chunk).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.unread.extend_from_slice(&chunk[..n]);
+        }
+        buf.copy_from_slice(&self.pending()[..buf.len()]);
+        Ok(true)
     }
 }
 
@@ -188,5 +231,20 @@ mod tests {
         b.read_exact(&mut all).await.unwrap();
         assert_eq!(all[0], b'x');
         assert!(all[1..].iter().all(|&c| c == b'y'));
+    }
+
+    #[tokio::test]
+    async fn unread_bytes_are_peeked_and_read_before_the_streams() {
+        let (a, mut b) = tokio::io::duplex(1 << 10);
+        let mut s = Coalescing::with_unread(a, b"PRI * ".to_vec());
+        b.write_all(b"HTTP/2.0\r\nrest").await.unwrap();
+        // A peek longer than what is unread waits for the stream, and consumes nothing.
+        let mut peeked = [0u8; 14];
+        assert!(s.try_peek(&mut peeked).await.unwrap());
+        assert_eq!(&peeked, b"PRI * HTTP/2.0");
+        drop(b);
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, b"PRI * HTTP/2.0\r\nrest");
     }
 }

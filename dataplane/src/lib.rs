@@ -4,13 +4,15 @@
 //! ```text
 //! client::run ──(gRPC updates)──> DataPlane::apply ──> tables::compile ──> ArcSwap<Runtime>
 //!                                                   └─> listeners::reconcile (accept loops)
-//! accept loop ──> TLS (tls::SniResolver) ──> pingora session ──> proxy::GatehouseProxy
+//! accept loop ──> TLS (tls::SniResolver) ──> direct::Direct (plain routes, HTTP/1.1)
+//!                                         └─> pingora session ──> proxy::GatehouseProxy
 //! ```
 
 pub mod auth;
 pub mod balance;
 pub mod client;
 pub mod coalesce;
+pub mod direct;
 pub mod cors;
 pub mod filters;
 pub mod held;
@@ -51,7 +53,7 @@ pub type ListenerError = (String, String);
 
 pub struct DataPlane {
     state: Arc<ArcSwap<tables::Runtime>>,
-    proxy: Arc<listeners::Proxy>,
+    handlers: Arc<listeners::Handlers>,
     inner: Mutex<Inner>,
 }
 
@@ -73,14 +75,21 @@ impl DataPlane {
             max_retries: proxy::MAX_POLICY_ATTEMPTS.max(proxy::MAX_CONNECT_ATTEMPTS) as usize,
             ..Default::default()
         });
-        let mut proxy = pingora_proxy::http_proxy(&conf, proxy::GatehouseProxy::new(state.clone()));
+        let ejections = Arc::new(tables::Ejections::default());
+        let mut proxy = pingora_proxy::http_proxy(
+            &conf,
+            proxy::GatehouseProxy::new(state.clone(), ejections.clone()),
+        );
         let mut options = pingora_core::apps::HttpServerOptions::default();
         // HTTP/2 by prior knowledge on plaintext listeners; TLS uses ALPN.
         options.h2c = true;
         proxy.server_options = Some(options);
         Arc::new(DataPlane {
+            handlers: Arc::new(listeners::Handlers {
+                proxy: Arc::new(proxy),
+                direct: direct::Direct::new(state.clone(), ejections),
+            }),
             state,
-            proxy: Arc::new(proxy),
             inner: Mutex::new(Inner {
                 compiler: tables::Compiler::default(),
                 listeners: listeners::Listeners::default(),
@@ -112,7 +121,7 @@ impl DataPlane {
         self.state.store(runtime.clone());
         let failures = inner
             .listeners
-            .reconcile(&runtime, &self.state, &self.proxy);
+            .reconcile(&runtime, &self.state, &self.handlers);
         Ok(failures
             .into_iter()
             .flat_map(|(addr, error)| {

@@ -1,5 +1,7 @@
 //! Our own accept loops: sockets opened and closed at runtime from config, each accepted
-//! connection handed to pingora's HTTP session handling in this process (no second hop).
+//! connection served by the direct HTTP/1 path until a request needs pingora, then handed
+//! to pingora's HTTP session handling in this process (no second hop). HTTP/2 (ALPN) goes
+//! to pingora at once.
 //! Closing one socket never touches connections of another.
 
 use crate::coalesce::Coalescing;
@@ -21,6 +23,12 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
 pub type Proxy = HttpProxy<GatehouseProxy>;
+
+/// What serves accepted connections.
+pub struct Handlers {
+    pub proxy: Arc<Proxy>,
+    pub direct: crate::direct::Direct,
+}
 
 /// How long a TLS handshake or a silent new connection may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,7 +52,7 @@ impl Listeners {
         &mut self,
         runtime: &Runtime,
         state: &Arc<ArcSwap<Runtime>>,
-        proxy: &Arc<Proxy>,
+        handlers: &Arc<Handlers>,
     ) -> Vec<(SocketAddr, String)> {
         let mut failures = Vec::new();
         let gone: Vec<SocketAddr> = self
@@ -78,7 +86,7 @@ impl Listeners {
                         listener,
                         *addr,
                         state.clone(),
-                        proxy.clone(),
+                        handlers.clone(),
                         rx,
                     ));
                     self.active.insert(
@@ -114,17 +122,17 @@ async fn accept_loop(
     listener: TcpListener,
     addr: SocketAddr,
     state: Arc<ArcSwap<Runtime>>,
-    proxy: Arc<Proxy>,
+    handlers: Arc<Handlers>,
     shutdown: watch::Receiver<bool>,
 ) {
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
                 let state = state.clone();
-                let proxy = proxy.clone();
+                let handlers = handlers.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    serve(tcp, peer, addr, state, proxy, shutdown).await;
+                    serve(tcp, peer, addr, state, handlers, shutdown).await;
                 });
             }
             Err(e) => {
@@ -157,21 +165,31 @@ async fn serve(
     peer: SocketAddr,
     addr: SocketAddr,
     state: Arc<ArcSwap<Runtime>>,
-    proxy: Arc<Proxy>,
-    shutdown: watch::Receiver<bool>,
+    handlers: Arc<Handlers>,
+    mut shutdown: watch::Receiver<bool>,
 ) {
     // The TLS acceptor of the current version: a certificate swap applies to the next
     // handshake without touching open connections.
     let tls = state.load().bind(addr).and_then(|b| b.tls.clone());
     let stream: Stream = match tls {
         None => {
-            // h2c detection peeks 24 bytes without a deadline; make sure the client talks.
-            let mut byte = [0u8; 1];
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut byte)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return,
+            let mut plain = l4(tcp, peer);
+            let conn = crate::direct::Conn {
+                peer,
+                bind: addr,
+                tls: false,
+                sni: None,
+            };
+            match handlers
+                .direct
+                .serve(&mut plain, &conn, &mut shutdown, HANDSHAKE_TIMEOUT)
+                .await
+            {
+                crate::direct::Outcome::Closed => return,
+                crate::direct::Outcome::HandOff(unread) => {
+                    Box::new(Coalescing::with_unread(plain, unread))
+                }
             }
-            Box::new(Coalescing::new(l4(tcp, peer)))
         }
         Some(acceptor) => {
             let handshake = pingora_core::protocols::tls::server::handshake_with_callback(
@@ -179,21 +197,43 @@ async fn serve(
                 l4(tcp, peer),
                 &SniCapture,
             );
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                Ok(Ok(t)) => {
-                    if matches!(t.selected_alpn_proto(), Some(ALPN::Custom(_))) {
-                        return;
-                    }
-                    Box::new(Coalescing::new(t))
-                }
+            let mut t = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     return;
                 }
                 Err(_) => return,
+            };
+            match t.selected_alpn_proto() {
+                Some(ALPN::Custom(_)) => return,
+                Some(ALPN::H2) => Box::new(Coalescing::new(t)),
+                _ => {
+                    let sni = t
+                        .get_ssl_digest()
+                        .and_then(|d| d.extension.get::<Sni>().and_then(|s| s.0.clone()))
+                        .map(|s| s.trim_end_matches('.').to_ascii_lowercase());
+                    let conn = crate::direct::Conn {
+                        peer,
+                        bind: addr,
+                        tls: true,
+                        sni,
+                    };
+                    match handlers
+                        .direct
+                        .serve(&mut t, &conn, &mut shutdown, HANDSHAKE_TIMEOUT)
+                        .await
+                    {
+                        crate::direct::Outcome::Closed => return,
+                        crate::direct::Outcome::HandOff(unread) => {
+                            Box::new(Coalescing::with_unread(t, unread))
+                        }
+                    }
+                }
             }
         }
     };
+    let proxy = &handlers.proxy;
     let mut next = proxy.process_new(stream, &shutdown).await;
     while let Some(s) = next {
         next = proxy.process_new(s, &shutdown).await;

@@ -27,11 +27,11 @@ pub const MAX_CONNECT_ATTEMPTS: u32 = 8;
 pub const MAX_POLICY_ATTEMPTS: u32 = 16;
 
 /// How long an endpoint that failed a connect is skipped.
-const EJECTION: Duration = Duration::from_secs(10);
+pub(crate) const EJECTION: Duration = Duration::from_secs(10);
 
 pub struct GatehouseProxy {
     state: Arc<ArcSwap<Runtime>>,
-    ejections: crate::tables::Ejections,
+    ejections: Arc<crate::tables::Ejections>,
     /// Backend certificates found to carry a policy's subjectAltNames.
     verified_leaves: crate::upstream_tls::VerifiedLeaves,
     /// Per-client rate limit state, by zone.
@@ -41,10 +41,12 @@ pub struct GatehouseProxy {
 }
 
 impl GatehouseProxy {
-    pub fn new(state: Arc<ArcSwap<Runtime>>) -> Self {
+    /// `ejections` is shared with the direct path: an endpoint that fails a connect on
+    /// either is skipped by both.
+    pub fn new(state: Arc<ArcSwap<Runtime>>, ejections: Arc<crate::tables::Ejections>) -> Self {
         GatehouseProxy {
             state,
-            ejections: Default::default(),
+            ejections,
             verified_leaves: Default::default(),
             limiter: Default::default(),
             auth: Default::default(),
@@ -239,16 +241,21 @@ fn server_name(session: &Session) -> Option<String> {
 /// Host without port, lower-case, without a trailing dot; borrowed from the request when
 /// it is that already (the common case: no copy per request).
 fn request_host(req: &RequestHeader) -> std::borrow::Cow<'_, str> {
-    let raw = req
-        .uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            req.headers
-                .get(http::header::HOST)
-                .and_then(|v| v.to_str().ok())
-        })
-        .unwrap_or_default();
+    normalize_host(
+        req.uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| {
+                req.headers
+                    .get(http::header::HOST)
+                    .and_then(|v| v.to_str().ok())
+            })
+            .unwrap_or_default(),
+    )
+}
+
+/// A Host value without port, lower-case, without a trailing dot.
+pub(crate) fn normalize_host(raw: &str) -> std::borrow::Cow<'_, str> {
     let host = if raw.starts_with('[') {
         // IPv6 literal: keep the brackets, drop the port.
         raw.split_inclusive(']').next().unwrap_or(raw)
@@ -263,10 +270,21 @@ fn request_host(req: &RequestHeader) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// X-Forwarded-For with `client` appended, built without the formatting machinery (it is
-/// on every proxied request).
+/// X-Forwarded-For with `client` appended.
 fn forwarded_for(previous: Option<&[u8]>, client: std::net::IpAddr) -> Result<http::HeaderValue> {
     let mut v: Vec<u8> = Vec::with_capacity(previous.map_or(0, |p| p.len() + 2) + 15);
+    push_forwarded_for(&mut v, previous, client);
+    http::HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
+        .map_err(|e| Error::because(ErrorType::InternalError, "x-forwarded-for", e))
+}
+
+/// Writes an X-Forwarded-For value: `previous`, then `client`; without the formatting
+/// machinery (it is on every proxied request).
+pub(crate) fn push_forwarded_for(
+    v: &mut Vec<u8>,
+    previous: Option<&[u8]>,
+    client: std::net::IpAddr,
+) {
     if let Some(p) = previous {
         v.extend_from_slice(p);
         v.extend_from_slice(b", ");
@@ -289,8 +307,6 @@ fn forwarded_for(previous: Option<&[u8]>, client: std::net::IpAddr) -> Result<ht
         }
         std::net::IpAddr::V6(ip) => v.extend_from_slice(ip.to_string().as_bytes()),
     }
-    http::HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
-        .map_err(|e| Error::because(ErrorType::InternalError, "x-forwarded-for", e))
 }
 
 /// The Server header of answers that have none.
@@ -411,7 +427,7 @@ impl ProxyHttp for GatehouseProxy {
                 path: &path,
                 query: query.as_deref(),
                 method: &req.method,
-                headers: &req.headers,
+                headers: crate::tables::Headers::Map(&req.headers),
             })
             .map(|(l, r)| (l.backend_client.clone(), r.clone()));
         let Ok((backend_client, route)) = routed else {

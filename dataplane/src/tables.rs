@@ -142,6 +142,9 @@ pub struct CompiledRoute {
     pub external_auth: Option<Box<(gatehouse_model::ir::ExternalAuth, Option<Arc<Cluster>>)>>,
     /// The Strict-Transport-Security value for HTTPS answers.
     pub hsts: Option<String>,
+    /// Served by the direct HTTP/1 path (`direct.rs`): no filters or policies, and every
+    /// backend a plain HTTP/1 cluster, so proxying is forwarding plus X-Forwarded-*.
+    pub direct: bool,
 }
 
 impl std::ops::Deref for CompiledRoute {
@@ -264,7 +267,34 @@ pub struct RequestView<'a> {
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub method: &'a http::Method,
-    pub headers: &'a http::HeaderMap,
+    pub headers: Headers<'a>,
+}
+
+/// A request's headers, as pingora keeps them or as parsed off the wire (the direct
+/// HTTP/1 path, which builds no header map).
+#[derive(Clone, Copy)]
+pub enum Headers<'a> {
+    Map(&'a http::HeaderMap),
+    /// Names in any case, as the client sent them.
+    Raw(&'a [httparse::Header<'a>]),
+}
+
+impl Headers<'_> {
+    /// Whether a value of header `name` (UTF-8; others never match) satisfies `f`.
+    pub fn any_value(&self, name: &http::HeaderName, f: impl Fn(&str) -> bool) -> bool {
+        match self {
+            Headers::Map(map) => map
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(f),
+            Headers::Raw(raw) => raw
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case(name.as_str()))
+                .filter_map(|h| std::str::from_utf8(h.value).ok())
+                .any(f),
+        }
+    }
 }
 
 /// Element-wise prefix match: `/foo` matches `/foo`, `/foo/` and `/foo/x`, not `/foobar`.
@@ -293,13 +323,10 @@ impl CompiledRoute {
         {
             return false;
         }
-        let headers_ok = self.headers.iter().all(|(name, rule)| {
-            req.headers
-                .get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .any(|v| rule.matches(v))
-        });
+        let headers_ok = self
+            .headers
+            .iter()
+            .all(|(name, rule)| req.headers.any_value(name, |v| rule.matches(v)));
         if !headers_ok {
             return false;
         }
@@ -800,7 +827,22 @@ fn compile_route(
         Filter::Cors(c) => Some(c.clone()),
         _ => None,
     });
+    let direct = r.filters.is_empty()
+        && r.timeouts.is_default()
+        && r.retry.is_none()
+        && r.access.is_none()
+        && r.rate_limit.is_none()
+        && r.balance.is_none()
+        && r.external_auth.is_none()
+        && r.hsts.is_none()
+        && !backends.is_empty()
+        && backends.iter().all(|b| {
+            b.filters.is_empty()
+                && matches!(&b.target, Target::Cluster(c)
+                    if c.protocol == UpstreamProtocol::Http1 && c.tls.is_none())
+        });
     Ok(CompiledRoute {
+        direct,
         model: r.clone(),
         path,
         method,

@@ -289,7 +289,7 @@ fn outcome(runtime: &Runtime, probe: &Probe) -> String {
         path,
         query,
         method: &method,
-        headers: &headers,
+        headers: gatehouse_dataplane::tables::Headers::Map(&headers),
     };
     let Some((route, compiled)) = model_route(bind, &req) else {
         return "404 no route".into();

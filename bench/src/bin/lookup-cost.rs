@@ -62,7 +62,7 @@ fn lookup_loop(bind: &Bind, host: &str, path: &str, iterations: u64) -> u64 {
             path: std::hint::black_box(path),
             query: None,
             method: &method,
-            headers: &headers,
+            headers: gatehouse_dataplane::tables::Headers::Map(&headers),
         };
         if std::hint::black_box(bind.route(&req)).is_ok() {
             found += 1;
