@@ -136,6 +136,16 @@ struct Sample {
     p999: Option<f64>,
     errors: u64,
     requests: u64,
+    /// The proxy's CPU time over the run's wall time (1.0: its core was busy throughout).
+    cpu_share: Option<f64>,
+}
+
+impl Sample {
+    /// Requests/s per core of proxy CPU: what the proxy would do with its core saturated.
+    /// On two cores the load generator's core can saturate first; this still compares.
+    fn rps_per_core(&self) -> Option<f64> {
+        self.cpu_share.filter(|c| *c > 0.0).map(|c| self.rps / c)
+    }
 }
 
 struct Options {
@@ -296,7 +306,7 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
     )?;
     let gatehouse = opts.bin.join("gatehouse");
     let gh_dir_arg = gh_dir.display().to_string();
-    spawn(
+    let gatehouse_pid = spawn(
         pinned(
             PROXY_CORE,
             &gatehouse,
@@ -333,7 +343,7 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
     // haproxy: one thread, connection reuse to the backend.
     std::fs::write(dir.join("haproxy.cfg"), haproxy_config(dir))?;
     let haproxy_cfg = dir.join("haproxy.cfg").display().to_string();
-    spawn(
+    let haproxy_pid = spawn(
         pinned(
             PROXY_CORE,
             Path::new("haproxy"),
@@ -365,20 +375,32 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
     let churn_lua = dir.join("churn.lua");
     std::fs::write(&churn_lua, format!("{WRK_REPORT}{CHURN_CHECK}"))?;
 
+    // Each proxy runs in a process group of its own (its workers, Gatehouse's data plane).
+    let group = |name: &str| match name {
+        "gatehouse" => gatehouse_pid,
+        "nginx" => nginx_pid,
+        _ => haproxy_pid,
+    };
     // (scenario, proxy) -> samples
     let mut samples: BTreeMap<(&str, &str), Vec<Sample>> = BTreeMap::new();
     let rounds = if opts.runs("proxies") { opts.rounds } else { 0 };
     for round in 0..rounds {
         for s in &SCENARIOS {
             for p in PROXIES {
-                let sample = measure(s, p, opts.seconds, &lua, &opts.bin)
+                let cpu_before = group_cpu_seconds(group(p.name))?;
+                let started = Instant::now();
+                let mut sample = measure(s, p, opts.seconds, &lua, &opts.bin)
                     .with_context(|| format!("{} against {}", s.key, p.name))?;
+                let wall = started.elapsed().as_secs_f64();
+                let cpu = group_cpu_seconds(group(p.name))? - cpu_before;
+                sample.cpu_share = (cpu > 0.0).then(|| cpu / wall);
                 eprintln!(
-                    "round {} {:<12} {:<9} {:>10.0} req/s  p50 {:>7} p99 {:>7} p99.9 {:>7} errors {}",
+                    "round {} {:<12} {:<9} {:>10.0} req/s  cpu {:>4.0}%  p50 {:>7} p99 {:>7} p99.9 {:>7} errors {}",
                     round + 1,
                     s.key,
                     p.name,
                     sample.rps,
+                    sample.cpu_share.unwrap_or(0.0) * 100.0,
                     ms(sample.p50),
                     ms(sample.p99),
                     ms(sample.p999),
@@ -432,6 +454,7 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
         )
     };
     let rps = |x: &Sample| Some(x.rps);
+    let per_core = |x: &Sample| x.rps_per_core();
     let p99 = |x: &Sample| x.p99;
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => Some((a / b * 100.0).round() / 100.0),
@@ -443,6 +466,13 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
             summary.insert(
                 format!("{}_rps_vs_{peer}", s.key),
                 json!(ratio(med(s.key, "gatehouse", rps), med(s.key, peer, rps))),
+            );
+            summary.insert(
+                format!("{}_rps_per_core_vs_{peer}", s.key),
+                json!(ratio(
+                    med(s.key, "gatehouse", per_core),
+                    med(s.key, peer, per_core)
+                )),
             );
             if !s.h2 {
                 summary.insert(
@@ -509,21 +539,25 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
     if let Some(path) = &opts.write_docs {
         let mut doc = String::new();
         doc.push_str(&format!(
-            "| scenario | proxy | req/s (median of {}) | p50 ms | p99 ms | p99.9 ms | req/s vs nginx | p99 vs nginx |\n|---|---|---|---|---|---|---|---|\n",
+            "| scenario | proxy | req/s (median of {}) | proxy CPU | req/s per core | p50 ms | p99 ms | p99.9 ms | req/s vs nginx | per core vs nginx | p99 vs nginx |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
             opts.rounds
         ));
         for s in &SCENARIOS {
             for p in PROXIES {
                 let x = |f: fn(&Sample) -> Option<f64>| med(s.key, p.name, f);
                 doc.push_str(&format!(
-                    "| {} | {} | {:.0} | {} | {} | {} | {} | {} |\n",
+                    "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                     s.what,
                     p.name,
                     x(rps).unwrap_or(0.0),
+                    x(|v| v.cpu_share).map_or("-".into(), |c| format!("{:.0} %", c * 100.0)),
+                    x(per_core).map_or("-".into(), |r| format!("{r:.0}")),
                     ms(x(|v| v.p50)),
                     ms(x(p99)),
                     ms(x(|v| v.p999)),
                     ratio(x(rps), med(s.key, "nginx", rps))
+                        .map_or("-".into(), |r| format!("{r:.2}")),
+                    ratio(x(per_core), med(s.key, "nginx", per_core))
                         .map_or("-".into(), |r| format!("{r:.2}")),
                     ratio(x(p99), med(s.key, "nginx", p99))
                         .map_or("-".into(), |r| format!("{r:.2}")),
@@ -1030,7 +1064,35 @@ fn run_reporting(mut cmd: Command, what: &str) -> Result<Sample> {
         p999: Some(n("p999") / 1000.0),
         errors: n("errors") as u64,
         requests: n("requests") as u64,
+        cpu_share: None,
     })
+}
+
+/// CPU seconds (user and system) used so far by the processes of a process group.
+fn group_cpu_seconds(pgid: u32) -> Result<f64> {
+    // USER_HZ: the unit of /proc/<pid>/stat times, 100 on every Linux architecture.
+    const TICKS: f64 = 100.0;
+    let mut ticks = 0u64;
+    for entry in std::fs::read_dir("/proc")? {
+        let Ok(stat) = std::fs::read_to_string(entry?.path().join("stat")) else {
+            continue;
+        };
+        // After "pid (comm)": state, ppid, pgrp, ..., utime (12th), stime (13th).
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(2).and_then(|g| g.parse::<u32>().ok()) != Some(pgid) {
+            continue;
+        }
+        for i in [11, 12] {
+            ticks += fields
+                .get(i)
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(ticks as f64 / TICKS)
 }
 
 /// Resident memory of the Gatehouse data plane process, in MB.

@@ -483,9 +483,14 @@ fn write_request(out: &mut Vec<u8>, req: &httparse::Request<'_, '_>, head: &Head
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
-        if ["connection", "keep-alive", "x-forwarded-for", "x-forwarded-proto"]
-            .iter()
-            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+        if [
+            "connection",
+            "keep-alive",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+        ]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
         {
             continue;
         }
@@ -909,7 +914,12 @@ mod tests {
             b"GET /\"x HTTP/1.1\r\nHost: a\r\n\r\n",
             b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
         ] {
-            assert_eq!(parse_eligible(other), None, "{}", String::from_utf8_lossy(other));
+            assert_eq!(
+                parse_eligible(other),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
         }
     }
 }
