@@ -23,7 +23,7 @@ use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -36,7 +36,7 @@ const MAX_HEADERS: usize = 64;
 const MAX_ANSWER_HEAD: usize = 64 * 1024;
 /// Idle pooled connections kept per endpoint, and how long one stays usable.
 const POOL_PER_ENDPOINT: usize = 256;
-const POOL_IDLE: Duration = Duration::from_secs(60);
+const POOL_IDLE_SECONDS: u64 = 60;
 /// As the pingora path: connecting to a backend.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes copied per read while streaming a body.
@@ -67,18 +67,23 @@ pub struct Direct {
     pool: Pool,
 }
 
+/// A pooled connection and when it went idle (`coarse_seconds`).
+type Idle = (TcpStream, u64);
+
 /// Idle keep-alive connections to backends, newest last.
 #[derive(Default)]
 struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>>,
+    /// Keyed by endpoints from config, not by anything a client sends: a fast hash is safe.
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>, rustc_hash::FxBuildHasher>>,
 }
 
 impl Pool {
     fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(&addr)?;
+        let now = coarse_seconds();
         while let Some((s, since)) = list.pop() {
-            if since.elapsed() < POOL_IDLE {
+            if now.saturating_sub(since) < POOL_IDLE_SECONDS {
                 return Some(s);
             }
         }
@@ -97,10 +102,22 @@ impl Pool {
         if let Ok(mut idle) = self.idle.lock() {
             let list = idle.entry(addr).or_default();
             if list.len() < POOL_PER_ENDPOINT {
-                list.push((s, Instant::now()));
+                list.push((s, coarse_seconds()));
             }
         }
     }
+}
+
+/// Seconds on the kernel's coarse monotonic clock (its tick; no TSC read, which costs a
+/// VM more): idle connections' ages need no better, and every request takes and returns one.
+fn coarse_seconds() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which we own, and reads nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0)
 }
 
 /// What one request came to.
@@ -144,18 +161,21 @@ impl Direct {
         let mut buf: Vec<u8> = Vec::with_capacity(4096);
         let mut scratch = Scratch::default();
         let mut first = true;
+        if *shutdown.borrow() {
+            return Outcome::Closed;
+        }
+        // One wait for the listener closing, registered once for the whole connection
+        // rather than once per request.
+        let mut closing = std::pin::pin!(shutdown.changed());
         loop {
             // Read until a whole head is in.
             let head_len = loop {
-                if !buf.is_empty() {
-                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                    match httparse::Request::new(&mut headers).parse(&buf) {
-                        Ok(httparse::Status::Complete(n)) => break n,
-                        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
-                        // Malformed, too many headers, too large, HTTP/2's preface:
-                        // pingora's to answer.
-                        _ => return Outcome::HandOff(buf),
-                    }
+                if let Some(n) = head_end(&buf) {
+                    break n;
+                }
+                if buf.len() >= MAX_HEAD {
+                    // Too large for us: pingora's to answer (431 past its own limit).
+                    return Outcome::HandOff(buf);
                 }
                 if buf.capacity() - buf.len() < 1024 {
                     buf.reserve(4096);
@@ -168,13 +188,10 @@ impl Direct {
                     }
                 } else if buf.is_empty() {
                     // Between requests: the listener closing ends an idle connection.
-                    if *shutdown.borrow() {
-                        return Outcome::Closed;
-                    }
                     tokio::select! {
                         biased;
                         r = client.read_buf(&mut buf) => r,
-                        _ = shutdown.changed() => return Outcome::Closed,
+                        _ = &mut closing => return Outcome::Closed,
                     }
                 } else {
                     client.read_buf(&mut buf).await
@@ -209,9 +226,11 @@ impl Direct {
         raw: &[u8],
         scratch: &mut Scratch,
     ) -> Served {
+        // The one parse of this head. Malformed, too many headers, HTTP/2's preface:
+        // pingora's to answer.
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
-        if !matches!(req.parse(raw), Ok(httparse::Status::Complete(_))) {
+        if !matches!(req.parse(raw), Ok(httparse::Status::Complete(n)) if n == raw.len()) {
             return Served::HandOff;
         }
         let Some(head) = eligible(&req) else {
@@ -413,6 +432,23 @@ async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     s.set_nodelay(true)?;
     Ok(s)
+}
+
+/// The length of the request head at the start of `buf` (through its empty line), once it
+/// is all in. Header lines cannot hold a bare LF, so the first LF followed by an empty line
+/// (CRLF or LF, as httparse accepts both) ends the head.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = buf[from..].iter().position(|b| *b == b'\n') {
+        let lf = from + i;
+        match buf.get(lf + 1..lf + 3) {
+            Some([b'\r', b'\n']) => return Some(lf + 3),
+            Some([b'\n', _]) => return Some(lf + 2),
+            None if buf.get(lf + 1) == Some(&b'\n') => return Some(lf + 2),
+            _ => from = lf + 1,
+        }
+    }
+    None
 }
 
 /// Whether the direct path serves this request, and what it needs of it. HTTP/1.1 only, no
@@ -864,6 +900,25 @@ impl ChunkedEnd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_head_ends_where_httparse_says_it_does_however_much_has_arrived() {
+        for head in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\nHost: a\n\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nAccept: */*\r\n\r\n",
+        ] {
+            let mut with_next = head.to_vec();
+            with_next.extend_from_slice(b"GET /next HTTP/1.1\r\n");
+            assert_eq!(head_end(&with_next), Some(head.len()));
+            let mut headers = [httparse::EMPTY_HEADER; 8];
+            let parsed = httparse::Request::new(&mut headers).parse(head);
+            assert!(matches!(parsed, Ok(httparse::Status::Complete(n)) if n == head.len()));
+            for cut in 0..head.len() {
+                assert_eq!(head_end(&head[..cut]), None, "{cut} bytes");
+            }
+        }
+    }
 
     #[test]
     fn the_end_of_a_chunked_body_is_found_however_it_is_split() {

@@ -173,7 +173,9 @@ async fn serve(
     let tls = state.load().bind(addr).and_then(|b| b.tls.clone());
     let stream: Stream = match tls {
         None => {
-            let mut plain = l4(tcp, peer);
+            // The direct path reads and writes the socket itself; pingora's stream (its
+            // buffers and timing) is built only if a request is handed over.
+            let mut tcp = tcp;
             let conn = crate::direct::Conn {
                 peer,
                 bind: addr,
@@ -182,12 +184,12 @@ async fn serve(
             };
             match handlers
                 .direct
-                .serve(&mut plain, &conn, &mut shutdown, HANDSHAKE_TIMEOUT)
+                .serve(&mut tcp, &conn, &mut shutdown, HANDSHAKE_TIMEOUT)
                 .await
             {
                 crate::direct::Outcome::Closed => return,
                 crate::direct::Outcome::HandOff(unread) => {
-                    Box::new(Coalescing::with_unread(plain, unread))
+                    Box::new(Coalescing::with_unread(l4(tcp, peer), unread))
                 }
             }
         }
