@@ -441,10 +441,9 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     let mut from = 0;
     while let Some(i) = buf[from..].iter().position(|b| *b == b'\n') {
         let lf = from + i;
-        match buf.get(lf + 1..lf + 3) {
-            Some([b'\r', b'\n']) => return Some(lf + 3),
-            Some([b'\n', _]) => return Some(lf + 2),
-            None if buf.get(lf + 1) == Some(&b'\n') => return Some(lf + 2),
+        match (buf.get(lf + 1), buf.get(lf + 2)) {
+            (Some(b'\n'), _) => return Some(lf + 2),
+            (Some(b'\r'), Some(b'\n')) => return Some(lf + 3),
             _ => from = lf + 1,
         }
     }
