@@ -474,6 +474,18 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
                     med(s.key, peer, per_core)
                 )),
             );
+            // Each round's ratio as well: rounds on a shared machine drift together, so
+            // the spread of same-round ratios says how far the medians can be trusted.
+            let ours = samples.get(&(s.key, "gatehouse")).into_iter().flatten();
+            let theirs = samples.get(&(s.key, peer)).into_iter().flatten();
+            let each: Vec<Option<f64>> = ours
+                .zip(theirs)
+                .map(|(g, q)| ratio(g.rps_per_core(), q.rps_per_core()))
+                .collect();
+            summary.insert(
+                format!("{}_rps_per_core_vs_{peer}_each_round", s.key),
+                json!(each),
+            );
             if !s.h2 {
                 summary.insert(
                     format!("{}_p99_vs_{peer}", s.key),

@@ -230,11 +230,30 @@ fn init_logging(json: bool) {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_json);
-    match cli.command {
+    runtime(&cli.command)?.block_on(run(cli.command))
+}
+
+/// The tokio runtime for a command. A data plane with one core (a pod's CPU limit, a
+/// pinned process) runs on one thread, as an nginx worker does: no work-stealing queues,
+/// no cross-thread wake-ups, nothing to hand between threads. Otherwise one worker per core.
+fn runtime(command: &Command) -> anyhow::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if matches!(command, Command::Dataplane { .. }) && cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("starting the tokio runtime: {e}"))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Operator {
             file: Some(dir),
             common,

@@ -51,10 +51,10 @@ impl Source for KubeSource {
         KubeSource::changed(self).await;
         // Fold a burst of events (a kubectl apply of many objects) into one recompute:
         // wait while events keep coming 2 ms apart, 20 ms at most. A lone change goes on
-        // after 2 ms.
+        // after 2 ms. Dropped midway, the changes stay queued for the next call.
         let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
         while tokio::time::Instant::now() < deadline
-            && tokio::time::timeout(Duration::from_millis(2), KubeSource::changed(self))
+            && tokio::time::timeout(Duration::from_millis(2), KubeSource::next_event(self))
                 .await
                 .is_ok()
         {}
@@ -623,4 +623,54 @@ fn ingress_status(st: &ObjectStatus) -> Value {
             "ingress": st.addresses.iter().map(|a| json!({"ip": a})).collect::<Vec<_>>(),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Object;
+    use k8s_openapi::api::core::v1::Service;
+
+    fn service(name: &str) -> Object {
+        let mut s = Service::default();
+        s.metadata.namespace = Some("default".into());
+        s.metadata.name = Some(name.into());
+        Object::Service(std::sync::Arc::new(s))
+    }
+
+    /// The operator loop selects between this wait and data plane reports, so the wait is
+    /// dropped whenever a report comes first, including while it folds a burst of events.
+    /// The events it had seen must still be announced: once a patched EndpointSlice went
+    /// unloaded until the next unrelated change (the conformance test HTTPRouteServiceTypes
+    /// saw 503 for 30 s).
+    #[tokio::test]
+    async fn a_change_is_announced_even_after_a_wait_dropped_midway() {
+        let (mut source, emit) = KubeSource::detached();
+        emit(service("a"));
+        // Dropped inside the 2 ms fold, after it took the event's notification.
+        let dropped = tokio::time::timeout(Duration::from_millis(1), Source::changed(&mut source));
+        assert!(
+            dropped.await.is_err(),
+            "the fold waits 2 ms for more events"
+        );
+        tokio::time::timeout(Duration::from_secs(5), Source::changed(&mut source))
+            .await
+            .expect("a queued change was never announced")
+            .expect("the source is alive");
+        let loaded = Source::load(&mut source);
+        assert!(
+            loaded
+                .store
+                .services
+                .contains_key(&crate::store::ObjectKey::new("default", "a"))
+        );
+        // Loaded: nothing to announce until the next event.
+        let idle = tokio::time::timeout(Duration::from_millis(50), Source::changed(&mut source));
+        assert!(idle.await.is_err(), "nothing new after the load");
+        emit(service("b"));
+        tokio::time::timeout(Duration::from_secs(5), Source::changed(&mut source))
+            .await
+            .expect("the next event is announced")
+            .expect("the source is alive");
+    }
 }

@@ -118,6 +118,26 @@ macro_rules! kube_source {
 for_each_kind!(kube_source);
 
 impl KubeSource {
+    /// A source with no watches, fed by the function returned (as a watch would feed it).
+    #[cfg(test)]
+    pub(crate) fn detached() -> (KubeSource, impl Fn(Object)) {
+        let changed = Arc::new(Notify::new());
+        let (tx, changes) = mpsc::unbounded_channel();
+        let notify = changed.clone();
+        let emit = move |o: Object| {
+            let _ = tx.send(Change::Apply(o));
+            notify.notify_one();
+        };
+        let source = KubeSource {
+            changed,
+            changes,
+            listed: Vec::new(),
+            store: Arc::default(),
+            relisting: BTreeMap::new(),
+        };
+        (source, emit)
+    }
+
     /// Waits until every watch has listed once, so the first translation sees the whole
     /// cluster and never publishes a config with half the routes missing.
     pub async fn ready(&self) {
@@ -127,8 +147,17 @@ impl KubeSource {
         }
     }
 
-    /// Resolves after the next change to any watched object.
+    /// Resolves once a change waits to be loaded by `snapshot`. Cancel-safe: changes stay
+    /// queued until `snapshot` takes them, so a wait dropped midway (the operator loop
+    /// selects between it and data plane reports) loses nothing; the next one sees them.
     pub async fn changed(&self) {
+        if self.changes.is_empty() {
+            self.changed.notified().await;
+        }
+    }
+
+    /// Resolves at the next watch event (for folding a burst into one load).
+    pub async fn next_event(&self) {
         self.changed.notified().await;
     }
 
