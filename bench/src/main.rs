@@ -275,6 +275,17 @@ fn spawn(mut cmd: Command, log: &Path, running: &mut Running) -> Result<u32> {
 }
 
 fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
+    // A leftover proxy on a benchmark port would answer in place of the one started here
+    // (which fails to bind) and be measured under its name.
+    for port in PROXIES
+        .iter()
+        .flat_map(|p| [p.http, p.https])
+        .chain([BACKEND])
+    {
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            bail!("port {port} is taken ({e}): stop what listens there and run again");
+        }
+    }
     let cert = rcgen::generate_simple_self_signed(vec!["bench.example.com".to_string()])?;
     let (cert_pem, key_pem) = (cert.cert.pem(), cert.key_pair.serialize_pem());
     std::fs::write(dir.join("cert.pem"), &cert_pem)?;
