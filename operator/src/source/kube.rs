@@ -93,13 +93,7 @@ macro_rules! kube_source {
                 let listed = vec![
                     $(watch_kind::<$ty>(client, $kind, Object::$variant, tx.clone(), changed.clone()),)*
                 ];
-                KubeSource {
-                    changed,
-                    changes,
-                    listed,
-                    store: Arc::default(),
-                    relisting: BTreeMap::new(),
-                }
+                KubeSource::fed_by(changed, changes, listed)
             }
         }
 
@@ -118,6 +112,21 @@ macro_rules! kube_source {
 for_each_kind!(kube_source);
 
 impl KubeSource {
+    /// An empty store fed by `changes`, each announced on `changed`.
+    fn fed_by(
+        changed: Arc<Notify>,
+        changes: mpsc::UnboundedReceiver<Change>,
+        listed: Vec<watch::Receiver<bool>>,
+    ) -> KubeSource {
+        KubeSource {
+            changed,
+            changes,
+            listed,
+            store: Arc::default(),
+            relisting: BTreeMap::new(),
+        }
+    }
+
     /// A source with no watches, fed by the function returned (as a watch would feed it).
     #[cfg(test)]
     pub(crate) fn detached() -> (KubeSource, impl Fn(Object)) {
@@ -128,14 +137,7 @@ impl KubeSource {
             let _ = tx.send(Change::Apply(o));
             notify.notify_one();
         };
-        let source = KubeSource {
-            changed,
-            changes,
-            listed: Vec::new(),
-            store: Arc::default(),
-            relisting: BTreeMap::new(),
-        };
-        (source, emit)
+        (KubeSource::fed_by(changed, changes, Vec::new()), emit)
     }
 
     /// Waits until every watch has listed once, so the first translation sees the whole
