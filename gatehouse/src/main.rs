@@ -12,8 +12,8 @@ use clap::{Parser, Subcommand};
 /// (perf, `bench/run`); mimalloc's per-thread free lists cost less.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use gatehouse_operator::standalone::{FileOperator, FileOperatorOptions};
-use gatehouse_operator::translate::Settings;
+use gatehouse_operator::file_operator::{FileOperator, FileOperatorOptions};
+use gatehouse_translate::Settings;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -67,7 +67,7 @@ enum Command {
         #[arg(long)]
         identity: Option<PathBuf>,
         /// Name the operator's certificate must carry.
-        #[arg(long, default_value = gatehouse_operator::identity::SERVER_NAME)]
+        #[arg(long, default_value = gatehouse_operator::kubernetes::identity::SERVER_NAME)]
         operator_name: String,
     },
     /// Write Gatehouse's CustomResourceDefinitions (generated from api/src/lib.rs) into DIR,
@@ -121,10 +121,10 @@ struct OperatorArgs {
     ingress_ports: (u16, u16),
     /// GatewayClasses with this controllerName are served (two installs in one cluster
     /// each take their own).
-    #[arg(long, default_value = gatehouse_operator::translate::GATEWAY_CONTROLLER)]
+    #[arg(long, default_value = gatehouse_translate::GATEWAY_CONTROLLER)]
     gateway_controller: String,
     /// IngressClasses with this controller are served.
-    #[arg(long, default_value = gatehouse_operator::translate::INGRESS_CONTROLLER)]
+    #[arg(long, default_value = gatehouse_translate::INGRESS_CONTROLLER)]
     ingress_controller: String,
 }
 
@@ -182,12 +182,12 @@ fn write_crds(dir: &std::path::Path, check: bool) -> anyhow::Result<()> {
 
 /// `gatehouse convert`: YAML on stdout, the report (and the verdict) on stderr.
 fn convert(
-    store: &gatehouse_operator::store::Store,
+    store: &gatehouse_translate::store::Store,
     verify: bool,
     routes: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let settings = Settings::default();
-    let conversion = gatehouse_operator::translate::convert::convert(store, &settings);
+    let conversion = gatehouse_migrate::convert::convert(store, &settings);
     let yaml = gatehouse_migrate::to_yaml(&conversion).map_err(anyhow::Error::msg)?;
     print!("{yaml}");
     for note in &conversion.notes {
@@ -273,7 +273,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let dataplanes = if host {
                 // Data planes on this machine: one child process over plain gRPC.
                 let url = format!("http://{}", options.config_address);
-                tokio::spawn(gatehouse_operator::host::supervise_dataplane(
+                tokio::spawn(gatehouse_operator::dataplane_process::supervise_dataplane(
                     std::env::current_exe()?,
                     url,
                     "host".into(),
@@ -281,7 +281,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 None
             } else {
                 options.settings.infrastructure =
-                    gatehouse_operator::translate::Infrastructure::Kubernetes;
+                    gatehouse_translate::Infrastructure::Kubernetes;
                 // Data plane pods dial the operator's Service (no cluster DNS needed: the
                 // kubelet's service links give its address) over mutual TLS, verifying the
                 // operator by its Service name.
@@ -289,7 +289,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     Ok(host) => format!("https://{host}:{}", options.config_address.port()),
                     Err(_) => format!("https://{}", options.config_address),
                 };
-                Some(gatehouse_operator::infra::DataPlaneSettings {
+                Some(gatehouse_operator::kubernetes::provision::DataPlaneSettings {
                     image: dataplane_image,
                     operator_url,
                 })
@@ -367,7 +367,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let operator = FileOperator::bind(common.options(dir)).await?;
             let url = format!("http://{}", operator.config_address()?);
             let exe = std::env::current_exe()?;
-            tokio::spawn(gatehouse_operator::host::supervise_dataplane(
+            tokio::spawn(gatehouse_operator::dataplane_process::supervise_dataplane(
                 exe,
                 url,
                 "standalone".into(),

@@ -8,14 +8,16 @@
 //! Location), or the backends with their weights, the path after rewrites, the other
 //! filters and every policy. Pure: no sockets.
 
+pub mod convert;
+
+use convert::{CONVERTED_FROM, Conversion};
 use gatehouse_dataplane::filters::{expand_template, modify_path, redirect_location};
 use gatehouse_dataplane::tables::{Bind, CompiledRoute, PathRule, RequestView, Runtime};
 use gatehouse_model::ir::{
     BackendTarget, Config, Filter, PathMatch, PathModifier, Protocol, Route, WeightedBackend,
 };
-use gatehouse_operator::store::{Object, ObjectKey, Store};
-use gatehouse_operator::translate::convert::{CONVERTED_FROM, Conversion};
-use gatehouse_operator::translate::{Settings, translate};
+use gatehouse_translate::store::{Object, ObjectKey, Store};
+use gatehouse_translate::{Settings, translate};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
@@ -91,7 +93,7 @@ pub fn converted_store(
     yaml: &str,
 ) -> Result<Store, String> {
     let (objects, errors) =
-        gatehouse_operator::source::file::parse_file(std::path::Path::new("converted.yaml"), yaml);
+        gatehouse_translate::yaml::parse_file(std::path::Path::new("converted.yaml"), yaml);
     if let Some(e) = errors.first() {
         return Err(format!("the converted YAML does not load: {e}"));
     }
@@ -197,7 +199,7 @@ pub fn probes(store: &Store, config: &Config) -> BTreeSet<Probe> {
                 None if host.is_empty() => {}
                 None => {
                     names.push(host.clone());
-                    names.push(gatehouse_operator::translate::nginx::www_twin(&host));
+                    names.push(gatehouse_translate::nginx::www_twin(&host));
                 }
             }
             let mut own = BTreeSet::new();
@@ -407,14 +409,23 @@ fn gcd(a: u32, b: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gatehouse_operator::source::file::FileSource;
-    use gatehouse_operator::translate::convert::convert;
 
+    /// The migration example's YAML files, loaded as the file source would.
     fn examples() -> Store {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/migration");
-        let loaded = FileSource::new(dir).load();
-        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-        std::sync::Arc::unwrap_or_clone(loaded.store)
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("examples/migration")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        files.sort();
+        let texts: Vec<_> = files
+            .into_iter()
+            .map(|f| (f.clone(), std::fs::read_to_string(f).expect("readable")))
+            .collect();
+        let (store, errors) = gatehouse_translate::yaml::store_of(&texts);
+        assert!(errors.is_empty(), "{errors:?}");
+        store
     }
 
     /// Converts, then verifies `edit` applied to the converted YAML.
@@ -489,7 +500,7 @@ spec:
       - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
 ";
         let (objects, errors) =
-            gatehouse_operator::source::file::parse_file(std::path::Path::new("w.yaml"), yaml);
+            gatehouse_translate::yaml::parse_file(std::path::Path::new("w.yaml"), yaml);
         assert!(errors.is_empty());
         for o in objects {
             store.insert(o);

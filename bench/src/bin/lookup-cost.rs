@@ -31,8 +31,8 @@ fn main() -> Result<()> {
     if let Some(e) = loaded.errors.first() {
         bail!("{e}");
     }
-    let settings = gatehouse_operator::translate::Settings::default();
-    let config = gatehouse_operator::translate::translate(&loaded.store, &settings).config;
+    let settings = gatehouse_translate::Settings::default();
+    let config = gatehouse_translate::translate(&loaded.store, &settings).config;
     let runtime = gatehouse_dataplane::tables::compile(&config, 1)
         .map_err(|e| anyhow::anyhow!("compiling the table: {e}"))?;
     let bind = runtime

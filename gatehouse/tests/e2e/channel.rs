@@ -3,7 +3,7 @@
 
 use crate::support::*;
 use gatehouse_model::ir::*;
-use gatehouse_operator::server::{AckEvent, ConfigServer, Published};
+use gatehouse_operator::config_server::{AckEvent, ConfigServer, Published};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};

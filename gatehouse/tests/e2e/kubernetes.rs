@@ -5,7 +5,7 @@
 
 use crate::support::*;
 use gatehouse_operator::kubernetes::{KubeOperatorOptions, STATUS_WRITES, run_kube};
-use gatehouse_operator::translate::Settings;
+use gatehouse_translate::Settings;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};

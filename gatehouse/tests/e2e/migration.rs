@@ -4,7 +4,8 @@
 
 use crate::support::*;
 use gatehouse_operator::source::file::FileSource;
-use gatehouse_operator::translate::{Settings, convert::convert, translate};
+use gatehouse_migrate::convert::convert;
+use gatehouse_translate::{Settings, translate};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 

@@ -1,8 +1,8 @@
 //! Test support: a Gatehouse (file operator + data plane over the real gRPC channel) on a
 //! loopback address of its own, echo backends, YAML helpers and real HTTP/TLS clients.
 
-use gatehouse_operator::standalone::{FileOperator, FileOperatorOptions};
-use gatehouse_operator::translate::Settings;
+use gatehouse_operator::file_operator::{FileOperator, FileOperatorOptions};
+use gatehouse_translate::Settings;
 use serde_json::Value;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

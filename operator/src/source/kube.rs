@@ -7,14 +7,17 @@
 //! event. A relist (a watch that had to start over) replaces its kind's objects at once,
 //! when the list is complete.
 
-use crate::store::{Object, ObjectKey, Store, for_each_kind};
+use super::{Loaded, Source};
 use futures::StreamExt;
+use gatehouse_translate::for_each_kind;
+use gatehouse_translate::store::{Object, ObjectKey, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 
 /// What a watch saw, for one kind.
@@ -188,5 +191,78 @@ impl KubeSource {
             }
         }
         self.store.clone()
+    }
+}
+
+impl Source for KubeSource {
+    fn load(&mut self) -> Loaded {
+        Loaded {
+            store: self.snapshot(),
+            errors: vec![],
+        }
+    }
+
+    async fn changed(&mut self) -> anyhow::Result<()> {
+        KubeSource::changed(self).await;
+        // Fold a burst of events (a kubectl apply of many objects) into one recompute:
+        // wait while events keep coming 2 ms apart, 20 ms at most. A lone change goes on
+        // after 2 ms. Dropped midway, the changes stay queued for the next call.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
+        while tokio::time::Instant::now() < deadline
+            && tokio::time::timeout(Duration::from_millis(2), KubeSource::next_event(self))
+                .await
+                .is_ok()
+        {}
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_translate::store::Object;
+    use k8s_openapi::api::core::v1::Service;
+
+    fn service(name: &str) -> Object {
+        let mut s = Service::default();
+        s.metadata.namespace = Some("default".into());
+        s.metadata.name = Some(name.into());
+        Object::Service(std::sync::Arc::new(s))
+    }
+
+    /// The operator loop selects between this wait and data plane reports, so the wait is
+    /// dropped whenever a report comes first, including while it folds a burst of events.
+    /// The events it had seen must still be announced: once a patched EndpointSlice went
+    /// unloaded until the next unrelated change (the conformance test HTTPRouteServiceTypes
+    /// saw 503 for 30 s).
+    #[tokio::test]
+    async fn a_change_is_announced_even_after_a_wait_dropped_midway() {
+        let (mut source, emit) = KubeSource::detached();
+        emit(service("a"));
+        // Dropped inside the 2 ms fold, after it took the event's notification.
+        let dropped = tokio::time::timeout(Duration::from_millis(1), Source::changed(&mut source));
+        assert!(
+            dropped.await.is_err(),
+            "the fold waits 2 ms for more events"
+        );
+        tokio::time::timeout(Duration::from_secs(5), Source::changed(&mut source))
+            .await
+            .expect("a queued change was never announced")
+            .expect("the source is alive");
+        let loaded = Source::load(&mut source);
+        assert!(
+            loaded
+                .store
+                .services
+                .contains_key(&ObjectKey::new("default", "a"))
+        );
+        // Loaded: nothing to announce until the next event.
+        let idle = tokio::time::timeout(Duration::from_millis(50), Source::changed(&mut source));
+        assert!(idle.await.is_err(), "nothing new after the load");
+        emit(service("b"));
+        tokio::time::timeout(Duration::from_secs(5), Source::changed(&mut source))
+            .await
+            .expect("the next event is announced")
+            .expect("the source is alive");
     }
 }

@@ -1,0 +1,231 @@
+//! The operator loop, whatever the source (a directory of YAML or the Kubernetes API):
+//! load, translate, publish to data planes through the config server, and hand status
+//! (with what data planes reported) to the admin endpoint, the log and, in Kubernetes mode,
+//! the status writer.
+
+use crate::admin::{self, AdminView};
+use crate::config_server::{AckEvent, ConfigServer, Published};
+use crate::dataplane_reports::DataPlaneReports;
+use crate::source::Source;
+use gatehouse_model::ir::Config;
+use gatehouse_translate::status::StatusReport;
+use gatehouse_translate::store::ObjectKey;
+use gatehouse_translate::yaml::SourceError;
+use gatehouse_translate::{DataPlanePlan, Settings, Translator};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, watch};
+
+/// What the API server should hold: every object's status (data plane reports folded in)
+/// and the data planes each accepted Gateway should have.
+#[derive(Debug, Default)]
+pub struct Desired {
+    pub status: StatusReport,
+    pub dataplanes: BTreeMap<ObjectKey, DataPlanePlan>,
+}
+
+/// Status as last computed, shared with the admin endpoint.
+#[derive(Default)]
+struct LatestStatus {
+    translation: StatusReport,
+    dataplanes: BTreeMap<ObjectKey, DataPlanePlan>,
+    reports: DataPlaneReports,
+    errors: Vec<SourceError>,
+    config: Arc<Config>,
+    version: u64,
+    /// The last status logged, to log only changes.
+    logged: StatusReport,
+}
+
+impl LatestStatus {
+    fn status(&self) -> StatusReport {
+        self.reports.apply(&self.translation)
+    }
+
+    fn desired(&self) -> Arc<Desired> {
+        Arc::new(Desired {
+            status: self.status(),
+            dataplanes: self.dataplanes.clone(),
+        })
+    }
+
+    /// Logs the objects whose status changed since the last log.
+    fn log_changes(&mut self) {
+        let now = self.status();
+        for key in self.logged.changed_keys(&now) {
+            match now.objects.get(key) {
+                Some(st) => {
+                    let summary: Vec<String> = st
+                        .conditions
+                        .iter()
+                        .chain(st.listeners.iter().flat_map(|l| l.conditions.iter()))
+                        .chain(st.parents.iter().flat_map(|p| p.conditions.iter()))
+                        .filter(|c| {
+                            !c.is_true() && c.type_ != "Conflicted" || c.type_ == "PartiallyInvalid"
+                        })
+                        .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
+                        .collect();
+                    if summary.is_empty() {
+                        tracing::info!(object = key, "status: ok");
+                    } else {
+                        tracing::warn!(object = key, problems = %summary.join(" | "), "status");
+                    }
+                }
+                None => tracing::info!(object = key, "status: gone"),
+            }
+        }
+        self.logged = now;
+    }
+}
+
+struct View(Arc<Mutex<LatestStatus>>);
+
+impl AdminView for View {
+    fn status_json(&self) -> String {
+        let Ok(latest) = self.0.lock() else {
+            return "{}".into();
+        };
+        serde_json::json!({
+            "version": latest.version,
+            "errors": latest.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            "objects": latest.status().objects,
+        })
+        .to_string()
+    }
+
+    fn config_json(&self) -> String {
+        let Ok(latest) = self.0.lock() else {
+            return "{}".into();
+        };
+        let c = &latest.config;
+        // Certificates by key only: private keys never leave through the admin endpoint.
+        serde_json::json!({
+            "version": latest.version,
+            "gateways": c.gateways,
+            "listeners": c.listeners,
+            "routeTables": c.route_tables,
+            "clusters": c.clusters,
+            "certificates": c.certificates.iter().map(|c| &c.key).collect::<Vec<_>>(),
+        })
+        .to_string()
+    }
+}
+
+/// A version number that keeps growing across operator restarts (start time in
+/// microseconds), so data plane logs read in order.
+fn first_version() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(1)
+}
+
+/// The operator loop, whatever the source: load, translate, publish to data planes, and
+/// hand status (with what data planes reported) to the admin endpoint, the log, and the
+/// API-server writer when there is one.
+pub async fn run(
+    mut source: impl Source,
+    settings: Settings,
+    grpc: tokio::net::TcpListener,
+    admin: tokio::net::TcpListener,
+    status_sink: Option<watch::Sender<Arc<Desired>>>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> anyhow::Result<()> {
+    let (snapshot_tx, snapshot_rx) = watch::channel(Published::default());
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<AckEvent>();
+    let latest = Arc::new(Mutex::new(LatestStatus::default()));
+    tracing::info!(address = %grpc.local_addr()?, "config server listening");
+    let mut server = ConfigServer::new(snapshot_rx, ack_tx);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.requiring_identity();
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| anyhow::anyhow!("config server TLS: {e}"))?;
+    }
+    tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+        if let Err(e) = builder
+            .add_service(server.into_service())
+            .serve_with_incoming(incoming)
+            .await
+        {
+            tracing::error!(error = %e, "config server stopped");
+        }
+    });
+
+    tracing::info!(address = %admin.local_addr()?, "admin endpoint listening (/status, /config, /healthz)");
+    tokio::spawn(admin::serve(admin, Arc::new(View(latest.clone()))));
+
+    let mut version = first_version();
+    let mut published: Option<Config> = None;
+    let mut validation = gatehouse_model::validate::ValidationMemo::default();
+    let mut translator = Translator::new(settings);
+    loop {
+        let started = std::time::Instant::now();
+        let loaded = source.load();
+        let load_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let output = translator.translate(&loaded.store);
+        let translate_ms = started.elapsed().as_secs_f64() * 1000.0 - load_ms;
+        match validation.validate(&output.config) {
+            // Translation only emits what validates; this guards the data plane all the same.
+            Err(errors) => tracing::error!(
+                ?errors,
+                "translation produced an invalid config; keeping the previous one"
+            ),
+            Ok(()) if published.as_ref() != Some(&output.config) => {
+                version += 1;
+                let config = Arc::new(output.config.clone());
+                let _ = snapshot_tx.send(Published {
+                    version,
+                    config: config.clone(),
+                });
+                if let Ok(mut b) = latest.lock() {
+                    b.config = config;
+                    b.version = version;
+                }
+                tracing::info!(
+                    version,
+                    load_ms = format!("{load_ms:.1}"),
+                    translate_ms = format!("{translate_ms:.1}"),
+                    "published config"
+                );
+                published = Some(output.config);
+            }
+            Ok(()) => {}
+        }
+        if let Ok(mut b) = latest.lock() {
+            if b.errors != loaded.errors {
+                for e in &loaded.errors {
+                    tracing::warn!("{e}");
+                }
+            }
+            b.errors = loaded.errors;
+            b.translation = output.status;
+            b.dataplanes = output.dataplanes;
+            b.log_changes();
+            if let Some(sink) = &status_sink {
+                sink.send_replace(b.desired());
+            }
+        }
+
+        // Wait for a change, folding in data plane reports meanwhile.
+        loop {
+            tokio::select! {
+                change = source.changed() => {
+                    change?;
+                    break;
+                }
+                Some(ack) = ack_rx.recv() => {
+                    if let Ok(mut b) = latest.lock() {
+                        b.reports.record(&ack);
+                        b.log_changes();
+                        if let Some(sink) = &status_sink {
+                            sink.send_replace(b.desired());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! Planning Gateways: the data plane parameters, addresses, listeners (the Gateway's own,
+//! then its ListenerSets'), the sockets they claim, and the Gateway's conditions.
+
+use super::classes::{classes, parameters};
+use super::listener::{accepted_condition, mark_conflicts, plan_listener, set_listener};
+use super::listener_sets::{finish_listener_sets, merge_listener_sets};
+use super::planned::{Owner, PlannedGateway, PlannedListener};
+use crate::backends::Backends;
+use crate::gwapi::gateways::Gateway;
+use crate::meta::age;
+use crate::settings::{Infrastructure, Settings};
+use crate::status::{Condition, ListenerStatus, ObjectStatus, StatusReport, reason};
+use crate::store::{ObjectKey, Store};
+use gatehouse_api::GatewayParametersSpec;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+/// Plans every Gateway of one of our GatewayClasses, plus the synthetic Ingress defaults.
+pub fn plan(
+    store: &Store,
+    settings: &Settings,
+    synthetic: &[Gateway],
+    status: &mut StatusReport,
+) -> BTreeMap<ObjectKey, PlannedGateway> {
+    let ours = classes(store, settings, status);
+    let class_parameters = |g: &Gateway| ours.get(&g.spec.gateway_class_name).cloned();
+    let mut gateways: Vec<(&Gateway, bool)> = store
+        .gateways
+        .values()
+        .filter(|g| ours.contains_key(&g.spec.gateway_class_name))
+        .map(|g| (&**g, false))
+        .chain(synthetic.iter().map(|g| (g, true)))
+        .collect();
+    // Oldest first: an older Gateway keeps its address and port when a newer one collides.
+    gateways.sort_by_key(|(g, _)| age(&g.metadata));
+
+    let mut planned = BTreeMap::new();
+    let mut sockets: HashMap<(IpAddr, u16), ObjectKey> = HashMap::new();
+    for (gateway, is_synthetic) in gateways {
+        let defaults = class_parameters(gateway).unwrap_or_default();
+        let p = plan_gateway(
+            store,
+            settings,
+            gateway,
+            is_synthetic,
+            &defaults,
+            &mut sockets,
+            status,
+        );
+        planned.insert(p.key.clone(), p);
+    }
+    planned
+}
+
+/// Where a Gateway binds and what status reports as its addresses, or why it cannot be
+/// served at the address it asked for.
+struct GatewayAddresses {
+    /// Where listeners bind.
+    bind: IpAddr,
+    published: Vec<String>,
+    /// An address of a type or value Gatehouse cannot serve: the Gateway is refused.
+    error: Option<String>,
+    /// Kubernetes: the load balancer gave another address than the one asked for.
+    unusable: Option<String>,
+}
+
+/// A Gateway refused as a whole: (Accepted reason, Programmed reason, message).
+type Refusal = (&'static str, &'static str, String);
+
+fn plan_gateway(
+    store: &Store,
+    settings: &Settings,
+    gateway: &Gateway,
+    synthetic: bool,
+    class_parameters: &GatewayParametersSpec,
+    sockets: &mut HashMap<(IpAddr, u16), ObjectKey>,
+    status: &mut StatusReport,
+) -> PlannedGateway {
+    let key = ObjectKey::of(gateway);
+    let generation = gateway.metadata.generation.unwrap_or(0);
+    let (dataplane, parameters_error) =
+        dataplane_parameters(store, gateway, &key, class_parameters);
+    let addresses = addresses(store, settings, gateway, &key);
+
+    // The Gateway's own listeners, then its ListenerSets' in precedence order: one list,
+    // with each listener's status beside it until it goes to its owner.
+    let owner = Owner::Gateway(key.clone());
+    let mut listeners = Vec::new();
+    let mut listener_status = Vec::new();
+    for l in &gateway.spec.listeners {
+        let frontend = crate::client_certificates::for_port(gateway, l.port);
+        let (planned, ls) = plan_listener(store, &key, &owner, l, frontend.as_ref(), synthetic);
+        listeners.push(planned);
+        listener_status.push(ls);
+    }
+    mark_conflicts(
+        &gateway.spec.listeners,
+        &mut listeners,
+        &mut listener_status,
+    );
+    let own = listeners.len();
+    let sets = merge_listener_sets(store, gateway, &mut listeners, &mut listener_status, status);
+    if addresses.error.is_none() && settings.infrastructure == Infrastructure::Host {
+        claim_sockets(
+            &key,
+            addresses.bind,
+            &mut listeners,
+            &mut listener_status,
+            sockets,
+        );
+    }
+
+    // The Gateway's conditions reflect its own listeners only (GEP-1713).
+    let own_listeners = &listeners[..own];
+    let any_served = own_listeners.iter().any(|l| l.served);
+    let refusal: Option<Refusal> = parameters_error
+        .map(|m| (reason::INVALID_PARAMETERS, reason::INVALID, m))
+        .or(addresses
+            .error
+            .clone()
+            .map(|m| (reason::UNSUPPORTED_ADDRESS, reason::ADDRESS_NOT_USABLE, m)));
+    let st = status.entry("Gateway", &key.namespace, &key.name, generation);
+    set_gateway_conditions(
+        st,
+        settings,
+        &key,
+        synthetic,
+        refusal.as_ref(),
+        &addresses,
+        own_listeners,
+    );
+    // The client certificate for backends: a bad reference is reported and not used; the
+    // Gateway stays accepted (TLS backends that require one refuse the connection).
+    let backend_client = backend_client_certificate(store, gateway, &key);
+    match &backend_client {
+        None => {}
+        Some(Ok(_)) => st.set(Condition::new(
+            reason::RESOLVED_REFS,
+            true,
+            reason::RESOLVED_REFS,
+            "all references resolved",
+        )),
+        Some(Err((r, msg))) => st.set(Condition::new(reason::RESOLVED_REFS, false, r, msg.clone())),
+    }
+    if own_listeners.iter().any(|l| {
+        l.client_validation
+            .as_ref()
+            .is_some_and(|v| v.insecure_fallback)
+    }) {
+        st.set(Condition::new(
+            reason::INSECURE_FRONTEND_VALIDATION_MODE,
+            true,
+            reason::CONFIGURATION_CHANGED,
+            "spec.tls.frontend: AllowInsecureFallback accepts clients without a valid certificate",
+        ));
+    }
+    let gateway_accepted = refusal.is_none() && (any_served || own_listeners.is_empty());
+    if !gateway_accepted {
+        for l in &mut listeners {
+            l.served = false;
+        }
+    }
+    let listener_sets = finish_listener_sets(
+        &key,
+        gateway_accepted,
+        &sets,
+        &listeners,
+        &mut listener_status,
+        status,
+    );
+    let st = status.entry("Gateway", &key.namespace, &key.name, generation);
+    st.attached_listener_sets = Some(listener_sets.iter().filter(|s| s.accepted).count() as i32);
+    let mut own_status = listener_status;
+    own_status.truncate(own);
+    for ls in &mut own_status {
+        for c in &mut ls.conditions {
+            c.observed_generation = generation;
+        }
+    }
+    st.listeners = own_status;
+
+    PlannedGateway {
+        key,
+        generation,
+        address: addresses.bind,
+        published: addresses.published,
+        listeners,
+        dataplane,
+        synthetic,
+        accepted: gateway_accepted,
+        listener_sets,
+        backend_client_certificate: backend_client.and_then(Result::ok),
+    }
+}
+
+/// Data plane shape: the class's parameters, overridden field by field by the Gateway's;
+/// with why the Gateway's own cannot be used.
+fn dataplane_parameters(
+    store: &Store,
+    gateway: &Gateway,
+    key: &ObjectKey,
+    class_parameters: &GatewayParametersSpec,
+) -> (GatewayParametersSpec, Option<String>) {
+    let own_parameters = match gateway
+        .spec
+        .infrastructure
+        .as_ref()
+        .and_then(|i| i.parameters_ref.as_ref())
+    {
+        None => Ok(GatewayParametersSpec::default()),
+        Some(p) => parameters(store, &p.group, &p.kind, &key.namespace, &p.name),
+    };
+    match own_parameters {
+        Ok(own) => (class_parameters.overridden_by(&own), None),
+        Err(e) => (
+            class_parameters.clone(),
+            Some(format!("spec.infrastructure.{e}")),
+        ),
+    }
+}
+
+/// Addresses: every entry must be an IP address (the only type Gatehouse serves); the
+/// first is bound (standalone) or asked of the load balancer (Kubernetes). In Kubernetes
+/// the pod binds every address; the Gateway's address is its Service's, which must be the
+/// one asked for.
+fn addresses(
+    store: &Store,
+    settings: &Settings,
+    gateway: &Gateway,
+    key: &ObjectKey,
+) -> GatewayAddresses {
+    let mut error = None;
+    let mut requested = Vec::new();
+    for (i, a) in gateway.spec.addresses.iter().flatten().enumerate() {
+        let type_ok = matches!(a.r#type.as_deref(), None | Some("IPAddress"));
+        match a.value.as_deref().map(str::parse::<IpAddr>) {
+            Some(Ok(ip)) if type_ok => requested.push(ip),
+            _ => {
+                error.get_or_insert(format!(
+                    "spec.addresses[{i}]: {:?} of type {:?} is not an IP address Gatehouse can serve",
+                    a.value.as_deref().unwrap_or_default(),
+                    a.r#type.as_deref().unwrap_or("IPAddress")
+                ));
+            }
+        }
+    }
+    let address = requested
+        .first()
+        .copied()
+        .unwrap_or(settings.default_address);
+    let mut unusable = None;
+    let (bind, published) = match settings.infrastructure {
+        Infrastructure::Host => (address, vec![address.to_string()]),
+        Infrastructure::Kubernetes => {
+            let assigned = load_balancer_addresses(store, key);
+            if let Some(want) = requested.first()
+                && !assigned.is_empty()
+                && !assigned.contains(&want.to_string())
+            {
+                unusable = Some(format!(
+                    "spec.addresses[0]: the load balancer cannot give {want} (it assigned {})",
+                    assigned.join(", ")
+                ));
+            }
+            if requested.len() > 1 {
+                unusable.get_or_insert(format!(
+                    "spec.addresses: {} addresses asked for; a Gateway's load balancer has one",
+                    requested.len()
+                ));
+            }
+            (IpAddr::from([0, 0, 0, 0]), assigned)
+        }
+    };
+    GatewayAddresses {
+        bind,
+        published,
+        error,
+        unusable,
+    }
+}
+
+/// On one host, each served listener claims its address and port; another (older) Gateway
+/// on the same address and port takes precedence.
+fn claim_sockets(
+    key: &ObjectKey,
+    address: IpAddr,
+    listeners: &mut [PlannedListener],
+    listener_status: &mut [ListenerStatus],
+    sockets: &mut HashMap<(IpAddr, u16), ObjectKey>,
+) {
+    for (l, ls) in listeners.iter_mut().zip(listener_status) {
+        if !l.served {
+            continue;
+        }
+        let taken = sockets.iter().find(|((ip, port), owner)| {
+            *port == l.port
+                && *owner != key
+                && (*ip == address || ip.is_unspecified() || address.is_unspecified())
+        });
+        if let Some(((ip, port), owner)) = taken {
+            l.served = false;
+            let msg = format!("{ip}:{port} is already used by Gateway {owner}");
+            set_listener(ls, reason::ACCEPTED, false, reason::PORT_UNAVAILABLE, &msg);
+            set_listener(
+                ls,
+                reason::PROGRAMMED,
+                false,
+                reason::PORT_UNAVAILABLE,
+                &msg,
+            );
+        } else {
+            sockets.insert((address, l.port), key.clone());
+        }
+    }
+}
+
+/// The Gateway's Accepted and Programmed conditions and its addresses.
+fn set_gateway_conditions(
+    st: &mut ObjectStatus,
+    settings: &Settings,
+    key: &ObjectKey,
+    synthetic: bool,
+    refusal: Option<&Refusal>,
+    addresses: &GatewayAddresses,
+    own_listeners: &[PlannedListener],
+) {
+    let any_served = own_listeners.iter().any(|l| l.served);
+    if let Some((accepted, programmed, msg)) = refusal {
+        st.set(Condition::new(
+            reason::ACCEPTED,
+            false,
+            accepted,
+            msg.clone(),
+        ));
+        st.set(Condition::new(
+            reason::PROGRAMMED,
+            false,
+            programmed,
+            msg.clone(),
+        ));
+    } else if !any_served && !own_listeners.is_empty() {
+        st.set(Condition::new(
+            reason::ACCEPTED,
+            false,
+            reason::LISTENERS_NOT_VALID,
+            "no listener is valid",
+        ));
+        st.set(Condition::new(
+            reason::PROGRAMMED,
+            false,
+            reason::INVALID,
+            "no listener is valid",
+        ));
+    } else if let Some(msg) = &addresses.unusable {
+        // Accepted (the Gateway is fine), but not served at an address it did not ask for.
+        st.set(accepted_condition(own_listeners, "Accepted by Gatehouse"));
+        st.set(Condition::new(
+            reason::PROGRAMMED,
+            false,
+            reason::ADDRESS_NOT_USABLE,
+            msg.clone(),
+        ));
+    } else if settings.infrastructure == Infrastructure::Kubernetes
+        && addresses.published.is_empty()
+        && !synthetic
+    {
+        st.set(accepted_condition(own_listeners, "Accepted by Gatehouse"));
+        st.set(Condition::new(
+            reason::PROGRAMMED,
+            false,
+            reason::ADDRESS_NOT_ASSIGNED,
+            format!(
+                "waiting for Service {}/{} to get a load balancer address",
+                key.namespace,
+                crate::settings::infrastructure_name(&key.name)
+            ),
+        ));
+    } else {
+        let msg = if synthetic {
+            "made for the Ingresses of an IngressClass that names no Gateway"
+        } else {
+            "Accepted by Gatehouse"
+        };
+        st.set(accepted_condition(own_listeners, msg));
+        // Programmed turns True when the data plane acknowledges this generation.
+        st.set(Condition::new(
+            reason::PROGRAMMED,
+            false,
+            reason::PENDING,
+            "waiting for the data plane to apply this generation",
+        ));
+    }
+    if refusal.is_none() && addresses.unusable.is_none() {
+        st.addresses = addresses.published.clone();
+    }
+}
+
+/// The Gateway's `spec.tls.backend.clientCertificateRef` as a certificate key, or why it
+/// cannot be used; None when it has none.
+fn backend_client_certificate(
+    store: &Store,
+    gateway: &Gateway,
+    key: &ObjectKey,
+) -> Option<Result<String, (&'static str, String)>> {
+    let r = gateway
+        .spec
+        .tls
+        .as_ref()?
+        .backend
+        .as_ref()?
+        .client_certificate_ref
+        .as_ref()?;
+    let at = "spec.tls.backend.clientCertificateRef";
+    let group = r.group.as_deref().unwrap_or("");
+    let kind = r.kind.as_deref().unwrap_or("Secret");
+    if !(group.is_empty() || group == "core") || kind != "Secret" {
+        return Some(Err((
+            reason::INVALID_CLIENT_CERTIFICATE_REF,
+            format!("{at}: {group}/{kind} is not a Secret"),
+        )));
+    }
+    let ns = r.namespace.as_deref().unwrap_or(&key.namespace);
+    if let Err(e) = crate::references::may_read(store, "Gateway", key, "Secret", ns, &r.name) {
+        return Some(Err((reason::REF_NOT_PERMITTED, format!("{at}: {e}"))));
+    }
+    Some(
+        Backends::certificate(store, ns, &r.name)
+            .map_err(|e| (reason::INVALID_CLIENT_CERTIFICATE_REF, format!("{at}: {e}"))),
+    )
+}
+
+/// Addresses of the Service that fronts a Gateway's data planes: its load balancer's, or its
+/// cluster IP when the parameters chose a NodePort or ClusterIP Service.
+fn load_balancer_addresses(store: &Store, gateway: &ObjectKey) -> Vec<String> {
+    let Some(service) = store.services.get(&ObjectKey::new(
+        &gateway.namespace,
+        crate::settings::infrastructure_name(&gateway.name),
+    )) else {
+        return vec![];
+    };
+    let spec = service.spec.as_ref();
+    if spec.and_then(|s| s.type_.as_deref()) != Some("LoadBalancer") {
+        return spec
+            .and_then(|s| s.cluster_ip.clone())
+            .filter(|ip| !ip.is_empty() && ip != "None")
+            .into_iter()
+            .collect();
+    }
+    service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|ingress| {
+            ingress
+                .iter()
+                .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
