@@ -280,8 +280,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 ));
                 None
             } else {
-                options.settings.infrastructure =
-                    gatehouse_translate::Infrastructure::Kubernetes;
+                options.settings.infrastructure = gatehouse_translate::Infrastructure::Kubernetes;
                 // Data plane pods dial the operator's Service (no cluster DNS needed: the
                 // kubelet's service links give its address) over mutual TLS, verifying the
                 // operator by its Service name.
@@ -289,10 +288,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     Ok(host) => format!("https://{host}:{}", options.config_address.port()),
                     Err(_) => format!("https://{}", options.config_address),
                 };
-                Some(gatehouse_operator::kubernetes::provision::DataPlaneSettings {
-                    image: dataplane_image,
-                    operator_url,
-                })
+                Some(
+                    gatehouse_operator::kubernetes::provision::DataPlaneSettings {
+                        image: dataplane_image,
+                        operator_url,
+                    },
+                )
             };
             gatehouse_operator::kubernetes::run_kube(
                 client,
@@ -323,14 +324,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 libmimalloc_sys::mi_collect(true)
             });
             let dataplane = gatehouse_dataplane::DataPlane::new();
-            let settings = gatehouse_dataplane::client::ClientSettings {
+            let settings = gatehouse_dataplane::channel::client::ClientSettings {
                 operator,
                 node,
                 gateways,
                 identity,
                 server_name: operator_name,
             };
-            gatehouse_dataplane::client::run(settings, dataplane).await;
+            gatehouse_dataplane::channel::client::run(settings, dataplane).await;
             Ok(())
         }
         Command::Crds { dir, check } => write_crds(&dir, check),

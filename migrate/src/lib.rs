@@ -11,8 +11,8 @@
 pub mod convert;
 
 use convert::{CONVERTED_FROM, Conversion};
-use gatehouse_dataplane::filters::{expand_template, modify_path, redirect_location};
-use gatehouse_dataplane::tables::{Bind, CompiledRoute, PathRule, RequestView, Runtime};
+use gatehouse_dataplane::policies::filters::{expand_template, modify_path, redirect_location};
+use gatehouse_dataplane::runtime::{Bind, CompiledRoute, PathRule, RequestView, Runtime};
 use gatehouse_model::ir::{
     BackendTarget, Config, Filter, PathMatch, PathModifier, Protocol, Route, WeightedBackend,
 };
@@ -154,7 +154,7 @@ pub fn verify(store: &Store, converted: &Store, settings: &Settings) -> Result<V
 }
 
 fn compile(config: &Config) -> Result<Runtime, String> {
-    gatehouse_dataplane::tables::compile(config, 1)
+    gatehouse_dataplane::runtime::compile(config, 1)
 }
 
 /// The requests that tell routing configurations apart, from the Ingresses' own hosts,
@@ -291,7 +291,7 @@ fn outcome(runtime: &Runtime, probe: &Probe) -> String {
         path,
         query,
         method: &method,
-        headers: gatehouse_dataplane::tables::Headers::Map(&headers),
+        headers: gatehouse_dataplane::runtime::Headers::Map(&headers),
     };
     let Some((route, compiled)) = model_route(bind, &req) else {
         return "404 no route".into();
@@ -431,7 +431,7 @@ mod tests {
     /// Converts, then verifies `edit` applied to the converted YAML.
     fn check(store: &Store, edit: impl Fn(String) -> String) -> (Conversion, Verdict) {
         let settings = Settings::default();
-        let conversion = convert(store, &settings);
+        let conversion = convert::convert(store, &settings);
         let yaml = edit(to_yaml(&conversion).unwrap());
         let converted = converted_store(store, &conversion, &yaml).unwrap();
         let verdict = verify(store, &converted, &settings).unwrap();

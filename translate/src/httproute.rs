@@ -885,3 +885,84 @@ fn compile_backend_filter(f: &HttpRouteRulesBackendRefsFilters) -> Result<Filter
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::{HTTP_ALL, condition, gateway_with, is, routes, translated};
+    use gatehouse_model::ir::BackendTarget;
+
+    fn route(parent: &str, spec: &str) -> String {
+        gateway_with(HTTP_ALL)
+            + &format!(
+                "---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: apps}}
+spec:
+  parentRefs: [{parent}]
+{spec}"
+            )
+    }
+
+    const TO_WEB: &str = "  rules: [{backendRefs: [{name: web, port: 80}]}]\n";
+
+    #[test]
+    fn a_section_the_gateway_lacks_is_no_matching_parent() {
+        let out = translated(&route(
+            "{name: gw, namespace: infra, sectionName: nope}",
+            TO_WEB,
+        ));
+        assert_eq!(
+            condition(&out, "HTTPRoute apps/r", "Accepted"),
+            is("False", "NoMatchingParent")
+        );
+        assert!(routes(&out).is_empty());
+    }
+
+    #[test]
+    fn hostnames_the_listener_does_not_serve_are_not_attached() {
+        let yaml = route("{name: gw, namespace: infra}", TO_WEB)
+            .replace("from: All}}}]", "from: All}}, hostname: a.example}]")
+            + "  hostnames: [b.example]\n";
+        let out = translated(&yaml);
+        assert_eq!(
+            condition(&out, "HTTPRoute apps/r", "Accepted"),
+            is("False", "NoMatchingListenerHostname")
+        );
+    }
+
+    #[test]
+    fn a_backend_in_another_namespace_needs_a_reference_grant() {
+        let spec = "  rules: [{backendRefs: [{name: web, namespace: other, port: 80}]}]\n";
+        let out = translated(&route("{name: gw, namespace: infra}", spec));
+        assert_eq!(
+            condition(&out, "HTTPRoute apps/r", "ResolvedRefs"),
+            is("False", "RefNotPermitted")
+        );
+        // Accepted all the same, and the rule answers 500 (an invalid backend).
+        assert_eq!(
+            condition(&out, "HTTPRoute apps/r", "Accepted"),
+            is("True", "Accepted")
+        );
+        let (_, r) = &routes(&out)[0];
+        assert!(matches!(r.backends[0].target, BackendTarget::Invalid(_)));
+    }
+
+    #[test]
+    fn a_resolved_backend_is_a_cluster_of_the_service_port() {
+        let out = translated(&route("{name: gw, namespace: infra}", TO_WEB));
+        let (host, r) = &routes(&out)[0];
+        assert_eq!(host, "*");
+        let BackendTarget::Cluster(key) = &r.backends[0].target else {
+            panic!("{:?}", r.backends)
+        };
+        let cluster = out
+            .config
+            .clusters
+            .iter()
+            .find(|c| &c.key == key)
+            .expect("cluster");
+        assert_eq!(cluster.endpoints.len(), 1);
+        assert_eq!(cluster.endpoints[0].to_string(), "10.0.0.1:8080");
+    }
+}

@@ -494,3 +494,154 @@ pub fn service_cluster(host: &str, port: u16, backends: &mut Backends<'_>) -> Op
         )
         .ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{HTTP_ALL, condition, gateway_with, is, routes, translated};
+
+    /// A route `apps/r` with one named rule, and policies (YAML documents) on it.
+    fn with_policies(policies: &str) -> String {
+        gateway_with(HTTP_ALL)
+            + "---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: apps}
+spec:
+  parentRefs: [{name: gw, namespace: infra}]
+  hostnames: [app.example]
+  rules: [{name: main, backendRefs: [{name: web, port: 80}]}]
+" + policies
+    }
+
+    fn policy(name: &str, target: &str, spec: &str) -> String {
+        format!(
+            "---
+apiVersion: gatehouse.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {{name: {name}, namespace: apps}}
+spec:
+  targetRefs: [{target}]
+{spec}"
+        )
+    }
+
+    #[test]
+    fn a_rule_policy_wins_field_by_field_over_a_route_policy() {
+        let route_wide = policy(
+            "wide",
+            "{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}",
+            "  maxRequestBodyBytes: 100\n  proxyTimeouts: {connectSeconds: 3}\n",
+        );
+        let rule = policy(
+            "rule",
+            "{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r, sectionName: main}",
+            "  maxRequestBodyBytes: 200\n",
+        );
+        let out = translated(&with_policies(&(route_wide + &rule)));
+        let (_, r) = &routes(&out)[0];
+        assert_eq!(r.max_request_body, Some(200), "the rule's");
+        assert_eq!(
+            r.timeouts.connect_ms,
+            Some(3000),
+            "the route's, unset on the rule"
+        );
+        assert_eq!(
+            condition(&out, "TrafficPolicy apps/wide", "Accepted"),
+            is("True", "Accepted")
+        );
+    }
+
+    #[test]
+    fn a_policy_on_a_missing_route_is_target_not_found() {
+        let p = policy(
+            "lost",
+            "{group: gateway.networking.k8s.io, kind: HTTPRoute, name: nope}",
+            "  maxRequestBodyBytes: 1\n",
+        );
+        let out = translated(&with_policies(&p));
+        assert_eq!(
+            condition(&out, "TrafficPolicy apps/lost", "Accepted"),
+            is("False", "TargetNotFound")
+        );
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut p = TrafficPolicySpec {
+            source_access: Some(gatehouse_api::SourceAccessPolicy {
+                allow: vec!["10.0.0.0/8".into(), "nope".into()],
+                deny: vec![],
+            }),
+            ..Default::default()
+        };
+        let e = validate(&p).expect_err("a bad network");
+        assert!(e.starts_with("spec.sourceAccess.allow[1]"), "{e}");
+        p.source_access = None;
+        p.rewrite_target = Some("relative".into());
+        assert!(validate(&p).is_err());
+    }
+
+    /// One shape: ingress-nginx annotations read into the spec, and the same fields
+    /// written as a TrafficPolicy on an HTTPRoute, compile to the same route fields.
+    #[test]
+    fn annotations_and_a_traffic_policy_compile_alike() {
+        let annotations: std::collections::BTreeMap<String, String> = [
+            ("limit-rps", "5"),
+            ("whitelist-source-range", "10.0.0.0/8"),
+            ("proxy-body-size", "1m"),
+            ("proxy-read-timeout", "30"),
+            ("affinity", "cookie"),
+            ("enable-cors", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("{}{k}", crate::nginx::PREFIX), v.to_string()))
+        .collect();
+        let parsed = crate::nginx::parse(&annotations).policy;
+        let written = policy(
+            "p",
+            "{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}",
+            "  rateLimit: {requestsPerSecond: 5, burstMultiplier: 5}
+  sourceAccess: {allow: [10.0.0.0/8]}
+  maxRequestBodyBytes: 1048576
+  proxyTimeouts: {readSeconds: 30}
+  sessionAffinity: {cookie: {name: INGRESSCOOKIE}}
+  cors:
+    allowOrigins: ['*']
+    allowMethods: 'GET, PUT, POST, DELETE, PATCH, OPTIONS'
+    allowHeaders: 'DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization'
+    allowCredentials: true
+    maxAge: 1728000
+",
+        );
+        let store = crate::test_support::store_from(&with_policies(&written));
+        let from_crd = &store.traffic_policies.values().next().expect("policy").spec;
+        assert_eq!(
+            TrafficPolicySpec {
+                target_refs: vec![],
+                ..from_crd.clone()
+            },
+            parsed
+        );
+        let mut backends = Backends::new(&store);
+        let a = compile(&parsed, "zone".into(), &mut backends);
+        let b = compile(from_crd, "zone".into(), &mut backends);
+        let (mut ra, mut rb) = (route(), route());
+        a.apply(&mut ra);
+        b.apply(&mut rb);
+        assert_eq!(ra, rb);
+        assert!(ra.rate_limit.is_some() && ra.access.is_some() && ra.balance.is_some());
+    }
+
+    fn route() -> Route {
+        Route::new(
+            gatehouse_model::ir::RouteSource {
+                kind: "HTTPRoute".into(),
+                namespace: "apps".into(),
+                name: "r".into(),
+                rule: 0,
+            },
+            gatehouse_model::ir::RouteMatch::path_only(PathMatch::Prefix("/".into())),
+        )
+    }
+}

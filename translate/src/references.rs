@@ -51,3 +51,28 @@ pub fn grant_allows(store: &Store, from: (&str, &str, &str), to: (&str, &str, &s
             })
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::store_from;
+
+    /// A grant for Gateways covers Gateways only, and the names it lists.
+    #[test]
+    fn grants_are_per_kind_and_name() {
+        let store = store_from(
+            "apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: g, namespace: certs}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: infra}]
+  to: [{group: '', kind: Secret, name: shared}]
+",
+        );
+        let gw = ObjectKey::new("infra", "gw");
+        assert!(may_read(&store, "Gateway", &gw, "Secret", "certs", "shared").is_ok());
+        assert!(may_read(&store, "Gateway", &gw, "Secret", "certs", "other").is_err());
+        assert!(may_read(&store, "ListenerSet", &gw, "Secret", "certs", "shared").is_err());
+        assert!(may_read(&store, "Gateway", &gw, "Secret", "infra", "own").is_ok());
+    }
+}

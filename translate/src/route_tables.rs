@@ -236,3 +236,45 @@ impl Tables {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::{HTTP_ALL, gateway_with, routes, translated};
+    use gatehouse_model::ir::PathMatch;
+
+    /// Exact first, then the longest prefix, whatever order the rules were written in.
+    #[test]
+    fn exact_then_longest_prefix_first() {
+        let yaml = gateway_with(HTTP_ALL)
+            + "---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: apps}
+spec:
+  parentRefs: [{name: gw, namespace: infra}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /}}]
+    backendRefs: [{name: web, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /a/b}}]
+    backendRefs: [{name: web, port: 80}]
+  - matches: [{path: {type: Exact, value: /a}}]
+    backendRefs: [{name: web, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /a}}]
+    backendRefs: [{name: web, port: 80}]
+";
+        let out = translated(&yaml);
+        let paths: Vec<PathMatch> = routes(&out)
+            .into_iter()
+            .map(|(_, r)| r.matcher.path)
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                PathMatch::Exact("/a".into()),
+                PathMatch::Prefix("/a/b".into()),
+                PathMatch::Prefix("/a".into()),
+                PathMatch::Prefix("/".into()),
+            ]
+        );
+    }
+}

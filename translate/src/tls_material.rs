@@ -70,3 +70,29 @@ pub fn ca_pem(store: &Store, namespace: &str, name: &str) -> Result<String, Stri
     pem_certificates(pem, &format!("ConfigMap {namespace}/{name}: ca.crt"))?;
     Ok(pem.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::store_from;
+
+    fn secret(crt: &str, key: &str) -> Store {
+        store_from(&format!(
+            "apiVersion: v1
+kind: Secret
+metadata: {{name: tls, namespace: apps}}
+type: kubernetes.io/tls
+stringData: {{tls.crt: {crt:?}, tls.key: {key:?}}}
+"
+        ))
+    }
+
+    #[test]
+    fn a_secret_without_pem_says_which_field() {
+        let e = certificate_material(&secret("not pem", "not pem"), "apps", "tls")
+            .expect_err("not PEM");
+        assert_eq!(e, "Secret apps/tls: tls.crt holds no certificate");
+        let e = certificate_material(&store_from(""), "apps", "tls").expect_err("missing");
+        assert_eq!(e, "Secret apps/tls not found");
+    }
+}

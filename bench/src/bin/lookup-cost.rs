@@ -4,7 +4,7 @@
 //! instruction-count gate (`bench/instructions`, callgrind `--toggle-collect`) counts.
 
 use anyhow::{Context, Result, bail};
-use gatehouse_dataplane::tables::{Bind, RequestView};
+use gatehouse_dataplane::runtime::{Bind, RequestView};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,7 +33,7 @@ fn main() -> Result<()> {
     }
     let settings = gatehouse_translate::Settings::default();
     let config = gatehouse_translate::translate(&loaded.store, &settings).config;
-    let runtime = gatehouse_dataplane::tables::compile(&config, 1)
+    let runtime = gatehouse_dataplane::runtime::compile(&config, 1)
         .map_err(|e| anyhow::anyhow!("compiling the table: {e}"))?;
     let bind = runtime
         .binds
@@ -62,7 +62,7 @@ fn lookup_loop(bind: &Bind, host: &str, path: &str, iterations: u64) -> u64 {
             path: std::hint::black_box(path),
             query: None,
             method: &method,
-            headers: gatehouse_dataplane::tables::Headers::Map(&headers),
+            headers: gatehouse_dataplane::runtime::Headers::Map(&headers),
         };
         if std::hint::black_box(bind.route(&req)).is_ok() {
             found += 1;

@@ -3,8 +3,8 @@
 //! answering the verifier's whole request set through the real data plane.
 
 use crate::support::*;
-use gatehouse_operator::source::file::FileSource;
 use gatehouse_migrate::convert::convert;
+use gatehouse_operator::source::file::FileSource;
 use gatehouse_translate::{Settings, translate};
 use std::collections::HashMap;
 use std::net::SocketAddr;

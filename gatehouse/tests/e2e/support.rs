@@ -242,8 +242,8 @@ pub async fn stop_load(stop: &AtomicBool, loads: Vec<JoinHandle<(u64, u64)>>) ->
 pub fn spawn_dataplane(config: SocketAddr) -> JoinHandle<()> {
     tokio::spawn(async move {
         let dataplane = gatehouse_dataplane::DataPlane::new();
-        gatehouse_dataplane::client::run(
-            gatehouse_dataplane::client::ClientSettings {
+        gatehouse_dataplane::channel::client::run(
+            gatehouse_dataplane::channel::client::ClientSettings {
                 operator: format!("http://{config}"),
                 node: "test".into(),
                 gateways: vec![],

@@ -433,13 +433,13 @@ impl Converter<'_, '_> {
         };
         let metadata = objects::metadata(name, &ns, &self.key.to_string());
         let route = objects::route(metadata, parents, hostnames, rules);
-        self.out.objects.push(Converted::Route(route));
+        self.out.objects.push(Converted::Route(Box::new(route)));
     }
 
     fn push_policy(&mut self, name: &str, targets: &[String], spec: TrafficPolicySpec) {
         let metadata = objects::metadata(name, &self.key.namespace, &self.key.to_string());
         let policy = objects::policy(metadata, targets, spec);
-        self.out.objects.push(Converted::Policy(policy));
+        self.out.objects.push(Converted::Policy(Box::new(policy)));
     }
 }
 

@@ -22,11 +22,11 @@ pub const CONVERTED_FROM: &str = "gatehouse.dev/converted-from";
 pub const MAX_RULES: usize = 16;
 
 /// One object `convert` writes.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 #[serde(untagged)]
 pub enum Converted {
-    Route(HttpRoute),
-    Policy(TrafficPolicy),
+    Route(Box<HttpRoute>),
+    Policy(Box<TrafficPolicy>),
 }
 
 /// Name, namespace and the annotation naming the Ingress an object came from.

@@ -395,3 +395,63 @@ pub fn accepted_condition(listeners: &[PlannedListener], msg: &str) -> Condition
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::{gateway_with, is, listener_condition, translated};
+
+    #[test]
+    fn a_protocol_other_than_http_or_https_is_not_accepted() {
+        let out = translated(&gateway_with("[{name: tcp, port: 9000, protocol: TCP}]"));
+        let gw = "Gateway infra/gw";
+        assert_eq!(
+            listener_condition(&out, gw, "tcp", "Accepted"),
+            is("False", "UnsupportedProtocol")
+        );
+        assert_eq!(
+            listener_condition(&out, gw, "tcp", "Programmed"),
+            is("False", "Invalid")
+        );
+        assert!(out.config.listeners.is_empty(), "nothing served");
+    }
+
+    #[test]
+    fn two_listeners_with_one_port_and_hostname_conflict() {
+        let out = translated(&gateway_with(
+            "[{name: a, port: 80, protocol: HTTP}, {name: b, port: 80, protocol: HTTP}, {name: c, port: 80, protocol: HTTP, hostname: c.example}]",
+        ));
+        let gw = "Gateway infra/gw";
+        for l in ["a", "b"] {
+            assert_eq!(
+                listener_condition(&out, gw, l, "Conflicted"),
+                is("True", "HostnameConflict")
+            );
+        }
+        assert_eq!(
+            listener_condition(&out, gw, "c", "Conflicted"),
+            is("False", "NoConflicts")
+        );
+        assert_eq!(out.config.listeners.len(), 1, "only c is served");
+    }
+
+    #[test]
+    fn https_without_a_certificate_is_not_served() {
+        let out = translated(&gateway_with("[{name: https, port: 443, protocol: HTTPS}]"));
+        assert_eq!(
+            listener_condition(&out, "Gateway infra/gw", "https", "ResolvedRefs"),
+            is("False", "InvalidCertificateRef")
+        );
+        assert!(out.config.listeners.is_empty());
+    }
+
+    #[test]
+    fn route_kinds_other_than_httproute_are_invalid() {
+        let out = translated(&gateway_with(
+            "[{name: http, port: 80, protocol: HTTP, allowedRoutes: {kinds: [{kind: TCPRoute}]}}]",
+        ));
+        assert_eq!(
+            listener_condition(&out, "Gateway infra/gw", "http", "ResolvedRefs"),
+            is("False", "InvalidRouteKinds")
+        );
+    }
+}

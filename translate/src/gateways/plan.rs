@@ -459,3 +459,62 @@ fn load_balancer_addresses(store: &Store, gateway: &ObjectKey) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::{
+        HTTP_ALL, condition, gateway_with, is, listener_condition, translated,
+    };
+
+    #[test]
+    fn the_older_gateway_keeps_a_shared_address_and_port() {
+        let yaml = gateway_with(HTTP_ALL)
+            + "---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: newer, namespace: infra, creationTimestamp: '2030-01-01T00:00:00Z'}
+spec:
+  gatewayClassName: gatehouse
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+";
+        let out = translated(&yaml);
+        assert_eq!(
+            listener_condition(&out, "Gateway infra/newer", "http", "Accepted"),
+            is("False", "PortUnavailable")
+        );
+        assert_eq!(
+            listener_condition(&out, "Gateway infra/gw", "http", "Accepted"),
+            is("True", "Accepted")
+        );
+    }
+
+    #[test]
+    fn an_address_that_is_not_an_ip_refuses_the_gateway() {
+        let yaml = gateway_with(HTTP_ALL).replace(
+            "  gatewayClassName: gatehouse\n",
+            "  gatewayClassName: gatehouse\n  addresses: [{type: Hostname, value: gw.example}]\n",
+        );
+        let out = translated(&yaml);
+        assert_eq!(
+            condition(&out, "Gateway infra/gw", "Accepted"),
+            is("False", "UnsupportedAddress")
+        );
+        assert!(
+            out.config.listeners.is_empty(),
+            "a refused Gateway serves nothing"
+        );
+    }
+
+    #[test]
+    fn a_gateway_waits_for_its_data_plane_to_be_programmed() {
+        let out = translated(&gateway_with(HTTP_ALL));
+        assert_eq!(
+            condition(&out, "Gateway infra/gw", "Programmed"),
+            is("False", "Pending")
+        );
+        assert_eq!(
+            out.status.objects["Gateway infra/gw"].addresses,
+            ["127.0.0.1"]
+        );
+    }
+}

@@ -595,3 +595,105 @@ fn redirect_route(source: RouteSource, path: PathMatch, redirect: Redirect) -> R
         ..Route::new(source, RouteMatch::path_only(path))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::{HTTP_ALL, condition, gateway_with, is, routes, translated};
+    use gatehouse_model::ir::{BackendTarget, Filter, PathMatch};
+
+    /// An IngressClass of ours served by the test Gateway, and an Ingress of it.
+    fn ingress(annotations: &str, paths: &str) -> String {
+        gateway_with(HTTP_ALL)
+            + &format!(
+                "---
+apiVersion: gatehouse.dev/v1alpha1
+kind: IngressClassParameters
+metadata: {{name: p}}
+spec: {{gatewayRef: {{namespace: infra, name: gw}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {{name: nginx}}
+spec:
+  controller: gatehouse.dev/ingress-controller
+  parameters: {{apiGroup: gatehouse.dev, kind: IngressClassParameters, name: p}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: app
+  namespace: apps
+  annotations: {{{annotations}}}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: app.example
+    http:
+      paths: {paths}
+"
+            )
+    }
+
+    fn path(p: &str) -> String {
+        format!(
+            "{{path: {p}, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}"
+        )
+    }
+
+    #[test]
+    fn nginx_does_not_rewrite_the_location_that_is_the_target() {
+        let paths = format!("[{}, {}]", path("/"), path("/blue"));
+        let out = translated(&ingress(
+            "nginx.ingress.kubernetes.io/rewrite-target: /",
+            &paths,
+        ));
+        let rewrites = |prefix: &str| {
+            routes(&out)
+                .into_iter()
+                .find(|(_, r)| matches!(&r.matcher.path, PathMatch::Regex(p) if p.starts_with(prefix)))
+                .map(|(_, r)| r.filters.iter().any(|f| matches!(f, Filter::Rewrite(_))))
+                .expect("the path's route")
+        };
+        assert!(rewrites("(?i)/blue"), "/blue is rewritten to /");
+        assert!(!rewrites("(?i)/."), "/ is the target itself");
+    }
+
+    #[test]
+    fn a_snippet_refuses_the_ingress() {
+        let out = translated(&ingress(
+            "nginx.ingress.kubernetes.io/server-snippet: 'return 200;'",
+            &format!("[{}]", path("/")),
+        ));
+        assert_eq!(
+            condition(&out, "Ingress apps/app", "Accepted"),
+            is("False", "UnsupportedValue")
+        );
+        assert!(routes(&out).is_empty());
+    }
+
+    #[test]
+    fn a_bad_source_range_closes_every_path_with_503() {
+        let out = translated(&ingress(
+            "nginx.ingress.kubernetes.io/whitelist-source-range: 10.0.0.0/33",
+            &format!("[{}]", path("/")),
+        ));
+        let (_, r) = &routes(&out)[0];
+        let access = r.access.as_ref().expect("access list");
+        assert_eq!(access.status, 503);
+        assert_eq!(access.deny, ["0.0.0.0/0", "::/0"]);
+    }
+
+    #[test]
+    fn a_missing_service_answers_500_and_says_so() {
+        let paths =
+            "[{path: /, pathType: Prefix, backend: {service: {name: gone, port: {number: 80}}}}]";
+        let out = translated(&ingress("", paths));
+        assert_eq!(
+            condition(&out, "Ingress apps/app", "ResolvedRefs"),
+            is("False", "BackendNotFound")
+        );
+        let (host, r) = &routes(&out)[0];
+        assert_eq!(host, "app.example");
+        assert!(matches!(r.backends[0].target, BackendTarget::Invalid(_)));
+    }
+}

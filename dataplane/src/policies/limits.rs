@@ -22,6 +22,7 @@ pub struct Access {
 }
 
 impl Access {
+    /// Parses the access list's networks.
     pub fn compile(a: &SourceAccess) -> Result<Access, String> {
         Ok(Access {
             deny: networks(&a.deny)?,
@@ -64,6 +65,7 @@ pub struct Limit {
 }
 
 impl Limit {
+    /// The rates per second with their bursts, and the exempt networks parsed.
     pub fn compile(l: &RateLimit) -> Result<Limit, String> {
         let mult = f64::from(l.burst_multiplier);
         let mut rates = Vec::new();
@@ -82,6 +84,7 @@ impl Limit {
         })
     }
 
+    /// Whether the client is in an exempt network.
     pub fn exempts(&self, client: IpAddr) -> bool {
         let client = canonical(client);
         self.exempt.iter().any(|n| n.contains(&client))

@@ -1,9 +1,12 @@
 //! TLS termination: certificates chosen by SNI from a resolver built once per certificate
 //! set. One rustls ServerConfig per set, reused across config versions while the set is
-//! unchanged, never one per connection.
+//! unchanged, never one per connection. The server name a handshake saw is carried into
+//! the connection digest (`Sni`), where the proxy checks it against the Host.
 
 use gatehouse_model::ir::{Certificate, ClientValidation, HostMatch, SniCertificate};
+use pingora_core::listeners::TlsAccept;
 use pingora_core::listeners::tls::Acceptor;
+use pingora_core::protocols::tls::TlsRef;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -23,6 +26,7 @@ pub struct SniResolver {
 }
 
 impl SniResolver {
+    /// The certificate for a server name (none sent: the default).
     pub fn pick(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
         let Some(name) = sni.map(|s| s.to_ascii_lowercase()) else {
             return self.default.clone();
@@ -53,6 +57,7 @@ pub struct TlsCache {
 }
 
 impl TlsCache {
+    /// Drops the acceptors no bind uses any more.
     pub fn retain(&mut self, used: &[u64]) {
         self.acceptors.retain(|k, _| used.contains(k));
     }
@@ -229,4 +234,22 @@ pub fn acceptor(
     let acceptor = Arc::new(Acceptor::from_server_config(Arc::new(config)));
     cache.acceptors.insert(fingerprint, acceptor.clone());
     Ok((fingerprint, acceptor))
+}
+
+/// The TLS server name a client sent, as the handshake saw it; carried in the connection
+/// digest, where the proxy can read it for HTTP/2 too.
+#[derive(Debug, Clone)]
+pub struct Sni(pub Option<String>);
+
+/// Carries the SNI into the connection digest, where the proxy can read it for HTTP/2 too.
+pub(crate) struct SniCapture;
+
+#[async_trait::async_trait]
+impl TlsAccept for SniCapture {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        Some(Arc::new(Sni(tls.server_name().map(str::to_owned))))
+    }
 }

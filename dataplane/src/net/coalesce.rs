@@ -7,7 +7,7 @@
 //! streams itself, so they had none: `bench/run` profiles showed 46 % of the data plane's
 //! CPU in `send()`. Everything but writing is passed through.
 //!
-//! It also hands pingora a connection the direct HTTP/1 path (`direct.rs`) has already
+//! It also hands pingora a connection the direct HTTP/1 path (`http::direct`) has already
 //! read from: those bytes are read (and peeked, for h2c detection) before the socket's.
 
 use async_trait::async_trait;
@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Pingora's default write buffer: one TCP segment.
 const WRITE_BUFFER: usize = 1460;
 
+/// A stream with a small write buffer, and bytes already read to be read first.
 #[derive(Debug)]
 pub struct Coalescing<S> {
     inner: S,
@@ -38,6 +39,7 @@ pub struct Coalescing<S> {
 }
 
 impl<S> Coalescing<S> {
+    /// A stream with nothing read ahead.
     pub fn new(inner: S) -> Self {
         Self::with_unread(inner, Vec::new())
     }

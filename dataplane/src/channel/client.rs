@@ -2,8 +2,8 @@
 //! ACK or NACK it. When the operator is gone, keep serving and redial with backoff; on
 //! reconnect the operator sends a full snapshot.
 
-use crate::DataPlane;
-use crate::held::Held;
+use super::received::Received;
+use crate::data_plane::{DataPlane, LARGE_UPDATE, large_update_applied};
 use gatehouse_model::proto::config_discovery_client::ConfigDiscoveryClient;
 use gatehouse_model::proto::{self, data_plane_message::Message};
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
+/// Where the config channel goes and what it asks for.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
     /// "http://127.0.0.1:9901"
@@ -88,21 +89,21 @@ async fn stream_once(
     let mut updates = client.stream(ReceiverStream::new(rx)).await?.into_inner();
     tracing::info!(operator = %settings.operator, "config stream open");
 
-    let mut held = Held::default();
+    let mut received = Received::default();
     let mut any = false;
     while let Some(update) = updates.message().await? {
         any = true;
         let started = std::time::Instant::now();
         let (version, full) = (update.version, update.full);
         let resources = update.upserts.len() + update.removals.len();
-        held.apply(&update);
+        received.apply(&update);
         // The bodies go now: what they carried is decoded.
         drop(update);
         let decode_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let ack = dataplane.apply_held(&mut held, version);
+        let ack = dataplane.apply_received(&mut received, version);
         let compile_ms = started.elapsed().as_secs_f64() * 1000.0 - decode_ms;
-        if resources >= crate::LARGE_UPDATE {
-            crate::large_update_applied();
+        if resources >= LARGE_UPDATE {
+            large_update_applied();
         }
         let ack = match ack {
             Ok(listener_errors) => {

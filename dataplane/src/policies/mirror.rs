@@ -3,7 +3,7 @@
 //! route's request filters, the body when it was small enough to keep); its answer is read
 //! and dropped, and it never delays or fails the original request.
 
-use crate::tables::{Cluster, Ejections};
+use crate::runtime::{Cluster, Ejections};
 use bytes::Bytes;
 use gatehouse_model::ir::UpstreamProtocol;
 use http_body_util::Full;
@@ -20,6 +20,7 @@ pub const MAX_MIRRORED_BODY: usize = 1 << 20;
 /// How long a mirrored request may take before it is abandoned.
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Sends mirrored requests (HTTP/1 and h2c clients).
 pub struct Mirrors {
     http1: Client<HttpConnector, Full<Bytes>>,
     h2c: Client<HttpConnector, Full<Bytes>>,

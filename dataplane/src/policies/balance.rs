@@ -5,7 +5,7 @@
 //! endpoint a cookie or key means. Keys map to endpoints by rendezvous hashing: an
 //! endpoint leaving or joining moves only the keys that were or become its own.
 
-use crate::tables::{Cluster, Ejections};
+use crate::runtime::{Cluster, Ejections};
 use gatehouse_model::ir::{CookieAffinity, HashPart};
 use std::net::SocketAddr;
 
@@ -61,7 +61,7 @@ pub fn hash_key(parts: &[HashPart], req: &RequestParts<'_>) -> u64 {
                 }
             }
             HashPart::Query(q) => {
-                if let Some(v) = crate::tables::query_param(req.query, q) {
+                if let Some(v) = crate::runtime::query_param(req.query, q) {
                     key.push_str(&v);
                 }
             }

@@ -5,7 +5,7 @@
 //! page); anything else, or no answer, is 500: a check that cannot be made never opens
 //! the route.
 
-use crate::tables::{Cluster, Ejections};
+use crate::runtime::{Cluster, Ejections};
 use bytes::Bytes;
 use gatehouse_model::ir::ExternalAuth;
 use http_body_util::{BodyExt, Empty};
@@ -44,6 +44,7 @@ pub struct Original<'a> {
     pub client: Option<IpAddr>,
 }
 
+/// Makes external auth checks (an HTTP client with a 2 s connect timeout).
 pub struct Checker {
     client: Client<HttpConnector, Empty<Bytes>>,
 }
@@ -60,6 +61,7 @@ impl Default for Checker {
 }
 
 impl Checker {
+    /// Sends the check for `original` and decides from its answer.
     pub async fn check(
         &self,
         auth: &ExternalAuth,

@@ -36,6 +36,7 @@ pub struct BackendTls {
 }
 
 impl BackendTls {
+    /// Loads the policy's CA certificates and notes its names.
     pub fn compile(tls: &UpstreamTls) -> Result<BackendTls, String> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         tls.hash(&mut hasher);

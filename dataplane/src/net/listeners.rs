@@ -4,14 +4,14 @@
 //! to pingora at once.
 //! Closing one socket never touches connections of another.
 
-use crate::coalesce::Coalescing;
-use crate::proxy::GatehouseProxy;
-use crate::tables::Runtime;
+use super::coalesce::Coalescing;
+use super::tls::{Sni, SniCapture};
+use crate::http::direct::{Conn, Direct, Outcome};
+use crate::http::proxy::GatehouseProxy;
+use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
 use pingora_core::apps::ServerApp;
-use pingora_core::listeners::TlsAccept;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
-use pingora_core::protocols::tls::TlsRef;
 use pingora_core::protocols::{ALPN, GetSocketDigest, SocketDigest, Ssl, Stream};
 use pingora_proxy::HttpProxy;
 use std::collections::HashMap;
@@ -22,12 +22,13 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
+/// The pingora HTTP proxy with our phases: what a handed-over connection goes to.
 pub type Proxy = HttpProxy<GatehouseProxy>;
 
 /// What serves accepted connections.
 pub struct Handlers {
     pub proxy: Arc<Proxy>,
-    pub direct: crate::direct::Direct,
+    pub direct: Direct,
 }
 
 /// How long a TLS handshake or a silent new connection may take.
@@ -144,22 +145,6 @@ async fn accept_loop(
     }
 }
 
-/// Carries the SNI into the connection digest, where the proxy can read it for HTTP/2 too.
-struct SniCapture;
-
-#[derive(Debug, Clone)]
-pub struct Sni(pub Option<String>);
-
-#[async_trait::async_trait]
-impl TlsAccept for SniCapture {
-    async fn handshake_complete_callback(
-        &self,
-        tls: &TlsRef,
-    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
-        Some(Arc::new(Sni(tls.server_name().map(str::to_owned))))
-    }
-}
-
 async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -176,7 +161,7 @@ async fn serve(
             // The direct path reads and writes the socket itself; pingora's stream (its
             // buffers and timing) is built only if a request is handed over.
             let mut tcp = tcp;
-            let conn = crate::direct::Conn {
+            let conn = Conn {
                 peer,
                 bind: addr,
                 tls: false,
@@ -187,8 +172,8 @@ async fn serve(
                 .serve(&mut tcp, &conn, &mut shutdown, HANDSHAKE_TIMEOUT)
                 .await
             {
-                crate::direct::Outcome::Closed => return,
-                crate::direct::Outcome::HandOff(unread) => {
+                Outcome::Closed => return,
+                Outcome::HandOff(unread) => {
                     Box::new(Coalescing::with_unread(l4(tcp, peer), unread))
                 }
             }
@@ -215,7 +200,7 @@ async fn serve(
                         .get_ssl_digest()
                         .and_then(|d| d.extension.get::<Sni>().and_then(|s| s.0.clone()))
                         .map(|s| s.trim_end_matches('.').to_ascii_lowercase());
-                    let conn = crate::direct::Conn {
+                    let conn = Conn {
                         peer,
                         bind: addr,
                         tls: true,
@@ -226,10 +211,8 @@ async fn serve(
                         .serve(&mut t, &conn, &mut shutdown, HANDSHAKE_TIMEOUT)
                         .await
                     {
-                        crate::direct::Outcome::Closed => return,
-                        crate::direct::Outcome::HandOff(unread) => {
-                            Box::new(Coalescing::with_unread(t, unread))
-                        }
+                        Outcome::Closed => return,
+                        Outcome::HandOff(unread) => Box::new(Coalescing::with_unread(t, unread)),
                     }
                 }
             }

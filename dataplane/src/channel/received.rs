@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 /// The model as received, by kind and key.
 #[derive(Debug, Default)]
-pub struct Held {
+pub struct Received {
     pub listeners: BTreeMap<String, Listener>,
     /// Virtual hosts by resource key ("listener hostname").
-    pub hosts: HashMap<Arc<str>, HeldHost>,
+    pub hosts: HashMap<Arc<str>, ReceivedHost>,
     /// How many virtual hosts each listener key has.
     pub host_counts: HashMap<Arc<str>, usize>,
     pub clusters: BTreeMap<String, Cluster>,
@@ -21,12 +21,12 @@ pub struct Held {
     /// Resources that did not decode: every version is refused until they are replaced or
     /// removed.
     broken: BTreeMap<ResourceId, String>,
-    pub dirty: Dirty,
+    pub changes: Changes,
 }
 
 /// One virtual host of a listener's table.
 #[derive(Debug, Clone)]
-pub struct HeldHost {
+pub struct ReceivedHost {
     /// Shared by every host of the listener.
     pub listener: Arc<str>,
     pub host: Arc<VirtualHost>,
@@ -34,7 +34,7 @@ pub struct HeldHost {
 
 /// What changed since the last compiled version.
 #[derive(Debug, Default)]
-pub struct Dirty {
+pub struct Changes {
     /// Compile everything (the first version, a full update).
     pub everything: bool,
     /// Listeners or certificates changed: binds and TLS are set up again.
@@ -44,22 +44,22 @@ pub struct Dirty {
     pub clusters: HashSet<String>,
 }
 
-impl Held {
+impl Received {
     /// Everything in a config, all of it to compile.
-    pub fn of(config: &Config) -> Held {
-        let mut held = Held::default();
+    pub fn of(config: &Config) -> Received {
+        let mut received = Received::default();
         for r in config.resources() {
-            held.put(r);
+            received.put(r);
         }
-        held.dirty.everything = true;
-        held
+        received.changes.everything = true;
+        received
     }
 
     /// Applies an update received on the wire, decoding what it brings.
     pub fn apply(&mut self, update: &proto::ConfigUpdate) {
         if update.full {
-            *self = Held::default();
-            self.dirty.everything = true;
+            *self = Received::default();
+            self.changes.everything = true;
         }
         for removal in &update.removals {
             let id = (removal.kind.clone(), removal.key.clone());
@@ -84,9 +84,9 @@ impl Held {
         self.broken.values().next().map(String::as_str)
     }
 
-    /// After a version compiled: nothing is dirty any more.
+    /// After a version compiled: nothing has changed since.
     pub fn compiled(&mut self) {
-        self.dirty = Dirty::default();
+        self.changes = Changes::default();
     }
 
     fn put(&mut self, resource: Resource) {
@@ -94,15 +94,15 @@ impl Held {
             // Gateways only tell the operator which generations a version holds.
             Resource::Gateway(_) => {}
             Resource::Listener(l) => {
-                self.dirty.frame = true;
+                self.changes.frame = true;
                 self.listeners.insert(l.key.clone(), l);
             }
             Resource::Certificate(c) => {
-                self.dirty.frame = true;
+                self.changes.frame = true;
                 self.certificates.insert(c.key.clone(), c);
             }
             Resource::Cluster(c) => {
-                self.dirty.clusters.insert(c.key.clone());
+                self.changes.clusters.insert(c.key.clone());
                 self.clusters.insert(c.key.clone(), c);
             }
             Resource::VirtualHost(h) => {
@@ -115,39 +115,39 @@ impl Held {
                 *self.host_counts.entry(listener.clone()).or_default() += 1;
                 self.hosts.insert(
                     key.clone(),
-                    HeldHost {
+                    ReceivedHost {
                         listener,
                         host: h.host,
                     },
                 );
-                self.dirty.hosts.insert(key);
+                self.changes.hosts.insert(key);
             }
         }
     }
 
     fn take(&mut self, (kind, key): &ResourceId) {
         match kind.as_str() {
-            "Listener" if self.listeners.remove(key).is_some() => self.dirty.frame = true,
-            "Certificate" if self.certificates.remove(key).is_some() => self.dirty.frame = true,
+            "Listener" if self.listeners.remove(key).is_some() => self.changes.frame = true,
+            "Certificate" if self.certificates.remove(key).is_some() => self.changes.frame = true,
             "Cluster" if self.clusters.remove(key).is_some() => {
-                self.dirty.clusters.insert(key.clone());
+                self.changes.clusters.insert(key.clone());
             }
             "VirtualHost" => {
-                if let Some((key, held)) = self.hosts.remove_entry(key.as_str()) {
-                    if let Some(n) = self.host_counts.get_mut(&held.listener) {
+                if let Some((key, host)) = self.hosts.remove_entry(key.as_str()) {
+                    if let Some(n) = self.host_counts.get_mut(&host.listener) {
                         *n -= 1;
                         if *n == 0 {
-                            self.host_counts.remove(&held.listener);
+                            self.host_counts.remove(&host.listener);
                         }
                     }
-                    self.dirty.hosts.insert(key);
+                    self.changes.hosts.insert(key);
                 }
             }
             _ => {}
         }
     }
 
-    /// The config of everything held (for tools; the data plane compiles from `Held`).
+    /// The config of everything received (for tools; the data plane compiles from `Received`).
     pub fn config(&self) -> Config {
         let mut resources: Vec<Resource> = Vec::new();
         resources.extend(self.listeners.values().cloned().map(Resource::Listener));
@@ -196,25 +196,28 @@ mod tests {
     /// does not leave the version before it serving as if it were current.
     #[test]
     fn an_undecodable_resource_refuses_until_replaced() {
-        let mut held = Held::default();
-        held.apply(&update(true, vec![cluster("a", 1), cluster("b", 2)]));
-        assert!(held.broken().is_none());
-        assert!(held.dirty.everything);
-        held.compiled();
+        let mut received = Received::default();
+        received.apply(&update(true, vec![cluster("a", 1), cluster("b", 2)]));
+        assert!(received.broken().is_none());
+        assert!(received.changes.everything);
+        received.compiled();
 
         let mut bad = cluster("a", 3);
         bad.body = b"{".to_vec().into();
-        held.apply(&update(false, vec![bad]));
-        assert!(held.broken().is_some_and(|e| e.contains("Cluster")));
-        assert!(!held.clusters.contains_key("a"), "the old body is not kept");
-        assert!(held.dirty.clusters.contains("a"));
+        received.apply(&update(false, vec![bad]));
+        assert!(received.broken().is_some_and(|e| e.contains("Cluster")));
+        assert!(
+            !received.clusters.contains_key("a"),
+            "the old body is not kept"
+        );
+        assert!(received.changes.clusters.contains("a"));
 
-        held.apply(&update(false, vec![cluster("a", 4)]));
-        assert!(held.broken().is_none());
+        received.apply(&update(false, vec![cluster("a", 4)]));
+        assert!(received.broken().is_none());
         assert_eq!(
-            held.clusters["a"].endpoints,
+            received.clusters["a"].endpoints,
             vec![std::net::SocketAddr::from(([127, 0, 0, 1], 4))]
         );
-        assert_eq!(held.config().clusters.len(), 2);
+        assert_eq!(received.config().clusters.len(), 2);
     }
 }

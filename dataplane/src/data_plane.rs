@@ -1,0 +1,123 @@
+//! The data plane as one value: `DataPlane` applies versions (compile, swap, reconcile the
+//! listeners), and the hook run after a large update.
+
+use crate::channel::received::Received;
+use crate::http::direct::Direct;
+use crate::http::forwarding::{MAX_CONNECT_ATTEMPTS, MAX_POLICY_ATTEMPTS};
+use crate::http::proxy::GatehouseProxy;
+use crate::net::listeners::{Handlers, Listeners};
+use crate::runtime::{Compiler, Ejections, Runtime};
+use arc_swap::ArcSwap;
+use gatehouse_model::ir::Config;
+use pingora_core::server::configuration::ServerConf;
+use std::sync::{Arc, Mutex};
+
+/// Called after a large update is applied; the binary sets it so its allocator hands back
+/// what decoding and compiling the update used (mimalloc keeps freed pages otherwise).
+static AFTER_LARGE_UPDATE: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets what runs after a large update (at most once per process).
+pub fn after_large_update(f: fn()) {
+    let _ = AFTER_LARGE_UPDATE.set(f);
+}
+
+/// An update of at least this many resources counts as large.
+pub const LARGE_UPDATE: usize = 1000;
+
+pub(crate) fn large_update_applied() {
+    if let Some(f) = AFTER_LARGE_UPDATE.get() {
+        f();
+    }
+}
+
+/// A listener that could not be opened: (listener key, error).
+pub type ListenerError = (String, String);
+
+/// A data plane: the runtime it serves, its listeners, and the compiler that turns each
+/// version it is given into the next runtime.
+pub struct DataPlane {
+    state: Arc<ArcSwap<Runtime>>,
+    handlers: Arc<Handlers>,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    compiler: Compiler,
+    listeners: Listeners,
+}
+
+impl DataPlane {
+    /// Must be called within a tokio runtime.
+    pub fn new() -> Arc<Self> {
+        // One crypto provider for the process, whatever else is compiled in.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let state = Arc::new(ArcSwap::from_pointee(Runtime::empty()));
+        let conf = Arc::new(ServerConf {
+            threads: 1,
+            upstream_keepalive_pool_size: 256,
+            // Attempts per request; the proxy decides each retry (see `http::proxy`).
+            max_retries: MAX_POLICY_ATTEMPTS.max(MAX_CONNECT_ATTEMPTS) as usize,
+            ..Default::default()
+        });
+        let ejections = Arc::new(Ejections::default());
+        let mut proxy =
+            pingora_proxy::http_proxy(&conf, GatehouseProxy::new(state.clone(), ejections.clone()));
+        let mut options = pingora_core::apps::HttpServerOptions::default();
+        // HTTP/2 by prior knowledge on plaintext listeners; TLS uses ALPN.
+        options.h2c = true;
+        proxy.server_options = Some(options);
+        Arc::new(DataPlane {
+            handlers: Arc::new(Handlers {
+                proxy: Arc::new(proxy),
+                direct: Direct::new(state.clone(), ejections),
+            }),
+            state,
+            inner: Mutex::new(Inner {
+                compiler: Compiler::default(),
+                listeners: Listeners::default(),
+            }),
+        })
+    }
+
+    /// Applies a whole config as a version (tools and tests). On error nothing changes and
+    /// the previous version keeps serving.
+    pub fn apply(&self, config: &Config, version: u64) -> Result<Vec<ListenerError>, String> {
+        self.apply_received(&mut Received::of(config), version)
+    }
+
+    /// Applies what the received model changed since the last applied version. On error
+    /// nothing changes, the previous version keeps serving, and the changes are kept for
+    /// the next version. On success, listeners that could not be opened are returned.
+    pub fn apply_received(
+        &self,
+        received: &mut Received,
+        version: u64,
+    ) -> Result<Vec<ListenerError>, String> {
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| "data plane state poisoned".to_string())?;
+        let runtime = Arc::new(inner.compiler.compile(received, version)?);
+        received.compiled();
+        // Swap first so that a connection on a new socket finds its table.
+        self.state.store(runtime.clone());
+        let failures = inner
+            .listeners
+            .reconcile(&runtime, &self.state, &self.handlers);
+        Ok(failures
+            .into_iter()
+            .flat_map(|(addr, error)| {
+                received
+                    .listeners
+                    .values()
+                    .filter(move |l| l.socket_addr() == addr)
+                    .map(move |l| (l.key.clone(), error.clone()))
+            })
+            .collect())
+    }
+
+    /// The version being served (0 before the first).
+    pub fn version(&self) -> u64 {
+        self.state.load().version
+    }
+}

@@ -1,0 +1,320 @@
+//! HTTP/1 framing on the direct path: where a request head ends, whether the direct path
+//! takes the request (and what it needs of it), the head the backend gets, and how an
+//! answer's body ends (a length, chunks, or the backend closing).
+
+use crate::http::forwarding::{normalize_host, push_forwarded_for};
+use std::net::IpAddr;
+
+/// A request head larger than this goes to pingora (which answers 431 past its own limit).
+pub(super) const MAX_HEAD: usize = 16 * 1024;
+/// Headers parsed per head; more go to pingora.
+pub(super) const MAX_HEADERS: usize = 64;
+
+/// The parts of a request head the direct path acts on.
+pub(super) struct Head<'a> {
+    pub(super) method: http::Method,
+    pub(super) target: &'a str,
+    pub(super) host: std::borrow::Cow<'a, str>,
+    /// The client asked to close after this request.
+    pub(super) close: bool,
+    pub(super) forwarded_for: Option<&'a [u8]>,
+}
+
+/// The length of the request head at the start of `buf` (through its empty line), once it
+/// is all in. Header lines cannot hold a bare LF, so the first LF followed by an empty line
+/// (CRLF or LF, as httparse accepts both) ends the head.
+pub(super) fn head_end(buf: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = buf[from..].iter().position(|b| *b == b'\n') {
+        let lf = from + i;
+        match (buf.get(lf + 1), buf.get(lf + 2)) {
+            (Some(b'\n'), _) => return Some(lf + 2),
+            (Some(b'\r'), Some(b'\n')) => return Some(lf + 3),
+            _ => from = lf + 1,
+        }
+    }
+    None
+}
+
+/// Whether the direct path serves this request, and what it needs of it. HTTP/1.1 only, no
+/// body, no upgrade or expectation, an origin-form target, one Host.
+pub(super) fn eligible<'a>(req: &httparse::Request<'_, 'a>) -> Option<Head<'a>> {
+    if req.version != Some(1) {
+        return None;
+    }
+    let method = http::Method::from_bytes(req.method?.as_bytes()).ok()?;
+    if method == http::Method::CONNECT {
+        return None;
+    }
+    let target = req.path?;
+    if !target.starts_with('/') || !target.bytes().all(uri_byte) {
+        return None;
+    }
+    let mut host = None;
+    let mut close = false;
+    let mut forwarded_for = None;
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        if is("host") {
+            if host.is_some() || !h.value.iter().all(|b| b.is_ascii_graphic()) {
+                return None;
+            }
+            host = Some(std::str::from_utf8(h.value).ok()?);
+        } else if is("content-length") {
+            if h.value != b"0" {
+                return None;
+            }
+        } else if is("transfer-encoding") || is("expect") || is("upgrade") || is("te") {
+            return None;
+        } else if is("connection") {
+            for token in h.value.split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
+                    // Other hop-by-hop headers named: pingora's.
+                    return None;
+                }
+            }
+        } else if is("x-forwarded-for") && forwarded_for.is_none() {
+            forwarded_for = Some(h.value);
+        }
+    }
+    Some(Head {
+        method,
+        target,
+        host: normalize_host(host?),
+        close,
+        forwarded_for,
+    })
+}
+
+/// Bytes `http::Uri` takes in a path and query (others: pingora's to judge).
+fn uri_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%[]".contains(&b)
+}
+
+/// The head sent to the backend: the client's, less hop-by-hop headers, with
+/// X-Forwarded-For and X-Forwarded-Proto as the pingora path sets them.
+pub(super) fn write_request(
+    out: &mut Vec<u8>,
+    req: &httparse::Request<'_, '_>,
+    head: &Head<'_>,
+    client: IpAddr,
+    tls: bool,
+) {
+    out.extend_from_slice(head.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        if [
+            "connection",
+            "keep-alive",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+        ]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+        {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    push_forwarded_for(out, head.forwarded_for, client);
+    out.extend_from_slice(if tls {
+        b"\r\nx-forwarded-proto: https\r\n\r\n"
+    } else {
+        b"\r\nx-forwarded-proto: http\r\n\r\n"
+    });
+}
+
+/// How the answer's body ends.
+pub(super) enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the backend closes: the client connection closes after it.
+    Close,
+}
+
+/// Finds where a chunked body ends, fed the bytes as they come (they are passed on as
+/// they are; only the end is looked for).
+#[derive(Default)]
+pub(super) struct ChunkedEnd {
+    state: ChunkState,
+    size: u64,
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Debug)]
+enum ChunkState {
+    /// Hex digits of a chunk size.
+    #[default]
+    Size,
+    /// After the size: extensions, up to the line's end.
+    SizeLine,
+    Data,
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// At the start of a trailer line (after the last chunk).
+    TrailerStart,
+    /// Inside a trailer line.
+    Trailer,
+    /// The final empty line's LF.
+    LastLf,
+    Done,
+}
+
+impl ChunkedEnd {
+    /// Feeds bytes; returns how many of them belong to the body once its end is among
+    /// them. Malformed framing ends the body where it breaks (the connection is not reused).
+    pub(super) fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            match self.state {
+                ChunkState::Size => match (b as char).to_digit(16) {
+                    Some(d) => {
+                        self.size = self.size.checked_mul(16)?.checked_add(u64::from(d))?;
+                    }
+                    None if b == b'\n' => self.end_size_line(),
+                    None => self.state = ChunkState::SizeLine,
+                },
+                ChunkState::SizeLine => {
+                    if b == b'\n' {
+                        self.end_size_line();
+                    }
+                }
+                ChunkState::Data => {
+                    let take = (self.size).min((bytes.len() - i) as u64) as usize;
+                    self.size -= take as u64;
+                    i += take;
+                    if self.size == 0 {
+                        self.state = ChunkState::DataEnd;
+                    }
+                    continue;
+                }
+                ChunkState::DataEnd => {
+                    if b == b'\n' {
+                        self.state = ChunkState::Size;
+                    }
+                }
+                ChunkState::TrailerStart => {
+                    self.state = match b {
+                        b'\r' => ChunkState::LastLf,
+                        b'\n' => ChunkState::Done,
+                        _ => ChunkState::Trailer,
+                    }
+                }
+                ChunkState::Trailer => {
+                    if b == b'\n' {
+                        self.state = ChunkState::TrailerStart;
+                    }
+                }
+                ChunkState::LastLf => self.state = ChunkState::Done,
+                ChunkState::Done => {}
+            }
+            i += 1;
+            if self.state == ChunkState::Done {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    fn end_size_line(&mut self) {
+        self.state = if self.size == 0 {
+            ChunkState::TrailerStart
+        } else {
+            ChunkState::Data
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_ends_where_httparse_says_it_does_however_much_has_arrived() {
+        for head in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\nHost: a\n\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nAccept: */*\r\n\r\n",
+        ] {
+            let mut with_next = head.to_vec();
+            with_next.extend_from_slice(b"GET /next HTTP/1.1\r\n");
+            assert_eq!(head_end(&with_next), Some(head.len()));
+            let mut headers = [httparse::EMPTY_HEADER; 8];
+            let parsed = httparse::Request::new(&mut headers).parse(head);
+            assert!(matches!(parsed, Ok(httparse::Status::Complete(n)) if n == head.len()));
+            for cut in 0..head.len() {
+                assert_eq!(head_end(&head[..cut]), None, "{cut} bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn the_end_of_a_chunked_body_is_found_however_it_is_split() {
+        let body = b"5;ext=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nx-trailer: t\r\n\r\n";
+        for split in 0..body.len() {
+            let mut end = ChunkedEnd::default();
+            let (a, b) = body.split_at(split);
+            let got = match end.feed(a) {
+                Some(n) => n,
+                None => a.len() + end.feed(b).expect("end found"),
+            };
+            assert_eq!(got, body.len(), "split at {split}");
+        }
+        // Bytes after the end are not the body's.
+        let mut end = ChunkedEnd::default();
+        assert_eq!(end.feed(b"0\r\n\r\nHTTP/1.1"), Some(5));
+        // A size that overflows is not a body.
+        let mut end = ChunkedEnd::default();
+        assert_eq!(end.feed(b"fffffffffffffffffffff\r\n"), None);
+    }
+
+    fn parse_eligible(raw: &[u8]) -> Option<(String, bool)> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        req.parse(raw).ok()?;
+        eligible(&req).map(|h| (h.host.into_owned(), h.close))
+    }
+
+    #[test]
+    fn only_plain_http11_requests_without_a_body_are_direct() {
+        assert_eq!(
+            parse_eligible(b"GET /a?b=c HTTP/1.1\r\nHost: Example.COM:80\r\n\r\n"),
+            Some(("example.com".into(), false))
+        );
+        assert_eq!(
+            parse_eligible(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+            Some(("a".into(), true))
+        );
+        for other in [
+            &b"GET / HTTP/1.0\r\nHost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
+            b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /\"x HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse_eligible(other),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! One exchange with a backend on the direct path: write the request, read the answer
+//! head and rewrite it for the client, then copy the body as the backend framed it.
+
+use super::framing::{ChunkedEnd, Framing, Head, MAX_HEADERS};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// An answer head larger than this is a broken backend (502).
+const MAX_ANSWER_HEAD: usize = 64 * 1024;
+/// Bytes copied per read while streaming a body.
+const COPY_CHUNK: usize = 64 * 1024;
+
+/// Buffers kept across a connection's requests.
+#[derive(Default)]
+pub(super) struct Scratch {
+    pub(super) request: Vec<u8>,
+    pub(super) answer: Vec<u8>,
+    pub(super) out: Vec<u8>,
+}
+
+/// Whether the client's connection can carry another request.
+pub(super) enum ClientState {
+    Open,
+    /// The answer was close-delimited or the client is gone: close.
+    Broken,
+}
+
+/// Why an exchange failed, and so whether it can be tried again.
+pub(super) enum Failed {
+    /// No whole answer head came back (the request may or may not have arrived); nothing
+    /// sent to the client.
+    NoAnswer,
+    /// An answer that is not HTTP/1 or cannot be framed; nothing sent to the client.
+    BadAnswer,
+    /// The backend or client failed after the answer started: close the client.
+    Midway(u16),
+}
+
+/// An exchange that went through.
+pub(super) struct Done {
+    pub(super) status: u16,
+    pub(super) upstream_reusable: bool,
+    pub(super) client: ClientState,
+}
+
+/// Writes the request, reads the answer head, and copies head and body to the client.
+pub(super) async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut S,
+    upstream: &mut TcpStream,
+    head: &Head<'_>,
+    scratch: &mut Scratch,
+) -> Result<Done, Failed> {
+    upstream
+        .write_all(&scratch.request)
+        .await
+        .map_err(|_| Failed::NoAnswer)?;
+    let answer = &mut scratch.answer;
+    answer.clear();
+    // An interim answer went to the client: a failure now cannot be retried.
+    let mut interim = None;
+    loop {
+        // Read until an answer head (1xx heads are passed on as they come).
+        let (status, head_len, framing, upstream_close) = loop {
+            if !answer.is_empty() {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut resp = httparse::Response::new(&mut headers);
+                match resp.parse(answer) {
+                    Ok(httparse::Status::Complete(n)) => {
+                        let parsed = answer_head(&resp, head, &mut scratch.out)
+                            .map_err(|e| interim.map_or(e, Failed::Midway))?;
+                        break (parsed.0, n, parsed.1, parsed.2);
+                    }
+                    Ok(httparse::Status::Partial) if answer.len() < MAX_ANSWER_HEAD => {}
+                    _ => return Err(interim.map_or(Failed::BadAnswer, Failed::Midway)),
+                }
+            }
+            if answer.capacity() - answer.len() < 1024 {
+                answer.reserve(4096);
+            }
+            match upstream.read_buf(answer).await {
+                Ok(0) | Err(_) => {
+                    return Err(interim.map_or(Failed::NoAnswer, Failed::Midway));
+                }
+                Ok(_) => {}
+            }
+        };
+        if (100..200).contains(&status) {
+            // An interim answer (103 Early Hints, say): on to the client, then the next.
+            client
+                .write_all(&scratch.out)
+                .await
+                .map_err(|_| Failed::Midway(status))?;
+            interim = Some(status);
+            answer.drain(..head_len);
+            continue;
+        }
+        let done = Done {
+            status,
+            upstream_reusable: !upstream_close,
+            client: if matches!(framing, Framing::Close) || head.close {
+                ClientState::Broken
+            } else {
+                ClientState::Open
+            },
+        };
+        return copy_answer(client, upstream, scratch, head_len, framing, done).await;
+    }
+}
+
+/// Copies the answer to the client: its head as rewritten (`scratch.out`), then its body,
+/// which starts `head_len` bytes into `scratch.answer`, as `framing` says it ends. `done`
+/// learns whether the backend connection can be reused.
+async fn copy_answer<S: AsyncWrite + Unpin>(
+    client: &mut S,
+    upstream: &mut TcpStream,
+    scratch: &mut Scratch,
+    head_len: usize,
+    framing: Framing,
+    mut done: Done,
+) -> Result<Done, Failed> {
+    let status = done.status;
+    let answer = &mut scratch.answer;
+    let out = &mut scratch.out;
+    let body = &answer[head_len..];
+    let midway = |_| Failed::Midway(status);
+    match framing {
+        Framing::None => {
+            done.upstream_reusable &= body.is_empty();
+            client.write_all(out).await.map_err(midway)?;
+        }
+        Framing::Length(len) => {
+            let have = (body.len() as u64).min(len) as usize;
+            // Extra bytes past the answer: a backend out of step; not reused.
+            done.upstream_reusable &= body.len() as u64 <= len;
+            if out.len() + have <= COPY_CHUNK {
+                out.extend_from_slice(&body[..have]);
+                client.write_all(out).await.map_err(midway)?;
+            } else {
+                client.write_all(out).await.map_err(midway)?;
+                client.write_all(&body[..have]).await.map_err(midway)?;
+            }
+            let mut left = len - have as u64;
+            if left > 0 {
+                answer.clear();
+                answer.reserve(COPY_CHUNK);
+                while left > 0 {
+                    answer.clear();
+                    let want = (left.min(COPY_CHUNK as u64)) as usize;
+                    let n = (&mut *upstream)
+                        .take(want as u64)
+                        .read_buf(answer)
+                        .await
+                        .map_err(midway)?;
+                    if n == 0 {
+                        return Err(Failed::Midway(status));
+                    }
+                    client.write_all(&answer[..n]).await.map_err(midway)?;
+                    left -= n as u64;
+                }
+            }
+        }
+        Framing::Chunked => {
+            let mut end = ChunkedEnd::default();
+            let used = end.feed(body);
+            done.upstream_reusable &= used.is_none_or(|u| u == body.len());
+            let have = used.unwrap_or(body.len());
+            client.write_all(out).await.map_err(midway)?;
+            client.write_all(&body[..have]).await.map_err(midway)?;
+            if used.is_none() {
+                loop {
+                    answer.clear();
+                    answer.reserve(COPY_CHUNK);
+                    let n = upstream.read_buf(answer).await.map_err(midway)?;
+                    if n == 0 {
+                        return Err(Failed::Midway(status));
+                    }
+                    let used = end.feed(&answer[..n]);
+                    let have = used.unwrap_or(n);
+                    client.write_all(&answer[..have]).await.map_err(midway)?;
+                    if let Some(u) = used {
+                        done.upstream_reusable &= u == n;
+                        break;
+                    }
+                }
+            }
+        }
+        Framing::Close => {
+            done.upstream_reusable = false;
+            client.write_all(out).await.map_err(midway)?;
+            client.write_all(body).await.map_err(midway)?;
+            loop {
+                answer.clear();
+                answer.reserve(COPY_CHUNK);
+                match upstream.read_buf(answer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => client.write_all(&answer[..n]).await.map_err(midway)?,
+                }
+            }
+        }
+    }
+    client.flush().await.map_err(midway)?;
+    Ok(done)
+}
+
+/// Checks an answer head and writes the client's version of it into `out`: the backend's
+/// status and headers less hop-by-hop ones, a Server header when it has none, and
+/// `connection: close` when the client's connection will close. Returns the status, how
+/// the body ends and whether the backend closes its connection after it.
+fn answer_head(
+    resp: &httparse::Response<'_, '_>,
+    head: &Head<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(u16, Framing, bool), Failed> {
+    let status = resp.code.ok_or(Failed::BadAnswer)?;
+    if status == 101 || !(100..1000).contains(&status) {
+        return Err(Failed::BadAnswer);
+    }
+    let http11 = resp.version == Some(1);
+    let mut length: Option<u64> = None;
+    let mut chunked = None;
+    let mut upstream_close = !http11;
+    let mut server = false;
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let v = std::str::from_utf8(h.value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or(Failed::BadAnswer)?;
+            if length.is_some_and(|l| l != v) {
+                return Err(Failed::BadAnswer);
+            }
+            length = Some(v);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // The last coding decides (RFC 9112 6.3).
+            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default();
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in h.value.split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    upstream_close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && !http11 {
+                    upstream_close = false;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"server") {
+            server = true;
+        }
+    }
+    let framing = if (100..200).contains(&status)
+        || status == 204
+        || status == 304
+        || head.method == http::Method::HEAD
+    {
+        Framing::None
+    } else {
+        match (chunked, length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) => Framing::Close,
+            (None, Some(0)) => Framing::None,
+            (None, Some(n)) => Framing::Length(n),
+            (None, None) => Framing::Close,
+        }
+    };
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&[
+        b'0' + (status / 100) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+        b' ',
+    ]);
+    out.extend_from_slice(resp.reason.unwrap_or_default().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"keep-alive") {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !server {
+        out.extend_from_slice(b"server: gatehouse\r\n");
+    }
+    if (matches!(framing, Framing::Close) || head.close) && !(100..200).contains(&status) {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok((status, framing, upstream_close))
+}

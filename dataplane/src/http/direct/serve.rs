@@ -1,0 +1,323 @@
+//! Serving a connection on the direct path: read a head, decide whether this path takes
+//! the request, route it, and send it to an endpoint of its cluster (another after a
+//! failed connect, as the pingora path does); anything else is handed back for pingora.
+
+use super::framing::{Head, MAX_HEAD, MAX_HEADERS, eligible, head_end, write_request};
+use super::pool::{Pool, connect};
+use super::relay::{ClientState, Failed, Scratch, forward};
+use crate::http::forwarding::{EJECTION, MAX_CONNECT_ATTEMPTS};
+use crate::runtime::{Cluster, Ejections, Headers, RequestView, Runtime, Target};
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+/// The connection being served.
+pub struct Conn {
+    pub peer: SocketAddr,
+    /// The bind address the connection was accepted on.
+    pub bind: SocketAddr,
+    pub tls: bool,
+    /// The TLS server name, lower-case, without a trailing dot.
+    pub sni: Option<String>,
+}
+
+/// How the direct path left a connection.
+pub enum Outcome {
+    /// Done with: the client closed, an error, a close asked for, or the listener closing.
+    Closed,
+    /// A request for pingora, with every byte read from the client so far.
+    HandOff(Vec<u8>),
+}
+
+/// The direct path: shared by every connection of every listener.
+pub struct Direct {
+    state: Arc<ArcSwap<Runtime>>,
+    ejections: Arc<Ejections>,
+    pool: Pool,
+}
+
+/// What one request came to.
+enum Served {
+    /// Answered; the connection may carry another request.
+    KeepAlive,
+    /// Answered (or failed); the connection is to be closed.
+    Close,
+    /// Not for this path.
+    HandOff,
+}
+
+impl Direct {
+    /// `ejections` is shared with the pingora path: an endpoint that fails a connect on
+    /// either is skipped by both.
+    pub fn new(state: Arc<ArcSwap<Runtime>>, ejections: Arc<Ejections>) -> Self {
+        Direct {
+            state,
+            ejections,
+            pool: Pool::default(),
+        }
+    }
+
+    /// Serves requests from `client` until one is not for this path (handed back with the
+    /// bytes read) or the connection ends. The first bytes must come within `first_byte`.
+    pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        client: &mut S,
+        conn: &Conn,
+        shutdown: &mut watch::Receiver<bool>,
+        first_byte: Duration,
+    ) -> Outcome {
+        let mut buf: Vec<u8> = Vec::with_capacity(4096);
+        let mut scratch = Scratch::default();
+        let mut first = true;
+        if *shutdown.borrow() {
+            return Outcome::Closed;
+        }
+        // One wait for the listener closing, registered once for the whole connection
+        // rather than once per request.
+        let mut closing = std::pin::pin!(shutdown.changed());
+        loop {
+            // Read until a whole head is in.
+            let head_len = loop {
+                if let Some(n) = head_end(&buf) {
+                    break n;
+                }
+                if buf.len() >= MAX_HEAD {
+                    // Too large for us: pingora's to answer (431 past its own limit).
+                    return Outcome::HandOff(buf);
+                }
+                if buf.capacity() - buf.len() < 1024 {
+                    buf.reserve(4096);
+                }
+                let read = if first {
+                    first = false;
+                    match tokio::time::timeout(first_byte, client.read_buf(&mut buf)).await {
+                        Ok(r) => r,
+                        Err(_) => return Outcome::Closed,
+                    }
+                } else if buf.is_empty() {
+                    // Between requests: the listener closing ends an idle connection.
+                    tokio::select! {
+                        biased;
+                        r = client.read_buf(&mut buf) => r,
+                        _ = &mut closing => return Outcome::Closed,
+                    }
+                } else {
+                    client.read_buf(&mut buf).await
+                };
+                match read {
+                    Ok(0) | Err(_) => return Outcome::Closed,
+                    Ok(_) => {}
+                }
+            };
+            match self
+                .request(client, conn, &buf[..head_len], &mut scratch)
+                .await
+            {
+                Served::HandOff => return Outcome::HandOff(buf),
+                Served::Close => {
+                    let _ = client.shutdown().await;
+                    return Outcome::Closed;
+                }
+                Served::KeepAlive => {
+                    // Pipelined bytes stay for the next round.
+                    buf.drain(..head_len);
+                }
+            }
+        }
+    }
+
+    /// One request whose head is `raw` (complete).
+    async fn request<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        client: &mut S,
+        conn: &Conn,
+        raw: &[u8],
+        scratch: &mut Scratch,
+    ) -> Served {
+        // The one parse of this head. Malformed, too many headers, HTTP/2's preface:
+        // pingora's to answer.
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        if !matches!(req.parse(raw), Ok(httparse::Status::Complete(n)) if n == raw.len()) {
+            return Served::HandOff;
+        }
+        let Some(head) = eligible(&req) else {
+            return Served::HandOff;
+        };
+        let (path, query) = match head.target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (head.target, None),
+        };
+        let (route, cluster) = {
+            let runtime = self.state.load();
+            let Some(bind) = runtime.bind(conn.bind) else {
+                return Served::HandOff;
+            };
+            if let Some(sni) = &conn.sni
+                && bind.misdirected(sni, &head.host)
+            {
+                return Served::HandOff;
+            }
+            let view = RequestView {
+                host: &head.host,
+                path,
+                query,
+                method: &head.method,
+                headers: Headers::Raw(req.headers),
+            };
+            let Ok((_, route)) = bind.route(&view) else {
+                return Served::HandOff;
+            };
+            if !route.direct {
+                return Served::HandOff;
+            }
+            let backend = if route.backends.len() == 1 {
+                route.backends.first()
+            } else {
+                let sample = rand::random_range(0..route.total_weight.max(1));
+                let mut acc = 0u64;
+                route.backends.iter().find(|b| {
+                    acc += u64::from(b.weight);
+                    sample < acc
+                })
+            };
+            let Some(Target::Cluster(cluster)) = backend.map(|b| &b.target) else {
+                return Served::HandOff;
+            };
+            (route.clone(), cluster.clone())
+        };
+        let Some(first) = cluster.pick(&[], &self.ejections) else {
+            return Served::HandOff;
+        };
+
+        scratch.request.clear();
+        write_request(&mut scratch.request, &req, &head, conn.peer.ip(), conn.tls);
+        let idempotent = matches!(
+            head.method,
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        );
+        let exchanged = self
+            .exchange(client, &cluster, first, idempotent, &head, scratch)
+            .await;
+        if tracing::enabled!(target: "gatehouse::access", tracing::Level::DEBUG) {
+            let s = &route.source;
+            tracing::debug!(
+                target: "gatehouse::access",
+                client = %conn.peer,
+                method = %head.method,
+                uri = %head.target,
+                status = exchanged.status,
+                route = %format!("{} {}/{} rule {}", s.kind, s.namespace, s.name, s.rule),
+                upstream = ?exchanged.upstream,
+                outcome = exchanged.outcome,
+                path = "direct",
+            );
+        }
+        match exchanged.client {
+            ClientState::Open if !head.close => Served::KeepAlive,
+            _ => Served::Close,
+        }
+    }
+
+    /// Sends the request to an endpoint of `cluster` (trying others as the pingora path
+    /// does) and copies its answer to the client.
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        client: &mut S,
+        cluster: &Cluster,
+        first: SocketAddr,
+        idempotent: bool,
+        head: &Head<'_>,
+        scratch: &mut Scratch,
+    ) -> Exchanged {
+        let mut addr = first;
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (mut upstream, reused) = match self.pool.take(addr) {
+                Some(s) => (s, true),
+                None => match connect(addr).await {
+                    Ok(s) => (s, false),
+                    Err(_) => {
+                        // As fail_to_connect: skip the endpoint a while, try another.
+                        self.ejections.eject(addr, EJECTION);
+                        tried.push(addr);
+                        match cluster.pick(&tried, &self.ejections) {
+                            Some(next) if attempts < MAX_CONNECT_ATTEMPTS => {
+                                addr = next;
+                                continue;
+                            }
+                            _ => return fail(client, 502, addr).await,
+                        }
+                    }
+                },
+            };
+            match forward(client, &mut upstream, head, scratch).await {
+                Ok(done) => {
+                    if done.upstream_reusable {
+                        self.pool.put(addr, upstream);
+                    }
+                    return Exchanged {
+                        status: done.status,
+                        upstream: Some(addr),
+                        outcome: "proxied",
+                        client: done.client,
+                    };
+                }
+                Err(Failed::NoAnswer) => {
+                    // A pooled connection the backend had closed: the same endpoint on a
+                    // fresh connection.
+                    if reused && attempts < MAX_CONNECT_ATTEMPTS {
+                        self.pool.forget(addr);
+                        continue;
+                    }
+                    tried.push(addr);
+                    match cluster.pick(&tried, &self.ejections) {
+                        Some(next) if idempotent && attempts < MAX_CONNECT_ATTEMPTS => {
+                            addr = next;
+                        }
+                        _ => return fail(client, 502, addr).await,
+                    }
+                }
+                Err(Failed::BadAnswer) => return fail(client, 502, addr).await,
+                Err(Failed::Midway(status)) => {
+                    return Exchanged {
+                        status,
+                        upstream: Some(addr),
+                        outcome: "upstream failed mid-answer",
+                        client: ClientState::Broken,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// What an exchange came to, for the access log and the connection.
+struct Exchanged {
+    status: u16,
+    upstream: Option<SocketAddr>,
+    outcome: &'static str,
+    client: ClientState,
+}
+
+/// A 502 of our own; the connection closes after it, as after pingora's error answers.
+async fn fail<S: AsyncWrite + Unpin>(client: &mut S, status: u16, addr: SocketAddr) -> Exchanged {
+    let body = "upstream connect failure\n";
+    let answer = format!(
+        "HTTP/1.1 {status} Bad Gateway\r\nserver: gatehouse\r\ncontent-length: {}\r\ncache-control: private, no-store\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = client.write_all(answer.as_bytes()).await;
+    let _ = client.flush().await;
+    Exchanged {
+        status,
+        upstream: Some(addr),
+        outcome: "upstream connect failure",
+        client: ClientState::Broken,
+    }
+}

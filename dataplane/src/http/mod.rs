@@ -1,0 +1,7 @@
+//! The two request paths and what they share: the direct HTTP/1 path (`direct`) for plain
+//! routes, the pingora proxy (`proxy`) for everything else, and the forwarding rules both
+//! follow (`forwarding`: attempts, ejection, Host and X-Forwarded-For).
+
+pub mod direct;
+pub mod forwarding;
+pub mod proxy;
