@@ -22,23 +22,25 @@
 //! (`gatehouse_api::TrafficPolicySpec`) and `policy::compile`, and the annotation that
 //! sets it into `nginx`; a new kind of object is one line of `store::for_each_kind!`.
 
-pub mod backend_tls;
-pub mod backends;
-pub mod client_certificates;
-pub mod gateways;
-pub mod hostnames;
+#![warn(missing_docs)]
+
+mod backend_tls;
+mod backends;
+mod client_certificates;
+mod gateways;
+mod hostnames;
 pub mod httproute;
 pub mod ingress;
-pub mod meta;
+mod meta;
 pub mod nginx;
-pub mod policy;
-pub mod references;
-pub mod route_tables;
-pub mod settings;
+mod policy;
+mod references;
+mod route_tables;
+mod settings;
 pub mod status;
 pub mod store;
-pub mod tls_material;
-pub mod translator;
+mod tls_material;
+mod translator;
 pub mod yaml;
 
 #[cfg(test)]

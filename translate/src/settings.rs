@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+/// What translation is told of its installation.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// GatewayClasses with this controllerName are ours.
@@ -47,6 +48,9 @@ impl Default for Settings {
     }
 }
 
+/// Our GatewayClass controllerName by default.
 pub const GATEWAY_CONTROLLER: &str = "gatehouse.dev/gateway-controller";
+/// Our IngressClass controller by default.
 pub const INGRESS_CONTROLLER: &str = "gatehouse.dev/ingress-controller";
+/// The Gateway API group.
 pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";

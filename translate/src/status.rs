@@ -6,19 +6,26 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// A status condition as the Kubernetes API has it (lastTransitionTime is the status
+/// writer's to keep).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
+    /// Accepted, Programmed, ResolvedRefs, ... (`reason::*`).
     #[serde(rename = "type")]
     pub type_: String,
     /// "True", "False" or "Unknown".
     pub status: String,
+    /// A reason the spec names (`reason::*`).
     pub reason: String,
+    /// What a person needs to know: the field, the object, what to do.
     pub message: String,
+    /// The object generation the condition was computed from.
     pub observed_generation: i64,
 }
 
 impl Condition {
+    /// A condition of `type_`, True or False; the generation is stamped when it is set.
     pub fn new(type_: &str, status: bool, reason: &str, message: impl Into<String>) -> Self {
         Condition {
             type_: type_.into(),
@@ -29,17 +36,23 @@ impl Condition {
         }
     }
 
+    /// Whether the condition holds.
     pub fn is_true(&self) -> bool {
         self.status == "True"
     }
 }
 
+/// One listener's entry in a Gateway's or ListenerSet's `status.listeners`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ListenerStatus {
+    /// The listener's name.
     pub name: String,
+    /// Route kinds that may attach (of group gateway.networking.k8s.io).
     pub supported_kinds: Vec<String>,
+    /// Routes attached (accepted or not served), as the spec counts them.
     pub attached_routes: i32,
+    /// Accepted, ResolvedRefs, Conflicted, Programmed.
     pub conditions: Vec<Condition>,
 }
 
@@ -48,12 +61,18 @@ pub struct ListenerStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ParentRef {
+    /// gateway.networking.k8s.io unless the route said otherwise.
     pub group: String,
+    /// Gateway or ListenerSet.
     pub kind: String,
+    /// The route's namespace unless the route said otherwise.
     pub namespace: String,
+    /// The parent's name.
     pub name: String,
+    /// The listener named, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub section_name: Option<String>,
+    /// The port named, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<i32>,
 }
@@ -71,26 +90,39 @@ impl std::fmt::Display for ParentRef {
     }
 }
 
+/// A route's (or a policy's) status towards one parent (or ancestor).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ParentStatus {
+    /// The parent, defaults filled in.
     pub parent_ref: ParentRef,
+    /// Accepted, ResolvedRefs (and PartiallyInvalid) towards this parent.
     pub conditions: Vec<Condition>,
 }
 
+/// What translation says of one object: its conditions and, by kind, its addresses,
+/// listeners or parents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectStatus {
+    /// The object's kind (Gateway, HTTPRoute, Ingress, ...).
     pub kind: String,
+    /// Its namespace; empty for cluster-scoped objects.
     pub namespace: String,
+    /// Its name.
     pub name: String,
+    /// The generation the status was computed from.
     pub generation: i64,
+    /// The object's own conditions.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// A Gateway's (or an Ingress's) addresses.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
+    /// A Gateway's or ListenerSet's listeners.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub listeners: Vec<ListenerStatus>,
+    /// A route's parents, or a policy's ancestors.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub parents: Vec<ParentStatus>,
     /// A Gateway's count of accepted ListenerSets.
@@ -102,6 +134,7 @@ pub struct ObjectStatus {
 }
 
 impl ObjectStatus {
+    /// An object's status with no conditions yet.
     pub fn new(kind: &str, namespace: &str, name: &str, generation: i64) -> Self {
         ObjectStatus {
             kind: kind.into(),
@@ -118,10 +151,12 @@ impl ObjectStatus {
         set_condition(&mut self.conditions, condition);
     }
 
+    /// The object's condition of a type.
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.type_ == type_)
     }
 
+    /// One of its listeners, by name.
     pub fn listener_mut(&mut self, name: &str) -> Option<&mut ListenerStatus> {
         self.listeners.iter_mut().find(|l| l.name == name)
     }
@@ -140,10 +175,12 @@ pub fn set_condition(conditions: &mut Vec<Condition>, condition: Condition) {
 /// next one did not change them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct StatusReport {
+    /// Every object's status, by `StatusReport::key`.
     pub objects: BTreeMap<String, Arc<ObjectStatus>>,
 }
 
 impl StatusReport {
+    /// "Kind namespace/name", or "Kind name" for cluster-scoped objects.
     pub fn key(kind: &str, namespace: &str, name: &str) -> String {
         if namespace.is_empty() {
             format!("{kind} {name}")
@@ -152,6 +189,7 @@ impl StatusReport {
         }
     }
 
+    /// An object's status, made (with this generation) when it has none yet.
     pub fn entry(
         &mut self,
         kind: &str,
@@ -166,6 +204,7 @@ impl StatusReport {
         )
     }
 
+    /// An object's status, if any.
     pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<&ObjectStatus> {
         self.objects
             .get(&Self::key(kind, namespace, name))
@@ -218,7 +257,9 @@ impl StatusReport {
     }
 }
 
-/// Condition types and reasons, spelled as the Gateway API spec spells them.
+/// Condition types and reasons, spelled as the Gateway API spec spells them (each constant
+/// is its own documentation).
+#[allow(missing_docs)]
 pub mod reason {
     pub const ACCEPTED: &str = "Accepted";
     pub const PROGRAMMED: &str = "Programmed";

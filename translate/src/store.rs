@@ -37,11 +37,14 @@ macro_rules! for_each_kind {
 /// Namespace and name. Cluster-scoped objects have an empty namespace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
+    /// Empty for cluster-scoped objects.
     pub namespace: String,
+    /// The object's name.
     pub name: String,
 }
 
 impl ObjectKey {
+    /// The key of `namespace/name`.
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
         ObjectKey {
             namespace: namespace.into(),
@@ -49,6 +52,7 @@ impl ObjectKey {
         }
     }
 
+    /// The key of an object.
     pub fn of<K: ResourceExt>(obj: &K) -> Self {
         ObjectKey::new(obj.namespace().unwrap_or_default(), obj.name_any())
     }
@@ -70,23 +74,27 @@ macro_rules! store {
         /// of what it parsed hold the same object, so an unchanged object keeps its identity
         /// from one load to the next, and translation recomputes only what changed.
         #[derive(Debug, Clone)]
+        #[allow(missing_docs)] // One variant per kind, named as the kind.
         pub enum Object {
             $($variant(Arc<$ty>),)*
         }
 
         impl Object {
+            /// The object's kind, as the API spells it.
             pub fn kind(&self) -> &'static str {
                 match self {
                     $(Object::$variant(_) => $kind,)*
                 }
             }
 
+            /// The object's namespace and name.
             pub fn key(&self) -> ObjectKey {
                 match self {
                     $(Object::$variant(o) => ObjectKey::of(&**o),)*
                 }
             }
 
+            /// Whether objects of its kind live in a namespace.
             pub fn is_namespaced(&self) -> bool {
                 match self {
                     $(Object::$variant(_) => $namespaced,)*
@@ -125,6 +133,7 @@ macro_rules! store {
 
         /// Every object by kind and key. Cloning it clones pointers, not objects.
         #[derive(Debug, Clone, Default)]
+        #[allow(missing_docs)] // One map per kind, named as the kind.
         pub struct Store {
             $(pub $field: BTreeMap<ObjectKey, Arc<$ty>>,)*
         }

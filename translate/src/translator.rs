@@ -11,9 +11,12 @@ use gatehouse_model::ir::Config;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+/// What translation gives.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Output {
+    /// The model every data plane compiles (each is sent what its Gateways use).
     pub config: Config,
+    /// Every object's status, before data planes report (Programmed pending).
     pub status: StatusReport,
     /// The data planes every accepted Gateway (an API object) should have.
     pub dataplanes: BTreeMap<ObjectKey, DataPlanePlan>,
@@ -23,7 +26,9 @@ pub struct Output {
 /// listeners (its own and its ListenerSets') use.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct DataPlanePlan {
+    /// The class's parameters, overridden field by field by the Gateway's.
     pub parameters: GatewayParametersSpec,
+    /// The ports of its served listeners, each once, in order.
     pub ports: Vec<u16>,
 }
 
@@ -99,6 +104,7 @@ const ROUTE_CONTEXT_EXEMPT: [&str; 8] = [
 const INGRESS_INPUTS: [&str; 3] = ["Ingress", "IngressClass", "IngressClassParameters"];
 
 impl Translator {
+    /// A translator that has translated nothing yet.
     pub fn new(settings: Settings) -> Self {
         Translator {
             settings,
@@ -106,6 +112,8 @@ impl Translator {
         }
     }
 
+    /// Translates a version of the store, computing again only what changed since the
+    /// last version this translator saw.
     pub fn translate(&mut self, store: &Store) -> Output {
         let mut status = StatusReport::default();
         let mut backends = backends::Backends::new(store);

@@ -8,11 +8,14 @@ use crate::store::Object;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 
+/// A problem reading the source: the file, the line when known, and what.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SourceError {
+    /// The file (or directory).
     pub file: PathBuf,
     /// 1-based line in the file, when known.
     pub line: Option<usize>,
+    /// What is wrong, naming the field.
     pub message: String,
 }
 

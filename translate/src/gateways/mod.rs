@@ -11,7 +11,4 @@ mod planned;
 
 pub use emit::finish;
 pub use plan::plan;
-pub use planned::{
-    AllowedNamespaces, LabelSelector, Owner, PlannedGateway, PlannedListener, PlannedListenerSet,
-    parent,
-};
+pub use planned::{LabelSelector, Owner, PlannedGateway, PlannedListener, parent};

@@ -16,11 +16,14 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// An IngressClass with this annotation "true" serves Ingresses that name no class.
 pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+/// The class an Ingress names by annotation (before spec.ingressClassName).
 pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 /// Namespace of the Gateways made for IngressClasses without parameters.
 pub const DEFAULT_GATEWAY_NAMESPACE: &str = "gatehouse-system";
 
+/// Our IngressClasses: the Gateway serving each, and what each decides by default.
 #[derive(Debug, Default)]
 pub struct IngressPlan {
     /// Our IngressClasses and the Gateway serving each.
@@ -36,6 +39,8 @@ pub struct IngressPlan {
     pub default_gateways: Vec<Gateway>,
 }
 
+/// Plans every IngressClass of ours (status included), with a Gateway made for each class
+/// whose parameters name none.
 pub fn plan_classes(store: &Store, settings: &Settings, status: &mut StatusReport) -> IngressPlan {
     let mut plan = IngressPlan::default();
     let ours: Vec<_> = store
@@ -268,7 +273,9 @@ impl IngressPlan {
 pub struct ClassDefaults {
     /// The Gateway's listeners serving the class; all when empty.
     pub sections: Vec<String>,
+    /// ssl-redirect when the Ingress does not say (true unless the parameters turn it off).
     pub ssl_redirect: bool,
+    /// HSTS on answers over HTTPS to hosts with TLS; None when turned off.
     pub hsts: Option<gatehouse_model::ir::Hsts>,
 }
 
@@ -282,7 +289,10 @@ impl ClassDefaults {
 
 /// An Ingress of one of our classes, the Gateway serving it, and its annotations read.
 pub struct ServedIngress<'a> {
+    /// The Ingress.
     pub ingress: &'a Ingress,
+    /// The Gateway its class names (or was made for it).
     pub gateway: &'a ObjectKey,
+    /// Its annotations, read once.
     pub annotations: nginx::Parsed,
 }

@@ -20,6 +20,7 @@ pub struct HostFacts {
 }
 
 impl HostFacts {
+    /// The facts of every host the Ingresses name.
     pub fn of(ingresses: &[ServedIngress]) -> HostFacts {
         let mut facts = HostFacts::default();
         for o in ingresses {
@@ -56,16 +57,19 @@ impl HostFacts {
         facts
     }
 
+    /// Whether some Ingress on the Gateway names the host.
     pub fn named(&self, gateway: &ObjectKey, host: &str) -> bool {
         self.named
             .contains(&(gateway.clone(), host.to_ascii_lowercase()))
     }
 
+    /// Whether the host's paths match as nginx's case-insensitive regular expressions.
     pub fn regex_mode(&self, gateway: &ObjectKey, host: &str) -> bool {
         self.regex
             .contains(&(gateway.clone(), host.to_ascii_lowercase()))
     }
 
+    /// Whether some Ingress gives the host a certificate.
     pub fn has_tls(&self, gateway: &ObjectKey, host: &str) -> bool {
         self.tls
             .contains(&(gateway.clone(), host.to_ascii_lowercase()))

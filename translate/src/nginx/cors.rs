@@ -5,7 +5,9 @@ use super::reader::Reader;
 use super::values::{cors_origin_ok, parse_bool, valid_chars};
 use gatehouse_api::CorsPolicy;
 
+/// cors-allow-methods' default.
 pub const CORS_METHODS: &str = "GET, PUT, POST, DELETE, PATCH, OPTIONS";
+/// cors-allow-headers' default.
 pub const CORS_HEADERS: &str = "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization";
 /// cors-max-age's default: 20 days.
 const CORS_MAX_AGE: u32 = 1_728_000;

@@ -5,6 +5,7 @@
 use gatehouse_api::TrafficPolicySpec;
 use gatehouse_model::ir::FixedRedirect;
 
+/// The prefix of every ingress-nginx annotation.
 pub const PREFIX: &str = "nginx.ingress.kubernetes.io/";
 
 /// The outcome of reading an Ingress's annotations.
@@ -35,8 +36,11 @@ pub struct IngressSettings {
     pub redirect: Option<FixedRedirect>,
     /// None: the IngressClass's default (true unless its parameters say otherwise).
     pub ssl_redirect: Option<bool>,
+    /// Plain HTTP is redirected to HTTPS even for hosts without TLS.
     pub force_ssl_redirect: bool,
+    /// The www. twin of each host (or the host without www.) redirects to it.
     pub from_to_www_redirect: bool,
+    /// The Ingress is a canary of the Ingress with the same host and path.
     pub canary: Option<Canary>,
     /// Why every path of the Ingress answers 503 (an invalid source range or auth setting:
     /// a typo never opens what was meant to be closed).
@@ -46,11 +50,17 @@ pub struct IngressSettings {
 /// canary: "true" and its companions.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Canary {
+    /// A header sending the request to the canary ("always") or not ("never").
     pub by_header: Option<String>,
+    /// The header's value that sends to the canary, instead of "always".
     pub by_header_value: Option<String>,
+    /// A regular expression on the header's value that sends to the canary.
     pub by_header_pattern: Option<String>,
+    /// A cookie sending the request to the canary ("always") or not ("never").
     pub by_cookie: Option<String>,
+    /// The canary's share of the rest, out of `weight_total`.
     pub weight: u32,
+    /// What weights are out of (100 by default).
     pub weight_total: u32,
 }
 
