@@ -4,4 +4,5 @@
 
 pub mod direct;
 pub mod forwarding;
+pub mod path;
 pub mod proxy;

@@ -36,6 +36,26 @@ pub struct CompiledRoute {
     pub direct: bool,
 }
 
+impl CompiledRoute {
+    /// The backend a request goes to, by weight, with its index; None when every weight is
+    /// 0 (the request is answered 500). Both request paths choose through here, so a route
+    /// gives one answer whichever path serves it.
+    pub fn choose_backend(&self) -> Option<(usize, &CompiledBackend)> {
+        if self.total_weight == 0 {
+            return None;
+        }
+        if let [only] = self.backends.as_slice() {
+            return Some((0, only));
+        }
+        let sample = rand::random_range(0..self.total_weight);
+        let mut acc = 0u64;
+        self.backends.iter().enumerate().find(|(_, b)| {
+            acc += u64::from(b.weight);
+            sample < acc
+        })
+    }
+}
+
 impl std::ops::Deref for CompiledRoute {
     type Target = gatehouse_model::ir::Route;
 

@@ -7,6 +7,7 @@
 
 mod backend_tls;
 mod channel;
+mod edge;
 #[cfg(feature = "testbed")]
 mod kubernetes;
 mod lifecycle;

@@ -151,6 +151,10 @@ impl Direct {
             Some((p, q)) => (p, Some(q)),
             None => (head.target, None),
         };
+        // A path to normalise (or refuse) is pingora's: one normalisation, one answer.
+        if !crate::http::path::is_normal(path) {
+            return Served::HandOff;
+        }
         let (route, cluster) = {
             let runtime = self.state.load();
             let Some(bind) = runtime.bind(conn.bind) else {
@@ -174,17 +178,11 @@ impl Direct {
             if !route.direct {
                 return Served::HandOff;
             }
-            let backend = if route.backends.len() == 1 {
-                route.backends.first()
-            } else {
-                let sample = rand::random_range(0..route.total_weight.max(1));
-                let mut acc = 0u64;
-                route.backends.iter().find(|b| {
-                    acc += u64::from(b.weight);
-                    sample < acc
-                })
+            // No backend (every weight 0), an invalid one: pingora's answer (500).
+            let Some((_, backend)) = route.choose_backend() else {
+                return Served::HandOff;
             };
-            let Some(Target::Cluster(cluster)) = backend.map(|b| &b.target) else {
+            let Target::Cluster(cluster) = &backend.target else {
                 return Served::HandOff;
             };
             (route.clone(), cluster.clone())

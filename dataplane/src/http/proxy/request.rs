@@ -28,6 +28,19 @@ impl GatehouseProxy {
     /// and access lists, external auth and the body limit, each of which may answer the
     /// request here; then the mirrors start and a backend and endpoint are chosen.
     pub(super) async fn on_request(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // One normalisation of the path, before any route is chosen; the backend gets the
+        // path the request was routed on.
+        let path = match crate::http::path::normalize(session.req_header().uri.path()) {
+            Ok(std::borrow::Cow::Borrowed(p)) => p.to_string(),
+            Ok(std::borrow::Cow::Owned(p)) => {
+                set_path(session.req_header_mut(), &p)?;
+                p
+            }
+            Err(e) => {
+                ctx.status_reason = "bad path";
+                return respond(session, 400, format!("bad request: {e}\n"), &[]).await;
+            }
+        };
         // Routing: the bind, the Host against the TLS server name, then the route.
         let runtime = self.state.load_full();
         ctx.runtime = Some(runtime.clone());
@@ -53,7 +66,6 @@ impl GatehouseProxy {
             .await;
         }
         let req = session.req_header();
-        let path = req.uri.path().to_string();
         let query = req.uri.query().map(str::to_string);
         let routed = bind
             .route(&RequestView {
@@ -222,22 +234,8 @@ impl GatehouseProxy {
         route: &CompiledRoute,
         client: Option<IpAddr>,
     ) -> Result<bool> {
-        if route.total_weight == 0 {
+        let Some((index, backend)) = route.choose_backend() else {
             ctx.status_reason = "no backend";
-            return respond(session, 500, "no backend\n".into(), &[]).await;
-        }
-        let sample = rand::random_range(0..route.total_weight);
-        let Some((index, backend)) = route
-            .backends
-            .iter()
-            .enumerate()
-            .scan(0u64, |acc, (i, b)| {
-                *acc += u64::from(b.weight);
-                Some((i, b, *acc))
-            })
-            .find(|(_, _, acc)| sample < *acc)
-            .map(|(i, b, _)| (i, b))
-        else {
             return respond(session, 500, "no backend\n".into(), &[]).await;
         };
         ctx.backend = index;
@@ -464,4 +462,22 @@ fn redirect(
         });
     }
     None
+}
+
+/// Replaces the request's path, keeping its query (and the authority of an absolute-form
+/// target).
+fn set_path(req: &mut RequestHeader, path: &str) -> Result<()> {
+    let pq = match req.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = req.uri.clone().into_parts();
+    parts.path_and_query = Some(
+        pq.parse()
+            .map_err(|e| Error::because(ErrorType::InternalError, "normalised path", e))?,
+    );
+    let uri = http::Uri::from_parts(parts)
+        .map_err(|e| Error::because(ErrorType::InternalError, "normalised path", e))?;
+    req.set_uri(uri);
+    Ok(())
 }

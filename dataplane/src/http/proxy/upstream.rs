@@ -174,6 +174,8 @@ impl GatehouseProxy {
                             }
                             _ => modify_path(m, upstream.uri.path(), prefix.as_deref()),
                         };
+                        // A rewrite of a normal path stays normal and under the root.
+                        let new_path = crate::http::path::tidy_rewritten(&new_path).into_owned();
                         let pq = match upstream.uri.query() {
                             Some(q) => format!("{new_path}?{q}"),
                             None => new_path,

@@ -1,0 +1,173 @@
+//! The data plane at the edge, tried as an attacker, a careless tenant and a misbehaving
+//! backend would: path spellings, one answer per route whichever request path serves it,
+//! poisoned upstream connections, slow and idle clients, tenant isolation. Requests are
+//! written as raw bytes, so no client library tidies them up first.
+
+use crate::support::*;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PORT: u16 = 8080;
+
+/// Sends `request` on a new connection and reads until the proxy closes it (5 s at
+/// most). Returns the status code (0 when there is no answer) and the whole answer.
+pub(crate) async fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
+    if s.write_all(request).await.is_err() {
+        return (0, String::new());
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    (status_of(&text), text)
+}
+
+/// The status code of an HTTP/1 answer's first line; 0 when there is none.
+pub(crate) fn status_of(answer: &str) -> u16 {
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// GET `target` for `host` as HTTP/1.1 (the direct path takes it first) or HTTP/1.0
+/// (pingora's alone), closing after the answer.
+fn get_as(version: &str, target: &str, host: &str) -> Vec<u8> {
+    format!("GET {target} {version}\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+/// An Ingress serving `/` from `app` and `/admin` with a source range no test client is in
+/// (the Ingress from the edge-safety report), on Gatehouse's Ingress setup.
+async fn protected_admin() -> Gatehouse {
+    let gh = crate::nginx::setup().await;
+    gh.write(
+        "ingress.yaml",
+        "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: site, namespace: default}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: site.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: app, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: admin
+  namespace: default
+  annotations: {nginx.ingress.kubernetes.io/whitelist-source-range: 10.0.0.0/8}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: site.example.com
+    http:
+      paths:
+      - {path: /admin, pathType: Prefix, backend: {service: {name: app, port: {number: 80}}}}
+",
+    );
+    let addr = SocketAddr::new(gh.ip, PORT);
+    wait_for("the admin rule", || async {
+        raw(addr, &get_as("HTTP/1.1", "/admin", "site.example.com"))
+            .await
+            .0
+            == 403
+    })
+    .await
+    .unwrap();
+    gh
+}
+
+/// Every spelling of a protected prefix gets the protected prefix's answer (403) or 400,
+/// never the `/` route's backend, on both request paths; and the backend gets the path
+/// the request was routed on.
+#[tokio::test]
+async fn path_spellings_of_a_protected_prefix_never_reach_the_other_route() {
+    let gh = protected_admin().await;
+    let addr = SocketAddr::new(gh.ip, PORT);
+    let host = "site.example.com";
+    let spellings = [
+        ("/admin", 403),
+        ("/x/../admin", 403),
+        ("/x/./../admin/", 403),
+        ("/%61dmin", 403),
+        ("/%61%64%6D%69%6E/panel", 403),
+        ("//admin", 403),
+        ("/./admin", 403),
+        ("/x/%2e%2e/admin", 403),
+        ("/x%2F..%2Fadmin", 400),
+        ("/x%2f..%2fadmin", 400),
+        ("/x%5C..%5Cadmin", 400),
+        ("/x\\..\\admin", 400),
+        ("/../admin", 400),
+        ("/admin%00", 400),
+        ("/x%zz", 400),
+    ];
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        for (path, want) in spellings {
+            let (code, answer) = raw(addr, &get_as(version, path, host)).await;
+            assert_eq!(code, want, "{version} {path}: {answer}");
+        }
+        // The backend gets the normalised path.
+        let (code, answer) = raw(addr, &get_as(version, "/a/./b/../c//d?q=%2F", host)).await;
+        assert_eq!(code, 200, "{answer}");
+        assert!(
+            answer.contains("\"path\":\"/a/c/d?q=%2F\""),
+            "{version}: the backend saw another path: {answer}"
+        );
+    }
+}
+
+/// A route whose only backend has weight 0 answers 500 on every request path: HTTP/1.1
+/// (the direct path, which once answered 200 from the backend), HTTP/1.0 and HTTP/2.
+#[tokio::test]
+async fn a_route_with_no_weight_answers_500_on_every_path() {
+    let gh = Gatehouse::start().await;
+    gh.write("gateway.yaml", &http_gateway(&[PORT]));
+    gh.backend("app").await;
+    gh.write(
+        "route.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: zero, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [zero.example.com]
+  rules:
+  - backendRefs: [{name: app, port: 80, weight: 0}]
+",
+    );
+    gh.wait_programmed("default/gw").await;
+    let addr = SocketAddr::new(gh.ip, PORT);
+    let host = "zero.example.com";
+    wait_for("the route", || async {
+        raw(addr, &get_as("HTTP/1.0", "/", host)).await.0 == 500
+    })
+    .await
+    .unwrap();
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        for _ in 0..3 {
+            let (code, answer) = raw(addr, &get_as(version, "/", host)).await;
+            assert_eq!(code, 500, "{version}: {answer}");
+        }
+    }
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .resolve(host, addr)
+        .build()
+        .expect("h2 client");
+    let resp = h2
+        .get(format!("http://{host}:{PORT}/"))
+        .send()
+        .await
+        .expect("h2 answer");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 500);
+}
