@@ -97,8 +97,19 @@ impl DataPlane {
             .inner
             .lock()
             .map_err(|_| "data plane state poisoned".to_string())?;
+        let endpoints_changed =
+            received.changes.everything || !received.changes.clusters.is_empty();
         let runtime = Arc::new(inner.compiler.compile(received, version)?);
         received.compiled();
+        if endpoints_changed {
+            // Idle backend connections to endpoints that left are closed.
+            let live: std::collections::HashSet<std::net::SocketAddr> = received
+                .clusters
+                .values()
+                .flat_map(|c| c.endpoints.iter().copied())
+                .collect();
+            self.handlers.direct.forget_endpoints_except(&live);
+        }
         // Swap first so that a connection on a new socket finds its table.
         self.state.store(runtime.clone());
         let failures = inner

@@ -208,7 +208,11 @@ mod tests {
         assert_eq!(n("/a/%2E%2E/admin").unwrap(), "/admin");
         assert_eq!(n("/a/b/..").unwrap(), "/a/");
         assert_eq!(n("/a/.").unwrap(), "/a/");
-        assert_eq!(n("/caf%c3%a9").unwrap(), "/caf%C3%A9", "other escapes kept, upper-case");
+        assert_eq!(
+            n("/caf%c3%a9").unwrap(),
+            "/caf%C3%A9",
+            "other escapes kept, upper-case"
+        );
         assert_eq!(n("/a%20b").unwrap(), "/a%20b");
     }
 

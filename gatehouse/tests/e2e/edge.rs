@@ -171,3 +171,128 @@ spec:
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(resp.status(), 500);
 }
+
+/// A backend out of step: it answers HEAD with a body, and after `/late` it sends a whole
+/// second answer nobody asked for (then signals `stray_sent`). Every other request gets
+/// its own path back as the body. Keep-alive, one request at a time per connection.
+async fn misbehaving_backend(ip: std::net::IpAddr) -> (u16, std::sync::Arc<tokio::sync::Notify>) {
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let stray_sent = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = stray_sent.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let notify = notify.clone();
+            // Each write on the wire at once (no Nagle): the stray answer has reached the
+            // proxy when `stray_sent` fires. Bytes that come after the proxy reused the
+            // connection are that request's answer to any proxy.
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end + 4);
+                    let mut line = head.split(' ');
+                    let (method, path) = (line.next().unwrap_or(""), line.next().unwrap_or(""));
+                    let answer = |body: &str| {
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                    };
+                    let out = if method == "HEAD" {
+                        answer("HEAD-BODY-THAT-MUST-NOT-BE-HERE")
+                    } else {
+                        answer(path)
+                    };
+                    if s.write_all(out.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    if path == "/late" {
+                        // After the answer went out: a whole answer of its own.
+                        tokio::task::yield_now().await;
+                        let _ = s.write_all(answer("/stray").as_bytes()).await;
+                        notify.notify_one();
+                    }
+                }
+            });
+        }
+    });
+    (port, stray_sent)
+}
+
+/// The body of an HTTP/1 answer read to its end (the connection closes after it).
+fn body_of(answer: &str) -> &str {
+    answer.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// With a backend that sends bytes after its answers, no client ever receives bytes of
+/// another request's answer: on the direct path (HTTP/1.1) and pingora's (HTTP/1.0).
+#[tokio::test]
+async fn a_backend_out_of_step_never_hands_one_client_another_answer() {
+    let gh = Gatehouse::start().await;
+    gh.write("gateway.yaml", &http_gateway(&[PORT]));
+    let (port, stray_sent) = misbehaving_backend(gh.ip).await;
+    gh.write("svc.yaml", &service("odd", gh.ip, &[port]));
+    gh.write(
+        "route.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: odd, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [odd.example.com]
+  rules:
+  - backendRefs: [{name: odd, port: 80}]
+",
+    );
+    let addr = SocketAddr::new(gh.ip, PORT);
+    let host = "odd.example.com";
+    wait_for("the route", || async {
+        raw(addr, &get_as("HTTP/1.1", "/ready", host)).await.0 == 200
+    })
+    .await
+    .unwrap();
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        let head = format!("HEAD / {version}\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        for round in 0..3 {
+            let (code, answer) = raw(addr, head.as_bytes()).await;
+            assert_eq!(code, 200, "{version} HEAD: {answer}");
+            assert_eq!(body_of(&answer), "", "{version}: a HEAD answer has no body");
+            for i in 0..4 {
+                let path = format!("/p/{round}/{i}");
+                let (code, answer) = raw(addr, &get_as(version, &path, host)).await;
+                assert_eq!(
+                    (code, body_of(&answer)),
+                    (200, path.as_str()),
+                    "{version}: another request's bytes: {answer:?}"
+                );
+            }
+        }
+        for round in 0..3 {
+            let (code, answer) = raw(addr, &get_as(version, "/late", host)).await;
+            assert_eq!((code, body_of(&answer)), (200, "/late"), "{version}");
+            stray_sent.notified().await;
+            for i in 0..4 {
+                let path = format!("/q/{round}/{i}");
+                let (code, answer) = raw(addr, &get_as(version, &path, host)).await;
+                assert_eq!(
+                    (code, body_of(&answer)),
+                    (200, path.as_str()),
+                    "{version}: another request's bytes: {answer:?}"
+                );
+            }
+        }
+    }
+}

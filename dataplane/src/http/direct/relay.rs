@@ -249,11 +249,19 @@ fn answer_head(
             server = true;
         }
     }
-    let framing = if (100..200).contains(&status)
+    let bodiless = (100..200).contains(&status)
         || status == 204
         || status == 304
-        || head.method == http::Method::HEAD
+        || head.method == http::Method::HEAD;
+    // Framing the connection cannot be sure of: both a length and a coding, or an answer
+    // that has no body but announces one (a HEAD's Content-Length, a 204 with a coding):
+    // whatever the backend sends after it must not reach the next request's client.
+    if (chunked.is_some() && length.is_some())
+        || (bodiless && (chunked.is_some() || length.is_some_and(|n| n > 0)))
     {
+        upstream_close = true;
+    }
+    let framing = if bodiless {
         Framing::None
     } else {
         match (chunked, length) {

@@ -60,6 +60,11 @@ impl Direct {
         }
     }
 
+    /// Closes idle backend connections to endpoints no cluster of the applied version has.
+    pub fn forget_endpoints_except(&self, live: &std::collections::HashSet<SocketAddr>) {
+        self.pool.retain(live);
+    }
+
     /// Serves requests from `client` until one is not for this path (handed back with the
     /// bytes read) or the connection ends. The first bytes must come within `first_byte`.
     pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
@@ -268,8 +273,9 @@ impl Direct {
                 }
                 Err(Failed::NoAnswer) => {
                     // A pooled connection the backend had closed: the same endpoint on a
-                    // fresh connection.
-                    if reused && attempts < MAX_CONNECT_ATTEMPTS {
+                    // fresh connection, for a request that may be sent twice (the request
+                    // may have reached the backend).
+                    if reused && idempotent && attempts < MAX_CONNECT_ATTEMPTS {
                         self.pool.forget(addr);
                         continue;
                     }
