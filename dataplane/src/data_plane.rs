@@ -6,7 +6,7 @@ use crate::http::direct::Direct;
 use crate::http::forwarding::{MAX_CONNECT_ATTEMPTS, MAX_POLICY_ATTEMPTS};
 use crate::http::proxy::GatehouseProxy;
 use crate::net::listeners::{Handlers, Listeners};
-use crate::runtime::{Compiler, Ejections, Runtime};
+use crate::runtime::{Compiler, Ejections, Refused, Runtime};
 use arc_swap::ArcSwap;
 use gatehouse_model::ir::Config;
 use pingora_core::server::configuration::ServerConf;
@@ -32,6 +32,14 @@ pub(crate) fn large_update_applied() {
 
 /// A listener that could not be opened: (listener key, error).
 pub type ListenerError = (String, String);
+
+/// What applying a version came to: listeners that could not be opened, and resources
+/// left out.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub listener_errors: Vec<ListenerError>,
+    pub refused: Vec<Refused>,
+}
 
 /// A data plane: the runtime it serves, its listeners, and the compiler that turns each
 /// version it is given into the next runtime.
@@ -79,27 +87,43 @@ impl DataPlane {
         })
     }
 
-    /// Applies a whole config as a version (tools and tests). On error nothing changes and
-    /// the previous version keeps serving.
-    pub fn apply(&self, config: &Config, version: u64) -> Result<Vec<ListenerError>, String> {
+    /// Applies a whole config as a version (tools and tests).
+    pub fn apply(&self, config: &Config, version: u64) -> Result<Applied, String> {
         self.apply_received(&mut Received::of(config), version)
     }
 
-    /// Applies what the received model changed since the last applied version. On error
-    /// nothing changes, the previous version keeps serving, and the changes are kept for
-    /// the next version. On success, listeners that could not be opened are returned.
-    pub fn apply_received(
-        &self,
-        received: &mut Received,
-        version: u64,
-    ) -> Result<Vec<ListenerError>, String> {
+    /// Applies what the received model changed since the last applied version. A resource
+    /// that cannot be applied is left out and reported (`Applied::refused`); the rest
+    /// applies. The version is refused as a whole (NACK: nothing changes, the previous
+    /// version keeps serving and the changes are kept for the next) only when compiling it
+    /// panicked.
+    pub fn apply_received(&self, received: &mut Received, version: u64) -> Result<Applied, String> {
         let mut inner = self
             .inner
             .lock()
             .map_err(|_| "data plane state poisoned".to_string())?;
         let endpoints_changed =
             received.changes.everything || !received.changes.clusters.is_empty();
-        let runtime = Arc::new(inner.compiler.compile(received, version)?);
+        // A bug must not take the data plane (and every replica, on the same config) down
+        // with it: the version is refused, and the process serves on.
+        let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            inner.compiler.compile(received, version)
+        }));
+        let (runtime, refused) = match compiled {
+            Ok(c) => c,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                // Whatever the compiler held may be half-built: start from scratch.
+                inner.compiler = Compiler::default();
+                received.changes.everything = true;
+                return Err(format!("compiling version {version} failed: {what}"));
+            }
+        };
+        let runtime = Arc::new(runtime);
         received.compiled();
         if endpoints_changed {
             // Idle backend connections to endpoints that left are closed.
@@ -115,7 +139,7 @@ impl DataPlane {
         let failures = inner
             .listeners
             .reconcile(&runtime, &self.state, &self.handlers);
-        Ok(failures
+        let listener_errors = failures
             .into_iter()
             .flat_map(|(addr, error)| {
                 received
@@ -124,7 +148,11 @@ impl DataPlane {
                     .filter(move |l| l.socket_addr() == addr)
                     .map(move |l| (l.key.clone(), error.clone()))
             })
-            .collect())
+            .collect();
+        Ok(Applied {
+            listener_errors,
+            refused,
+        })
     }
 
     /// The version being served (0 before the first).

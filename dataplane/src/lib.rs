@@ -22,4 +22,4 @@ pub mod net;
 pub mod policies;
 pub mod runtime;
 
-pub use data_plane::{DataPlane, LARGE_UPDATE, ListenerError, after_large_update};
+pub use data_plane::{Applied, DataPlane, LARGE_UPDATE, ListenerError, after_large_update};

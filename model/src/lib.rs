@@ -4,6 +4,7 @@
 //!
 //! No Kubernetes types and no I/O live here, so both sides and every test can use it.
 
+pub mod certificate;
 #[cfg(feature = "channel")]
 pub mod channel;
 pub mod ir;

@@ -32,6 +32,8 @@ pub struct AckEvent {
     pub error: String,
     /// (listener key, error) for listeners that could not be opened.
     pub listener_errors: Vec<(String, String)>,
+    /// Resources the data plane left out of the version: (resource, listener keys, error).
+    pub refused: Vec<(String, Vec<String>, String)>,
     /// (gateway key, generation) contained in the acknowledged version.
     pub gateways: Vec<(String, i64)>,
 }
@@ -241,16 +243,39 @@ impl ConfigDiscovery for ConfigServer {
                 } else {
                     tracing::warn!(%node, version = ack.version, error = %ack.error, "data plane refused config");
                 }
+                // A data plane speaks for the Gateways it was sent, never for others'
+                // listeners.
+                let ours = |listener: &str| {
+                    gateways.iter().any(|(g, _)| {
+                        listener
+                            .strip_prefix(g.as_str())
+                            .is_some_and(|r| r.starts_with('/'))
+                    })
+                };
+                for r in &ack.refused {
+                    tracing::warn!(%node, version = ack.version, resource = %r.resource, error = %r.message, "data plane left a resource out");
+                }
+                let listener_errors = ack
+                    .listener_errors
+                    .into_iter()
+                    .filter(|e| ours(&e.listener))
+                    .map(|e| (e.listener, e.message))
+                    .collect();
+                let refused = ack
+                    .refused
+                    .into_iter()
+                    .map(|r| {
+                        let listeners = r.listeners.into_iter().filter(|l| ours(l)).collect();
+                        (r.resource, listeners, r.message)
+                    })
+                    .collect();
                 let _ = acks.send(AckEvent {
                     node: node.clone(),
                     version: ack.version,
                     accepted: ack.accepted,
                     error: ack.error,
-                    listener_errors: ack
-                        .listener_errors
-                        .into_iter()
-                        .map(|e| (e.listener, e.message))
-                        .collect(),
+                    listener_errors,
+                    refused,
                     gateways,
                 });
             }

@@ -1,6 +1,8 @@
 //! Data plane reports folded into translation's status: a Gateway (or ListenerSet) is
-//! `Programmed` only for a generation some data plane acknowledged, and a listener a data
-//! plane could not open says `PortUnavailable` with the error.
+//! `Programmed` only for a generation some data plane acknowledged, a listener a data
+//! plane could not open says `PortUnavailable` with the error, and a listener whose
+//! resources the data plane left out of a version (a certificate it could not load, a
+//! virtual host it could not compile) says which.
 
 use crate::config_server::AckEvent;
 use gatehouse_translate::status::{Condition, StatusReport, reason, set_condition};
@@ -18,6 +20,9 @@ pub struct DataPlaneReports {
     listener_errors: BTreeMap<String, String>,
     /// The latest refusal, until a later version is accepted.
     last_refusal: Option<String>,
+    /// Listener key -> resources of the latest accepted version left out for it:
+    /// (resource, why).
+    left_out: BTreeMap<String, Vec<(String, String)>>,
 }
 
 impl DataPlaneReports {
@@ -39,6 +44,16 @@ impl DataPlaneReports {
             .retain(|l, _| !gateways.iter().any(|g| l.starts_with(&format!("{g}/"))));
         self.listener_errors
             .extend(ack.listener_errors.iter().cloned());
+        self.left_out
+            .retain(|l, _| !gateways.iter().any(|g| l.starts_with(&format!("{g}/"))));
+        for (resource, listeners, error) in &ack.refused {
+            for l in listeners {
+                self.left_out
+                    .entry(l.clone())
+                    .or_default()
+                    .push((resource.clone(), error.clone()));
+            }
+        }
     }
 
     /// The translation's report with Programmed filled in, for Gateways and ListenerSets.
@@ -94,6 +109,12 @@ impl DataPlaneReports {
                 };
                 c.observed_generation = generation;
                 set_condition(&mut l.conditions, c);
+                let listener = format!("{key}/{}", l.name);
+                if let Some(left_out) = self.left_out.get(&listener) {
+                    let mut c = left_out_condition(left_out);
+                    c.observed_generation = generation;
+                    set_condition(&mut l.conditions, c);
+                }
             }
             if programmed && (served == 0 || failed < served) {
                 st.set(Condition::new(
@@ -119,5 +140,26 @@ impl DataPlaneReports {
             }
         }
         out
+    }
+}
+
+/// What a listener says when the data plane left resources of it out: a certificate is a
+/// reference that did not resolve (served without it, ResolvedRefs=False); anything else
+/// leaves the listener not wholly programmed.
+fn left_out_condition(left_out: &[(String, String)]) -> Condition {
+    let message = left_out
+        .iter()
+        .map(|(resource, error)| format!("the data plane left {resource} out: {error}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if left_out.iter().all(|(r, _)| r.starts_with("Certificate ")) {
+        Condition::new(
+            reason::RESOLVED_REFS,
+            false,
+            reason::INVALID_CERTIFICATE_REF,
+            message,
+        )
+    } else {
+        Condition::new(reason::PROGRAMMED, false, reason::INVALID, message)
     }
 }

@@ -49,6 +49,10 @@ pub fn certificate_material(
             ));
         }
     }
+    // Loaded as the data plane will load it: a key of another certificate, or of a type
+    // it cannot sign with, is this Secret's problem, not every tenant's.
+    gatehouse_model::certificate::load(&chain_pem, &private_key_pem)
+        .map_err(|e| format!("Secret {namespace}/{name}: {e}"))?;
     Ok(Certificate {
         key: format!("{namespace}/{name}"),
         chain_pem,

@@ -106,7 +106,10 @@ async fn stream_once(
             large_update_applied();
         }
         let ack = match ack {
-            Ok(listener_errors) => {
+            Ok(applied) => {
+                for r in &applied.refused {
+                    tracing::warn!(version, resource = %r.resource, error = %r.error, "left out of the version; the rest applies");
+                }
                 tracing::info!(
                     version,
                     full,
@@ -119,9 +122,19 @@ async fn stream_once(
                     version,
                     accepted: true,
                     error: String::new(),
-                    listener_errors: listener_errors
+                    listener_errors: applied
+                        .listener_errors
                         .into_iter()
                         .map(|(listener, message)| proto::ListenerError { listener, message })
+                        .collect(),
+                    refused: applied
+                        .refused
+                        .into_iter()
+                        .map(|r| proto::Refused {
+                            resource: r.resource,
+                            listeners: r.listeners,
+                            message: r.error,
+                        })
                         .collect(),
                 }
             }
@@ -132,6 +145,7 @@ async fn stream_once(
                     accepted: false,
                     error,
                     listener_errors: vec![],
+                    refused: vec![],
                 }
             }
         };

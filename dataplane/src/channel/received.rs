@@ -18,7 +18,7 @@ pub struct Received {
     pub host_counts: HashMap<Arc<str>, usize>,
     pub clusters: BTreeMap<String, Cluster>,
     pub certificates: BTreeMap<String, Certificate>,
-    /// Resources that did not decode: every version is refused until they are replaced or
+    /// Resources that did not decode: refused (and left out) until they are replaced or
     /// removed.
     broken: BTreeMap<ResourceId, String>,
     pub changes: Changes,
@@ -79,9 +79,10 @@ impl Received {
         }
     }
 
-    /// Why no version can be compiled now, if so: the first resource that did not decode.
-    pub fn broken(&self) -> Option<&str> {
-        self.broken.values().next().map(String::as_str)
+    /// The resources that did not decode, and why: refused alone until replaced or
+    /// removed.
+    pub fn broken(&self) -> impl Iterator<Item = (&ResourceId, &str)> {
+        self.broken.iter().map(|(id, e)| (id, e.as_str()))
     }
 
     /// After a version compiled: nothing has changed since.
@@ -198,14 +199,14 @@ mod tests {
     fn an_undecodable_resource_refuses_until_replaced() {
         let mut received = Received::default();
         received.apply(&update(true, vec![cluster("a", 1), cluster("b", 2)]));
-        assert!(received.broken().is_none());
+        assert!(received.broken().next().is_none());
         assert!(received.changes.everything);
         received.compiled();
 
         let mut bad = cluster("a", 3);
         bad.body = b"{".to_vec().into();
         received.apply(&update(false, vec![bad]));
-        assert!(received.broken().is_some_and(|e| e.contains("Cluster")));
+        assert!(received.broken().any(|((kind, _), _)| kind == "Cluster"));
         assert!(
             !received.clusters.contains_key("a"),
             "the old body is not kept"
@@ -213,7 +214,7 @@ mod tests {
         assert!(received.changes.clusters.contains("a"));
 
         received.apply(&update(false, vec![cluster("a", 4)]));
-        assert!(received.broken().is_none());
+        assert!(received.broken().next().is_none());
         assert_eq!(
             received.clusters["a"].endpoints,
             vec![std::net::SocketAddr::from(([127, 0, 0, 1], 4))]

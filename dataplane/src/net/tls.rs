@@ -64,19 +64,8 @@ impl TlsCache {
 }
 
 fn load_key(cert: &Certificate) -> Result<Arc<CertifiedKey>, String> {
-    let chain = rustls_pemfile::certs(&mut cert.chain_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("Certificate {}: chain: {e}", cert.key))?;
-    if chain.is_empty() {
-        return Err(format!("Certificate {}: no certificate in chain", cert.key));
-    }
-    let key = rustls_pemfile::private_key(&mut cert.private_key_pem.as_bytes())
-        .map_err(|e| format!("Certificate {}: private key: {e}", cert.key))?
-        .ok_or_else(|| format!("Certificate {}: no private key", cert.key))?;
-    let provider = rustls::crypto::ring::default_provider();
-    let certified = CertifiedKey::from_der(chain, key, &provider)
-        .map_err(|e| format!("Certificate {}: {e}", cert.key))?;
-    Ok(Arc::new(certified))
+    gatehouse_model::certificate::load(&cert.chain_pem, &cert.private_key_pem)
+        .map_err(|e| format!("Certificate {}: {e}", cert.key))
 }
 
 /// Checks client certificates against the listener's CAs. With insecure fallback, a
@@ -160,29 +149,60 @@ fn client_verifier(v: &ClientValidation) -> Result<Arc<dyn ClientCertVerifier>, 
     }))
 }
 
-/// The acceptor for one bind's certificates (and client validation), from the cache when
-/// the set is unchanged.
+/// A certificate that could not be served on a bind: its key, the listeners that named it,
+/// and why.
+pub type Unloadable = (String, Vec<String>, String);
+
+/// The acceptor for one bind's certificates (each with the listener that named it) and
+/// client validation, from the cache when the set is unchanged. A certificate that is
+/// missing or does not load is left out and returned: the bind serves the others.
 pub fn acceptor(
-    sni_certs: &[&SniCertificate],
+    sni_certs: &[(&str, &SniCertificate)],
     certificates: &[Certificate],
     client: Option<&ClientValidation>,
     cache: &mut TlsCache,
-) -> Result<(u64, Arc<Acceptor>), String> {
+) -> Result<(u64, Arc<Acceptor>, Vec<Unloadable>), String> {
     let material: HashMap<&str, &Certificate> =
         certificates.iter().map(|c| (c.key.as_str(), c)).collect();
+    let mut unloadable: Vec<Unloadable> = Vec::new();
+    let mut fail = |cert: &str, listener: &str, e: String| match unloadable
+        .iter_mut()
+        .find(|(c, _, _)| c == cert)
+    {
+        Some((_, listeners, _)) => listeners.push(listener.to_string()),
+        None => unloadable.push((cert.to_string(), vec![listener.to_string()], e)),
+    };
+    // The certificates that load, each loaded once, with the names they serve.
+    let mut keys: HashMap<&str, Arc<CertifiedKey>> = HashMap::new();
+    let mut served: Vec<(&SniCertificate, Arc<CertifiedKey>)> = Vec::new();
     let mut hasher = DefaultHasher::new();
-    for s in sni_certs {
+    for (listener, s) in sni_certs {
+        let Some(c) = material.get(s.certificate.as_str()) else {
+            fail(&s.certificate, listener, "missing".into());
+            continue;
+        };
+        let key = match keys.get(s.certificate.as_str()) {
+            Some(k) => k.clone(),
+            None => match load_key(c) {
+                Ok(k) => {
+                    keys.insert(&s.certificate, k.clone());
+                    k
+                }
+                Err(e) => {
+                    fail(&s.certificate, listener, e);
+                    continue;
+                }
+            },
+        };
         s.server_names.hash(&mut hasher);
-        let c = material
-            .get(s.certificate.as_str())
-            .ok_or_else(|| format!("unknown Certificate {}", s.certificate))?;
         c.chain_pem.hash(&mut hasher);
         c.private_key_pem.hash(&mut hasher);
+        served.push((s, key));
     }
     client.hash(&mut hasher);
     let fingerprint = hasher.finish();
     if let Some(a) = cache.acceptors.get(&fingerprint) {
-        return Ok((fingerprint, a.clone()));
+        return Ok((fingerprint, a.clone(), unloadable));
     }
 
     let mut resolver = SniResolver {
@@ -191,8 +211,7 @@ pub fn acceptor(
         default: None,
     };
     let mut first = None;
-    for s in sni_certs {
-        let key = load_key(material[s.certificate.as_str()])?;
+    for (s, key) in served {
         if s.server_names.is_empty() {
             resolver.default.get_or_insert(key.clone());
         }
@@ -233,7 +252,7 @@ pub fn acceptor(
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = Arc::new(Acceptor::from_server_config(Arc::new(config)));
     cache.acceptors.insert(fingerprint, acceptor.clone());
-    Ok((fingerprint, acceptor))
+    Ok((fingerprint, acceptor, unloadable))
 }
 
 /// The TLS server name a client sent, as the handshake saw it; carried in the connection

@@ -14,9 +14,40 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Compiles a config with nothing to reuse (tools and tests; the data plane keeps a
-/// `Compiler` across versions).
+/// `Compiler` across versions). Strict: any refused resource fails it.
 pub fn compile(config: &Config, version: u64) -> Result<Runtime, String> {
-    Compiler::default().compile(&Received::of(config), version)
+    let (runtime, refused) = Compiler::default().compile(&Received::of(config), version);
+    if refused.is_empty() {
+        Ok(runtime)
+    } else {
+        Err(refused
+            .iter()
+            .map(|r| format!("{}: {}", r.resource, r.error))
+            .collect::<Vec<_>>()
+            .join("; "))
+    }
+}
+
+/// A resource of a version the data plane could not apply. It is left out (a virtual host
+/// keeps its last good form), reported alone, and the rest of the version applies: one
+/// tenant's object never holds back another's change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// What it is: "Certificate ns/name", "VirtualHost <key>", "Cluster <key>", ...
+    pub resource: String,
+    /// The listeners it affects (keys), when it belongs to some.
+    pub listeners: Vec<String>,
+    pub error: String,
+}
+
+impl Refused {
+    fn new(resource: String, listeners: Vec<String>, error: impl Into<String>) -> Self {
+        Refused {
+            resource,
+            listeners,
+            error: error.into(),
+        }
+    }
 }
 
 /// Compiles versions of the received model into runtimes, compiling only what changed since
@@ -34,6 +65,9 @@ pub struct Compiler {
     users: HashMap<String, HashSet<Arc<str>>>,
     /// Host tables by listener key.
     host_tables: HashMap<String, Arc<HostTable>>,
+    /// Virtual hosts the last version refused: compiled again with every version until
+    /// they compile (a cluster they name may come back without them changing).
+    refused_hosts: HashSet<Arc<str>>,
 }
 
 /// A model cluster and what it compiled to, as the compiler keeps them between versions.
@@ -48,22 +82,25 @@ struct KeptHost {
 }
 
 impl Compiler {
-    /// Compiles the received model. Fails (the version is NACKed; nothing of it is kept, and
-    /// what changed stays changed for the next version) when something cannot be served: a
-    /// reference to nothing, a regex that does not compile, a certificate that does not
-    /// load.
-    pub fn compile(&mut self, received: &Received, version: u64) -> Result<Runtime, String> {
-        if let Some(e) = received.broken() {
-            return Err(e.to_string());
-        }
+    /// Compiles the received model. What cannot be served (a resource that did not decode,
+    /// a reference to nothing, a regex that does not compile, a certificate that does not
+    /// load, two protocols on one socket) is refused alone and returned; everything else
+    /// compiles.
+    pub fn compile(&mut self, received: &Received, version: u64) -> (Runtime, Vec<Refused>) {
+        let mut refused: Vec<Refused> = received
+            .broken()
+            .map(|((kind, key), e)| Refused::new(format!("{kind} {key}"), vec![], e))
+            .collect();
         let everything = received.changes.everything;
-        validate_frame(received)?;
-        let new_clusters = self.changed_clusters(received, everything)?;
-        let new_hosts = self.changed_hosts(received, everything, &new_clusters)?;
+        refused.extend(unknown_references(received));
+        let new_clusters = self.changed_clusters(received, everything, &mut refused);
+        let (new_hosts, refused_hosts) =
+            self.changed_hosts(received, everything, &new_clusters, &mut refused);
         let tables = self.host_tables(received, everything, &new_hosts);
-        let runtime = self.binds(received, &tables, version)?;
+        let runtime = self.binds(received, &tables, version, &mut refused);
         self.keep(everything, new_clusters, new_hosts, tables);
-        Ok(runtime)
+        self.refused_hosts = refused_hosts;
+        (runtime, refused)
     }
 
     /// Clusters: compile the changed ones (all of them for `everything`); None marks one
@@ -72,7 +109,8 @@ impl Compiler {
         &self,
         received: &Received,
         everything: bool,
-    ) -> Result<HashMap<String, Option<KeptCluster>>, String> {
+        refused: &mut Vec<Refused>,
+    ) -> HashMap<String, Option<KeptCluster>> {
         let mut new_clusters: HashMap<String, Option<KeptCluster>> = HashMap::new();
         let cluster_keys: Vec<String> = if everything {
             received
@@ -91,7 +129,13 @@ impl Compiler {
                     Some((source, compiled)) if source == c => {
                         Some((source.clone(), compiled.clone()))
                     }
-                    _ => Some((c.clone(), Arc::new(compile_cluster(c)?))),
+                    _ => match compile_cluster(c) {
+                        Ok(compiled) => Some((c.clone(), Arc::new(compiled))),
+                        Err(e) => {
+                            refused.push(Refused::new(format!("Cluster {key}"), vec![], e));
+                            None
+                        }
+                    },
                 },
             };
             let unchanged = match (&compiled, self.clusters.get(&key)) {
@@ -103,17 +147,21 @@ impl Compiler {
                 new_clusters.insert(key, compiled);
             }
         }
-        Ok(new_clusters)
+        new_clusters
     }
 
-    /// Virtual hosts: the changed ones and those sending to a changed cluster, compiled
-    /// against this version's clusters; None marks one gone.
+    /// Virtual hosts: the changed ones, those sending to a changed cluster and those the
+    /// last version refused, compiled against this version's clusters; None marks one gone.
+    /// A refused one keeps its last good form (left out when it has none) and is returned,
+    /// to be tried again with the next version.
+    #[allow(clippy::type_complexity)]
     fn changed_hosts(
         &self,
         received: &Received,
         everything: bool,
         new_clusters: &HashMap<String, Option<KeptCluster>>,
-    ) -> Result<HashMap<Arc<str>, Option<KeptHost>>, String> {
+        refused: &mut Vec<Refused>,
+    ) -> (HashMap<Arc<str>, Option<KeptHost>>, HashSet<Arc<str>>) {
         let cluster = |key: &str| -> Option<Arc<Cluster>> {
             match new_clusters.get(key) {
                 Some(c) => c.as_ref().map(|(_, c)| c.clone()),
@@ -127,20 +175,35 @@ impl Compiler {
             host_keys.extend(self.hosts.keys().cloned());
         } else {
             host_keys.extend(received.changes.hosts.iter().cloned());
+            host_keys.extend(self.refused_hosts.iter().cloned());
             for key in new_clusters.keys() {
                 host_keys.extend(self.users.get(key).into_iter().flatten().cloned());
             }
         }
         // (listener, hostname, compiled or None when gone) by key.
         let mut new_hosts: HashMap<Arc<str>, Option<KeptHost>> = HashMap::new();
+        let mut refused_hosts = HashSet::new();
         for key in host_keys {
             let compiled = match received.hosts.get(&key) {
                 None => None,
-                Some(h) => Some(compile_host(&h.listener, &h.host, &cluster)?),
+                Some(h) => match compile_host(&h.listener, &h.host, &cluster) {
+                    Ok(compiled) => Some(compiled),
+                    Err(e) => {
+                        let resource = format!("VirtualHost {key}");
+                        refused.push(Refused::new(resource, vec![h.listener.to_string()], e));
+                        refused_hosts.insert(key.clone());
+                        // Its last good form keeps serving (as a refused version's would);
+                        // none after a full update.
+                        if self.hosts.contains_key(&key) && !everything {
+                            continue;
+                        }
+                        None
+                    }
+                },
             };
             new_hosts.insert(key, compiled);
         }
-        Ok(new_hosts)
+        (new_hosts, refused_hosts)
     }
 
     /// The host table of every received listener: copied and edited for the listeners
@@ -231,29 +294,17 @@ impl Compiler {
             .collect();
     }
 
-    /// The sockets of the received listeners, with their host tables and TLS.
+    /// The sockets of the received listeners, with their host tables and TLS. A listener
+    /// on a socket another protocol holds, a certificate that does not load, a backend
+    /// client certificate that does not: refused alone.
     fn binds(
         &mut self,
         received: &Received,
         tables: &HashMap<&str, Arc<HostTable>>,
         version: u64,
-    ) -> Result<Runtime, String> {
-        // Client certificates for backends, each loaded once.
-        let mut backend_clients = HashMap::new();
-        for key in received
-            .listeners
-            .values()
-            .filter_map(|l| l.backend_client_certificate.as_deref())
-        {
-            if backend_clients.contains_key(key) {
-                continue;
-            }
-            let cert = received
-                .certificates
-                .get(key)
-                .ok_or_else(|| format!("Certificate {key}: missing"))?;
-            backend_clients.insert(key, upstream_tls::client_certificate(cert)?);
-        }
+        refused: &mut Vec<Refused>,
+    ) -> Runtime {
+        let backend_clients = backend_clients(received, refused);
         let mut by_socket: HashMap<SocketAddr, Vec<&gatehouse_model::ir::Listener>> =
             HashMap::new();
         for l in received.listeners.values() {
@@ -263,14 +314,21 @@ impl Compiler {
             received.certificates.values().cloned().collect();
         let mut binds = HashMap::new();
         let mut used_tls = Vec::new();
-        for (addr, listeners) in by_socket {
+        for (addr, mut listeners) in by_socket {
+            // The socket's protocol is its first listener's (in key order).
+            listeners.sort_by(|a, b| a.key.cmp(&b.key));
             let protocol = listeners[0].protocol;
-            if let Some(other) = listeners.iter().find(|l| l.protocol != protocol) {
-                return Err(format!(
-                    "Listener {}: {addr} is used with two protocols",
-                    other.key
-                ));
-            }
+            listeners.retain(|l| {
+                let same = l.protocol == protocol;
+                if !same {
+                    refused.push(Refused::new(
+                        format!("Listener {}", l.key),
+                        vec![l.key.clone()],
+                        format!("{addr} is used with another protocol"),
+                    ));
+                }
+                same
+            });
             let mut compiled: Vec<CompiledListener> = listeners
                 .iter()
                 .map(|l| CompiledListener {
@@ -287,17 +345,32 @@ impl Compiler {
             let tls = match protocol {
                 Protocol::Http => None,
                 Protocol::Https => {
-                    let certs: Vec<_> = listeners
+                    let certs: Vec<(&str, &gatehouse_model::ir::SniCertificate)> = listeners
                         .iter()
-                        .flat_map(|l| l.certificates.iter())
+                        .flat_map(|l| l.certificates.iter().map(|c| (l.key.as_str(), c)))
                         .collect();
                     // Client validation is per port: every listener of the bind has the same.
                     let client = listeners.iter().find_map(|l| l.client_validation.as_ref());
-                    let (key, acceptor) =
-                        tls::acceptor(&certs, &certificates, client, &mut self.tls)
-                            .map_err(|e| format!("{addr}: {e}"))?;
-                    used_tls.push(key);
-                    Some(acceptor)
+                    match tls::acceptor(&certs, &certificates, client, &mut self.tls) {
+                        Ok((key, acceptor, unloadable)) => {
+                            refused.extend(unloadable.into_iter().map(|(cert, listeners, e)| {
+                                Refused::new(format!("Certificate {cert}"), listeners, e)
+                            }));
+                            used_tls.push(key);
+                            Some(acceptor)
+                        }
+                        Err(e) => {
+                            // No TLS for this socket at all: its listeners are refused.
+                            for l in &listeners {
+                                refused.push(Refused::new(
+                                    format!("Listener {}", l.key),
+                                    vec![l.key.clone()],
+                                    format!("{addr}: {e}"),
+                                ));
+                            }
+                            continue;
+                        }
+                    }
                 }
             };
             binds.insert(
@@ -311,34 +384,70 @@ impl Compiler {
             );
         }
         self.tls.retain(&used_tls);
-        Ok(Runtime { version, binds })
+        Runtime { version, binds }
     }
 }
 
-/// What a version needs besides its virtual hosts: the certificates its listeners name,
-/// and a listener for every table.
-fn validate_frame(received: &Received) -> Result<(), String> {
-    let mut errors = Vec::new();
+/// Client certificates for backends, each loaded once; one that does not load is refused
+/// and its listeners present none.
+fn backend_clients<'r>(
+    received: &'r Received,
+    refused: &mut Vec<Refused>,
+) -> HashMap<&'r str, Arc<pingora_core::utils::tls::CertKey>> {
+    let mut loaded = HashMap::new();
+    let mut failed: HashMap<&str, (Vec<String>, String)> = HashMap::new();
+    for l in received.listeners.values() {
+        let Some(key) = l.backend_client_certificate.as_deref() else {
+            continue;
+        };
+        if loaded.contains_key(key) {
+            continue;
+        }
+        if let Some((listeners, _)) = failed.get_mut(key) {
+            listeners.push(l.key.clone());
+            continue;
+        }
+        let cert = received
+            .certificates
+            .get(key)
+            .ok_or_else(|| format!("Certificate {key}: missing"))
+            .and_then(upstream_tls::client_certificate);
+        match cert {
+            Ok(c) => drop(loaded.insert(key, c)),
+            Err(e) => drop(failed.insert(key, (vec![l.key.clone()], e))),
+        }
+    }
+    for (key, (listeners, e)) in failed {
+        refused.push(Refused::new(format!("Certificate {key}"), listeners, e));
+    }
+    loaded
+}
+
+/// References to nothing: a listener naming a certificate the version lacks (served
+/// without it), a route table for a listener it lacks (not served).
+fn unknown_references(received: &Received) -> Vec<Refused> {
+    let mut refused = Vec::new();
     for l in received.listeners.values() {
         for c in &l.certificates {
             if !received.certificates.contains_key(&c.certificate) {
-                errors.push(format!(
-                    "Listener {}: certificates: unknown Certificate {:?}",
-                    l.key, c.certificate
+                refused.push(Refused::new(
+                    format!("Certificate {}", c.certificate),
+                    vec![l.key.clone()],
+                    format!("unknown to listener {}", l.key),
                 ));
             }
         }
     }
     for listener in received.host_counts.keys() {
         if !received.listeners.contains_key(&**listener) {
-            errors.push(format!("RouteTable {listener}: unknown listener"));
+            refused.push(Refused::new(
+                format!("RouteTable {listener}"),
+                vec![],
+                "unknown listener",
+            ));
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("; "))
-    }
+    refused
 }
 
 /// Validates and compiles one virtual host of `listener`'s table.
@@ -459,6 +568,13 @@ mod tests {
 
     /// A version compiles only the virtual hosts that changed and those whose clusters
     /// changed; a refused version leaves its changes to be compiled by the next one.
+    /// A version that must compile with nothing refused.
+    fn compiled_clean(compiler: &mut Compiler, received: &Received, version: u64) -> Runtime {
+        let (runtime, refused) = compiler.compile(received, version);
+        assert!(refused.is_empty(), "{refused:?}");
+        runtime
+    }
+
     #[test]
     fn a_version_compiles_what_changed() {
         let (a, b) = (
@@ -473,7 +589,7 @@ mod tests {
         let mut received = Received::default();
         let mut sent = gatehouse_model::channel::Sent::default();
         send(&mut received, &mut sent, &c1);
-        let v1 = compiler.compile(&received, 1).expect("compiles");
+        let v1 = compiled_clean(&mut compiler, &received, 1);
         received.compiled();
 
         let c2 = config(
@@ -481,7 +597,7 @@ mod tests {
             &[("ns/one:80", 1), ("ns/two:80", 2)],
         );
         send(&mut received, &mut sent, &c2);
-        let v2 = compiler.compile(&received, 2).expect("compiles");
+        let v2 = compiled_clean(&mut compiler, &received, 2);
         received.compiled();
         assert!(Arc::ptr_eq(
             &compiled(&v1, "a.example.com"),
@@ -498,7 +614,7 @@ mod tests {
             &[("ns/one:80", 3)],
         );
         send(&mut received, &mut sent, &c3);
-        let v3 = compiler.compile(&received, 3).expect("compiles");
+        let v3 = compiled_clean(&mut compiler, &received, 3);
         received.compiled();
         for h in ["a.example.com", "b.example.com"] {
             assert!(!Arc::ptr_eq(&compiled(&v2, h), &compiled(&v3, h)), "{h}");
@@ -508,19 +624,29 @@ mod tests {
             assert_eq!(c.endpoints, vec![SocketAddr::from(([10, 0, 0, 1], 3))]);
         }
 
-        // Cluster one gone: the unchanged hosts that name it are refused, not served stale.
+        // Cluster one gone: the unchanged hosts that name it are refused alone (the rest of
+        // the version applies) and keep their last good form, as a refused version would.
         let c4 = config(vec![a.clone(), host("b.example.com", "ns/one:80")], &[]);
         send(&mut received, &mut sent, &c4);
-        let refused = compiler.compile(&received, 4);
-        assert!(refused.err().is_some_and(|e| e.contains("unknown Cluster")));
-        // Back as it was: what v3 compiled still stands, and is served again.
-        send(&mut received, &mut sent, &c3);
-        let v5 = compiler.compile(&received, 5).expect("compiles");
+        let (v4, refused) = compiler.compile(&received, 4);
+        received.compiled();
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert!(refused.iter().all(|r| r.error.contains("unknown Cluster")
+            && r.resource.starts_with("VirtualHost ")
+            && r.listeners == ["ns/gw/http"]));
         assert!(Arc::ptr_eq(
             &compiled(&v3, "a.example.com"),
-            &compiled(&v5, "a.example.com")
+            &compiled(&v4, "a.example.com")
         ));
+        // The cluster back, the hosts unchanged: the refused hosts are tried again, and
+        // served.
+        send(&mut received, &mut sent, &c3);
+        let v5 = compiled_clean(&mut compiler, &received, 5);
         received.compiled();
+        assert_eq!(
+            compiled(&v3, "a.example.com").routes[0].model,
+            compiled(&v5, "a.example.com").routes[0].model
+        );
 
         // The same model compiled from scratch answers alike.
         let fresh = compile(&c3, 6).expect("compiles");

@@ -24,7 +24,7 @@ mod route;
 mod version;
 
 pub use cluster::Cluster;
-pub use compiler::{Compiler, compile};
+pub use compiler::{Compiler, Refused, compile};
 pub use ejections::Ejections;
 pub use hosts::{CompiledVirtualHost, HostTable};
 pub use lookup::{Headers, Miss, RequestView, prefix_matches, query_param};

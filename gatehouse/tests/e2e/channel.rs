@@ -1,5 +1,6 @@
-//! The config channel on its own: a version the data plane cannot apply is NACKed with the
-//! error, the previous version keeps serving, and the next good version applies.
+//! The config channel on its own: a resource the data plane cannot apply is refused alone
+//! (its last good form keeps serving, the rest of the version applies) and reported in the
+//! ACK; the next good version applies.
 
 use crate::support::*;
 use gatehouse_model::ir::*;
@@ -46,7 +47,7 @@ async fn serve_config() -> (
 }
 
 #[tokio::test]
-async fn nacked_version_keeps_the_previous_one_serving() {
+async fn a_refused_resource_keeps_its_last_good_form_serving() {
     let ip = next_ip();
     let backend_addr = spawn_echo(ip, 0, "app").await;
 
@@ -74,10 +75,22 @@ async fn nacked_version_keeps_the_previous_one_serving() {
             config: Arc::new(bad),
         })
         .unwrap();
-    let nack = next_ack(&mut acks, 2).await;
-    assert!(!nack.accepted);
-    assert!(nack.error.contains("invalid regex"), "{}", nack.error);
-    assert_eq!(get(&url, "x").await.0, 200, "version 1 still serves");
+    let ack = next_ack(&mut acks, 2).await;
+    assert!(ack.accepted, "the rest of the version applies");
+    let [(resource, listeners, error)] = ack.refused.as_slice() else {
+        panic!("one resource refused: {:?}", ack.refused);
+    };
+    assert!(
+        resource.starts_with("VirtualHost default/gw/http"),
+        "{resource}"
+    );
+    assert_eq!(listeners, &["default/gw/http"]);
+    assert!(error.contains("invalid regex"), "{error}");
+    assert_eq!(
+        get(&url, "x").await.0,
+        200,
+        "its version 1 form still serves"
+    );
 
     // Version 3 only narrows the prefix: it applies on top of what was received.
     let next = config(ip, backend_addr, PathMatch::Prefix("/only".into()));

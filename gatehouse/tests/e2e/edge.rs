@@ -296,3 +296,197 @@ spec:
         }
     }
 }
+
+/// A tenant's unusable Secret (a key of another certificate) leaves its own Ingress with a
+/// precise condition and is left out of the model; another namespace's route edit applies
+/// within a second. Once, the data plane refused every later version over that Secret.
+#[tokio::test]
+async fn one_tenants_unusable_secret_holds_back_nobody_else() {
+    let gh = crate::nginx::setup().await;
+    // The platform's Gateway, open to every team's namespace.
+    gh.write(
+        "gateway.yaml",
+        &gateway(
+            "  - name: http
+    protocol: HTTP
+    port: 8080
+    allowedRoutes: {namespaces: {from: All}}
+  - name: https
+    protocol: HTTPS
+    port: 8443
+    allowedRoutes: {namespaces: {from: All}}
+    tls: {certificateRefs: [{name: site-tls}]}
+",
+        ),
+    );
+    let addr = SocketAddr::new(gh.ip, PORT);
+    gh.write(
+        "team-b.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: b, namespace: team-b}
+spec:
+  parentRefs: [{name: gw, namespace: default}]
+  hostnames: [b.example.com]
+  rules:
+  - matches: [{path: {value: /v1}}]
+    backendRefs: [{name: app, namespace: default, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: b-to-app, namespace: default}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: team-b}]
+  to: [{group: '', kind: Service}]
+",
+    );
+    let ok = |path: &'static str| async move {
+        raw(addr, &get_as("HTTP/1.0", path, "b.example.com"))
+            .await
+            .0
+            == 200
+    };
+    wait_for("team b's route", || ok("/v1")).await.unwrap();
+
+    let (secret, _) = tls_secret_in("team-a", "a-tls", &["a.example.com"], true);
+    gh.write("team-a-secret.yaml", &secret);
+    gh.write(
+        "team-a.yaml",
+        "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: a, namespace: team-a}
+spec:
+  ingressClassName: nginx
+  tls: [{hosts: [a.example.com], secretName: a-tls}]
+  rules:
+  - host: a.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: app, port: {number: 80}}}}
+",
+    );
+    let st = gh
+        .wait_status("Ingress team-a/a", |s| {
+            condition(s, "ResolvedRefs").is_some_and(|c| c["status"] == "False")
+        })
+        .await;
+    let c = condition(&st, "ResolvedRefs").expect("ResolvedRefs");
+    assert_eq!(c["reason"], "InvalidCertificateRef", "{st:#}");
+    assert!(
+        c["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("a-tls") && m.contains("does not belong")),
+        "{st:#}"
+    );
+
+    // Team b edits its route: served within a second.
+    gh.write(
+        "team-b.yaml",
+        &std::fs::read_to_string(gh.path("team-b.yaml"))
+            .expect("team b's file")
+            .replace("value: /v1}", "value: /v2}"),
+    );
+    let took = wait_up_to("team b's edit", Duration::from_secs(1), || ok("/v2"))
+        .await
+        .unwrap();
+    assert!(took < Duration::from_secs(1));
+    // And the rest of team a's Ingress is served (over HTTP), without the certificate.
+    assert_eq!(
+        raw(addr, &get_as("HTTP/1.0", "/", "a.example.com")).await.0,
+        308,
+        "plain HTTP redirected to HTTPS, as an Ingress with TLS is"
+    );
+}
+
+/// Should a certificate the data plane cannot load reach it anyway (an operator of another
+/// version, a bug), the data plane leaves that certificate out and applies the rest of the
+/// version: another listener's routes and the listener's other certificates serve on.
+#[tokio::test]
+async fn the_data_plane_leaves_out_what_it_cannot_load_and_applies_the_rest() {
+    use gatehouse_model::ir::*;
+    let ip = next_ip();
+    let backend = spawn_echo(ip, 0, "app").await;
+    let pem = |names: &[&str], wrong_key: bool| {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let cert = rcgen::generate_simple_self_signed(names.clone()).expect("certificate");
+        let key = if wrong_key {
+            rcgen::generate_simple_self_signed(names)
+                .expect("certificate")
+                .key_pair
+        } else {
+            cert.key_pair
+        };
+        (
+            cert.cert.pem(),
+            key.serialize_pem(),
+            cert.cert.der().to_vec(),
+        )
+    };
+    let (good_chain, good_key, good_der) = pem(&["good.example.com"], false);
+    let (bad_chain, bad_key, _) = pem(&["bad.example.com"], true);
+    let mut config = one_listener_config(
+        ip,
+        backend,
+        vec![route_to_app(PathMatch::Prefix("/v1".into()), 1)],
+        1,
+    );
+    let https = Listener {
+        key: "default/gw/https".into(),
+        name: "https".into(),
+        port: 8443,
+        protocol: Protocol::Https,
+        certificates: vec![
+            SniCertificate {
+                server_names: vec![HostMatch::Exact("good.example.com".into())],
+                certificate: "default/good".into(),
+            },
+            SniCertificate {
+                server_names: vec![HostMatch::Exact("bad.example.com".into())],
+                certificate: "default/bad".into(),
+            },
+        ],
+        ..config.listeners[0].clone()
+    };
+    config.listeners.push(https);
+    config.route_tables.push(RouteTable {
+        listener: "default/gw/https".into(),
+        virtual_hosts: config.route_tables[0].virtual_hosts.clone(),
+    });
+    config.certificates = vec![
+        Certificate {
+            key: "default/good".into(),
+            chain_pem: good_chain,
+            private_key_pem: good_key,
+        },
+        Certificate {
+            key: "default/bad".into(),
+            chain_pem: bad_chain,
+            private_key_pem: bad_key,
+        },
+    ];
+    let dataplane = gatehouse_dataplane::DataPlane::new();
+    let applied = dataplane.apply(&config, 1).expect("the version applies");
+    assert_eq!(applied.refused.len(), 1, "{:?}", applied.refused);
+    let refused = &applied.refused[0];
+    assert_eq!(refused.resource, "Certificate default/bad");
+    assert_eq!(refused.listeners, ["default/gw/https"]);
+    assert!(
+        refused.error.contains("does not belong"),
+        "{}",
+        refused.error
+    );
+    assert_eq!(dataplane.version(), 1);
+
+    // Plain HTTP serves; HTTPS serves the good certificate.
+    let http = SocketAddr::new(ip, 8080);
+    wait_for("http", || async {
+        raw(http, &get_as("HTTP/1.0", "/v1", "any.example.com"))
+            .await
+            .0
+            == 200
+    })
+    .await
+    .unwrap();
+    let served = served_certificate(SocketAddr::new(ip, 8443), Some("good.example.com")).await;
+    assert_eq!(served, good_der, "the good certificate is served");
+}

@@ -438,22 +438,40 @@ endpoints:
 
 /// A self-signed certificate and key for the given names, as a kubernetes.io/tls Secret.
 pub fn tls_secret(name: &str, names: &[&str]) -> (String, Vec<u8>) {
+    tls_secret_in("default", name, names, false)
+}
+
+/// A kubernetes.io/tls Secret in `namespace`; with `wrong_key`, the private key is another
+/// certificate's (the Secret a careless tenant applies).
+pub fn tls_secret_in(
+    namespace: &str,
+    name: &str,
+    names: &[&str],
+    wrong_key: bool,
+) -> (String, Vec<u8>) {
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let cert = rcgen::generate_simple_self_signed(names).expect("certificate");
+    let cert = rcgen::generate_simple_self_signed(names.clone()).expect("certificate");
+    let key = if wrong_key {
+        rcgen::generate_simple_self_signed(names)
+            .expect("certificate")
+            .key_pair
+    } else {
+        cert.key_pair
+    };
     let indent = |s: &str| s.lines().map(|l| format!("    {l}\n")).collect::<String>();
     let yaml = format!(
         "apiVersion: v1
 kind: Secret
 metadata:
   name: {name}
-  namespace: default
+  namespace: {namespace}
 type: kubernetes.io/tls
 stringData:
   tls.crt: |
 {}  tls.key: |
 {}",
         indent(&cert.cert.pem()),
-        indent(&cert.key_pair.serialize_pem())
+        indent(&key.serialize_pem())
     );
     (yaml, cert.cert.der().to_vec())
 }
