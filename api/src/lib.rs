@@ -37,6 +37,59 @@ pub struct GatewayParametersSpec {
     /// The Service in front of the data planes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceParameters>,
+    /// Timeouts and caps for the Gateway's clients; each unset field keeps its default
+    /// (docs/security.md lists them beside nginx's and Envoy's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<ClientParameters>,
+}
+
+/// What a client of the Gateway may take and hold.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientParameters {
+    /// The whole request head, from its first byte (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub header_timeout_seconds: Option<u32>,
+    /// A kept-alive connection between requests, an HTTP/2 connection with no stream
+    /// (default 75).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub idle_timeout_seconds: Option<u32>,
+    /// Open client connections per port; more are closed at once (default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub max_connections: Option<u32>,
+    /// A request head's size in bytes; larger is answered 431 (default 65536).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024, max = 1048576))]
+    pub max_request_header_bytes: Option<u32>,
+    /// A request head's header count; more is answered 431 (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 8, max = 1000))]
+    pub max_request_headers: Option<u32>,
+    /// A backend's answer head, from the request sent; 504 when exceeded (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub upstream_response_header_timeout_seconds: Option<u32>,
+}
+
+impl ClientParameters {
+    /// These with every field `over` sets taking its place.
+    pub fn overridden_by(&self, over: &ClientParameters) -> ClientParameters {
+        ClientParameters {
+            header_timeout_seconds: over.header_timeout_seconds.or(self.header_timeout_seconds),
+            idle_timeout_seconds: over.idle_timeout_seconds.or(self.idle_timeout_seconds),
+            max_connections: over.max_connections.or(self.max_connections),
+            max_request_header_bytes: over
+                .max_request_header_bytes
+                .or(self.max_request_header_bytes),
+            max_request_headers: over.max_request_headers.or(self.max_request_headers),
+            upstream_response_header_timeout_seconds: over
+                .upstream_response_header_timeout_seconds
+                .or(self.upstream_response_header_timeout_seconds),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -71,6 +124,10 @@ impl GatewayParametersSpec {
             replicas: over.replicas.or(self.replicas),
             resources: over.resources.clone().or_else(|| self.resources.clone()),
             service: over.service.clone().or_else(|| self.service.clone()),
+            clients: match (&self.clients, &over.clients) {
+                (Some(a), Some(b)) => Some(a.overridden_by(b)),
+                (a, b) => b.clone().or_else(|| a.clone()),
+            },
         }
     }
 }

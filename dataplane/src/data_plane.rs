@@ -73,6 +73,13 @@ impl DataPlane {
         let mut options = pingora_core::apps::HttpServerOptions::default();
         // HTTP/2 by prior knowledge on plaintext listeners; TLS uses ALPN.
         options.h2c = true;
+        // Requests per kept-alive connection (nginx's keepalive_requests), and an idle
+        // HTTP/2 connection closed after the default idle timeout. Pingora fixes these per
+        // process; HTTP/1's idle timeout is the socket's.
+        options.keepalive_request_limit = Some(1000);
+        options.h2_idle_timeout = Some(std::time::Duration::from_millis(
+            gatehouse_model::ir::ClientLimits::default().idle_timeout_ms,
+        ));
         proxy.server_options = Some(options);
         Arc::new(DataPlane {
             handlers: Arc::new(Handlers {

@@ -62,6 +62,52 @@ pub struct Listener {
     /// over TLS (Gateway spec.tls.backend.clientCertificateRef).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_client_certificate: Option<String>,
+    /// How long clients of this listener's port may take and how much they may hold (the
+    /// Gateway's parameters; every listener of a port has the same).
+    #[serde(default, skip_serializing_if = "ClientLimits::is_default")]
+    pub limits: ClientLimits,
+}
+
+/// Timeouts and caps for the clients of one port: what a client that sends half a head,
+/// or nothing, or holds connections open, may cost. The defaults sit between nginx's and
+/// Envoy's edge recommendations (docs/security.md has the table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ClientLimits {
+    /// The whole request head, from its first byte (or the connection's start) to its end
+    /// (nginx client_header_timeout 60 s; Envoy edge request_headers_timeout 10 s).
+    pub header_timeout_ms: u64,
+    /// A kept-alive HTTP/1 connection between requests, and an HTTP/2 connection with no
+    /// stream (nginx keepalive_timeout 75 s).
+    pub idle_timeout_ms: u64,
+    /// Open client connections per port; more are accepted and closed at once.
+    pub max_connections: u32,
+    /// A request head's size (431 above it; Envoy max_request_headers_kb 60).
+    pub max_header_bytes: u32,
+    /// A request head's header count (431 above it; Envoy 100).
+    pub max_headers: u32,
+    /// A backend's answer head, from the request sent (504 when exceeded; nginx
+    /// proxy_read_timeout 60 s).
+    pub upstream_header_timeout_ms: u64,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            header_timeout_ms: 10_000,
+            idle_timeout_ms: 75_000,
+            max_connections: 10_000,
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            upstream_header_timeout_ms: 60_000,
+        }
+    }
+}
+
+impl ClientLimits {
+    pub fn is_default(&self) -> bool {
+        *self == ClientLimits::default()
+    }
 }
 
 /// Which client certificates a TLS listener accepts.

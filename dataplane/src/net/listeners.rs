@@ -10,6 +10,7 @@ use crate::http::direct::{Conn, Direct, Outcome};
 use crate::http::proxy::GatehouseProxy;
 use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
+use gatehouse_model::ir::ClientLimits;
 use pingora_core::apps::ServerApp;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::{ALPN, GetSocketDigest, SocketDigest, Ssl, Stream};
@@ -119,6 +120,22 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
+/// Connections open on one socket, counted down when each ends.
+#[derive(Default)]
+struct Open(std::sync::atomic::AtomicU32);
+
+/// One open connection of a socket; dropping it counts it out.
+struct OpenGuard(Arc<Open>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Connections refused at a socket's cap, by all sockets of this process.
+pub static REFUSED_AT_CAP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 async fn accept_loop(
     listener: TcpListener,
     addr: SocketAddr,
@@ -126,14 +143,33 @@ async fn accept_loop(
     handlers: Arc<Handlers>,
     shutdown: watch::Receiver<bool>,
 ) {
+    use std::sync::atomic::Ordering;
+    let open = Arc::new(Open::default());
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
+                // At the cap: accepted and closed at once (the client sees the connection
+                // end before any byte; nothing else waits on it), counted.
+                let cap = state
+                    .load()
+                    .bind(addr)
+                    .map_or(u32::MAX, |b| b.limits.max_connections);
+                if open.0.fetch_add(1, Ordering::Relaxed) >= cap {
+                    open.0.fetch_sub(1, Ordering::Relaxed);
+                    let refused = REFUSED_AT_CAP.fetch_add(1, Ordering::Relaxed) + 1;
+                    if refused.is_power_of_two() {
+                        tracing::warn!(%addr, %peer, cap, refused, "connection refused at the socket's cap");
+                    }
+                    drop(tcp);
+                    continue;
+                }
+                let guard = OpenGuard(open.clone());
                 let state = state.clone();
                 let handlers = handlers.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     serve(tcp, peer, addr, state, handlers, shutdown).await;
+                    drop(guard);
                 });
             }
             Err(e) => {
@@ -155,7 +191,10 @@ async fn serve(
 ) {
     // The TLS acceptor of the current version: a certificate swap applies to the next
     // handshake without touching open connections.
-    let tls = state.load().bind(addr).and_then(|b| b.tls.clone());
+    let (tls, limits) = match state.load().bind(addr) {
+        Some(b) => (b.tls.clone(), b.limits),
+        None => (None, ClientLimits::default()),
+    };
     let stream: Stream = match tls {
         None => {
             // The direct path reads and writes the socket itself; pingora's stream (its
@@ -169,7 +208,7 @@ async fn serve(
             };
             match handlers
                 .direct
-                .serve(&mut tcp, &conn, &mut shutdown, HANDSHAKE_TIMEOUT)
+                .serve(&mut tcp, &conn, &mut shutdown, &limits)
                 .await
             {
                 Outcome::Closed => return,
@@ -208,7 +247,7 @@ async fn serve(
                     };
                     match handlers
                         .direct
-                        .serve(&mut t, &conn, &mut shutdown, HANDSHAKE_TIMEOUT)
+                        .serve(&mut t, &conn, &mut shutdown, &limits)
                         .await
                     {
                         Outcome::Closed => return,

@@ -380,6 +380,7 @@ impl Compiler {
                     protocol,
                     listeners: compiled,
                     tls,
+                    limits: listeners[0].limits,
                 }),
             );
         }
@@ -535,6 +536,7 @@ mod tests {
                 certificates: vec![],
                 client_validation: None,
                 backend_client_certificate: None,
+                limits: Default::default(),
             }],
             route_tables: vec![RouteTable {
                 listener: "ns/gw/http".into(),

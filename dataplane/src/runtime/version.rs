@@ -3,7 +3,7 @@
 //! walks from a bind to its route is in `lookup`.
 
 use super::hosts::HostTable;
-use gatehouse_model::ir::{HostMatch, Protocol};
+use gatehouse_model::ir::{ClientLimits, HostMatch, Protocol};
 use pingora_core::listeners::tls::Acceptor;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -44,6 +44,8 @@ pub struct Bind {
     pub listeners: Vec<CompiledListener>,
     /// TLS acceptor for HTTPS binds: one per certificate set, reused across versions.
     pub tls: Option<Arc<Acceptor>>,
+    /// Its clients' timeouts and caps (its Gateway's).
+    pub limits: ClientLimits,
 }
 
 /// One listener of a bind, as compiled.

@@ -490,3 +490,181 @@ async fn the_data_plane_leaves_out_what_it_cannot_load_and_applies_the_rest() {
     let served = served_certificate(SocketAddr::new(ip, 8443), Some("good.example.com")).await;
     assert_eq!(served, good_der, "the good certificate is served");
 }
+
+/// A Gateway `default/gw` on PORT whose clients get these GatewayParameters `clients`
+/// (YAML flow mapping), with a route for `slow.example.com` to an echo backend.
+async fn limited(clients: &str) -> Gatehouse {
+    let gh = Gatehouse::start().await;
+    gh.write(
+        "gateway.yaml",
+        &http_gateway(&[PORT]).replace(
+            "  gatewayClassName: gatehouse\n",
+            "  gatewayClassName: gatehouse\n  infrastructure:\n    parametersRef: {group: gatehouse.dev, kind: GatewayParameters, name: edge}\n",
+        ),
+    );
+    gh.write(
+        "params.yaml",
+        &format!(
+            "apiVersion: gatehouse.dev/v1alpha1
+kind: GatewayParameters
+metadata: {{name: edge, namespace: default}}
+spec:
+  clients: {clients}
+"
+        ),
+    );
+    gh.backend("app").await;
+    gh.write(
+        "route.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: slow, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [slow.example.com]
+  rules:
+  - backendRefs: [{name: app, port: 80}]
+",
+    );
+    let addr = SocketAddr::new(gh.ip, PORT);
+    wait_for("the route", || async {
+        raw(addr, &get_as("HTTP/1.1", "/", "slow.example.com"))
+            .await
+            .0
+            == 200
+    })
+    .await
+    .unwrap();
+    gh
+}
+
+/// Writes `pieces` on a new connection, `every` apart (a slow client's pace), and reads
+/// until the proxy closes the connection (10 s at most): how long that took from the
+/// connection's start, and what was read.
+async fn held_open(addr: SocketAddr, pieces: &[&[u8]], every: Duration) -> (Duration, Vec<u8>) {
+    let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let start = tokio::time::Instant::now();
+    let (mut rd, mut wr) = tokio::io::split(s);
+    let writer = async {
+        for p in pieces {
+            if wr.write_all(p).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(every).await;
+        }
+        std::future::pending::<()>().await
+    };
+    let read_all = async {
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match rd.read(&mut chunk).await {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    let got = tokio::select! {
+        got = read_all => got,
+        () = writer => Vec::new(),
+        _ = tokio::time::sleep(Duration::from_secs(10)) => b"still open after 10 s".to_vec(),
+    };
+    (start.elapsed(), got)
+}
+
+/// Half-sent heads, a slow drip, silence and idle kept-alive connections are closed at the
+/// Gateway's timeouts (1 s here); a complete request on time is answered.
+#[tokio::test]
+async fn slow_and_idle_clients_are_closed_at_the_timeouts() {
+    let gh = limited("{headerTimeoutSeconds: 1, idleTimeoutSeconds: 1}").await;
+    let addr = SocketAddr::new(gh.ip, PORT);
+    let within = |d: Duration| d >= Duration::from_millis(900) && d < Duration::from_secs(3);
+    // Nothing at all.
+    let (took, got) = held_open(addr, &[], Duration::ZERO).await;
+    assert!(within(took), "silent: {took:?} {got:?}");
+    // Half a head.
+    let (took, got) = held_open(
+        addr,
+        &[b"GET / HTTP/1.1\r\nHost: slow.example.com\r\n"],
+        Duration::ZERO,
+    )
+    .await;
+    assert!(
+        within(took) && got.is_empty(),
+        "half a head: {took:?} {got:?}"
+    );
+    // A byte every 200 ms: the whole head is due in 1 s, not each read.
+    let drip: Vec<&[u8]> = b"GET / HTTP/1.1\r\nHost: slow.example.com\r\nX-Slow: yes\r\n"
+        .chunks(1)
+        .collect();
+    let (took, got) = held_open(addr, &drip, Duration::from_millis(200)).await;
+    assert!(
+        within(took) && got.is_empty(),
+        "slow drip: {took:?} {got:?}"
+    );
+    // Half an HTTP/2 preface.
+    let (took, _) = held_open(addr, &[b"PRI * HTTP/2.0\r\n"], Duration::ZERO).await;
+    assert!(within(took), "h2c preface: {took:?}");
+    // A kept-alive connection after its answer, on the direct path (HTTP/1.1) and pingora's
+    // (HTTP/1.0 keep-alive).
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        let request =
+            format!("GET / {version}\r\nHost: slow.example.com\r\nConnection: keep-alive\r\n\r\n");
+        let (took, got) = held_open(addr, &[request.as_bytes()], Duration::ZERO).await;
+        let got = String::from_utf8_lossy(&got);
+        assert_eq!(status_of(&got), 200, "{version}: {got}");
+        assert!(within(took), "{version} idle after an answer: {took:?}");
+    }
+}
+
+/// A socket at its connection cap closes new connections at once, and serves again when
+/// below it.
+#[tokio::test]
+async fn a_socket_at_its_cap_refuses_cleanly_and_serves_again_below_it() {
+    let gh = limited("{maxConnections: 3}").await;
+    let addr = SocketAddr::new(gh.ip, PORT);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    // The fourth is accepted and closed before any byte, at once.
+    let start = tokio::time::Instant::now();
+    let (code, answer) = raw(addr, &get_as("HTTP/1.1", "/", "slow.example.com")).await;
+    assert_eq!((code, answer.as_str()), (0, ""), "refused at the cap");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "closed, not left waiting"
+    );
+    // One of the three goes: served again (the count goes down as the connection ends).
+    drop(held.pop());
+    wait_for("a slot", || async {
+        raw(addr, &get_as("HTTP/1.1", "/", "slow.example.com"))
+            .await
+            .0
+            == 200
+    })
+    .await
+    .unwrap();
+}
+
+/// Heads over the limits are answered 431 on both request paths.
+#[tokio::test]
+async fn heads_over_the_limits_are_answered_431() {
+    let gh = limited("{maxRequestHeaders: 20, maxRequestHeaderBytes: 4096}").await;
+    let addr = SocketAddr::new(gh.ip, PORT);
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        let many: String = (0..25).map(|i| format!("X-H{i}: v\r\n")).collect();
+        let request =
+            format!("GET / {version}\r\nHost: slow.example.com\r\n{many}Connection: close\r\n\r\n");
+        let (code, answer) = raw(addr, request.as_bytes()).await;
+        assert_eq!(code, 431, "{version} 25 headers: {answer}");
+        let big = "x".repeat(5000);
+        let request = format!(
+            "GET / {version}\r\nHost: slow.example.com\r\nX-Big: {big}\r\nConnection: close\r\n\r\n"
+        );
+        let (code, answer) = raw(addr, request.as_bytes()).await;
+        assert_eq!(code, 431, "{version} 5 KB head: {answer}");
+        let (code, _) = raw(addr, &get_as(version, "/", "slow.example.com")).await;
+        assert_eq!(code, 200, "{version}: a head within the limits");
+    }
+}

@@ -169,6 +169,7 @@ pub fn one_listener_config(
             certificates: vec![],
             client_validation: None,
             backend_client_certificate: None,
+            limits: Default::default(),
         }],
         route_tables: vec![RouteTable {
             listener: "default/gw/http".into(),

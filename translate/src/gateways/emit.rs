@@ -60,6 +60,7 @@ pub fn finish(
                 certificates: l.certificates.clone(),
                 client_validation: l.client_validation.clone(),
                 backend_client_certificate: g.backend_client_certificate.clone(),
+                limits: g.client_limits,
             });
         }
     }

@@ -12,6 +12,7 @@ use crate::settings::{Infrastructure, Settings};
 use crate::status::{Condition, ListenerStatus, ObjectStatus, StatusReport, reason};
 use crate::store::{ObjectKey, Store};
 use gatehouse_api::GatewayParametersSpec;
+use gatehouse_model::ir;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
@@ -185,12 +186,41 @@ fn plan_gateway(
         address: addresses.bind,
         published: addresses.published,
         listeners,
+        client_limits: client_limits(dataplane.clients.as_ref()),
         dataplane,
         synthetic,
         accepted: gateway_accepted,
         listener_sets,
         backend_client_certificate: backend_client.and_then(Result::ok),
     }
+}
+
+/// The clients' timeouts and caps: the defaults, with what the parameters set.
+fn client_limits(p: Option<&gatehouse_api::ClientParameters>) -> ir::ClientLimits {
+    let mut limits = ir::ClientLimits::default();
+    let Some(p) = p else {
+        return limits;
+    };
+    let ms = |s: u32| u64::from(s) * 1000;
+    if let Some(s) = p.header_timeout_seconds {
+        limits.header_timeout_ms = ms(s);
+    }
+    if let Some(s) = p.idle_timeout_seconds {
+        limits.idle_timeout_ms = ms(s);
+    }
+    if let Some(n) = p.max_connections {
+        limits.max_connections = n;
+    }
+    if let Some(n) = p.max_request_header_bytes {
+        limits.max_header_bytes = n;
+    }
+    if let Some(n) = p.max_request_headers {
+        limits.max_headers = n;
+    }
+    if let Some(s) = p.upstream_response_header_timeout_seconds {
+        limits.upstream_header_timeout_ms = ms(s);
+    }
+    limits
 }
 
 /// Data plane shape: the class's parameters, overridden field by field by the Gateway's;
@@ -502,6 +532,29 @@ spec:
         assert!(
             out.config.listeners.is_empty(),
             "a refused Gateway serves nothing"
+        );
+    }
+
+    /// A Gateway's parameters set its clients' limits on every listener; unset ones keep
+    /// the defaults.
+    #[test]
+    fn client_limits_come_from_the_gateways_parameters() {
+        let yaml = gateway_with(HTTP_ALL).replace(
+            "  gatewayClassName: gatehouse\n",
+            "  gatewayClassName: gatehouse\n  infrastructure: {parametersRef: {group: gatehouse.dev, kind: GatewayParameters, name: p}}\n",
+        ) + "---
+apiVersion: gatehouse.dev/v1alpha1
+kind: GatewayParameters
+metadata: {name: p, namespace: infra}
+spec: {clients: {headerTimeoutSeconds: 2, maxConnections: 7}}
+";
+        let out = translated(&yaml);
+        let limits = out.config.listeners[0].limits;
+        assert_eq!(limits.header_timeout_ms, 2000);
+        assert_eq!(limits.max_connections, 7);
+        assert_eq!(
+            limits.idle_timeout_ms,
+            gatehouse_model::ir::ClientLimits::default().idle_timeout_ms
         );
     }
 

@@ -140,6 +140,8 @@ pub struct PlannedGateway {
     pub listener_sets: Vec<PlannedListenerSet>,
     /// Certificate key presented to backends asking for a client certificate.
     pub backend_client_certificate: Option<String>,
+    /// Its clients' timeouts and caps, from its parameters.
+    pub client_limits: ir::ClientLimits,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -5,10 +5,9 @@
 use crate::http::forwarding::{normalize_host, push_forwarded_for};
 use std::net::IpAddr;
 
-/// A request head larger than this goes to pingora (which answers 431 past its own limit).
-pub(super) const MAX_HEAD: usize = 16 * 1024;
-/// Headers parsed per head; more go to pingora.
-pub(super) const MAX_HEADERS: usize = 64;
+/// Headers parsed per head (and per answer head from a backend). A request with more is
+/// answered 431 when the listener's limit is this or less, else it goes to pingora.
+pub(super) const MAX_HEADERS: usize = 128;
 
 /// The parts of a request head the direct path acts on.
 pub(super) struct Head<'a> {

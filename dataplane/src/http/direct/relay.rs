@@ -32,6 +32,8 @@ pub(super) enum Failed {
     NoAnswer,
     /// An answer that is not HTTP/1 or cannot be framed; nothing sent to the client.
     BadAnswer,
+    /// No answer head within the upstream header timeout; nothing sent to the client.
+    TimedOut,
     /// The backend or client failed after the answer started: close the client.
     Midway(u16),
 }
@@ -49,7 +51,9 @@ pub(super) async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
     upstream: &mut TcpStream,
     head: &Head<'_>,
     scratch: &mut Scratch,
+    answer_timeout: std::time::Duration,
 ) -> Result<Done, Failed> {
+    let answer_due = tokio::time::Instant::now() + answer_timeout;
     upstream
         .write_all(&scratch.request)
         .await
@@ -77,11 +81,12 @@ pub(super) async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
             if answer.capacity() - answer.len() < 1024 {
                 answer.reserve(4096);
             }
-            match upstream.read_buf(answer).await {
-                Ok(0) | Err(_) => {
+            match tokio::time::timeout_at(answer_due, upstream.read_buf(answer)).await {
+                Ok(Ok(0) | Err(_)) => {
                     return Err(interim.map_or(Failed::NoAnswer, Failed::Midway));
                 }
-                Ok(_) => {}
+                Ok(Ok(_)) => {}
+                Err(_) => return Err(interim.map_or(Failed::TimedOut, Failed::Midway)),
             }
         };
         if (100..200).contains(&status) {

@@ -2,12 +2,13 @@
 //! the request, route it, and send it to an endpoint of its cluster (another after a
 //! failed connect, as the pingora path does); anything else is handed back for pingora.
 
-use super::framing::{Head, MAX_HEAD, MAX_HEADERS, eligible, head_end, write_request};
+use super::framing::{Head, MAX_HEADERS, eligible, head_end, write_request};
 use super::pool::{Pool, connect};
 use super::relay::{ClientState, Failed, Scratch, forward};
 use crate::http::forwarding::{EJECTION, MAX_CONNECT_ATTEMPTS};
 use crate::runtime::{Cluster, Ejections, Headers, RequestView, Runtime, Target};
 use arc_swap::ArcSwap;
+use gatehouse_model::ir::ClientLimits;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,20 +67,28 @@ impl Direct {
     }
 
     /// Serves requests from `client` until one is not for this path (handed back with the
-    /// bytes read) or the connection ends. The first bytes must come within `first_byte`.
+    /// bytes read) or the connection ends. Every head this path reads must come whole
+    /// within `limits.header_timeout_ms` (the first from the connection's start, the next
+    /// from their first byte), be no larger than `limits.max_header_bytes` and hold at most
+    /// `limits.max_headers` headers (431 otherwise); a kept-alive connection idle for
+    /// `limits.idle_timeout_ms` between requests is closed.
     pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         client: &mut S,
         conn: &Conn,
         shutdown: &mut watch::Receiver<bool>,
-        first_byte: Duration,
+        limits: &ClientLimits,
     ) -> Outcome {
         let mut buf: Vec<u8> = Vec::with_capacity(4096);
         let mut scratch = Scratch::default();
-        let mut first = true;
         if *shutdown.borrow() {
             return Outcome::Closed;
         }
+        let header_timeout = Duration::from_millis(limits.header_timeout_ms);
+        let idle_timeout = Duration::from_millis(limits.idle_timeout_ms);
+        let max_head = limits.max_header_bytes as usize;
+        // The first head is due from the connection's start.
+        let mut head_due = Some(tokio::time::Instant::now() + header_timeout);
         // One wait for the listener closing, registered once for the whole connection
         // rather than once per request.
         let mut closing = std::pin::pin!(shutdown.changed());
@@ -87,38 +96,44 @@ impl Direct {
             // Read until a whole head is in.
             let head_len = loop {
                 if let Some(n) = head_end(&buf) {
+                    if n > max_head {
+                        return too_large(client).await;
+                    }
                     break n;
                 }
-                if buf.len() >= MAX_HEAD {
-                    // Too large for us: pingora's to answer (431 past its own limit).
-                    return Outcome::HandOff(buf);
+                if buf.len() >= max_head {
+                    return too_large(client).await;
                 }
                 if buf.capacity() - buf.len() < 1024 {
                     buf.reserve(4096);
                 }
-                let read = if first {
-                    first = false;
-                    match tokio::time::timeout(first_byte, client.read_buf(&mut buf)).await {
-                        Ok(r) => r,
-                        Err(_) => return Outcome::Closed,
+                let read = match head_due {
+                    Some(due) => {
+                        match tokio::time::timeout_at(due, client.read_buf(&mut buf)).await {
+                            Ok(r) => r,
+                            // Half a head (or nothing) for too long: closed, as nginx does.
+                            Err(_) => return Outcome::Closed,
+                        }
                     }
-                } else if buf.is_empty() {
-                    // Between requests: the listener closing ends an idle connection.
-                    tokio::select! {
+                    // Between requests: idle until the idle timeout, or the listener closing.
+                    None => tokio::select! {
                         biased;
-                        r = client.read_buf(&mut buf) => r,
+                        r = tokio::time::timeout(idle_timeout, client.read_buf(&mut buf)) => match r {
+                            Ok(r) => r,
+                            Err(_) => return Outcome::Closed,
+                        },
                         _ = &mut closing => return Outcome::Closed,
-                    }
-                } else {
-                    client.read_buf(&mut buf).await
+                    },
                 };
                 match read {
                     Ok(0) | Err(_) => return Outcome::Closed,
                     Ok(_) => {}
                 }
+                // The next head's first byte is in: the whole head is due from now.
+                head_due.get_or_insert(tokio::time::Instant::now() + header_timeout);
             };
             match self
-                .request(client, conn, &buf[..head_len], &mut scratch)
+                .request(client, conn, &buf[..head_len], &mut scratch, limits)
                 .await
             {
                 Served::HandOff => return Outcome::HandOff(buf),
@@ -127,8 +142,10 @@ impl Direct {
                     return Outcome::Closed;
                 }
                 Served::KeepAlive => {
-                    // Pipelined bytes stay for the next round.
+                    // Pipelined bytes stay for the next round, and are a head begun.
                     buf.drain(..head_len);
+                    head_due =
+                        (!buf.is_empty()).then(|| tokio::time::Instant::now() + header_timeout);
                 }
             }
         }
@@ -141,13 +158,24 @@ impl Direct {
         conn: &Conn,
         raw: &[u8],
         scratch: &mut Scratch,
+        limits: &ClientLimits,
     ) -> Served {
-        // The one parse of this head. Malformed, too many headers, HTTP/2's preface:
-        // pingora's to answer.
+        // The one parse of this head. Malformed, HTTP/2's preface: pingora's to answer.
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
-        if !matches!(req.parse(raw), Ok(httparse::Status::Complete(n)) if n == raw.len()) {
-            return Served::HandOff;
+        match req.parse(raw) {
+            Ok(httparse::Status::Complete(n)) if n == raw.len() => {}
+            // More headers than this path parses: 431 when that is over the limit too,
+            // else pingora's (which parses up to 256).
+            Err(httparse::Error::TooManyHeaders) if limits.max_headers as usize <= MAX_HEADERS => {
+                answer_431(client).await;
+                return Served::Close;
+            }
+            _ => return Served::HandOff,
+        }
+        if req.headers.len() > limits.max_headers as usize {
+            answer_431(client).await;
+            return Served::Close;
         }
         let Some(head) = eligible(&req) else {
             return Served::HandOff;
@@ -202,8 +230,17 @@ impl Direct {
             head.method,
             http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
         );
+        let answer_timeout = Duration::from_millis(limits.upstream_header_timeout_ms);
         let exchanged = self
-            .exchange(client, &cluster, first, idempotent, &head, scratch)
+            .exchange(
+                client,
+                &cluster,
+                first,
+                idempotent,
+                &head,
+                scratch,
+                answer_timeout,
+            )
             .await;
         if tracing::enabled!(target: "gatehouse::access", tracing::Level::DEBUG) {
             let s = &route.source;
@@ -227,6 +264,7 @@ impl Direct {
 
     /// Sends the request to an endpoint of `cluster` (trying others as the pingora path
     /// does) and copies its answer to the client.
+    #[allow(clippy::too_many_arguments)]
     async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         client: &mut S,
@@ -235,6 +273,7 @@ impl Direct {
         idempotent: bool,
         head: &Head<'_>,
         scratch: &mut Scratch,
+        answer_timeout: Duration,
     ) -> Exchanged {
         let mut addr = first;
         let mut tried: Vec<SocketAddr> = Vec::new();
@@ -259,7 +298,7 @@ impl Direct {
                     }
                 },
             };
-            match forward(client, &mut upstream, head, scratch).await {
+            match forward(client, &mut upstream, head, scratch, answer_timeout).await {
                 Ok(done) => {
                     if done.upstream_reusable {
                         self.pool.put(addr, upstream);
@@ -288,6 +327,8 @@ impl Direct {
                     }
                 }
                 Err(Failed::BadAnswer) => return fail(client, 502, addr).await,
+                // As the pingora path: the read timed out, 504 (nothing was answered yet).
+                Err(Failed::TimedOut) => return fail(client, 504, addr).await,
                 Err(Failed::Midway(status)) => {
                     return Exchanged {
                         status,
@@ -309,11 +350,32 @@ struct Exchanged {
     client: ClientState,
 }
 
+/// 431 for a head over the limits; the connection closes after it.
+async fn answer_431<S: AsyncWrite + Unpin>(client: &mut S) {
+    let body = "request header fields too large\n";
+    let answer = format!(
+        "HTTP/1.1 431 Request Header Fields Too Large\r\nserver: gatehouse\r\ncontent-length: {}\r\ncache-control: private, no-store\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = client.write_all(answer.as_bytes()).await;
+    let _ = client.flush().await;
+}
+
+/// A head over the size limit: 431, and the connection closes.
+async fn too_large<S: AsyncWrite + Unpin>(client: &mut S) -> Outcome {
+    answer_431(client).await;
+    let _ = client.shutdown().await;
+    Outcome::Closed
+}
+
 /// A 502 of our own; the connection closes after it, as after pingora's error answers.
 async fn fail<S: AsyncWrite + Unpin>(client: &mut S, status: u16, addr: SocketAddr) -> Exchanged {
-    let body = "upstream connect failure\n";
+    let (reason, body) = match status {
+        504 => ("Gateway Timeout", "upstream timed out\n"),
+        _ => ("Bad Gateway", "upstream connect failure\n"),
+    };
     let answer = format!(
-        "HTTP/1.1 {status} Bad Gateway\r\nserver: gatehouse\r\ncontent-length: {}\r\ncache-control: private, no-store\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\nserver: gatehouse\r\ncontent-length: {}\r\ncache-control: private, no-store\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = client.write_all(answer.as_bytes()).await;
@@ -321,7 +383,11 @@ async fn fail<S: AsyncWrite + Unpin>(client: &mut S, status: u16, addr: SocketAd
     Exchanged {
         status,
         upstream: Some(addr),
-        outcome: "upstream connect failure",
+        outcome: if status == 504 {
+            "upstream timed out"
+        } else {
+            "upstream connect failure"
+        },
         client: ClientState::Broken,
     }
 }

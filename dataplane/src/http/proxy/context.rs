@@ -55,6 +55,8 @@ pub struct Ctx {
     pub(super) auth_cookies: Vec<String>,
     /// nginx's send timeout on the HTTP/1 backend connection, until its answer starts.
     pub(super) send_watch: Option<SendWatch>,
+    /// The socket's client timeouts and caps.
+    pub(super) limits: gatehouse_model::ir::ClientLimits,
 }
 
 impl Ctx {

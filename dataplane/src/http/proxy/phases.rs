@@ -112,6 +112,14 @@ impl ProxyHttp for GatehouseProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        // A kept-alive HTTP/1 connection waits for its next request at most the socket's
+        // idle timeout (pingora's default: forever, or what the client's Keep-Alive asks).
+        if session
+            .as_http1()
+            .is_some_and(|s| s.get_keepalive_timeout().is_some())
+        {
+            session.set_keepalive(Some(ctx.limits.idle_timeout_ms.div_ceil(1000)));
+        }
         self.log_access(session, e, ctx)
     }
 }

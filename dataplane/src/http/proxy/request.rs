@@ -50,6 +50,30 @@ impl GatehouseProxy {
             return respond(session, 404, "no listener\n".into(), &[]).await;
         };
         ctx.tls = bind.protocol == Protocol::Https;
+        ctx.limits = bind.limits;
+        // Heads pingora read itself (after the direct path handed a connection over, and
+        // HTTP/2) are held to the same limits as the direct path's: 431 past them.
+        let req = session.req_header();
+        let header_bytes: usize = req
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum();
+        if req.headers.len() > bind.limits.max_headers as usize
+            || header_bytes > bind.limits.max_header_bytes as usize
+        {
+            ctx.status_reason = "head too large";
+            return respond(
+                session,
+                431,
+                "request header fields too large\n".into(),
+                &[],
+            )
+            .await;
+        }
+        // A slow client: each read of this connection's later heads and bodies within the
+        // header timeout (pingora times reads, not whole heads).
+        session.set_read_timeout(Some(Duration::from_millis(bind.limits.header_timeout_ms)));
         let req = session.req_header();
         let host = request_host(req);
         if ctx.tls

@@ -55,6 +55,10 @@ impl GatehouseProxy {
         peer.options.connection_timeout = Some(Duration::from_secs(5));
         peer.options.total_connection_timeout = Some(Duration::from_secs(10));
         peer.options.idle_timeout = Some(Duration::from_secs(60));
+        // A backend that does not answer: 504 after the socket's upstream header timeout
+        // (pingora times each read, as nginx's proxy_read_timeout does).
+        peer.options.read_timeout =
+            Some(Duration::from_millis(ctx.limits.upstream_header_timeout_ms));
         // Time limits: the backend timeout bounds each attempt, the request timeout what is
         // left of the whole request.
         let backend = ctx
