@@ -3,7 +3,13 @@
 //! data plane. The operator runs as released (`gatehouse operator --infrastructure host`):
 //! it watches the API server, and its data plane runs on this machine like standalone's,
 //! so the figure is the API server's watch plus Gatehouse, not a pod network.
+//!
+//! `phase` is `bench/run`'s phase `apiserver`; the rest is what it asks of the testbed.
 
+use crate::probe::wait_for;
+use crate::process::{Running, spawn};
+use crate::stats::percentile;
+use crate::topology::PROXY_CORE;
 use anyhow::{Context, Result};
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
@@ -14,9 +20,76 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The port the benchmark's Gateway listens on (on 127.0.0.1, the host infrastructure).
-pub const PORT: u16 = 28_180;
+const PORT: u16 = 28_180;
 const CONTROLLER: &str = "gatehouse.dev/bench-gateway-controller";
 const CLASS: &str = "gatehouse-bench";
+
+/// Phase `apiserver`: propagation at 100 routes (`quick`), or at 100, 1k and 10k; nothing
+/// where the testbed cannot run (it needs root).
+pub fn phase(
+    bin: &Path,
+    quick: bool,
+    changes: usize,
+    dir: &Path,
+    running: &mut Running,
+) -> Result<Vec<(usize, Vec<f64>)>> {
+    if !possible() {
+        eprintln!("propagation against the API server: skipped (the testbed needs root)");
+        return Ok(vec![]);
+    }
+    let sizes: &[usize] = if quick { &[100] } else { &[100, 1000, 10_000] };
+    propagation(bin, sizes, changes, dir, running)
+}
+
+/// Propagation through the testbed's API server at each size: the operator of this build
+/// watching it, its data plane on this machine (core 0 for both, as standalone).
+fn propagation(
+    bin: &Path,
+    sizes: &[usize],
+    changes: usize,
+    dir: &Path,
+    running: &mut Running,
+) -> Result<Vec<(usize, Vec<f64>)>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (client, ns) = rt.block_on(prepare())?;
+    let result = (|| -> Result<Vec<(usize, Vec<f64>)>> {
+        let args = operator_command(bin);
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c").arg(PROXY_CORE).args(&args);
+        for (k, v) in operator_env(&ns) {
+            cmd.env(k, v);
+        }
+        spawn(cmd, &dir.join("operator-apiserver.log"), running)?;
+        let wait = |host: &str| wait_for(PORT, host, "/", "302", Duration::from_secs(30));
+        let mut out = vec![];
+        let mut present = 0;
+        for &n in sizes {
+            rt.block_on(create_routes(&client, &ns, present, n))?;
+            present = n;
+            wait_for(
+                PORT,
+                &format!("r{}.bench.example.com", n - 1),
+                "/",
+                "302",
+                settle_limit(n),
+            )
+            .with_context(|| format!("{n} routes through the API server never served"))?;
+            let ms = rt.block_on(propagation_ms(&client, &ns, n, changes, wait))?;
+            eprintln!(
+                "propagation at {n} routes over {changes} changes (API server): p50 {} ms, p90 {} ms, p99 {} ms",
+                crate::stats::ms(percentile(&ms, 50.0)),
+                crate::stats::ms(percentile(&ms, 90.0)),
+                crate::stats::ms(percentile(&ms, 99.0))
+            );
+            out.push((n, ms));
+        }
+        Ok(out)
+    })();
+    rt.block_on(clean_up(&client, &ns));
+    result
+}
 
 fn api(client: &kube::Client, kind: &str, plural: &str, ns: Option<&str>) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", kind);
@@ -44,7 +117,7 @@ fn route(ns: &str, name: &str, host: &str) -> Result<DynamicObject> {
 }
 
 /// The command that runs the operator against the testbed (pinned by the caller).
-pub fn operator_command(bin: &Path) -> Vec<String> {
+fn operator_command(bin: &Path) -> Vec<String> {
     vec![
         bin.join("gatehouse").display().to_string(),
         "operator".into(),
@@ -63,7 +136,7 @@ pub fn operator_command(bin: &Path) -> Vec<String> {
 
 /// The environment of that command: the testbed's kubeconfig, and the benchmark's
 /// namespace for the operator's Lease (not the deployed operator's).
-pub fn operator_env(namespace: &str) -> Vec<(&'static str, String)> {
+fn operator_env(namespace: &str) -> Vec<(&'static str, String)> {
     vec![
         (
             "KUBECONFIG",
@@ -75,7 +148,7 @@ pub fn operator_env(namespace: &str) -> Vec<(&'static str, String)> {
 }
 
 /// The testbed's client, a namespace of our own with the GatewayClass and Gateway.
-pub async fn prepare() -> Result<(kube::Client, String)> {
+async fn prepare() -> Result<(kube::Client, String)> {
     let client = gatehouse_testbed::client()
         .await
         .context("the testbed's API server (conformance/testbed up, as root)")?;
@@ -108,7 +181,7 @@ pub async fn prepare() -> Result<(kube::Client, String)> {
 }
 
 /// Creates routes r<from>..r<to> (16 writes at a time).
-pub async fn create_routes(client: &kube::Client, ns: &str, from: usize, to: usize) -> Result<()> {
+async fn create_routes(client: &kube::Client, ns: &str, from: usize, to: usize) -> Result<()> {
     let routes = api(client, "HTTPRoute", "httproutes", Some(ns));
     futures::stream::iter(from..to)
         .map(|i| {
@@ -130,7 +203,7 @@ pub async fn create_routes(client: &kube::Client, ns: &str, from: usize, to: usi
 
 /// Milliseconds from creating a route through the API server to its first answer, for
 /// `changes` new routes; `wait` polls the data plane until a host answers 302.
-pub async fn propagation_ms(
+async fn propagation_ms(
     client: &kube::Client,
     ns: &str,
     size: usize,
@@ -152,7 +225,7 @@ pub async fn propagation_ms(
 }
 
 /// Deletes what `prepare` made (the routes go with the namespace).
-pub async fn clean_up(client: &kube::Client, ns: &str) {
+async fn clean_up(client: &kube::Client, ns: &str) {
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let _ = namespaces.delete(ns, &Default::default()).await;
     let _ = api(client, "GatewayClass", "gatewayclasses", None)
@@ -161,7 +234,7 @@ pub async fn clean_up(client: &kube::Client, ns: &str) {
 }
 
 /// Whether the machine can run the testbed (it needs root).
-pub fn possible() -> bool {
+fn possible() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -169,6 +242,6 @@ pub fn possible() -> bool {
 }
 
 /// How long to wait for a route table of `n` routes to be in.
-pub fn settle_limit(n: usize) -> Duration {
+fn settle_limit(n: usize) -> Duration {
     Duration::from_secs(60 + (n as u64) / 50)
 }
