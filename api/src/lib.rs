@@ -43,7 +43,8 @@ pub struct GatewayParametersSpec {
     pub clients: Option<ClientParameters>,
 }
 
-/// What a client of the Gateway may take and hold.
+/// How the Gateway treats its clients: what a client may take and hold, and how its
+/// address is learned.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientParameters {
@@ -72,6 +73,20 @@ pub struct ClientParameters {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3600))]
     pub upstream_response_header_timeout_seconds: Option<u32>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2) from the load
+    /// balancer in front, whose source address is the client's (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<bool>,
+    /// Networks (CIDR or address) of proxies whose X-Forwarded-For is believed: the client
+    /// is the last address of the chain not in them. Empty (the default): the client is
+    /// the connection's peer, and a client's X-Forwarded-For is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Pass on header names with underscores (default false, as nginx's
+    /// underscores_in_headers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_underscore_headers: Option<bool>,
 }
 
 impl ClientParameters {
@@ -88,6 +103,14 @@ impl ClientParameters {
             upstream_response_header_timeout_seconds: over
                 .upstream_response_header_timeout_seconds
                 .or(self.upstream_response_header_timeout_seconds),
+            proxy_protocol: over.proxy_protocol.or(self.proxy_protocol),
+            trusted_proxies: over
+                .trusted_proxies
+                .clone()
+                .or_else(|| self.trusted_proxies.clone()),
+            keep_underscore_headers: over
+                .keep_underscore_headers
+                .or(self.keep_underscore_headers),
         }
     }
 }

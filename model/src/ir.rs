@@ -66,6 +66,34 @@ pub struct Listener {
     /// Gateway's parameters; every listener of a port has the same).
     #[serde(default, skip_serializing_if = "ClientLimits::is_default")]
     pub limits: ClientLimits,
+    /// Who the client is and what of its request is passed on (the Gateway's parameters;
+    /// every listener of a port has the same).
+    #[serde(default, skip_serializing_if = "Forwarding::is_default")]
+    pub forwarding: Forwarding,
+}
+
+/// How a port learns the client's address, and what headers of a client's request are
+/// passed on. By default the client is the socket's peer, and X-Forwarded-For,
+/// X-Forwarded-Proto, X-Forwarded-Host, X-Forwarded-Port and X-Real-IP are Gatehouse's own:
+/// a client's are replaced, never passed on. Header names with an underscore are dropped
+/// (nginx's `underscores_in_headers off`: `X_User` must not pass for `X-User`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Forwarding {
+    /// Every connection starts with a PROXY protocol header (v1 or v2), whose source
+    /// address is the client's: behind a load balancer that sends one.
+    pub proxy_protocol: bool,
+    /// Networks of proxies in front whose X-Forwarded-For is believed: the client is the
+    /// last address of the chain not in them, and the chain is passed on.
+    pub trusted_proxies: Vec<String>,
+    /// Header names with underscores are passed on.
+    pub keep_underscore_headers: bool,
+}
+
+impl Forwarding {
+    pub fn is_default(&self) -> bool {
+        *self == Forwarding::default()
+    }
 }
 
 /// Timeouts and caps for the clients of one port: what a client that sends half a head,

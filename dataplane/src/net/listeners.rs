@@ -5,6 +5,7 @@
 //! Closing one socket never touches connections of another.
 
 use super::coalesce::Coalescing;
+use super::proxy_protocol;
 use super::tls::{Sni, SniCapture};
 use crate::http::direct::{Conn, Direct, Outcome};
 use crate::http::proxy::GatehouseProxy;
@@ -191,20 +192,35 @@ async fn serve(
 ) {
     // The TLS acceptor of the current version: a certificate swap applies to the next
     // handshake without touching open connections.
-    let (tls, limits) = match state.load().bind(addr) {
-        Some(b) => (b.tls.clone(), b.limits),
-        None => (None, ClientLimits::default()),
+    let (tls, limits, clients) = match state.load().bind(addr) {
+        Some(b) => (b.tls.clone(), b.limits, b.clients.clone()),
+        None => (None, ClientLimits::default(), Default::default()),
     };
+    // Behind a load balancer that says whose a connection is: its PROXY header first.
+    let mut tcp = tcp;
+    let mut peer = peer;
+    if clients.proxy_protocol {
+        let header_timeout = Duration::from_millis(limits.header_timeout_ms);
+        match tokio::time::timeout(header_timeout, proxy_protocol::read(&mut tcp)).await {
+            Ok(Ok(Some(source))) => peer = source,
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "connection without a valid PROXY header");
+                return;
+            }
+            Err(_) => return,
+        }
+    }
     let stream: Stream = match tls {
         None => {
             // The direct path reads and writes the socket itself; pingora's stream (its
             // buffers and timing) is built only if a request is handed over.
-            let mut tcp = tcp;
             let conn = Conn {
                 peer,
                 bind: addr,
                 tls: false,
                 sni: None,
+                clients: clients.clone(),
             };
             match handlers
                 .direct
@@ -244,6 +260,7 @@ async fn serve(
                         bind: addr,
                         tls: true,
                         sni,
+                        clients: clients.clone(),
                     };
                     match handlers
                         .direct

@@ -15,8 +15,13 @@ use hyper_util::rt::TokioExecutor;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-/// How long a check may take before the request is answered 500.
+/// How long a check may take, answer included, before the request is answered 500.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Checks in flight at once; past it a request is answered 500 (the check cannot be made)
+/// rather than queue behind a slow auth service.
+const MAX_IN_FLIGHT: usize = 512;
+/// Answer body bytes read from the auth service (the body is not used).
+const MAX_ANSWER: usize = 64 * 1024;
 
 /// What the check decided.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,6 +52,7 @@ pub struct Original<'a> {
 /// Makes external auth checks (an HTTP client with a 2 s connect timeout).
 pub struct Checker {
     client: Client<HttpConnector, Empty<Bytes>>,
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl Default for Checker {
@@ -56,6 +62,7 @@ impl Default for Checker {
         c.set_nodelay(true);
         Checker {
             client: Client::builder(TokioExecutor::new()).build(c),
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
         }
     }
 }
@@ -73,6 +80,11 @@ impl Checker {
             status: 500,
             headers: vec![],
         };
+        let Ok(_permit) = self.in_flight.try_acquire() else {
+            tracing::debug!("external auth: too many checks in flight");
+            return error;
+        };
+        let started = tokio::time::Instant::now();
         let Ok(url) = auth.url.parse::<http::Uri>() else {
             return error;
         };
@@ -122,14 +134,17 @@ impl Checker {
             set("x-real-ip", &ip.to_string());
             set("x-forwarded-for", &ip.to_string());
         }
-        let answer = match tokio::time::timeout(CHECK_TIMEOUT, self.client.request(req)).await {
+        let due = started + CHECK_TIMEOUT;
+        let answer = match tokio::time::timeout_at(due, self.client.request(req)).await {
             Ok(Ok(r)) => r,
             _ => return error,
         };
         let status = answer.status().as_u16();
         let headers = answer.headers().clone();
-        // The body is not used; read it so the connection can be reused.
-        let _ = tokio::time::timeout(CHECK_TIMEOUT, answer.into_body().collect()).await;
+        // The body is not used; read it (up to a bound, within the check's time) so the
+        // connection can be reused.
+        let body = http_body_util::Limited::new(answer.into_body(), MAX_ANSWER);
+        let _ = tokio::time::timeout_at(due, body.collect()).await;
         let header = |n: &str| {
             headers
                 .get(n)

@@ -17,13 +17,22 @@ use std::time::Duration;
 /// Bodies larger than this are not kept for mirroring; such requests are not mirrored.
 pub const MAX_MIRRORED_BODY: usize = 1 << 20;
 
-/// How long a mirrored request may take before it is abandoned.
+/// How long a mirrored request may take, answer included, before it is abandoned.
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
+/// Mirrored requests in flight at once; past it a copy is not sent (counted). A slow
+/// mirror target must not hold the data plane's memory and sockets.
+const MAX_IN_FLIGHT: usize = 256;
+/// Answer bytes read from a mirror target; past it the connection is dropped.
+const MAX_ANSWER: usize = 1 << 20;
+
+/// Copies not sent because `MAX_IN_FLIGHT` were in flight.
+pub static SKIPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Sends mirrored requests (HTTP/1 and h2c clients).
 pub struct Mirrors {
     http1: Client<HttpConnector, Full<Bytes>>,
     h2c: Client<HttpConnector, Full<Bytes>>,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Default for Mirrors {
@@ -39,6 +48,7 @@ impl Default for Mirrors {
             h2c: Client::builder(TokioExecutor::new())
                 .http2_only(true)
                 .build(connector()),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
         }
     }
 }
@@ -52,6 +62,11 @@ impl Mirrors {
         head: &RequestHeader,
         body: Bytes,
     ) {
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            SKIPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(cluster = %cluster.key, "mirror: too many in flight; skipped");
+            return;
+        };
         let Some(endpoint) = cluster.pick(&[], ejections) else {
             tracing::debug!(cluster = %cluster.key, "mirror: no endpoints");
             return;
@@ -91,14 +106,19 @@ impl Mirrors {
         };
         let key = cluster.key.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(MIRROR_TIMEOUT, client.request(req)).await {
-                Ok(Ok(resp)) => {
-                    // Drain the answer so the connection can be reused.
-                    let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
-                }
+            let exchange = async {
+                let resp = client.request(req).await?;
+                // Drain the answer (up to a bound) so the connection can be reused.
+                let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER);
+                let _ = http_body_util::BodyExt::collect(body).await;
+                Ok::<_, hyper_util::client::legacy::Error>(())
+            };
+            match tokio::time::timeout(MIRROR_TIMEOUT, exchange).await {
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::debug!(cluster = %key, error = %e, "mirror failed"),
                 Err(_) => tracing::debug!(cluster = %key, "mirror timed out"),
             }
+            drop(permit);
         });
     }
 }

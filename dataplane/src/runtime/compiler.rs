@@ -6,6 +6,7 @@ use super::hosts::{CompiledVirtualHost, HostTable};
 use super::route::compile_route;
 use super::version::{Bind, CompiledListener, Runtime};
 use crate::channel::received::Received;
+use crate::http::forwarding::ClientRules;
 use crate::net::tls::{self, TlsCache};
 use crate::net::upstream_tls;
 use gatehouse_model::ir::{Config, Protocol};
@@ -381,6 +382,7 @@ impl Compiler {
                     listeners: compiled,
                     tls,
                     limits: listeners[0].limits,
+                    clients: Arc::new(ClientRules::of(&listeners[0].forwarding)),
                 }),
             );
         }
@@ -537,6 +539,7 @@ mod tests {
                 client_validation: None,
                 backend_client_certificate: None,
                 limits: Default::default(),
+                forwarding: Default::default(),
             }],
             route_tables: vec![RouteTable {
                 listener: "ns/gw/http".into(),

@@ -46,6 +46,8 @@ pub struct Bind {
     pub tls: Option<Arc<Acceptor>>,
     /// Its clients' timeouts and caps (its Gateway's).
     pub limits: ClientLimits,
+    /// How its clients' addresses are learned and their headers passed on.
+    pub clients: Arc<crate::http::forwarding::ClientRules>,
 }
 
 /// One listener of a bind, as compiled.

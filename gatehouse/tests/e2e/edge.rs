@@ -527,14 +527,20 @@ spec:
 ",
     );
     let addr = SocketAddr::new(gh.ip, PORT);
-    wait_for("the route", || async {
-        raw(addr, &get_as("HTTP/1.1", "/", "slow.example.com"))
-            .await
-            .0
-            == 200
-    })
-    .await
-    .unwrap();
+    // A port that reads PROXY headers first answers only requests that have one.
+    let prefix = if clients.contains("proxyProtocol: true") {
+        format!("PROXY TCP4 203.0.113.9 {} 40000 {PORT}\r\n", gh.ip)
+    } else {
+        String::new()
+    };
+    let request = [
+        prefix.as_bytes(),
+        &get_as("HTTP/1.1", "/", "slow.example.com"),
+    ]
+    .concat();
+    wait_for("the route", || async { raw(addr, &request).await.0 == 200 })
+        .await
+        .unwrap();
     gh
 }
 
@@ -667,4 +673,136 @@ async fn heads_over_the_limits_are_answered_431() {
         let (code, _) = raw(addr, &get_as(version, "/", "slow.example.com")).await;
         assert_eq!(code, 200, "{version}: a head within the limits");
     }
+}
+
+/// The headers a backend saw, from the echo backend's answer body (names as the echo
+/// server writes them: X-Forwarded-For).
+fn seen_headers(answer: &str) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Value>(body_of(answer))
+        .map(|v| v["headers"].clone())
+        .unwrap_or_default()
+}
+
+/// A client's X-Forwarded-*, X-Real-IP and underscored headers never reach a backend:
+/// Gatehouse's own take their place, on both request paths.
+#[tokio::test]
+async fn client_sent_forwarding_headers_never_pass() {
+    let gh = limited("{}").await;
+    let addr = SocketAddr::new(gh.ip, PORT);
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        let request = format!(
+            "GET / {version}\r\nHost: slow.example.com\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil.example\r\nX-Forwarded-Port: 1\r\nX-Forwarded-Proto: https\r\nX_User: admin\r\nX-User: alice\r\nConnection: close\r\n\r\n"
+        );
+        let (code, answer) = raw(addr, request.as_bytes()).await;
+        assert_eq!(code, 200, "{answer}");
+        let h = seen_headers(&answer);
+        // Connections to 127.77.n.1 come from 127.0.0.1.
+        let me = "127.0.0.1";
+        assert_eq!(h["X-Real-Ip"], serde_json::json!([me]), "{version}: {h}");
+        assert_eq!(
+            h["X-Forwarded-For"],
+            serde_json::json!([me]),
+            "{version}: {h}"
+        );
+        assert_eq!(
+            h["X-Forwarded-Host"],
+            serde_json::json!(["slow.example.com"]),
+            "{version}: {h}"
+        );
+        assert_eq!(
+            h["X-Forwarded-Port"],
+            serde_json::json!([PORT.to_string()]),
+            "{version}: {h}"
+        );
+        assert_eq!(
+            h["X-Forwarded-Proto"],
+            serde_json::json!(["http"]),
+            "{version}: {h}"
+        );
+        assert_eq!(h["X-User"], serde_json::json!(["alice"]), "{version}: {h}");
+        let underscored: Vec<&String> = h
+            .as_object()
+            .map(|o| o.keys().filter(|k| k.contains('_')).collect())
+            .unwrap_or_default();
+        assert!(underscored.is_empty(), "{version}: {underscored:?}");
+    }
+}
+
+/// Behind a load balancer speaking the PROXY protocol (and proxies trusted for their
+/// X-Forwarded-For), source ranges and the forwarded headers see the real client; a
+/// connection without the header is closed.
+#[tokio::test]
+async fn proxy_protocol_and_trusted_proxies_give_the_real_client() {
+    let gh = limited("{proxyProtocol: true, trustedProxies: [10.0.0.0/8]}").await;
+    gh.write(
+        "allow.yaml",
+        "apiVersion: gatehouse.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: allow, namespace: default}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: slow}]
+  sourceAccess: {allow: [203.0.113.0/24]}
+",
+    );
+    let addr = SocketAddr::new(gh.ip, PORT);
+    let from = |source: &str, xff: Option<&str>, version: &str| {
+        let xff = xff
+            .map(|x| format!("X-Forwarded-For: {x}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "PROXY TCP4 {source} {} 40000 {PORT}\r\nGET / {version}\r\nHost: slow.example.com\r\n{xff}Connection: close\r\n\r\n",
+            gh.ip
+        )
+    };
+    wait_for("the policy", || async {
+        raw(addr, from("192.0.2.1", None, "HTTP/1.0").as_bytes())
+            .await
+            .0
+            == 403
+    })
+    .await
+    .unwrap();
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        // The PROXY header's source is the client.
+        let (code, answer) = raw(addr, from("203.0.113.9", None, version).as_bytes()).await;
+        assert_eq!(code, 200, "{version}: {answer}");
+        let h = seen_headers(&answer);
+        assert_eq!(
+            h["X-Real-Ip"],
+            serde_json::json!(["203.0.113.9"]),
+            "{version}: {h}"
+        );
+        assert_eq!(
+            h["X-Forwarded-For"],
+            serde_json::json!(["203.0.113.9"]),
+            "{h}"
+        );
+        // An untrusted source's X-Forwarded-For is not believed.
+        let (code, _) = raw(
+            addr,
+            from("192.0.2.1", Some("203.0.113.9"), version).as_bytes(),
+        )
+        .await;
+        assert_eq!(
+            code, 403,
+            "{version}: an untrusted peer cannot claim an address"
+        );
+        // A trusted proxy's is: the last untrusted hop is the client, the chain passes on.
+        let (code, answer) = raw(
+            addr,
+            from("10.1.1.1", Some("198.51.100.1, 203.0.113.9"), version).as_bytes(),
+        )
+        .await;
+        assert_eq!(code, 200, "{version}: {answer}");
+        let h = seen_headers(&answer);
+        assert_eq!(h["X-Real-Ip"], serde_json::json!(["203.0.113.9"]), "{h}");
+        assert_eq!(
+            h["X-Forwarded-For"],
+            serde_json::json!(["198.51.100.1, 203.0.113.9, 10.1.1.1"]),
+            "{h}"
+        );
+    }
+    // No PROXY header: closed without an answer.
+    let (code, answer) = raw(addr, &get_as("HTTP/1.1", "/", "slow.example.com")).await;
+    assert_eq!((code, answer.as_str()), (0, ""));
 }

@@ -170,6 +170,7 @@ pub fn one_listener_config(
             client_validation: None,
             backend_client_certificate: None,
             limits: Default::default(),
+            forwarding: Default::default(),
         }],
         route_tables: vec![RouteTable {
             listener: "default/gw/http".into(),

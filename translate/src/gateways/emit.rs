@@ -61,6 +61,7 @@ pub fn finish(
                 client_validation: l.client_validation.clone(),
                 backend_client_certificate: g.backend_client_certificate.clone(),
                 limits: g.client_limits,
+                forwarding: g.forwarding.clone(),
             });
         }
     }

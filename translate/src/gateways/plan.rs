@@ -79,8 +79,15 @@ fn plan_gateway(
 ) -> PlannedGateway {
     let key = ObjectKey::of(gateway);
     let generation = gateway.metadata.generation.unwrap_or(0);
-    let (dataplane, parameters_error) =
+    let (dataplane, mut parameters_error) =
         dataplane_parameters(store, gateway, &key, class_parameters);
+    let (client_limits, forwarding) = match client_settings(dataplane.clients.as_ref()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            parameters_error.get_or_insert(format!("spec.infrastructure.{e}"));
+            Default::default()
+        }
+    };
     let addresses = addresses(store, settings, gateway, &key);
 
     // The Gateway's own listeners, then its ListenerSets' in precedence order: one list,
@@ -186,7 +193,8 @@ fn plan_gateway(
         address: addresses.bind,
         published: addresses.published,
         listeners,
-        client_limits: client_limits(dataplane.clients.as_ref()),
+        client_limits,
+        forwarding,
         dataplane,
         synthetic,
         accepted: gateway_accepted,
@@ -195,11 +203,15 @@ fn plan_gateway(
     }
 }
 
-/// The clients' timeouts and caps: the defaults, with what the parameters set.
-fn client_limits(p: Option<&gatehouse_api::ClientParameters>) -> ir::ClientLimits {
+/// The clients' timeouts, caps and forwarding: the defaults, with what the parameters
+/// set; an unusable trusted proxy network is the parameters' error.
+fn client_settings(
+    p: Option<&gatehouse_api::ClientParameters>,
+) -> Result<(ir::ClientLimits, ir::Forwarding), String> {
     let mut limits = ir::ClientLimits::default();
+    let mut forwarding = ir::Forwarding::default();
     let Some(p) = p else {
-        return limits;
+        return Ok((limits, forwarding));
     };
     let ms = |s: u32| u64::from(s) * 1000;
     if let Some(s) = p.header_timeout_seconds {
@@ -220,7 +232,15 @@ fn client_limits(p: Option<&gatehouse_api::ClientParameters>) -> ir::ClientLimit
     if let Some(s) = p.upstream_response_header_timeout_seconds {
         limits.upstream_header_timeout_ms = ms(s);
     }
-    limits
+    forwarding.proxy_protocol = p.proxy_protocol.unwrap_or(false);
+    forwarding.keep_underscore_headers = p.keep_underscore_headers.unwrap_or(false);
+    for (i, n) in p.trusted_proxies.iter().flatten().enumerate() {
+        ir::parse_network(n).map_err(|e| {
+            format!("parametersRef: GatewayParameters spec.clients.trustedProxies[{i}]: {n:?}: {e}")
+        })?;
+        forwarding.trusted_proxies.push(n.clone());
+    }
+    Ok((limits, forwarding))
 }
 
 /// Data plane shape: the class's parameters, overridden field by field by the Gateway's;

@@ -142,6 +142,8 @@ pub struct PlannedGateway {
     pub backend_client_certificate: Option<String>,
     /// Its clients' timeouts and caps, from its parameters.
     pub client_limits: ir::ClientLimits,
+    /// How its clients' addresses are learned and their headers passed on.
+    pub forwarding: ir::Forwarding,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -2,8 +2,7 @@
 //! takes the request (and what it needs of it), the head the backend gets, and how an
 //! answer's body ends (a length, chunks, or the backend closing).
 
-use crate::http::forwarding::{normalize_host, push_forwarded_for};
-use std::net::IpAddr;
+use crate::http::forwarding::{Forwarded, dropped_header, normalize_host};
 
 /// Headers parsed per head (and per answer head from a backend). A request with more is
 /// answered 431 when the listener's limit is this or less, else it goes to pingora.
@@ -17,6 +16,8 @@ pub(super) struct Head<'a> {
     /// The client asked to close after this request.
     pub(super) close: bool,
     pub(super) forwarded_for: Option<&'a [u8]>,
+    /// The Host header as sent (X-Forwarded-Host).
+    pub(super) raw_host: &'a [u8],
 }
 
 /// The length of the request head at the start of `buf` (through its empty line), once it
@@ -50,6 +51,7 @@ pub(super) fn eligible<'a>(req: &httparse::Request<'_, 'a>) -> Option<Head<'a>> 
         return None;
     }
     let mut host = None;
+    let mut raw_host: &[u8] = b"";
     let mut close = false;
     let mut forwarded_for = None;
     for h in req.headers.iter() {
@@ -60,6 +62,7 @@ pub(super) fn eligible<'a>(req: &httparse::Request<'_, 'a>) -> Option<Head<'a>> 
                 return None;
             }
             host = Some(std::str::from_utf8(h.value).ok()?);
+            raw_host = h.value;
         } else if is("content-length") {
             if h.value != b"0" {
                 return None;
@@ -86,6 +89,7 @@ pub(super) fn eligible<'a>(req: &httparse::Request<'_, 'a>) -> Option<Head<'a>> 
         host: normalize_host(host?),
         close,
         forwarded_for,
+        raw_host,
     })
 }
 
@@ -94,14 +98,15 @@ fn uri_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%[]".contains(&b)
 }
 
-/// The head sent to the backend: the client's, less hop-by-hop headers, with
-/// X-Forwarded-For and X-Forwarded-Proto as the pingora path sets them.
+/// The head sent to the backend: the client's, less hop-by-hop headers and those
+/// Gatehouse sets or drops (`forwarding::dropped_header`), with Gatehouse's forwarded
+/// headers as the pingora path sets them.
 pub(super) fn write_request(
     out: &mut Vec<u8>,
     req: &httparse::Request<'_, '_>,
     head: &Head<'_>,
-    client: IpAddr,
-    tls: bool,
+    forwarded: &Forwarded<'_>,
+    keep_underscores: bool,
 ) {
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
@@ -109,14 +114,9 @@ pub(super) fn write_request(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
-        if [
-            "connection",
-            "keep-alive",
-            "x-forwarded-for",
-            "x-forwarded-proto",
-        ]
-        .iter()
-        .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+        if name.eq_ignore_ascii_case(b"connection")
+            || name.eq_ignore_ascii_case(b"keep-alive")
+            || dropped_header(name, keep_underscores)
         {
             continue;
         }
@@ -125,13 +125,8 @@ pub(super) fn write_request(
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"x-forwarded-for: ");
-    push_forwarded_for(out, head.forwarded_for, client);
-    out.extend_from_slice(if tls {
-        b"\r\nx-forwarded-proto: https\r\n\r\n"
-    } else {
-        b"\r\nx-forwarded-proto: http\r\n\r\n"
-    });
+    forwarded.write_headers(out);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// How the answer's body ends.

@@ -5,7 +5,7 @@
 use super::framing::{Head, MAX_HEADERS, eligible, head_end, write_request};
 use super::pool::{Pool, connect};
 use super::relay::{ClientState, Failed, Scratch, forward};
-use crate::http::forwarding::{EJECTION, MAX_CONNECT_ATTEMPTS};
+use crate::http::forwarding::{ClientRules, EJECTION, Forwarded, MAX_CONNECT_ATTEMPTS};
 use crate::runtime::{Cluster, Ejections, Headers, RequestView, Runtime, Target};
 use arc_swap::ArcSwap;
 use gatehouse_model::ir::ClientLimits;
@@ -23,6 +23,8 @@ pub struct Conn {
     pub tls: bool,
     /// The TLS server name, lower-case, without a trailing dot.
     pub sni: Option<String>,
+    /// How the port learns who the client is and what headers pass.
+    pub clients: Arc<ClientRules>,
 }
 
 /// How the direct path left a connection.
@@ -225,7 +227,22 @@ impl Direct {
         };
 
         scratch.request.clear();
-        write_request(&mut scratch.request, &req, &head, conn.peer.ip(), conn.tls);
+        let (client_ip, believed) = conn.clients.client(conn.peer.ip(), head.forwarded_for);
+        let forwarded = Forwarded {
+            peer: conn.peer.ip(),
+            client: client_ip,
+            chain: head.forwarded_for.filter(|_| believed),
+            tls: conn.tls,
+            host: head.raw_host,
+            port: conn.bind.port(),
+        };
+        write_request(
+            &mut scratch.request,
+            &req,
+            &head,
+            &forwarded,
+            conn.clients.keep_underscores,
+        );
         let idempotent = matches!(
             head.method,
             http::Method::GET | http::Method::HEAD | http::Method::OPTIONS

@@ -57,6 +57,24 @@ pub struct Ctx {
     pub(super) send_watch: Option<SendWatch>,
     /// The socket's client timeouts and caps.
     pub(super) limits: gatehouse_model::ir::ClientLimits,
+    /// Who sent the request: the connection's peer (a PROXY header's source, when the port
+    /// reads one), or the client a trusted proxy names; what source ranges, rate limits,
+    /// hashing and logs see.
+    pub(super) client: Option<std::net::IpAddr>,
+    /// What Gatehouse forwards in its own headers: the peer, the client's X-Forwarded-For
+    /// when it is believed, the Host as sent, the listener's port.
+    pub(super) forwarded: Option<ForwardedFrom>,
+    /// Header names with underscores pass.
+    pub(super) keep_underscores: bool,
+}
+
+/// The request's parts Gatehouse's forwarded headers are made of (owned: the request head
+/// is edited between the request phase and the upstream one).
+pub(super) struct ForwardedFrom {
+    pub(super) peer: std::net::IpAddr,
+    pub(super) chain: Option<Vec<u8>>,
+    pub(super) host: Vec<u8>,
+    pub(super) port: u16,
 }
 
 impl Ctx {

@@ -1,10 +1,10 @@
 //! Reading and editing heads: the Host and TLS server name a request is routed on, whether
 //! its body can be replayed, X-Forwarded-For, and the header filters of routes and backends.
 
-use crate::http::forwarding::{normalize_host, push_forwarded_for};
+use crate::http::forwarding::normalize_host;
 use crate::net::tls::Sni;
 use gatehouse_model::ir::HeaderModifier;
-use pingora_error::{Error, ErrorType, Result};
+use pingora_error::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 
@@ -42,17 +42,6 @@ pub(super) fn request_host(req: &RequestHeader) -> std::borrow::Cow<'_, str> {
             })
             .unwrap_or_default(),
     )
-}
-
-/// X-Forwarded-For with `client` appended.
-pub(super) fn forwarded_for(
-    previous: Option<&[u8]>,
-    client: std::net::IpAddr,
-) -> Result<http::HeaderValue> {
-    let mut v: Vec<u8> = Vec::with_capacity(previous.map_or(0, |p| p.len() + 2) + 15);
-    push_forwarded_for(&mut v, previous, client);
-    http::HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
-        .map_err(|e| Error::because(ErrorType::InternalError, "x-forwarded-for", e))
 }
 
 fn modify_headers<T>(
@@ -99,19 +88,6 @@ pub(super) fn modify_response(resp: &mut ResponseHeader, m: &HeaderModifier) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forwarded_for_appends_the_client() {
-        let v4: std::net::IpAddr = "10.0.100.7".parse().unwrap();
-        assert_eq!(forwarded_for(None, v4).unwrap(), "10.0.100.7");
-        let zero: std::net::IpAddr = "0.9.10.255".parse().unwrap();
-        assert_eq!(forwarded_for(None, zero).unwrap(), "0.9.10.255");
-        let v6: std::net::IpAddr = "2001:db8::1".parse().unwrap();
-        assert_eq!(
-            forwarded_for(Some(b"192.0.2.1"), v6).unwrap(),
-            "192.0.2.1, 2001:db8::1"
-        );
-    }
 
     #[test]
     fn request_host_borrows_when_it_can() {

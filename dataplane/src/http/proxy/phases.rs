@@ -51,11 +51,11 @@ impl ProxyHttp for GatehouseProxy {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        self.edit_upstream_request(session, upstream, ctx)
+        self.edit_upstream_request(upstream, ctx)
     }
 
     async fn response_filter(

@@ -3,7 +3,7 @@
 //! limit), the backend and endpoint it goes to, and its body (limit, mirrors).
 
 use super::answers::{Answer, respond};
-use super::context::{Ctx, PendingMirror};
+use super::context::{Ctx, ForwardedFrom, PendingMirror};
 use super::headers::{has_body, modify_request, request_host, server_name};
 use super::state::GatehouseProxy;
 use crate::policies::auth::{Decision, Original};
@@ -49,31 +49,9 @@ impl GatehouseProxy {
             ctx.status_reason = "no listener";
             return respond(session, 404, "no listener\n".into(), &[]).await;
         };
-        ctx.tls = bind.protocol == Protocol::Https;
-        ctx.limits = bind.limits;
-        // Heads pingora read itself (after the direct path handed a connection over, and
-        // HTTP/2) are held to the same limits as the direct path's: 431 past them.
-        let req = session.req_header();
-        let header_bytes: usize = req
-            .headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 4)
-            .sum();
-        if req.headers.len() > bind.limits.max_headers as usize
-            || header_bytes > bind.limits.max_header_bytes as usize
-        {
-            ctx.status_reason = "head too large";
-            return respond(
-                session,
-                431,
-                "request header fields too large\n".into(),
-                &[],
-            )
-            .await;
+        if let Some(answer) = self.admit_client(session, ctx, &bind).await {
+            return answer;
         }
-        // A slow client: each read of this connection's later heads and bodies within the
-        // header timeout (pingora times reads, not whole heads).
-        session.set_read_timeout(Some(Duration::from_millis(bind.limits.header_timeout_ms)));
         let req = session.req_header();
         let host = request_host(req);
         if ctx.tls
@@ -138,10 +116,7 @@ impl GatehouseProxy {
             return answer.send(session, ctx).await;
         }
 
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let client = ctx.client;
         if let Some(answer) = self.limits(&route, client, ctx) {
             return answer.send(session, ctx).await;
         }
@@ -170,6 +145,68 @@ impl GatehouseProxy {
         }
 
         self.choose_backend(session, ctx, &route, client).await
+    }
+
+    /// The socket's client rules for this request: who the client is (the peer, or the
+    /// client a trusted proxy names), what Gatehouse forwards of it, the head's limits
+    /// (431 past them: heads pingora read itself are held to the direct path's limits) and
+    /// the read timeout for the rest of the connection. Some(answer) when it is answered.
+    async fn admit_client(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        bind: &crate::runtime::Bind,
+    ) -> Option<Result<bool>> {
+        ctx.tls = bind.protocol == Protocol::Https;
+        ctx.limits = bind.limits;
+        ctx.keep_underscores = bind.clients.keep_underscores;
+        if let Some(peer) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+        {
+            let req = session.req_header();
+            let xff = req.headers.get("x-forwarded-for").map(|v| v.as_bytes());
+            let (client, believed) = bind.clients.client(peer, xff);
+            ctx.client = Some(client);
+            ctx.forwarded = Some(ForwardedFrom {
+                peer,
+                chain: xff.filter(|_| believed).map(<[u8]>::to_vec),
+                host: req
+                    .headers
+                    .get(http::header::HOST)
+                    .map(|h| h.as_bytes().to_vec())
+                    .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes().to_vec()))
+                    .unwrap_or_default(),
+                port: bind.addr.port(),
+            });
+        }
+        // Heads pingora read itself (after the direct path handed a connection over, and
+        // HTTP/2) are held to the same limits as the direct path's: 431 past them.
+        let req = session.req_header();
+        let header_bytes: usize = req
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum();
+        if req.headers.len() > bind.limits.max_headers as usize
+            || header_bytes > bind.limits.max_header_bytes as usize
+        {
+            ctx.status_reason = "head too large";
+            return Some(
+                respond(
+                    session,
+                    431,
+                    "request header fields too large\n".into(),
+                    &[],
+                )
+                .await,
+            );
+        }
+        // A slow client: each read of this connection's later heads and bodies within the
+        // header timeout (pingora times reads, not whole heads).
+        session.set_read_timeout(Some(Duration::from_millis(bind.limits.header_timeout_ms)));
+        None
     }
 
     /// Limits and access lists, after redirects (as nginx's phases): 503 and 403.

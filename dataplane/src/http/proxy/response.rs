@@ -57,11 +57,7 @@ impl GatehouseProxy {
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
         let req = session.req_header();
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let client = ctx.client.map(|c| c.to_string()).unwrap_or_default();
         let route = ctx
             .route
             .as_deref()

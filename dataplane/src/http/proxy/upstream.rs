@@ -2,8 +2,9 @@
 //! the request as the backend gets it, and whether the backend's answer is retried.
 
 use super::context::Ctx;
-use super::headers::{forwarded_for, modify_request, replayable};
+use super::headers::{modify_request, replayable};
 use super::state::GatehouseProxy;
+use crate::http::forwarding::{Forwarded, dropped_header, push_decimal, push_ip};
 use crate::net::send_watch::SendWatch;
 use crate::policies::filters::{expand_template, modify_path};
 use crate::runtime::PathRule;
@@ -156,7 +157,6 @@ impl GatehouseProxy {
     /// headers external auth set, X-Forwarded-For and X-Forwarded-Proto.
     pub(super) fn edit_upstream_request(
         &self,
-        session: &mut Session,
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -206,15 +206,40 @@ impl GatehouseProxy {
                 }
             }
         }
-        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            let xff = forwarded_for(
-                upstream
-                    .headers
-                    .get("x-forwarded-for")
-                    .map(|v| v.as_bytes()),
-                client.ip(),
-            )?;
-            upstream.insert_header("x-forwarded-for", xff)?;
+        // The client's versions of Gatehouse's own headers, and names with underscores,
+        // never pass; then Gatehouse's, as the direct path writes them.
+        let dropped: Vec<http::HeaderName> = upstream
+            .headers
+            .keys()
+            .filter(|n| dropped_header(n.as_str().as_bytes(), ctx.keep_underscores))
+            .cloned()
+            .collect();
+        for name in dropped {
+            upstream.remove_header(&name);
+        }
+        if let (Some(from), Some(client)) = (&ctx.forwarded, ctx.client) {
+            let forwarded = Forwarded {
+                peer: from.peer,
+                client,
+                chain: from.chain.as_deref(),
+                tls: ctx.tls,
+                host: &from.host,
+                port: from.port,
+            };
+            let value = |v: Vec<u8>| {
+                http::HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
+                    .map_err(|e| Error::because(ErrorType::InternalError, "forwarded header", e))
+            };
+            let mut xff = Vec::with_capacity(64);
+            forwarded.forwarded_for(&mut xff);
+            upstream.insert_header("x-forwarded-for", value(xff)?)?;
+            upstream.insert_header("x-forwarded-host", value(from.host.clone())?)?;
+            let mut port = Vec::with_capacity(5);
+            push_decimal(&mut port, u64::from(from.port));
+            upstream.insert_header("x-forwarded-port", value(port)?)?;
+            let mut ip = Vec::with_capacity(15);
+            push_ip(&mut ip, client);
+            upstream.insert_header("x-real-ip", value(ip)?)?;
         }
         upstream.insert_header(
             "x-forwarded-proto",
