@@ -58,9 +58,18 @@ pub fn decode(resource: &proto::Resource) -> Result<Resource, DecodeError> {
     })
 }
 
-/// The largest message either end of the channel takes: a full snapshot of a large table
-/// (about 360 bytes a route) must fit.
+/// The largest message a data plane takes from the operator: a full snapshot of a large
+/// table (about 360 bytes a route) must fit. The operator is authenticated (mutual TLS in
+/// Kubernetes mode).
 pub const MAX_MESSAGE: usize = 1 << 30;
+
+/// The largest message the operator takes from a data plane: an acknowledgement, with the
+/// listeners and resources it names. A data plane (one of many, each with its own identity)
+/// cannot make the operator hold more.
+pub const MAX_REPORT: usize = 4 << 20;
+
+/// Data plane reports queued for the operator loop; a stream waits while it is full.
+pub const REPORT_QUEUE: usize = 1024;
 
 /// (kind, key) of a resource: its identity across versions.
 pub type ResourceId = (String, String);

@@ -465,6 +465,10 @@ pub struct RateLimit {
     pub exempt: Vec<String>,
     /// Answer to a limited request (503 as nginx's default).
     pub status: u16,
+    /// IPv6 clients counted by this prefix (64: one count per /64, what one host usually
+    /// holds); None counts each address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_prefix: Option<u8>,
 }
 
 /// A network in CIDR form or a single address, as the model carries them.

@@ -1,5 +1,10 @@
 //! The admin endpoint: status of every object as JSON (where standalone mode has no API
 //! server to write it to), the current model, and health.
+//!
+//! In a cluster it listens on the pod's address, for the kubelet's probes; `/status` and
+//! `/config` (every tenant's routes) answer only clients on the pod's own loopback
+//! (`kubectl port-forward`), and `/config` never shows header values a route sets or any
+//! key material.
 
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -20,14 +25,15 @@ pub trait AdminView: Send + Sync + 'static {
 
 pub async fn serve(listener: TcpListener, view: Arc<dyn AdminView>) {
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
+        let Ok((tcp, peer)) = listener.accept().await else {
             continue;
         };
         let view = view.clone();
+        let local = peer.ip().is_loopback();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let view = view.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(&req, view.as_ref())) }
+                async move { Ok::<_, std::convert::Infallible>(handle(&req, view.as_ref(), local)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service)
@@ -36,8 +42,13 @@ pub async fn serve(listener: TcpListener, view: Arc<dyn AdminView>) {
     }
 }
 
-fn handle(req: &Request<Incoming>, view: &dyn AdminView) -> Response<Body> {
+fn handle(req: &Request<Incoming>, view: &dyn AdminView, local: bool) -> Response<Body> {
     let (status, ctype, body) = match req.uri().path() {
+        "/status" | "/config" if !local => (
+            StatusCode::FORBIDDEN,
+            "text/plain",
+            "only from the pod's own loopback (kubectl port-forward)\n".to_string(),
+        ),
         "/status" => (StatusCode::OK, "application/json", view.status_json()),
         "/config" => (StatusCode::OK, "application/json", view.config_json()),
         "/healthz" | "/readyz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),

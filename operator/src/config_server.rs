@@ -41,17 +41,14 @@ pub struct AckEvent {
 #[derive(Clone)]
 pub struct ConfigServer {
     snapshots: watch::Receiver<Published>,
-    acks: mpsc::UnboundedSender<AckEvent>,
+    acks: mpsc::Sender<AckEvent>,
     /// Served over mutual TLS: a data plane may subscribe only to the Gateway its client
     /// certificate names (see `identity`).
     require_identity: bool,
 }
 
 impl ConfigServer {
-    pub fn new(
-        snapshots: watch::Receiver<Published>,
-        acks: mpsc::UnboundedSender<AckEvent>,
-    ) -> Self {
+    pub fn new(snapshots: watch::Receiver<Published>, acks: mpsc::Sender<AckEvent>) -> Self {
         ConfigServer {
             snapshots,
             acks,
@@ -67,7 +64,7 @@ impl ConfigServer {
 
     pub fn into_service(self) -> ConfigDiscoveryServer<Self> {
         ConfigDiscoveryServer::new(self)
-            .max_decoding_message_size(gatehouse_model::channel::MAX_MESSAGE)
+            .max_decoding_message_size(gatehouse_model::channel::MAX_REPORT)
             .max_encoding_message_size(gatehouse_model::channel::MAX_MESSAGE)
     }
 }
@@ -269,15 +266,18 @@ impl ConfigDiscovery for ConfigServer {
                         (r.resource, listeners, r.message)
                     })
                     .collect();
-                let _ = acks.send(AckEvent {
-                    node: node.clone(),
-                    version: ack.version,
-                    accepted: ack.accepted,
-                    error: ack.error,
-                    listener_errors,
-                    refused,
-                    gateways,
-                });
+                // Bounded: a stream waits (so its data plane does) while the loop catches up.
+                let _ = acks
+                    .send(AckEvent {
+                        node: node.clone(),
+                        version: ack.version,
+                        accepted: ack.accepted,
+                        error: ack.error,
+                        listener_errors,
+                        refused,
+                        gateways,
+                    })
+                    .await;
             }
             tracing::info!(%node, "data plane disconnected");
         });

@@ -98,16 +98,44 @@ impl AdminView for View {
             return "{}".into();
         };
         let c = &latest.config;
-        // Certificates by key only: private keys never leave through the admin endpoint.
+        // Certificates by key only: private keys never leave through the admin endpoint;
+        // header values routes set (tokens, often) neither.
+        let mut tables = serde_json::to_value(&c.route_tables).unwrap_or_default();
+        redact_header_values(&mut tables);
         serde_json::json!({
             "version": latest.version,
             "gateways": c.gateways,
             "listeners": c.listeners,
-            "routeTables": c.route_tables,
+            "routeTables": tables,
             "clusters": c.clusters,
             "certificates": c.certificates.iter().map(|c| &c.key).collect::<Vec<_>>(),
         })
         .to_string()
+    }
+}
+
+/// Every header value a header modifier sets or adds, replaced (`set` and `add` are
+/// lists of [name, value] pairs wherever they appear in route tables).
+fn redact_header_values(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m.iter_mut() {
+                if (k == "set" || k == "add")
+                    && let Value::Array(pairs) = child
+                {
+                    for pair in pairs {
+                        if let Some(value) = pair.get_mut(1) {
+                            *value = Value::String("<redacted>".into());
+                        }
+                    }
+                } else {
+                    redact_header_values(child);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact_header_values),
+        _ => {}
     }
 }
 
@@ -132,7 +160,7 @@ pub async fn run(
     tls: Option<tonic::transport::ServerTlsConfig>,
 ) -> anyhow::Result<()> {
     let (snapshot_tx, snapshot_rx) = watch::channel(Published::default());
-    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<AckEvent>();
+    let (ack_tx, mut ack_rx) = mpsc::channel::<AckEvent>(gatehouse_model::channel::REPORT_QUEUE);
     let latest = Arc::new(Mutex::new(LatestStatus::default()));
     tracing::info!(address = %grpc.local_addr()?, "config server listening");
     let mut server = ConfigServer::new(snapshot_rx, ack_tx);
@@ -227,5 +255,20 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn header_values_are_redacted() {
+        let mut v = serde_json::json!([{"filters": [{"requestHeaders": {"set": [["authorization", "Bearer s3cret"]], "remove": ["x"]}}]}]);
+        super::redact_header_values(&mut v);
+        assert_eq!(
+            v[0]["filters"][0]["requestHeaders"]["set"][0],
+            serde_json::json!(["authorization", "<redacted>"])
+        );
+        assert_eq!(v[0]["filters"][0]["requestHeaders"]["remove"][0], "x");
+        assert!(!v.to_string().contains("s3cret"));
     }
 }

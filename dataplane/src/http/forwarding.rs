@@ -33,6 +33,44 @@ pub(crate) fn normalize_host(raw: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Whether a Host value is a host and an optional port: a name of letters, digits, `-`,
+/// `.` and `_`, an IPv4 address, or a bracketed IPv6 literal; a port of 1-5 digits. No
+/// userinfo, no spaces, nothing a backend could read as another host.
+pub fn valid_host(v: &[u8]) -> bool {
+    let (host, port) = if v.first() == Some(&b'[') {
+        let Some(end) = v.iter().position(|b| *b == b']') else {
+            return false;
+        };
+        let literal = &v[1..end];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || b":.".contains(b))
+        {
+            return false;
+        }
+        (&v[..=end], &v[end + 1..])
+    } else {
+        match v.iter().position(|b| *b == b':') {
+            Some(i) => (&v[..i], &v[i..]),
+            None => (v, &v[v.len()..]),
+        }
+    };
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => {
+            (1..=5).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit)
+        }
+        _ => false,
+    };
+    let host_ok = host.first() == Some(&b'[')
+        || (!host.is_empty()
+            && host
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(b)));
+    host_ok && port_ok
+}
+
 /// Writes an X-Forwarded-For value: `previous`, then `client`; without the formatting
 /// machinery (it is on every proxied request).
 pub(crate) fn push_forwarded_for(
@@ -195,6 +233,32 @@ pub(crate) fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_are_a_name_and_a_port() {
+        for ok in [
+            "app.test",
+            "app.test:8080",
+            "10.0.0.1:80",
+            "[::1]:443",
+            "[2001:db8::1]",
+            "a_b.test",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            "app.test:abc",
+            "app.test:",
+            "user@app.test",
+            "a b",
+            "[::1",
+            "app.test:123456",
+            "a.test:80:81",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
+    }
 
     #[test]
     fn forwarded_for_appends_the_client() {

@@ -188,11 +188,23 @@ impl<S: GetSocketDigest> GetSocketDigest for Coalescing<S> {
     }
 }
 
+/// What pingora peeks for (the only peek it makes): HTTP/2's connection preface.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 #[async_trait]
 impl<S: Peek + AsyncRead + Unpin + Send> Peek for Coalescing<S> {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         if self.pending().is_empty() {
             return self.inner.try_peek(buf).await;
+        }
+        // Bytes already read that cannot begin the preface answer the peek at once (padded):
+        // a whole request shorter than the preface ("GET / HTTP/1.0\r\n\r\n") must not wait
+        // for bytes the client will never send.
+        let have = self.pending().len().min(buf.len());
+        if !H2_PREFACE.starts_with(&self.pending()[..have]) {
+            buf.fill(0);
+            buf[..have].copy_from_slice(&self.pending()[..have]);
+            return Ok(true);
         }
         // Read on until the unread bytes cover the peek (pingora waits the same way).
         while self.pending().len() < buf.len() {
@@ -233,6 +245,17 @@ mod tests {
         b.read_exact(&mut all).await.unwrap();
         assert_eq!(all[0], b'x');
         assert!(all[1..].iter().all(|&c| c == b'y'));
+    }
+
+    #[tokio::test]
+    async fn a_short_request_already_read_is_not_held_for_the_preface_peek() {
+        let (a, _b) = tokio::io::duplex(1 << 10);
+        let mut s = Coalescing::with_unread(a, b"GET / HTTP/1.0\r\n\r\n".to_vec());
+        let mut peeked = [0u8; 24];
+        // Answers at once: the other end never sends more.
+        let answered = tokio::time::timeout(Duration::from_secs(5), s.try_peek(&mut peeked));
+        assert!(answered.await.expect("not held").expect("peeked"));
+        assert!(peeked.starts_with(b"GET / HTTP/1.0"));
     }
 
     #[tokio::test]

@@ -5,10 +5,14 @@
 //! the rate; a request is admitted while the excess stays within the burst, so a quiet
 //! client may send burst + 1 requests at once. Counts are shared by every route of one
 //! zone and survive config versions (the zone is the key), so an edit does not reset them.
+//!
+//! The counts are bounded: at most `MAX_CLIENTS` (zone, client) pairs, the least recently
+//! seen forgotten first in O(1) (an LRU), so a flood of source addresses (one IPv6 /64
+//! holds 2^64) costs memory up to the bound and never a scan under the lock. A forgotten
+//! client starts afresh, as a new one does in nginx's zone when it is full.
 
 use gatehouse_model::ir::{RateLimit, SourceAccess, parse_network};
 use ipnet::IpNet;
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -53,10 +57,17 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// (zone, client) pairs counted at once, in all zones.
+const MAX_CLIENTS: usize = 100_000;
+
 /// A compiled rate limit.
 #[derive(Debug)]
 pub struct Limit {
     pub zone: String,
+    /// The zone's key in the counts (a hash of its name: no string per request).
+    zone_key: u64,
+    /// IPv6 clients counted by this prefix.
+    ipv6_prefix: Option<u8>,
     /// (requests per second, burst), for each rate given.
     rates: Vec<(f64, f64)>,
     pub connections: Option<u32>,
@@ -75,8 +86,13 @@ impl Limit {
         if let Some(rpm) = l.per_minute {
             rates.push((f64::from(rpm) / 60.0, f64::from(rpm) * mult));
         }
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        l.zone.hash(&mut h);
         Ok(Limit {
             zone: l.zone.clone(),
+            zone_key: h.finish(),
+            ipv6_prefix: l.ipv6_prefix.map(|p| p.min(128)),
             rates,
             connections: l.connections,
             exempt: networks(&l.exempt)?,
@@ -89,6 +105,18 @@ impl Limit {
         let client = canonical(client);
         self.exempt.iter().any(|n| n.contains(&client))
     }
+
+    /// What a client is counted as: its address, an IPv6 one cut to the prefix.
+    fn counted_as(&self, client: IpAddr) -> IpAddr {
+        match (canonical(client), self.ipv6_prefix) {
+            (IpAddr::V6(v6), Some(prefix)) => {
+                let bits = u128::from(v6);
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V6((bits & mask).into())
+            }
+            (ip, _) => ip,
+        }
+    }
 }
 
 /// One client's state in one zone: the excess per rate, and requests in progress.
@@ -99,10 +127,28 @@ struct Bucket {
     in_progress: u32,
 }
 
-/// Every zone's buckets, by (zone, client).
-#[derive(Debug, Default)]
+/// (zone key, client counted as).
+type Key = (u64, IpAddr);
+
+/// Every zone's buckets, by (zone, client), the least recently seen evicted first.
+#[derive(Debug)]
 pub struct Limiter {
-    buckets: Mutex<HashMap<(String, IpAddr), Bucket>>,
+    buckets: Mutex<lru::LruCache<Key, Bucket>>,
+}
+
+impl Default for Limiter {
+    fn default() -> Self {
+        Limiter::with_capacity(MAX_CLIENTS)
+    }
+}
+
+impl Limiter {
+    fn with_capacity(n: usize) -> Self {
+        let n = std::num::NonZeroUsize::new(n).unwrap_or(std::num::NonZeroUsize::MIN);
+        Limiter {
+            buckets: Mutex::new(lru::LruCache::new(n)),
+        }
+    }
 }
 
 /// A request a limit refused.
@@ -112,13 +158,13 @@ pub struct Limited;
 /// Holds a connection slot until dropped (the request ended).
 pub struct Slot {
     limiter: Arc<Limiter>,
-    key: (String, IpAddr),
+    key: Key,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Ok(mut b) = self.limiter.buckets.lock()
-            && let Some(bucket) = b.get_mut(&self.key)
+            && let Some(bucket) = b.peek_mut(&self.key)
         {
             bucket.in_progress = bucket.in_progress.saturating_sub(1);
         }
@@ -137,17 +183,11 @@ impl Limiter {
         if limit.exempts(client) {
             return Ok(None);
         }
-        let key = (limit.zone.clone(), canonical(client));
+        let key = (limit.zone_key, limit.counted_as(client));
         let Ok(mut buckets) = self.buckets.lock() else {
             return Ok(None); // A poisoned lock never blocks traffic.
         };
-        if buckets.len() > 100_000 {
-            // Bounded memory: forget clients idle for a minute.
-            buckets.retain(|_, b| {
-                b.in_progress > 0 || b.last.is_some_and(|t| now.duration_since(t).as_secs() < 60)
-            });
-        }
-        let bucket = buckets.entry(key.clone()).or_default();
+        let bucket = buckets.get_or_insert_mut(key, Bucket::default);
         if limit
             .connections
             .is_some_and(|max| bucket.in_progress >= max)
@@ -206,6 +246,7 @@ mod tests {
             connections: conns,
             exempt: vec!["10.9.0.0/16".into()],
             status: 503,
+            ipv6_prefix: Some(64),
         })
         .unwrap()
     }
@@ -228,6 +269,28 @@ mod tests {
         assert!(limiter.admit(&l, "192.0.2.2".parse().unwrap(), t1).is_ok());
         let exempt: IpAddr = "10.9.1.1".parse().unwrap();
         assert!((0..50).all(|_| limiter.admit(&l, exempt, t1).is_ok()));
+    }
+
+    /// Past the bound the least recently seen client is forgotten in O(1); an IPv6 host
+    /// cycling through its /64 is one client.
+    #[test]
+    fn counts_are_bounded_and_ipv6_counts_by_prefix() {
+        let limiter = Arc::new(Limiter::with_capacity(3));
+        let l = limit(Some(1), None, None);
+        let t0 = Instant::now();
+        let ip = |n: u32| IpAddr::from([192, 0, 2, n as u8]);
+        for n in 0..10 {
+            assert!(limiter.admit(&l, ip(n), t0).is_ok());
+        }
+        assert_eq!(limiter.buckets.lock().unwrap().len(), 3);
+        // Six addresses of one /64 share a bucket: burst 5 + 1, then refused.
+        let admitted = (0..10u16)
+            .filter(|i| {
+                let a: IpAddr = format!("2001:db8:1:2::{i:x}").parse().unwrap();
+                limiter.admit(&l, a, t0).is_ok()
+            })
+            .count();
+        assert_eq!(admitted, 6);
     }
 
     #[test]

@@ -13,7 +13,7 @@ fn config(ip: std::net::IpAddr, backend: std::net::SocketAddr, path: PathMatch) 
     one_listener_config(ip, backend, vec![route_to_app(path, 1)], 1)
 }
 
-async fn next_ack(acks: &mut mpsc::UnboundedReceiver<AckEvent>, version: u64) -> AckEvent {
+async fn next_ack(acks: &mut mpsc::Receiver<AckEvent>, version: u64) -> AckEvent {
     loop {
         let ack = tokio::time::timeout(Duration::from_secs(10), acks.recv())
             .await
@@ -29,11 +29,11 @@ async fn next_ack(acks: &mut mpsc::UnboundedReceiver<AckEvent>, version: u64) ->
 /// snapshots, the acknowledgements, and the data plane's task.
 async fn serve_config() -> (
     watch::Sender<Published>,
-    mpsc::UnboundedReceiver<AckEvent>,
+    mpsc::Receiver<AckEvent>,
     tokio::task::JoinHandle<()>,
 ) {
     let (snapshots, rx) = watch::channel(Published::default());
-    let (ack_tx, acks) = mpsc::unbounded_channel();
+    let (ack_tx, acks) = mpsc::channel(64);
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = grpc.local_addr().unwrap();
     let service = ConfigServer::new(rx, ack_tx).into_service();

@@ -152,6 +152,15 @@ impl Provisioner {
                         "serviceAccountName": name,
                         "automountServiceAccountToken": false,
                         "terminationGracePeriodSeconds": 10,
+                        // Not root, nothing to escalate to; ports under 1024 (80, 443)
+                        // through the pod's unprivileged port start, a safe sysctl.
+                        "securityContext": {
+                            "runAsNonRoot": true,
+                            "runAsUser": 65532,
+                            "runAsGroup": 65532,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                            "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}],
+                        },
                         "volumes": [{"name": "identity", "secret": {"secretName": identity_secret}}],
                         "containers": [{
                             "name": "dataplane",
@@ -166,6 +175,11 @@ impl Provisioner {
                             "volumeMounts": [{"name": "identity", "mountPath": IDENTITY_DIR, "readOnly": true}],
                             "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
                             "resources": parameters.resources.clone().unwrap_or_default(),
+                            "securityContext": {
+                                "allowPrivilegeEscalation": false,
+                                "readOnlyRootFilesystem": true,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
                             "ports": ports.iter().map(|p| json!({"containerPort": p, "protocol": "TCP"})).collect::<Vec<_>>(),
                         }],
                     },

@@ -58,7 +58,8 @@ pub(super) fn eligible<'a>(req: &httparse::Request<'_, 'a>) -> Option<Head<'a>> 
         let name = h.name.as_bytes();
         let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
         if is("host") {
-            if host.is_some() || !h.value.iter().all(|b| b.is_ascii_graphic()) {
+            // A second Host, or one that is not host[:port]: pingora's to answer (400).
+            if host.is_some() || !crate::http::forwarding::valid_host(h.value) {
                 return None;
             }
             host = Some(std::str::from_utf8(h.value).ok()?);

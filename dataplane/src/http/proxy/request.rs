@@ -29,11 +29,20 @@ impl GatehouseProxy {
     /// request here; then the mirrors start and a backend and endpoint are chosen.
     pub(super) async fn on_request(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         // One normalisation of the path, before any route is chosen; the backend gets the
-        // path the request was routed on.
-        let path = match crate::http::path::normalize(session.req_header().uri.path()) {
-            Ok(std::borrow::Cow::Borrowed(p)) => p.to_string(),
-            Ok(std::borrow::Cow::Owned(p)) => {
-                set_path(session.req_header_mut(), &p)?;
+        // path the request was routed on. The target as the client wrote it is what is
+        // normalised (pingora keeps the raw bytes beside a lenient parse).
+        let raw = target_path(session.req_header());
+        let path = match raw
+            .as_deref()
+            .map_err(|e| *e)
+            .and_then(crate::http::path::normalize)
+        {
+            Ok(p) => {
+                let p = p.into_owned();
+                // Forwarded as routed: the normalised path, whatever pingora's parse kept.
+                if raw.as_deref() != Ok(p.as_str()) || session.req_header().uri.path() != p {
+                    set_path(session.req_header_mut(), &p)?;
+                }
                 p
             }
             Err(e) => {
@@ -41,6 +50,12 @@ impl GatehouseProxy {
                 return respond(session, 400, format!("bad request: {e}\n"), &[]).await;
             }
         };
+        // One Host, a valid one; one Content-Length, a canonical one: what the backend gets
+        // is framed one way only.
+        if let Err(why) = canonical_head(session.req_header_mut()) {
+            ctx.status_reason = "bad head";
+            return respond(session, 400, format!("bad request: {why}\n"), &[]).await;
+        }
         // Routing: the bind, the Host against the TLS server name, then the route.
         let runtime = self.state.load_full();
         ctx.runtime = Some(runtime.clone());
@@ -540,5 +555,82 @@ fn set_path(req: &mut RequestHeader, path: &str) -> Result<()> {
     let uri = http::Uri::from_parts(parts)
         .map_err(|e| Error::because(ErrorType::InternalError, "normalised path", e))?;
     req.set_uri(uri);
+    Ok(())
+}
+
+/// The path of the request target as the client wrote it: origin-form as is (less its
+/// query), absolute-form's path; anything else (a bare word, a leading space, `*`) has none.
+fn target_path(req: &RequestHeader) -> Result<String, crate::http::path::PathError> {
+    use crate::http::path::PathError;
+    let raw = req.raw_path();
+    let lower = raw
+        .get(..8)
+        .map(<[u8]>::to_ascii_lowercase)
+        .unwrap_or_default();
+    if lower.starts_with(b"http://") || lower.starts_with(b"https://") {
+        return Ok(req.uri.path().to_string());
+    }
+    if raw.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let path = raw.split(|b| *b == b'?').next().unwrap_or_default();
+    std::str::from_utf8(path)
+        .map(str::to_string)
+        .map_err(|_| PathError::Encoding)
+}
+
+/// Refuses a head that could be read two ways: no Host or several, a Host that is not a
+/// host[:port]; Content-Length values that disagree or are not plain digits. Several equal
+/// Content-Length values (or a list of them) become one, leading zeros dropped (RFC 9112
+/// 6.3 lets a recipient do either; a backend must not get to choose).
+fn canonical_head(req: &mut RequestHeader) -> Result<(), &'static str> {
+    let hosts: Vec<&[u8]> = req
+        .headers
+        .get_all(http::header::HOST)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    match hosts.as_slice() {
+        [h] if crate::http::forwarding::valid_host(h) => {}
+        [] if req.uri.authority().is_some() => {}
+        [] => return Err("no Host"),
+        [_] => return Err("an invalid Host"),
+        _ => return Err("more than one Host"),
+    }
+    let lengths: Vec<&[u8]> = req
+        .headers
+        .get_all(http::header::CONTENT_LENGTH)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .collect();
+    if lengths.is_empty() {
+        return Ok(());
+    }
+    let mut length: Option<u64> = None;
+    for l in &lengths {
+        if l.is_empty() || !l.iter().all(u8::is_ascii_digit) {
+            return Err("an invalid Content-Length");
+        }
+        let n = std::str::from_utf8(l)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or("an invalid Content-Length")?;
+        if length.is_some_and(|m| m != n) {
+            return Err("Content-Length values that disagree");
+        }
+        length = Some(n);
+    }
+    let canonical = length.map(|n| n.to_string()).unwrap_or_default();
+    let single = req
+        .headers
+        .get_all(http::header::CONTENT_LENGTH)
+        .iter()
+        .count()
+        == 1;
+    if !single || lengths.len() > 1 || lengths[0] != canonical.as_bytes() {
+        req.insert_header(http::header::CONTENT_LENGTH, canonical)
+            .map_err(|_| "an invalid Content-Length")?;
+    }
     Ok(())
 }
