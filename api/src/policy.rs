@@ -105,6 +105,11 @@ pub struct RateLimitPolicy {
     /// Networks never limited (CIDR or address).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exempt: Vec<String>,
+    /// Count IPv6 clients by this prefix length (64 counts one /64 as one client, so a
+    /// host cycling through its addresses is one client); each address when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 8, max = 128))]
+    pub ipv6_prefix: Option<u8>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -424,6 +424,7 @@ pub fn compile(p: &TrafficPolicySpec, zone: String, backends: &mut Backends<'_>)
             connections: r.connections,
             exempt: r.exempt.clone(),
             status: 503,
+            ipv6_prefix: r.ipv6_prefix,
         }),
         access: p.source_access.as_ref().map(|a| SourceAccess {
             deny: a.deny.clone(),
