@@ -80,3 +80,40 @@ async fn quickstart_gives_the_documented_answers() {
         assert_eq!(accepted.unwrap()["status"], "True", "{key}: {st:#}");
     }
 }
+
+/// Started with a relative directory (the README's `./examples/quickstart/run.sh` runs
+/// `gatehouse standalone examples/quickstart`), an edit of a file applies within a second.
+#[tokio::test]
+async fn an_edit_applies_when_the_directory_was_given_relative() {
+    let gh = Gatehouse::start_relative().await;
+    gh.write("gateway.yaml", &http_gateway(&[8080]));
+    gh.backend("app").await;
+    let route = |path: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [rel.example.com]
+  rules:
+  - matches: [{{path: {{value: {path}}}}}]
+    backendRefs: [{{name: app, port: 80}}]
+"
+        )
+    };
+    gh.write("route.yaml", &route("/before"));
+    gh.wait_programmed("default/gw").await;
+    let url = |p: &str| gh.url(8080, p);
+    wait_for("the route", || async {
+        get(&url("/before"), "rel.example.com").await.0 == 200
+    })
+    .await
+    .unwrap();
+    gh.write("route.yaml", &route("/after"));
+    wait_up_to("the edit", std::time::Duration::from_secs(1), || async {
+        get(&url("/after"), "rel.example.com").await.0 == 200
+    })
+    .await
+    .unwrap();
+}

@@ -42,10 +42,26 @@ impl Drop for Gatehouse {
 impl Gatehouse {
     /// Starts an operator on an empty directory and a data plane connected to it.
     pub async fn start() -> Gatehouse {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(tempfile::tempdir().expect("temp dir"), None).await
+    }
+
+    /// As `start`, with the operator given the directory as a path relative to the working
+    /// directory (as `gatehouse standalone examples/quickstart` is).
+    pub async fn start_relative() -> Gatehouse {
+        let dir = tempfile::tempdir_in(".").expect("temp dir here");
+        let cwd = std::env::current_dir().expect("working directory");
+        let relative = dir
+            .path()
+            .strip_prefix(&cwd)
+            .expect("under the working directory")
+            .to_path_buf();
+        Self::start_in(dir, Some(relative)).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, given: Option<PathBuf>) -> Gatehouse {
         let ip = next_ip();
         let operator = FileOperator::bind(FileOperatorOptions {
-            dir: dir.path().to_path_buf(),
+            dir: given.unwrap_or_else(|| dir.path().to_path_buf()),
             settings: Settings {
                 default_address: ip,
                 ingress_ports: (18080, 18443),

@@ -460,11 +460,15 @@ pub struct WatchedDirectory {
 }
 
 impl WatchedDirectory {
-    /// Reads `dir` and watches it for changes.
+    /// Reads `dir` and watches it for changes. A relative `dir` is made absolute first: the
+    /// watcher reports absolute paths, and a change under a root it did not recognise as
+    /// its own was once never read (`gatehouse standalone examples/quickstart`).
     pub fn new(dir: &Path) -> anyhow::Result<Self> {
-        let (watcher, changes) = watch(dir)?;
+        let dir = std::fs::canonicalize(dir)
+            .map_err(|e| anyhow::anyhow!("directory {}: {e}", dir.display()))?;
+        let (watcher, changes) = watch(&dir)?;
         Ok(WatchedDirectory {
-            source: FileSource::new(dir),
+            source: FileSource::new(&dir),
             changes,
             _watcher: watcher,
         })
