@@ -43,6 +43,17 @@ pub struct GatewayParametersSpec {
     pub clients: Option<ClientParameters>,
 }
 
+/// The bounds of `ClientParameters`' numbers, inclusive: the CRD's schema holds them, and
+/// translation checks them again (a file in standalone mode meets no API server).
+pub mod client_bounds {
+    pub const HEADER_TIMEOUT_SECONDS: (u32, u32) = (1, 3600);
+    pub const IDLE_TIMEOUT_SECONDS: (u32, u32) = (1, 86400);
+    pub const MAX_CONNECTIONS: (u32, u32) = (1, 1_000_000);
+    pub const MAX_REQUEST_HEADER_BYTES: (u32, u32) = (1024, 1_048_576);
+    pub const MAX_REQUEST_HEADERS: (u32, u32) = (8, 1000);
+    pub const UPSTREAM_RESPONSE_HEADER_TIMEOUT_SECONDS: (u32, u32) = (1, 3600);
+}
+
 /// How the Gateway treats its clients: what a client may take and hold, and how its
 /// address is learned.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -50,28 +61,28 @@ pub struct GatewayParametersSpec {
 pub struct ClientParameters {
     /// The whole request head, from its first byte (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 3600))]
+    #[schemars(range(min = client_bounds::HEADER_TIMEOUT_SECONDS.0, max = client_bounds::HEADER_TIMEOUT_SECONDS.1))]
     pub header_timeout_seconds: Option<u32>,
     /// A kept-alive connection between requests, an HTTP/2 connection with no stream
     /// (default 75).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 86400))]
+    #[schemars(range(min = client_bounds::IDLE_TIMEOUT_SECONDS.0, max = client_bounds::IDLE_TIMEOUT_SECONDS.1))]
     pub idle_timeout_seconds: Option<u32>,
     /// Open client connections per port; more are closed at once (default 10000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1000000))]
+    #[schemars(range(min = client_bounds::MAX_CONNECTIONS.0, max = client_bounds::MAX_CONNECTIONS.1))]
     pub max_connections: Option<u32>,
     /// A request head's size in bytes; larger is answered 431 (default 65536).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1024, max = 1048576))]
+    #[schemars(range(min = client_bounds::MAX_REQUEST_HEADER_BYTES.0, max = client_bounds::MAX_REQUEST_HEADER_BYTES.1))]
     pub max_request_header_bytes: Option<u32>,
     /// A request head's header count; more is answered 431 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 8, max = 1000))]
+    #[schemars(range(min = client_bounds::MAX_REQUEST_HEADERS.0, max = client_bounds::MAX_REQUEST_HEADERS.1))]
     pub max_request_headers: Option<u32>,
     /// A backend's answer head, from the request sent; 504 when exceeded (default 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 3600))]
+    #[schemars(range(min = client_bounds::UPSTREAM_RESPONSE_HEADER_TIMEOUT_SECONDS.0, max = client_bounds::UPSTREAM_RESPONSE_HEADER_TIMEOUT_SECONDS.1))]
     pub upstream_response_header_timeout_seconds: Option<u32>,
     /// Every connection starts with a PROXY protocol header (v1 or v2) from the load
     /// balancer in front, whose source address is the client's (default false).

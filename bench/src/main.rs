@@ -18,6 +18,7 @@ mod report;
 mod sample;
 mod scale;
 mod setup;
+mod slow_clients;
 mod stats;
 mod topology;
 
@@ -32,7 +33,7 @@ struct Options {
     seconds: u64,
     bin: PathBuf,
     write_docs: Option<PathBuf>,
-    /// Phases to run (proxies, scale, apiserver, churn); all when empty.
+    /// Phases to run (proxies, slow, scale, apiserver, churn); all when empty.
     only: Vec<String>,
     /// Route table sizes for scale and propagation.
     sizes: Vec<usize>,
@@ -116,8 +117,9 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// The phases in order, on what `setup` started: the proxies side by side, route scale,
-/// propagation through the API server, churn; then the summary (and the docs table).
+/// The phases in order, on what `setup` started: the proxies side by side, slow clients,
+/// route scale, propagation through the API server, churn; then the summary (and the docs
+/// table).
 fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
     let started = setup::start(&opts.bin, dir, running)?;
     let lua = &started.scripts.report;
@@ -127,6 +129,12 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
         started.group(name)
     })?;
     let rss_mb = probe::dataplane_rss_mb()?;
+
+    let slow = if opts.runs("slow") {
+        slow_clients::phase(&opts.bin, opts.seconds, |name| started.group(name))?
+    } else {
+        vec![]
+    };
 
     let sizes: &[usize] = if opts.runs("scale") { &opts.sizes } else { &[] };
     let changes = if opts.quick { 20 } else { 100 };
@@ -161,7 +169,10 @@ fn run(opts: &Options, dir: &Path, running: &mut Running) -> Result<Value> {
         seconds: opts.seconds,
         quick: opts.quick,
     };
-    let summary = report::summary(&results);
+    let mut summary = report::summary(&results);
+    if let Some(o) = summary.as_object_mut() {
+        o.insert("slow_clients".into(), report::slow_clients(&slow));
+    }
     if let Some(path) = &opts.write_docs {
         std::fs::write(path, report::docs_table(&results.samples, opts.rounds))?;
     }

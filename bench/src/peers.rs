@@ -51,7 +51,9 @@ fn nginx_config(dir: &Path) -> String {
 daemon off;
 pid {d}/nginx/nginx.pid;
 error_log {d}/nginx/logs/error.log warn;
-events {{ worker_connections 8192; }}
+# Room for the slow-client phase's 8,000 held connections and their upstreams.
+worker_rlimit_nofile 65536;
+events {{ worker_connections 20000; }}
 http {{
   access_log off;
   # No cap on requests per connection, as Gatehouse and haproxy have none (nginx's default
@@ -83,7 +85,8 @@ fn haproxy_config(dir: &Path) -> String {
     format!(
         "global
   nbthread 1
-  maxconn 4000
+  # Room for the slow-client phase's 8,000 held connections.
+  maxconn 20000
   ssl-default-bind-options ssl-min-ver TLSv1.3
 defaults
   mode http

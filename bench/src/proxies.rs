@@ -4,7 +4,7 @@
 
 use crate::probe::group_cpu_seconds;
 use crate::process::pinned;
-use crate::sample::{Sample, run_reporting, run_wrk};
+use crate::sample::{Sample, run_wrk};
 use crate::stats::ms;
 use crate::topology::{LOAD_CORE, PROXIES, Proxy};
 use anyhow::{Context, Result, anyhow};
@@ -158,26 +158,7 @@ fn measure(s: &Scenario, p: Proxy, seconds: u64, lua: &Path, bin: &Path) -> Resu
 
 /// `gatehouse-bench load` offering `rate` requests/s on the load core.
 fn offered_rate(s: &Scenario, port: u16, rate: u64, seconds: u64, bin: &Path) -> Result<Sample> {
-    let cmd = pinned(
-        LOAD_CORE,
-        &bin.join("gatehouse-bench"),
-        &[
-            "load",
-            "--port",
-            &port.to_string(),
-            "--host",
-            "bench.example.com",
-            "--path",
-            s.path,
-            "--rate",
-            &rate.to_string(),
-            "--connections",
-            &s.connections.to_string(),
-            "--seconds",
-            &seconds.to_string(),
-        ],
-    );
-    run_reporting(cmd, "gatehouse-bench load")
+    crate::sample::fixed_rate(bin, port, s.path, rate, u64::from(s.connections), seconds)
 }
 
 /// h2load (8 streams per client) on the load core: requests/s and failures, no latency.

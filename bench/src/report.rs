@@ -193,3 +193,23 @@ fn per_core(x: &Sample) -> Option<f64> {
 fn p99(x: &Sample) -> Option<f64> {
     x.p99
 }
+
+/// The slow-client phase as the summary gives it: per proxy, open files and MB per 10,000
+/// held connections, and the normal client's p99 alone and with them held.
+pub fn slow_clients(results: &[crate::slow_clients::SlowClients]) -> Value {
+    let mut o = serde_json::Map::new();
+    for r in results {
+        o.insert(
+            r.name.into(),
+            serde_json::json!({
+                "held": r.held,
+                "open_files_per_10k": r.files_per_10k(),
+                "rss_mb_per_10k": r.mb_per_10k(),
+                "p99_ms_alone": r.p99_alone,
+                "p99_ms_held": r.p99_held,
+                "errors_held": r.errors_held,
+            }),
+        );
+    }
+    Value::Object(o)
+}

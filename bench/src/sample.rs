@@ -120,3 +120,35 @@ pub fn run_reporting(mut cmd: Command, what: &str) -> Result<Sample> {
         cpu_share: None,
     })
 }
+
+/// `gatehouse-bench load` on the load core: `rate` requests/s to `path` on `port` over
+/// `connections` keep-alive connections for `seconds`.
+pub fn fixed_rate(
+    bin: &std::path::Path,
+    port: u16,
+    path: &str,
+    rate: u64,
+    connections: u64,
+    seconds: u64,
+) -> Result<Sample> {
+    let cmd = crate::process::pinned(
+        crate::topology::LOAD_CORE,
+        &bin.join("gatehouse-bench"),
+        &[
+            "load",
+            "--port",
+            &port.to_string(),
+            "--host",
+            "bench.example.com",
+            "--path",
+            path,
+            "--rate",
+            &rate.to_string(),
+            "--connections",
+            &connections.to_string(),
+            "--seconds",
+            &seconds.to_string(),
+        ],
+    );
+    run_reporting(cmd, "gatehouse-bench load")
+}

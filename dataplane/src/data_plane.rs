@@ -76,7 +76,7 @@ impl DataPlane {
         // Requests per kept-alive connection (nginx's keepalive_requests), and an idle
         // HTTP/2 connection closed after the default idle timeout. Pingora fixes these per
         // process; HTTP/1's idle timeout is the socket's.
-        options.keepalive_request_limit = Some(1000);
+        options.keepalive_request_limit = Some(crate::net::listeners::KEEPALIVE_REQUESTS);
         options.h2_idle_timeout = Some(std::time::Duration::from_millis(
             gatehouse_model::ir::ClientLimits::default().idle_timeout_ms,
         ));

@@ -323,6 +323,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             gatehouse_dataplane::after_large_update(|| unsafe {
                 libmimalloc_sys::mi_collect(true)
             });
+            match gatehouse_dataplane::net::raise_open_file_limit() {
+                Ok(n) => tracing::info!(open_files = n, "open-file limit"),
+                Err(e) => tracing::warn!("open-file limit not raised: {e}"),
+            }
             let dataplane = gatehouse_dataplane::DataPlane::new();
             let settings = gatehouse_dataplane::channel::client::ClientSettings {
                 operator,

@@ -29,7 +29,7 @@ pub async fn serve(listener: TcpListener, view: Arc<dyn AdminView>) {
             continue;
         };
         let view = view.clone();
-        let local = peer.ip().is_loopback();
+        let local = peer.ip().to_canonical().is_loopback();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let view = view.clone();

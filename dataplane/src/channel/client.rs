@@ -107,7 +107,7 @@ async fn stream_once(
         }
         let ack = match ack {
             Ok(applied) => {
-                for r in &applied.refused {
+                for r in applied.refused.iter().take(REPORTED_REFUSALS) {
                     tracing::warn!(version, resource = %r.resource, error = %r.error, "left out of the version; the rest applies");
                 }
                 tracing::info!(
@@ -127,15 +127,7 @@ async fn stream_once(
                         .into_iter()
                         .map(|(listener, message)| proto::ListenerError { listener, message })
                         .collect(),
-                    refused: applied
-                        .refused
-                        .into_iter()
-                        .map(|r| proto::Refused {
-                            resource: r.resource,
-                            listeners: r.listeners,
-                            message: r.error,
-                        })
-                        .collect(),
+                    refused: reported_refusals(applied.refused),
                 }
             }
             Err(error) => {
@@ -155,4 +147,78 @@ async fn stream_once(
         .await?;
     }
     Ok(any)
+}
+
+/// Refused resources reported one by one (and logged) per version; the rest are reported
+/// together. A version refusing many (one tenant's thousands of broken routes) must not
+/// make an acknowledgement the operator cannot take (4 MiB) or a log flood.
+const REPORTED_REFUSALS: usize = 500;
+
+/// Longest reason reported for one refused resource.
+const REPORTED_REASON: usize = 1024;
+
+/// The acknowledgement's refused list: the first `REPORTED_REFUSALS` as they are (reasons
+/// cut at `REPORTED_REASON` bytes), then one entry for the rest naming every listener they
+/// touch (so each listener still learns it is missing something).
+fn reported_refusals(refused: Vec<crate::runtime::Refused>) -> Vec<proto::Refused> {
+    let total = refused.len();
+    let mut out = Vec::with_capacity(total.min(REPORTED_REFUSALS + 1));
+    let mut rest_listeners = std::collections::BTreeSet::new();
+    for r in refused {
+        if out.len() < REPORTED_REFUSALS {
+            let mut message = r.error;
+            if message.len() > REPORTED_REASON {
+                let mut cut = REPORTED_REASON;
+                while !message.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                message.truncate(cut);
+                message.push_str(" ...");
+            }
+            out.push(proto::Refused {
+                resource: r.resource,
+                listeners: r.listeners,
+                message,
+            });
+        } else {
+            rest_listeners.extend(r.listeners);
+        }
+    }
+    if total > REPORTED_REFUSALS {
+        out.push(proto::Refused {
+            resource: format!("{} more resources", total - REPORTED_REFUSALS),
+            listeners: rest_listeners.into_iter().collect(),
+            message: "also left out; the data plane's log has the first of them".into(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_reported_within_bounds() {
+        let refused: Vec<crate::runtime::Refused> = (0..2000)
+            .map(|i| crate::runtime::Refused {
+                resource: format!("VirtualHost l{i} h"),
+                listeners: vec![format!("ns/gw/l{}", i % 7)],
+                error: "é".repeat(2000),
+            })
+            .collect();
+        let reported = reported_refusals(refused);
+        assert_eq!(reported.len(), REPORTED_REFUSALS + 1);
+        assert!(reported[0].message.len() <= REPORTED_REASON + 4);
+        let rest = &reported[REPORTED_REFUSALS];
+        assert_eq!(rest.resource, "1500 more resources");
+        assert_eq!(rest.listeners.len(), 7);
+        let few = reported_refusals(vec![crate::runtime::Refused {
+            resource: "Cluster c".into(),
+            listeners: vec![],
+            error: "bad".into(),
+        }]);
+        assert_eq!(few.len(), 1);
+        assert_eq!(few[0].message, "bad");
+    }
 }

@@ -15,7 +15,9 @@
 //! (`%2F`, `%5C`: a backend that decodes them would see separators the proxy did not;
 //! Envoy's `path_with_escaped_slashes_action: REJECT_REQUEST`), a raw backslash (a
 //! separator on some backends), an encoded NUL (`%00`, as nginx), a malformed
-//! percent-encoding, and a `..` that would climb above the root (nginx answers 400 too).
+//! percent-encoding, a `..` that would climb above the root (nginx answers 400 too), and
+//! a dot segment with parameters (`/..;/admin`, `/.;x/`): Tomcat and Jetty drop what
+//! follows `;` and then resolve the `..`, a known way past proxies that do not.
 
 use std::borrow::Cow;
 
@@ -32,6 +34,8 @@ pub enum PathError {
     AboveRoot,
     /// Not an origin-form path (not starting with `/`).
     NotAbsolute,
+    /// `..;` or `.;`: a dot segment with path parameters.
+    DotParameters,
 }
 
 impl std::fmt::Display for PathError {
@@ -42,6 +46,7 @@ impl std::fmt::Display for PathError {
             PathError::Encoding => "a malformed percent-encoding in the path",
             PathError::AboveRoot => "a path climbing above the root",
             PathError::NotAbsolute => "a path not starting with /",
+            PathError::DotParameters => "a dot segment with parameters (..;) in the path",
         })
     }
 }
@@ -54,25 +59,30 @@ pub fn is_normal(path: &str) -> bool {
     if b.first() != Some(&b'/') {
         return false;
     }
+    // One look at each byte; a slash looks at what follows it only when that is a slash
+    // or a dot (the rare case, decided by `segment_is_normal`).
     let mut i = 0;
     while i < b.len() {
         match b[i] {
             b'%' | b'\\' => return false,
-            b'/' => {
-                // The segment after this slash: empty ("//") or "." or "..".
-                let rest = &b[i + 1..];
-                let end = rest.iter().position(|c| *c == b'/').unwrap_or(rest.len());
-                let segment = &rest[..end];
-                let last = end == rest.len();
-                if (segment.is_empty() && !last) || segment == b"." || segment == b".." {
-                    return false;
-                }
-            }
+            b'/' => match b.get(i + 1) {
+                Some(b'/') => return false,
+                Some(b'.') if !segment_is_normal(&b[i + 1..]) => return false,
+                _ => {}
+            },
             _ => {}
         }
         i += 1;
     }
     true
+}
+
+/// Whether a segment starting with a dot (`rest`: from it to the path's end) is a name:
+/// not `.` or `..`, nor either with parameters.
+fn segment_is_normal(rest: &[u8]) -> bool {
+    let end = rest.iter().position(|c| *c == b'/').unwrap_or(rest.len());
+    let segment = &rest[..end];
+    !(segment == b"." || segment == b".." || dot_parameters(segment))
 }
 
 /// The path requests are matched on and forwarded with (borrowed when already normal).
@@ -146,6 +156,14 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
+/// A segment that is `.` or `..` before its first `;` (path parameters).
+fn dot_parameters(segment: &[u8]) -> bool {
+    segment
+        .iter()
+        .position(|c| *c == b';')
+        .is_some_and(|i| matches!(&segment[..i], b"." | b".."))
+}
+
 fn to_hex(n: u8) -> char {
     char::from_digit(u32::from(n), 16)
         .unwrap_or('0')
@@ -165,6 +183,17 @@ fn remove_dot_segments(path: &str, strict: bool) -> Result<String, PathError> {
             ".." => {
                 if segments.pop().is_none() && strict {
                     return Err(PathError::AboveRoot);
+                }
+                trailing = true;
+            }
+            s if dot_parameters(s.as_bytes()) => {
+                // A backend would resolve it as `..` (or `.`): refused, or, in a rewrite,
+                // resolved here the way it would be there.
+                if strict {
+                    return Err(PathError::DotParameters);
+                }
+                if s.starts_with("..") {
+                    segments.pop();
                 }
                 trailing = true;
             }
@@ -227,6 +256,12 @@ mod tests {
         assert_eq!(n("/x%4").unwrap_err(), PathError::Encoding);
         assert_eq!(n("/../admin").unwrap_err(), PathError::AboveRoot);
         assert_eq!(n("admin").unwrap_err(), PathError::NotAbsolute);
+        assert_eq!(n("/a/..;/admin").unwrap_err(), PathError::DotParameters);
+        assert_eq!(n("/a/.;x/admin").unwrap_err(), PathError::DotParameters);
+        assert_eq!(n("/a/%2e%2e;/admin").unwrap_err(), PathError::DotParameters);
+        // Parameters on other segments are a name like any other.
+        assert_eq!(n("/a;v=1/b").unwrap(), "/a;v=1/b");
+        assert_eq!(n("/a/...;x").unwrap(), "/a/...;x");
     }
 
     /// Normalising twice changes nothing, and a normal result never climbs out of `/`.
@@ -245,5 +280,6 @@ mod tests {
         assert_eq!(tidy_rewritten("/v1/../../etc"), "/etc");
         assert_eq!(tidy_rewritten("/v1//x"), "/v1/x");
         assert_eq!(tidy_rewritten("/v1/x"), "/v1/x");
+        assert_eq!(tidy_rewritten("/v1/x/..;/y"), "/v1/y");
     }
 }

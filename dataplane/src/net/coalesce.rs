@@ -9,6 +9,9 @@
 //!
 //! It also hands pingora a connection the direct HTTP/1 path (`http::direct`) has already
 //! read from: those bytes are read (and peeked, for h2c detection) before the socket's.
+//! Between pingora's requests the connection goes back to the direct path, which reads the
+//! next head under its deadlines; what it read is handed back through a `PushBack` shared
+//! with the stream (pingora keeps the stream boxed, as its own type).
 
 use async_trait::async_trait;
 use pingora_core::protocols::raw_connect::ProxyDigest;
@@ -27,6 +30,40 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Pingora's default write buffer: one TCP segment.
 const WRITE_BUFFER: usize = 1460;
 
+/// Bytes read off a stream by the direct path while pingora holds the stream, to be read
+/// first on its next read.
+#[derive(Debug, Default)]
+pub struct PushBack {
+    /// Whether `bytes` holds any: one relaxed load per read when it does not.
+    armed: std::sync::atomic::AtomicBool,
+    bytes: std::sync::Mutex<Vec<u8>>,
+}
+
+impl PushBack {
+    /// Hands `bytes` back to be read before the socket's.
+    pub fn put(&self, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Ok(mut b) = self.bytes.lock() {
+            b.extend_from_slice(&bytes);
+            self.armed.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    fn take(&self) -> Vec<u8> {
+        if !self.armed.load(std::sync::atomic::Ordering::Acquire) {
+            return Vec::new();
+        }
+        self.armed
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.bytes
+            .lock()
+            .map(|mut b| std::mem::take(&mut *b))
+            .unwrap_or_default()
+    }
+}
+
 /// A stream with a small write buffer, and bytes already read to be read first.
 #[derive(Debug)]
 pub struct Coalescing<S> {
@@ -36,6 +73,10 @@ pub struct Coalescing<S> {
     unread: Vec<u8>,
     /// How much of `unread` has been read.
     unread_at: usize,
+    /// Where the direct path hands bytes back between pingora's requests.
+    push_back: Option<Arc<PushBack>>,
+    /// How long a peek may wait for the rest of a begun HTTP/2 preface.
+    peek_timeout: Duration,
 }
 
 impl<S> Coalescing<S> {
@@ -51,11 +92,34 @@ impl<S> Coalescing<S> {
             buf: Vec::with_capacity(WRITE_BUFFER),
             unread,
             unread_at: 0,
+            push_back: None,
+            peek_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// Reads what is handed back through `push_back` first; a begun HTTP/2 preface is
+    /// waited for at most `peek_timeout`.
+    pub fn handing_back(mut self, push_back: Arc<PushBack>, peek_timeout: Duration) -> Self {
+        self.push_back = Some(push_back);
+        self.peek_timeout = peek_timeout;
+        self
     }
 
     fn pending(&self) -> &[u8] {
         &self.unread[self.unread_at..]
+    }
+
+    /// Takes in what was handed back, when nothing of our own is pending.
+    fn refill(&mut self) {
+        if self.unread_at == self.unread.len()
+            && let Some(p) = &self.push_back
+        {
+            let back = p.take();
+            if !back.is_empty() {
+                self.unread = back;
+                self.unread_at = 0;
+            }
+        }
     }
 }
 
@@ -110,6 +174,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Coalescing<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        this.refill();
         let pending = this.pending();
         if pending.is_empty() {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -194,6 +259,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #[async_trait]
 impl<S: Peek + AsyncRead + Unpin + Send> Peek for Coalescing<S> {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.refill();
         if self.pending().is_empty() {
             return self.inner.try_peek(buf).await;
         }
@@ -206,10 +272,15 @@ impl<S: Peek + AsyncRead + Unpin + Send> Peek for Coalescing<S> {
             buf[..have].copy_from_slice(&self.pending()[..have]);
             return Ok(true);
         }
-        // Read on until the unread bytes cover the peek (pingora waits the same way).
+        // Read on until the unread bytes cover the peek (pingora waits the same way), for at
+        // most the peek timeout: half a preface must not hold the connection.
+        let due = tokio::time::Instant::now() + self.peek_timeout;
         while self.pending().len() < buf.len() {
             let mut chunk = [0u8; 512];
-            let n = tokio::io::AsyncReadExt::read(&mut self.inner, &mut chunk).await?;
+            let read = tokio::io::AsyncReadExt::read(&mut self.inner, &mut chunk);
+            let n = tokio::time::timeout_at(due, read)
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
             if n == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }

@@ -4,7 +4,7 @@
 //! to pingora at once.
 //! Closing one socket never touches connections of another.
 
-use super::coalesce::Coalescing;
+use super::coalesce::{Coalescing, PushBack};
 use super::proxy_protocol;
 use super::tls::{Sni, SniCapture};
 use crate::http::direct::{Conn, Direct, Outcome};
@@ -12,7 +12,8 @@ use crate::http::proxy::GatehouseProxy;
 use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
 use gatehouse_model::ir::ClientLimits;
-use pingora_core::apps::ServerApp;
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::{ALPN, GetSocketDigest, SocketDigest, Ssl, Stream};
 use pingora_proxy::HttpProxy;
@@ -32,6 +33,9 @@ pub struct Handlers {
     pub proxy: Arc<Proxy>,
     pub direct: Direct,
 }
+
+/// Requests pingora serves on one kept-alive connection (nginx's `keepalive_requests`).
+pub const KEEPALIVE_REQUESTS: u32 = 1000;
 
 /// How long a TLS handshake or a silent new connection may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -211,7 +215,11 @@ async fn serve(
             Err(_) => return,
         }
     }
-    let stream: Stream = match tls {
+    let header_timeout = Duration::from_millis(limits.header_timeout_ms);
+    let push_back = Arc::new(PushBack::default());
+    // The connection's first requests on the direct path; what it hands over goes to
+    // pingora with the bytes read (no second hop).
+    let (stream, conn, unread_h2): (Stream, Conn, bool) = match tls {
         None => {
             // The direct path reads and writes the socket itself; pingora's stream (its
             // buffers and timing) is built only if a request is handed over.
@@ -220,16 +228,18 @@ async fn serve(
                 bind: addr,
                 tls: false,
                 sni: None,
-                clients: clients.clone(),
             };
             match handlers
                 .direct
-                .serve(&mut tcp, &conn, &mut shutdown, &limits)
+                .serve(&mut tcp, &conn, &mut shutdown, &limits, true)
                 .await
             {
                 Outcome::Closed => return,
                 Outcome::HandOff(unread) => {
-                    Box::new(Coalescing::with_unread(l4(tcp, peer), unread))
+                    let h2c = unread.starts_with(H2C_START);
+                    let s = Coalescing::with_unread(l4(tcp, peer), unread)
+                        .handing_back(push_back.clone(), header_timeout);
+                    (Box::new(s), conn, h2c)
                 }
             }
         }
@@ -249,7 +259,17 @@ async fn serve(
             };
             match t.selected_alpn_proto() {
                 Some(ALPN::Custom(_)) => return,
-                Some(ALPN::H2) => Box::new(Coalescing::new(t)),
+                Some(ALPN::H2) => {
+                    // HTTP/2 by ALPN: its preface within the header timeout (pingora's
+                    // handshake waits for it without one), then pingora's.
+                    let mut preface = vec![0u8; 24];
+                    let read = tokio::io::AsyncReadExt::read_exact(&mut t, &mut preface);
+                    if let Ok(Ok(_)) = tokio::time::timeout(header_timeout, read).await {
+                        let s: Stream = Box::new(Coalescing::with_unread(t, preface));
+                        handlers.proxy.process_new(s, &shutdown).await;
+                    }
+                    return;
+                }
                 _ => {
                     let sni = t
                         .get_ssl_digest()
@@ -260,24 +280,72 @@ async fn serve(
                         bind: addr,
                         tls: true,
                         sni,
-                        clients: clients.clone(),
                     };
                     match handlers
                         .direct
-                        .serve(&mut t, &conn, &mut shutdown, &limits)
+                        .serve(&mut t, &conn, &mut shutdown, &limits, true)
                         .await
                     {
                         Outcome::Closed => return,
-                        Outcome::HandOff(unread) => Box::new(Coalescing::with_unread(t, unread)),
+                        Outcome::HandOff(unread) => {
+                            let s = Coalescing::with_unread(t, unread)
+                                .handing_back(push_back.clone(), header_timeout);
+                            (Box::new(s), conn, false)
+                        }
                     }
                 }
             }
         }
     };
-    let proxy = &handlers.proxy;
-    let mut next = proxy.process_new(stream, &shutdown).await;
-    while let Some(s) = next {
-        next = proxy.process_new(s, &shutdown).await;
+    if unread_h2 {
+        // h2c: pingora's whole handling (it finds the preface again by peeking).
+        handlers.proxy.process_new(stream, &shutdown).await;
+        return;
+    }
+    http1_through_pingora(&handlers, stream, &conn, shutdown, &limits, &push_back).await;
+}
+
+/// The start of an HTTP/2 connection preface (h2c prior knowledge).
+const H2C_START: &[u8] = b"PRI * HTTP/2.0";
+
+/// An HTTP/1 connection the direct path handed over: each request through pingora's proxy
+/// (`process_new_http`, one session at a time), and between requests back on the direct
+/// path, which reads the next head under its deadlines (pingora would time each read
+/// only, so a head dripped a byte at a time would hold the connection) and serves it when
+/// it can; what it hands over again is read by pingora before the socket's (`push_back`).
+async fn http1_through_pingora(
+    handlers: &Handlers,
+    mut stream: Stream,
+    conn: &Conn,
+    mut shutdown: watch::Receiver<bool>,
+    limits: &ClientLimits,
+    push_back: &PushBack,
+) {
+    let mut settings: Option<HttpPersistentSettings> = None;
+    loop {
+        let mut session = ServerSession::new_http1(stream);
+        match settings.take() {
+            // Carries the requests left on this connection (`KEEPALIVE_REQUESTS`).
+            Some(s) => s.apply_to_session(&mut session),
+            None => {
+                session.set_keepalive(Some(limits.idle_timeout_ms.div_ceil(1000)));
+                session.set_keepalive_reuses_remaining(Some(KEEPALIVE_REQUESTS));
+            }
+        }
+        let Some(reused) = handlers.proxy.process_new_http(session, &shutdown).await else {
+            return;
+        };
+        let (s, next) = reused.consume();
+        stream = s;
+        settings = next;
+        match handlers
+            .direct
+            .serve(&mut stream, conn, &mut shutdown, limits, false)
+            .await
+        {
+            Outcome::Closed => return,
+            Outcome::HandOff(unread) => push_back.put(unread),
+        }
     }
 }
 

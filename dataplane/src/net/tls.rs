@@ -53,7 +53,8 @@ impl ResolvesServerCert for SniResolver {
 /// Acceptors by certificate-set fingerprint, kept while some bind uses them.
 #[derive(Default)]
 pub struct TlsCache {
-    acceptors: HashMap<u64, Arc<Acceptor>>,
+    /// By fingerprint of what went in: the acceptor and what it left out.
+    acceptors: HashMap<u64, (Arc<Acceptor>, Vec<Unloadable>)>,
 }
 
 impl TlsCache {
@@ -154,8 +155,9 @@ fn client_verifier(v: &ClientValidation) -> Result<Arc<dyn ClientCertVerifier>, 
 pub type Unloadable = (String, Vec<String>, String);
 
 /// The acceptor for one bind's certificates (each with the listener that named it) and
-/// client validation, from the cache when the set is unchanged. A certificate that is
-/// missing or does not load is left out and returned: the bind serves the others.
+/// client validation, from the cache when the set is unchanged: keys are parsed only for a
+/// set not seen before (a version that changes a route re-parses no key). A certificate
+/// that is missing or does not load is left out and returned: the bind serves the others.
 pub fn acceptor(
     sni_certs: &[(&str, &SniCertificate)],
     certificates: &[Certificate],
@@ -164,6 +166,25 @@ pub fn acceptor(
 ) -> Result<(u64, Arc<Acceptor>, Vec<Unloadable>), String> {
     let material: HashMap<&str, &Certificate> =
         certificates.iter().map(|c| (c.key.as_str(), c)).collect();
+    // The fingerprint of everything the acceptor and its left-out list depend on.
+    let mut hasher = DefaultHasher::new();
+    for (listener, s) in sni_certs {
+        listener.hash(&mut hasher);
+        s.certificate.hash(&mut hasher);
+        s.server_names.hash(&mut hasher);
+        match material.get(s.certificate.as_str()) {
+            Some(c) => {
+                c.chain_pem.hash(&mut hasher);
+                c.private_key_pem.hash(&mut hasher);
+            }
+            None => 0u8.hash(&mut hasher),
+        }
+    }
+    client.hash(&mut hasher);
+    let fingerprint = hasher.finish();
+    if let Some((a, unloadable)) = cache.acceptors.get(&fingerprint) {
+        return Ok((fingerprint, a.clone(), unloadable.clone()));
+    }
     let mut unloadable: Vec<Unloadable> = Vec::new();
     let mut fail = |cert: &str, listener: &str, e: String| match unloadable
         .iter_mut()
@@ -175,7 +196,6 @@ pub fn acceptor(
     // The certificates that load, each loaded once, with the names they serve.
     let mut keys: HashMap<&str, Arc<CertifiedKey>> = HashMap::new();
     let mut served: Vec<(&SniCertificate, Arc<CertifiedKey>)> = Vec::new();
-    let mut hasher = DefaultHasher::new();
     for (listener, s) in sni_certs {
         let Some(c) = material.get(s.certificate.as_str()) else {
             fail(&s.certificate, listener, "missing".into());
@@ -194,15 +214,7 @@ pub fn acceptor(
                 }
             },
         };
-        s.server_names.hash(&mut hasher);
-        c.chain_pem.hash(&mut hasher);
-        c.private_key_pem.hash(&mut hasher);
         served.push((s, key));
-    }
-    client.hash(&mut hasher);
-    let fingerprint = hasher.finish();
-    if let Some(a) = cache.acceptors.get(&fingerprint) {
-        return Ok((fingerprint, a.clone(), unloadable));
     }
 
     let mut resolver = SniResolver {
@@ -251,7 +263,9 @@ pub fn acceptor(
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = Arc::new(Acceptor::from_server_config(Arc::new(config)));
-    cache.acceptors.insert(fingerprint, acceptor.clone());
+    cache
+        .acceptors
+        .insert(fingerprint, (acceptor.clone(), unloadable.clone()));
     Ok((fingerprint, acceptor, unloadable))
 }
 

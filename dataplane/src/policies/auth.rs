@@ -47,6 +47,8 @@ pub struct Original<'a> {
     pub path_and_query: &'a str,
     pub headers: &'a http::HeaderMap,
     pub client: Option<IpAddr>,
+    /// The port keeps header names with underscores.
+    pub keep_underscores: bool,
 }
 
 /// Makes external auth checks (an HTTP client with a 2 s connect timeout).
@@ -114,7 +116,12 @@ impl Checker {
                     | "content-length"
                     | "x-forwarded-proto"
                     | "host"
+            ) || crate::http::forwarding::dropped_header(
+                name.as_str().as_bytes(),
+                original.keep_underscores,
             ) {
+                // The client's claims of who it is pass to the auth service no more than
+                // to the backend; Gatehouse's are set below.
                 continue;
             }
             h.append(name.clone(), value.clone());

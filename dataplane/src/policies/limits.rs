@@ -119,21 +119,24 @@ impl Limit {
     }
 }
 
-/// One client's state in one zone: the excess per rate, and requests in progress.
+/// One client's rate state in one zone: the excess per rate.
 #[derive(Debug, Default)]
 struct Bucket {
     excess: Vec<f64>,
     last: Option<Instant>,
-    in_progress: u32,
 }
 
 /// (zone key, client counted as).
 type Key = (u64, IpAddr);
 
-/// Every zone's buckets, by (zone, client), the least recently seen evicted first.
+/// Every zone's buckets, by (zone, client), the least recently seen evicted first; and the
+/// requests in progress by (zone, client) apart from them: a count evicted while requests
+/// run would let a client past its limit. That map holds only clients with a request
+/// running, so it is bounded by the requests in flight.
 #[derive(Debug)]
 pub struct Limiter {
     buckets: Mutex<lru::LruCache<Key, Bucket>>,
+    in_progress: Mutex<std::collections::HashMap<Key, u32>>,
 }
 
 impl Default for Limiter {
@@ -147,6 +150,7 @@ impl Limiter {
         let n = std::num::NonZeroUsize::new(n).unwrap_or(std::num::NonZeroUsize::MIN);
         Limiter {
             buckets: Mutex::new(lru::LruCache::new(n)),
+            in_progress: Mutex::default(),
         }
     }
 }
@@ -163,10 +167,13 @@ pub struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Ok(mut b) = self.limiter.buckets.lock()
-            && let Some(bucket) = b.peek_mut(&self.key)
+        if let Ok(mut running) = self.limiter.in_progress.lock()
+            && let Some(n) = running.get_mut(&self.key)
         {
-            bucket.in_progress = bucket.in_progress.saturating_sub(1);
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                running.remove(&self.key);
+            }
         }
     }
 }
@@ -184,16 +191,23 @@ impl Limiter {
             return Ok(None);
         }
         let key = (limit.zone_key, limit.counted_as(client));
+        // A poisoned lock never blocks traffic.
+        let mut running = match limit.connections {
+            Some(max) => {
+                let Ok(running) = self.in_progress.lock() else {
+                    return Ok(None);
+                };
+                if running.get(&key).is_some_and(|n| *n >= max) {
+                    return Err(Limited);
+                }
+                Some(running)
+            }
+            None => None,
+        };
         let Ok(mut buckets) = self.buckets.lock() else {
-            return Ok(None); // A poisoned lock never blocks traffic.
+            return Ok(None);
         };
         let bucket = buckets.get_or_insert_mut(key, Bucket::default);
-        if limit
-            .connections
-            .is_some_and(|max| bucket.in_progress >= max)
-        {
-            return Err(Limited);
-        }
         // nginx: a new client starts empty; later, excess = previous - drained + 1.
         let elapsed = bucket
             .last
@@ -221,10 +235,11 @@ impl Limiter {
         }
         bucket.excess = next;
         bucket.last = Some(now);
-        if limit.connections.is_none() {
+        drop(buckets);
+        let Some(running) = running.as_mut() else {
             return Ok(None);
-        }
-        bucket.in_progress += 1;
+        };
+        *running.entry(key).or_default() += 1;
         Ok(Some(Slot {
             limiter: self.clone(),
             key,
@@ -305,6 +320,24 @@ mod tests {
         drop(a);
         assert!(limiter.admit(&l, ip, now).is_ok());
         drop(b);
+        assert!(limiter.in_progress.lock().unwrap().is_empty());
+    }
+
+    /// A client whose rate state is evicted (many other clients seen since) still has its
+    /// requests in progress counted.
+    #[test]
+    fn requests_in_progress_outlive_eviction() {
+        let limiter = Arc::new(Limiter::with_capacity(2));
+        let l = limit(None, None, Some(1));
+        let now = Instant::now();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let held = limiter.admit(&l, ip, now).unwrap();
+        for n in 2..10u8 {
+            let _ = limiter.admit(&l, IpAddr::from([192, 0, 2, n]), now);
+        }
+        assert!(limiter.admit(&l, ip, now).is_err());
+        drop(held);
+        assert!(limiter.admit(&l, ip, now).is_ok());
     }
 
     #[test]

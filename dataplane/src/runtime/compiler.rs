@@ -77,6 +77,9 @@ type KeptCluster = (gatehouse_model::ir::Cluster, Arc<Cluster>);
 /// A compiled virtual host as the compiler keeps it between versions.
 struct KeptHost {
     listener: Arc<str>,
+    /// The model it was compiled from: compiled again, as its last good form, when a
+    /// cluster it sends to changes while its newer form is refused.
+    source: Arc<gatehouse_model::ir::VirtualHost>,
     host: Arc<CompiledVirtualHost>,
     /// Every cluster its routes send to (backends, mirrors, external auth).
     clusters: Vec<String>,
@@ -193,12 +196,19 @@ impl Compiler {
                         let resource = format!("VirtualHost {key}");
                         refused.push(Refused::new(resource, vec![h.listener.to_string()], e));
                         refused_hosts.insert(key.clone());
-                        // Its last good form keeps serving (as a refused version's would);
-                        // none after a full update.
-                        if self.hosts.contains_key(&key) && !everything {
-                            continue;
+                        // Its last good form keeps serving (as a refused version's would),
+                        // with this version's clusters: endpoints that left must not keep
+                        // getting its traffic. None after a full update, or when a cluster
+                        // it needs is gone.
+                        match self.hosts.get(&key) {
+                            Some(old) if !everything => {
+                                if !old.clusters.iter().any(|c| new_clusters.contains_key(c)) {
+                                    continue;
+                                }
+                                compile_host(&old.listener, &old.source, &cluster).ok()
+                            }
+                            _ => None,
                         }
-                        None
                     }
                 },
             };
@@ -313,7 +323,7 @@ impl Compiler {
         }
         let certificates: Vec<gatehouse_model::ir::Certificate> =
             received.certificates.values().cloned().collect();
-        let mut binds = HashMap::new();
+        let mut binds = super::version::Binds::default();
         let mut used_tls = Vec::new();
         for (addr, mut listeners) in by_socket {
             // The socket's protocol is its first listener's (in key order).
@@ -485,6 +495,7 @@ fn compile_host(
     clusters.dedup();
     Ok(KeptHost {
         listener: listener.clone(),
+        source: vh.clone(),
         clusters,
         host: Arc::new(CompiledVirtualHost {
             hostname: vh.hostname.clone(),
@@ -629,8 +640,38 @@ mod tests {
             assert_eq!(c.endpoints, vec![SocketAddr::from(([10, 0, 0, 1], 3))]);
         }
 
-        // Cluster one gone: the unchanged hosts that name it are refused alone (the rest of
-        // the version applies) and keep their last good form, as a refused version would.
+        // Host b now names a cluster that is not there: refused alone, its last good form
+        // serves on; when cluster one's endpoints change, that form gets the new ones
+        // (traffic never stays on endpoints that left).
+        let c3b = config(
+            vec![a.clone(), host("b.example.com", "ns/zzz:80")],
+            &[("ns/one:80", 3)],
+        );
+        send(&mut received, &mut sent, &c3b);
+        let (v3b, refused) = compiler.compile(&received, 3);
+        received.compiled();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(Arc::ptr_eq(
+            &compiled(&v3, "b.example.com"),
+            &compiled(&v3b, "b.example.com")
+        ));
+        let c3c = config(
+            vec![a.clone(), host("b.example.com", "ns/zzz:80")],
+            &[("ns/one:80", 4)],
+        );
+        send(&mut received, &mut sent, &c3c);
+        let (v3c, refused) = compiler.compile(&received, 3);
+        received.compiled();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        let Target::Cluster(c) = &compiled(&v3c, "b.example.com").routes[0].backends[0].target
+        else {
+            panic!("no cluster");
+        };
+        assert_eq!(c.endpoints, vec![SocketAddr::from(([10, 0, 0, 1], 4))]);
+
+        // Cluster one gone: the hosts that name it are refused alone (the rest of the
+        // version applies) and are not served: their last good form would send to
+        // endpoints no cluster has any more.
         let c4 = config(vec![a.clone(), host("b.example.com", "ns/one:80")], &[]);
         send(&mut received, &mut sent, &c4);
         let (v4, refused) = compiler.compile(&received, 4);
@@ -639,10 +680,8 @@ mod tests {
         assert!(refused.iter().all(|r| r.error.contains("unknown Cluster")
             && r.resource.starts_with("VirtualHost ")
             && r.listeners == ["ns/gw/http"]));
-        assert!(Arc::ptr_eq(
-            &compiled(&v3, "a.example.com"),
-            &compiled(&v4, "a.example.com")
-        ));
+        let listener = &v4.binds.values().next().expect("a bind").listeners[0];
+        assert!(listener.hosts.find("a.example.com").is_none());
         // The cluster back, the hosts unchanged: the refused hosts are tried again, and
         // served.
         send(&mut received, &mut sent, &c3);

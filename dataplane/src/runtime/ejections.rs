@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub struct Ejections {
     /// Entries in `until`, so the common case (nothing ejected) takes no lock.
     count: AtomicUsize,
-    until: std::sync::Mutex<std::collections::HashMap<SocketAddr, std::time::Instant>>,
+    /// Endpoints from config: a fast hash is safe.
+    until: std::sync::Mutex<
+        std::collections::HashMap<SocketAddr, std::time::Instant, rustc_hash::FxBuildHasher>,
+    >,
 }
 
 impl Ejections {

@@ -12,15 +12,20 @@ use std::sync::Arc;
 /// Everything a data plane serves for one config version.
 pub struct Runtime {
     pub version: u64,
-    pub binds: HashMap<SocketAddr, Arc<Bind>>,
+    /// By bind address: addresses from config, not from clients, so a fast hash is safe
+    /// (every request looks its bind up).
+    pub binds: Binds,
 }
+
+/// The binds of a version by address.
+pub type Binds = HashMap<SocketAddr, Arc<Bind>, rustc_hash::FxBuildHasher>;
 
 impl Runtime {
     /// No binds: what serves before the first version.
     pub fn empty() -> Self {
         Runtime {
             version: 0,
-            binds: HashMap::new(),
+            binds: Binds::default(),
         }
     }
 

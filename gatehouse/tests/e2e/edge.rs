@@ -108,6 +108,8 @@ async fn path_spellings_of_a_protected_prefix_never_reach_the_other_route() {
         ("/../admin", 400),
         ("/admin%00", 400),
         ("/x%zz", 400),
+        ("/x/..;/admin", 400),
+        ("/x/%2e%2e;v=1/admin", 400),
     ];
     for version in ["HTTP/1.1", "HTTP/1.0"] {
         for (path, want) in spellings {
@@ -621,6 +623,19 @@ async fn slow_and_idle_clients_are_closed_at_the_timeouts() {
         assert_eq!(status_of(&got), 200, "{version}: {got}");
         assert!(within(took), "{version} idle after an answer: {took:?}");
     }
+    // After an answer pingora gave (HTTP/1.0 keep-alive), the next head dripped a byte
+    // every 200 ms is due whole within the header timeout too.
+    let first = b"GET / HTTP/1.0\r\nHost: slow.example.com\r\nConnection: keep-alive\r\n\r\n";
+    let mut pieces: Vec<&[u8]> = vec![first];
+    pieces.extend(b"GET / HTTP/1.1\r\nHost: slow.example.com\r\nX-Slow: yes\r\n".chunks(1));
+    let (took, got) = held_open(addr, &pieces, Duration::from_millis(200)).await;
+    let got = String::from_utf8_lossy(&got);
+    assert_eq!(status_of(&got), 200, "{got}");
+    assert_eq!(got.matches(" 200 OK\r\n").count(), 1, "one answer: {got}");
+    assert!(
+        took < Duration::from_secs(3),
+        "slow drip after a pingora answer: {took:?}"
+    );
 }
 
 /// A socket at its connection cap closes new connections at once, and serves again when
@@ -691,7 +706,7 @@ async fn client_sent_forwarding_headers_never_pass() {
     let addr = SocketAddr::new(gh.ip, PORT);
     for version in ["HTTP/1.1", "HTTP/1.0"] {
         let request = format!(
-            "GET / {version}\r\nHost: slow.example.com\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil.example\r\nX-Forwarded-Port: 1\r\nX-Forwarded-Proto: https\r\nX_User: admin\r\nX-User: alice\r\nConnection: close\r\n\r\n"
+            "GET / {version}\r\nHost: slow.example.com\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil.example\r\nX-Forwarded-Port: 1\r\nX-Forwarded-Proto: https\r\nX_User: admin\r\nX-User: alice\r\nForwarded: for=6.6.6.6\r\nX-Original-URL: /admin\r\nX-Forwarded-Prefix: /evil\r\nConnection: close\r\n\r\n"
         );
         let (code, answer) = raw(addr, request.as_bytes()).await;
         assert_eq!(code, 200, "{answer}");
@@ -720,6 +735,9 @@ async fn client_sent_forwarding_headers_never_pass() {
             "{version}: {h}"
         );
         assert_eq!(h["X-User"], serde_json::json!(["alice"]), "{version}: {h}");
+        for claim in ["Forwarded", "X-Original-Url", "X-Forwarded-Prefix"] {
+            assert!(h[claim].is_null(), "{version}: {claim} passed: {h}");
+        }
         let underscored: Vec<&String> = h
             .as_object()
             .map(|o| o.keys().filter(|k| k.contains('_')).collect())
@@ -801,6 +819,14 @@ spec:
             serde_json::json!(["198.51.100.1, 203.0.113.9, 10.1.1.1"]),
             "{h}"
         );
+        // A chain over two lines is one chain: its right end decides, whatever the first
+        // line says.
+        let two_lines = format!(
+            "PROXY TCP4 10.1.1.1 {} 40000 {PORT}\r\nGET / {version}\r\nHost: slow.example.com\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: 192.0.2.1\r\nConnection: close\r\n\r\n",
+            gh.ip
+        );
+        let (code, answer) = raw(addr, two_lines.as_bytes()).await;
+        assert_eq!(code, 403, "{version}: the client is 192.0.2.1: {answer}");
     }
     // No PROXY header: closed without an answer.
     let (code, answer) = raw(addr, &get_as("HTTP/1.1", "/", "slow.example.com")).await;

@@ -213,23 +213,52 @@ fn client_settings(
     let Some(p) = p else {
         return Ok((limits, forwarding));
     };
+    use gatehouse_api::client_bounds as bounds;
     let ms = |s: u32| u64::from(s) * 1000;
-    if let Some(s) = p.header_timeout_seconds {
+    // The CRD's bounds, checked again: a file in standalone mode meets no API server, and a
+    // zero timeout or cap would close every connection.
+    let checked = |field: &str, v: Option<u32>, (min, max): (u32, u32)| match v {
+        Some(n) if n < min || n > max => Err(format!(
+            "parametersRef: GatewayParameters spec.clients.{field}: {n} is not within {min}..{max}"
+        )),
+        v => Ok(v),
+    };
+    if let Some(s) = checked(
+        "headerTimeoutSeconds",
+        p.header_timeout_seconds,
+        bounds::HEADER_TIMEOUT_SECONDS,
+    )? {
         limits.header_timeout_ms = ms(s);
     }
-    if let Some(s) = p.idle_timeout_seconds {
+    if let Some(s) = checked(
+        "idleTimeoutSeconds",
+        p.idle_timeout_seconds,
+        bounds::IDLE_TIMEOUT_SECONDS,
+    )? {
         limits.idle_timeout_ms = ms(s);
     }
-    if let Some(n) = p.max_connections {
+    if let Some(n) = checked("maxConnections", p.max_connections, bounds::MAX_CONNECTIONS)? {
         limits.max_connections = n;
     }
-    if let Some(n) = p.max_request_header_bytes {
+    if let Some(n) = checked(
+        "maxRequestHeaderBytes",
+        p.max_request_header_bytes,
+        bounds::MAX_REQUEST_HEADER_BYTES,
+    )? {
         limits.max_header_bytes = n;
     }
-    if let Some(n) = p.max_request_headers {
+    if let Some(n) = checked(
+        "maxRequestHeaders",
+        p.max_request_headers,
+        bounds::MAX_REQUEST_HEADERS,
+    )? {
         limits.max_headers = n;
     }
-    if let Some(s) = p.upstream_response_header_timeout_seconds {
+    if let Some(s) = checked(
+        "upstreamResponseHeaderTimeoutSeconds",
+        p.upstream_response_header_timeout_seconds,
+        bounds::UPSTREAM_RESPONSE_HEADER_TIMEOUT_SECONDS,
+    )? {
         limits.upstream_header_timeout_ms = ms(s);
     }
     forwarding.proxy_protocol = p.proxy_protocol.unwrap_or(false);
@@ -557,24 +586,46 @@ spec:
 
     /// A Gateway's parameters set its clients' limits on every listener; unset ones keep
     /// the defaults.
-    #[test]
-    fn client_limits_come_from_the_gateways_parameters() {
-        let yaml = gateway_with(HTTP_ALL).replace(
+    /// The test Gateway with GatewayParameters whose `spec.clients` is `clients`.
+    fn with_clients(clients: &str) -> String {
+        gateway_with(HTTP_ALL).replace(
             "  gatewayClassName: gatehouse\n",
             "  gatewayClassName: gatehouse\n  infrastructure: {parametersRef: {group: gatehouse.dev, kind: GatewayParameters, name: p}}\n",
-        ) + "---
+        ) + &format!("---
 apiVersion: gatehouse.dev/v1alpha1
 kind: GatewayParameters
-metadata: {name: p, namespace: infra}
-spec: {clients: {headerTimeoutSeconds: 2, maxConnections: 7}}
-";
-        let out = translated(&yaml);
+metadata: {{name: p, namespace: infra}}
+spec: {{clients: {clients}}}
+")
+    }
+
+    #[test]
+    fn client_limits_come_from_the_gateways_parameters() {
+        let out = translated(&with_clients(
+            "{headerTimeoutSeconds: 2, maxConnections: 7}",
+        ));
         let limits = out.config.listeners[0].limits;
         assert_eq!(limits.header_timeout_ms, 2000);
         assert_eq!(limits.max_connections, 7);
         assert_eq!(
             limits.idle_timeout_ms,
             gatehouse_model::ir::ClientLimits::default().idle_timeout_ms
+        );
+    }
+
+    /// Numbers outside the CRD's bounds (a file meets no API server) refuse the Gateway
+    /// with the field named, rather than close every connection at once.
+    #[test]
+    fn client_limits_outside_their_bounds_are_refused() {
+        let out = translated(&with_clients("{maxConnections: 0}"));
+        let accepted = &out.status.objects["Gateway infra/gw"];
+        let c = accepted
+            .condition("Accepted")
+            .expect("an Accepted condition");
+        assert_eq!(c.status, "False", "{c:?}");
+        assert!(
+            c.message.contains("spec.clients.maxConnections: 0"),
+            "{c:?}"
         );
     }
 

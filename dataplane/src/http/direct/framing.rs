@@ -6,25 +6,32 @@ use crate::http::forwarding::{Forwarded, dropped_header, normalize_host};
 
 /// Headers parsed per head (and per answer head from a backend). A request with more is
 /// answered 431 when the listener's limit is this or less, else it goes to pingora.
-pub(super) const MAX_HEADERS: usize = 128;
+pub const MAX_HEADERS: usize = 128;
 
 /// The parts of a request head the direct path acts on.
-pub(super) struct Head<'a> {
-    pub(super) method: http::Method,
-    pub(super) target: &'a str,
-    pub(super) host: std::borrow::Cow<'a, str>,
+pub struct Head<'a> {
+    pub method: http::Method,
+    pub target: &'a str,
+    pub host: std::borrow::Cow<'a, str>,
     /// The client asked to close after this request.
-    pub(super) close: bool,
-    pub(super) forwarded_for: Option<&'a [u8]>,
+    pub close: bool,
+    pub forwarded_for: Option<&'a [u8]>,
     /// The Host header as sent (X-Forwarded-Host).
-    pub(super) raw_host: &'a [u8],
+    pub raw_host: &'a [u8],
 }
 
 /// The length of the request head at the start of `buf` (through its empty line), once it
 /// is all in. Header lines cannot hold a bare LF, so the first LF followed by an empty line
 /// (CRLF or LF, as httparse accepts both) ends the head.
-pub(super) fn head_end(buf: &[u8]) -> Option<usize> {
-    let mut from = 0;
+pub fn head_end(buf: &[u8]) -> Option<usize> {
+    head_end_from(buf, 0)
+}
+
+/// As `head_end`, looking only at LFs from `from` on: a head read in many pieces is scanned
+/// once, not once per piece (a head dripped a byte at a time would cost its length squared).
+/// `from` must be where an earlier scan of the same head stopped, less two bytes.
+pub fn head_end_from(buf: &[u8], from: usize) -> Option<usize> {
+    let mut from = from.min(buf.len());
     while let Some(i) = buf[from..].iter().position(|b| *b == b'\n') {
         let lf = from + i;
         match (buf.get(lf + 1), buf.get(lf + 2)) {
@@ -38,7 +45,7 @@ pub(super) fn head_end(buf: &[u8]) -> Option<usize> {
 
 /// Whether the direct path serves this request, and what it needs of it. HTTP/1.1 only, no
 /// body, no upgrade or expectation, an origin-form target, one Host.
-pub(super) fn eligible<'a>(req: &httparse::Request<'_, 'a>) -> Option<Head<'a>> {
+pub fn eligible<'a>(req: &httparse::Request<'_, 'a>) -> Option<Head<'a>> {
     if req.version != Some(1) {
         return None;
     }
@@ -80,7 +87,11 @@ pub(super) fn eligible<'a>(req: &httparse::Request<'_, 'a>) -> Option<Head<'a>> 
                     return None;
                 }
             }
-        } else if is("x-forwarded-for") && forwarded_for.is_none() {
+        } else if is("x-forwarded-for") {
+            // A chain over several lines: pingora's to join.
+            if forwarded_for.is_some() {
+                return None;
+            }
             forwarded_for = Some(h.value);
         }
     }
@@ -102,7 +113,7 @@ fn uri_byte(b: u8) -> bool {
 /// The head sent to the backend: the client's, less hop-by-hop headers and those
 /// Gatehouse sets or drops (`forwarding::dropped_header`), with Gatehouse's forwarded
 /// headers as the pingora path sets them.
-pub(super) fn write_request(
+pub fn write_request(
     out: &mut Vec<u8>,
     req: &httparse::Request<'_, '_>,
     head: &Head<'_>,
@@ -140,11 +151,18 @@ pub(super) enum Framing {
 }
 
 /// Finds where a chunked body ends, fed the bytes as they come (they are passed on as
-/// they are; only the end is looked for).
+/// they are; only the end is looked for). Framing outside RFC 9112 7.1 (a size line without
+/// digits or with bytes other than extensions after them, data not followed by its line
+/// end, a size that overflows) is noted as `malformed`: such a backend connection is never
+/// reused, as the backend may have meant another end.
 #[derive(Default)]
-pub(super) struct ChunkedEnd {
+pub struct ChunkedEnd {
     state: ChunkState,
     size: u64,
+    /// Hex digits read on this size line.
+    digits: u32,
+    /// The framing broke the rules somewhere.
+    pub malformed: bool,
 }
 
 #[derive(Default, Clone, Copy, PartialEq, Debug)]
@@ -152,11 +170,17 @@ enum ChunkState {
     /// Hex digits of a chunk size.
     #[default]
     Size,
-    /// After the size: extensions, up to the line's end.
-    SizeLine,
+    /// Spaces or tabs after the size, before `;` or the line's end.
+    SizeSpace,
+    /// An extension: anything up to the line's end.
+    Extension,
+    /// The LF after a size line's CR.
+    SizeLf,
     Data,
-    /// The CRLF after a chunk's data.
+    /// The CR (or bare LF) after a chunk's data.
     DataEnd,
+    /// The LF after a chunk's data and CR.
+    DataLf,
     /// At the start of a trailer line (after the last chunk).
     TrailerStart,
     /// Inside a trailer line.
@@ -164,26 +188,46 @@ enum ChunkState {
     /// The final empty line's LF.
     LastLf,
     Done,
+    /// A size that overflowed: the body ends when the backend closes.
+    Broken,
 }
 
 impl ChunkedEnd {
     /// Feeds bytes; returns how many of them belong to the body once its end is among
-    /// them. Malformed framing ends the body where it breaks (the connection is not reused).
-    pub(super) fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+    /// them. Malformed framing is read on as leniently as it can be (and `malformed` set);
+    /// a size that overflows never ends the body (the backend closing does).
+    pub fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
             match self.state {
                 ChunkState::Size => match (b as char).to_digit(16) {
                     Some(d) => {
-                        self.size = self.size.checked_mul(16)?.checked_add(u64::from(d))?;
+                        let size = self.size.checked_mul(16);
+                        let Some(size) = size.and_then(|s| s.checked_add(u64::from(d))) else {
+                            self.malformed = true;
+                            self.state = ChunkState::Broken;
+                            return None;
+                        };
+                        self.size = size;
+                        self.digits += 1;
                     }
-                    None if b == b'\n' => self.end_size_line(),
-                    None => self.state = ChunkState::SizeLine,
+                    None => self.after_size(b),
                 },
-                ChunkState::SizeLine => {
-                    if b == b'\n' {
-                        self.end_size_line();
+                ChunkState::SizeSpace => self.after_size(b),
+                ChunkState::Extension => match b {
+                    b'\r' => self.state = ChunkState::SizeLf,
+                    b'\n' => self.end_size_line(),
+                    _ => {}
+                },
+                ChunkState::SizeLf => {
+                    if b != b'\n' {
+                        self.malformed = true;
+                    }
+                    self.end_size_line();
+                    if b != b'\n' {
+                        // The byte after a lone CR is the line's next: read it again.
+                        continue;
                     }
                 }
                 ChunkState::Data => {
@@ -195,10 +239,18 @@ impl ChunkedEnd {
                     }
                     continue;
                 }
-                ChunkState::DataEnd => {
-                    if b == b'\n' {
+                ChunkState::DataEnd => match b {
+                    b'\r' => self.state = ChunkState::DataLf,
+                    b'\n' => self.state = ChunkState::Size,
+                    _ => self.malformed = true,
+                },
+                ChunkState::DataLf => {
+                    if b != b'\n' {
+                        self.malformed = true;
                         self.state = ChunkState::Size;
+                        continue;
                     }
+                    self.state = ChunkState::Size;
                 }
                 ChunkState::TrailerStart => {
                     self.state = match b {
@@ -212,8 +264,14 @@ impl ChunkedEnd {
                         self.state = ChunkState::TrailerStart;
                     }
                 }
-                ChunkState::LastLf => self.state = ChunkState::Done,
+                ChunkState::LastLf => {
+                    if b != b'\n' {
+                        self.malformed = true;
+                    }
+                    self.state = ChunkState::Done;
+                }
                 ChunkState::Done => {}
+                ChunkState::Broken => return None,
             }
             i += 1;
             if self.state == ChunkState::Done {
@@ -223,7 +281,25 @@ impl ChunkedEnd {
         None
     }
 
+    /// A byte after a size's digits: spaces, an extension, or the line's end.
+    fn after_size(&mut self, b: u8) {
+        match b {
+            b' ' | b'\t' => self.state = ChunkState::SizeSpace,
+            b';' => self.state = ChunkState::Extension,
+            b'\r' => self.state = ChunkState::SizeLf,
+            b'\n' => self.end_size_line(),
+            _ => {
+                self.malformed = true;
+                self.state = ChunkState::Extension;
+            }
+        }
+    }
+
     fn end_size_line(&mut self) {
+        if self.digits == 0 {
+            self.malformed = true;
+        }
+        self.digits = 0;
         self.state = if self.size == 0 {
             ChunkState::TrailerStart
         } else {
@@ -270,9 +346,27 @@ mod tests {
         // Bytes after the end are not the body's.
         let mut end = ChunkedEnd::default();
         assert_eq!(end.feed(b"0\r\n\r\nHTTP/1.1"), Some(5));
-        // A size that overflows is not a body.
+        // A size that overflows is not a body, whatever follows.
         let mut end = ChunkedEnd::default();
         assert_eq!(end.feed(b"fffffffffffffffffffff\r\n"), None);
+        assert_eq!(end.feed(b"0\r\n\r\n"), None);
+        assert!(end.malformed);
+        // Well-formed framing (extensions, bare LFs as httparse takes them) is not noted.
+        let mut end = ChunkedEnd::default();
+        assert_eq!(end.feed(b"3 ;a=b\nabc\n0\n\n"), Some(14));
+        assert!(!end.malformed);
+        // Data not followed by its CRLF, a size line without digits, junk after a size:
+        // an end may be found, but the framing is noted as malformed.
+        for bad in [
+            &b"3\r\nabcXY\r\n0\r\n\r\n"[..],
+            b"\r\n0\r\n\r\n",
+            b"3x\r\nabc\r\n0\r\n\r\n",
+            b"3\rabc\r\n0\r\n\r\n",
+        ] {
+            let mut end = ChunkedEnd::default();
+            let _ = end.feed(bad);
+            assert!(end.malformed, "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     fn parse_eligible(raw: &[u8]) -> Option<(String, bool)> {

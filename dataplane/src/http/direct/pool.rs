@@ -2,7 +2,8 @@
 //! endpoint for the next request.
 //!
 //! A pooled connection is reused only while it is clean: nothing unread and not closed by
-//! the backend, checked when it goes into the pool and again when it comes out. A backend
+//! the backend, checked (one `MSG_PEEK`) when it comes out of the pool; it goes in only
+//! after an answer whose framing was certain and exact. A backend
 //! that sent bytes after its answer (a body to a HEAD, say) would otherwise hand them to the
 //! next client as the start of its answer, and that client's answer to the one after.
 //! The pool is bounded per endpoint and in all, and connections to endpoints no cluster
@@ -64,12 +65,10 @@ impl Pool {
         }
     }
 
-    /// Keeps a connection that finished an exchange with certain framing, if it is clean
-    /// and there is room.
+    /// Keeps a connection that finished an exchange with certain framing, if there is
+    /// room. Bytes that come after (or came with) the answer are found when it is taken:
+    /// one check per reuse, not two.
     pub(super) fn put(&self, addr: SocketAddr, s: TcpStream) {
-        if !clean(&s) {
-            return;
-        }
         if let Ok(mut idle) = self.idle.lock() {
             if idle.total >= POOL_TOTAL {
                 return;
@@ -145,16 +144,10 @@ fn clean(s: &TcpStream) -> bool {
     n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
 }
 
-/// Seconds on the kernel's coarse monotonic clock (its tick; no TSC read, which costs a
-/// VM more): idle connections' ages need no better, and every request takes and returns one.
+/// Seconds on the kernel's coarse monotonic clock: idle connections' ages need no better,
+/// and every request takes and returns one.
 fn coarse_seconds() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec, which we own, and reads nothing else.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    u64::try_from(ts.tv_sec).unwrap_or(0)
+    super::deadline::now_ms() / 1000
 }
 
 /// A new connection to a backend endpoint (`CONNECT_TIMEOUT`, no Nagle).
@@ -184,11 +177,12 @@ mod tests {
     #[tokio::test]
     async fn dirty_and_closed_connections_are_never_reused() {
         let pool = Pool::default();
-        // Bytes from the backend after the answer: refused when put.
+        // Bytes from the backend after the answer, there when put: closed when taken.
         let (addr, c, mut backend) = pair().await;
         backend.write_all(b"stray").await.unwrap();
         c.readable().await.unwrap();
         pool.put(addr, c);
+        assert!(pool.take(addr).is_none());
         assert_eq!(pool.len(), 0);
         // Clean when put, stray bytes while idle: closed when taken.
         let (addr, c, mut backend) = pair().await;

@@ -1,7 +1,10 @@
 //! One exchange with a backend on the direct path: write the request, read the answer
 //! head and rewrite it for the client, then copy the body as the backend framed it.
 
+use super::deadline::{Deadline, now_ms, within};
 use super::framing::{ChunkedEnd, Framing, Head, MAX_HEADERS};
+use crate::http::forwarding::{CLIENT_SEND_TIMEOUT, ConnectionTexts};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -10,12 +13,27 @@ const MAX_ANSWER_HEAD: usize = 64 * 1024;
 /// Bytes copied per read while streaming a body.
 const COPY_CHUNK: usize = 64 * 1024;
 
-/// Buffers kept across a connection's requests.
-#[derive(Default)]
+/// What a connection keeps across its requests: buffers, its timer for backend waits,
+/// its peer and port as text.
 pub(super) struct Scratch {
     pub(super) request: Vec<u8>,
     pub(super) answer: Vec<u8>,
     pub(super) out: Vec<u8>,
+    /// The answer head's deadline, then each body read's.
+    pub(super) upstream_wait: Deadline,
+    pub(super) texts: ConnectionTexts,
+}
+
+impl Scratch {
+    pub(super) fn new(texts: ConnectionTexts) -> Scratch {
+        Scratch {
+            request: Vec::new(),
+            answer: Vec::new(),
+            out: Vec::new(),
+            upstream_wait: Deadline::default(),
+            texts,
+        }
+    }
 }
 
 /// Whether the client's connection can carry another request.
@@ -51,11 +69,10 @@ pub(super) async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
     upstream: &mut TcpStream,
     head: &Head<'_>,
     scratch: &mut Scratch,
-    answer_timeout: std::time::Duration,
+    answer_timeout: Duration,
 ) -> Result<Done, Failed> {
-    let answer_due = tokio::time::Instant::now() + answer_timeout;
-    upstream
-        .write_all(&scratch.request)
+    let answer_due = now_ms() + answer_timeout.as_millis() as u64;
+    within(answer_timeout, upstream.write_all(&scratch.request))
         .await
         .map_err(|_| Failed::NoAnswer)?;
     let answer = &mut scratch.answer;
@@ -81,18 +98,21 @@ pub(super) async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
             if answer.capacity() - answer.len() < 1024 {
                 answer.reserve(4096);
             }
-            match tokio::time::timeout_at(answer_due, upstream.read_buf(answer)).await {
-                Ok(Ok(0) | Err(_)) => {
-                    return Err(interim.map_or(Failed::NoAnswer, Failed::Midway));
+            let read = scratch
+                .upstream_wait
+                .until(answer_due, upstream.read_buf(answer));
+            match read.await {
+                Ok(0) => return Err(interim.map_or(Failed::NoAnswer, Failed::Midway)),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(interim.map_or(Failed::TimedOut, Failed::Midway));
                 }
-                Ok(Ok(_)) => {}
-                Err(_) => return Err(interim.map_or(Failed::TimedOut, Failed::Midway)),
+                Err(_) => return Err(interim.map_or(Failed::NoAnswer, Failed::Midway)),
             }
         };
         if (100..200).contains(&status) {
             // An interim answer (103 Early Hints, say): on to the client, then the next.
-            client
-                .write_all(&scratch.out)
+            send(client, &scratch.out)
                 .await
                 .map_err(|_| Failed::Midway(status))?;
             interim = Some(status);
@@ -108,30 +128,56 @@ pub(super) async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
                 ClientState::Open
             },
         };
-        return copy_answer(client, upstream, scratch, head_len, framing, done).await;
+        let body = Body {
+            head_len,
+            framing,
+            read_timeout: answer_timeout,
+        };
+        return copy_answer(client, upstream, scratch, body, done).await;
     }
 }
 
-/// Copies the answer to the client: its head as rewritten (`scratch.out`), then its body,
-/// which starts `head_len` bytes into `scratch.answer`, as `framing` says it ends. `done`
-/// learns whether the backend connection can be reused.
+/// An answer's body as the backend sends it.
+struct Body {
+    /// Where it starts in `scratch.answer`.
+    head_len: usize,
+    /// How it ends.
+    framing: Framing,
+    /// How long each read of it may wait (the upstream header timeout, as pingora's path
+    /// uses it per read).
+    read_timeout: Duration,
+}
+
+/// Copies the answer to the client: its head as rewritten (`scratch.out`), then its body.
+/// Each write to the client may wait `CLIENT_SEND_TIMEOUT`. `done` learns whether the
+/// backend connection can be reused.
 async fn copy_answer<S: AsyncWrite + Unpin>(
     client: &mut S,
     upstream: &mut TcpStream,
     scratch: &mut Scratch,
-    head_len: usize,
-    framing: Framing,
+    body: Body,
     mut done: Done,
 ) -> Result<Done, Failed> {
+    let Body {
+        head_len,
+        framing,
+        read_timeout,
+    } = body;
     let status = done.status;
-    let answer = &mut scratch.answer;
-    let out = &mut scratch.out;
+    let Scratch {
+        answer,
+        out,
+        upstream_wait,
+        ..
+    } = scratch;
+    // Each body read is due within the read timeout of its start.
+    let due = || now_ms() + read_timeout.as_millis() as u64;
     let body = &answer[head_len..];
     let midway = |_| Failed::Midway(status);
     match framing {
         Framing::None => {
             done.upstream_reusable &= body.is_empty();
-            client.write_all(out).await.map_err(midway)?;
+            send(client, out).await.map_err(midway)?;
         }
         Framing::Length(len) => {
             let have = (body.len() as u64).min(len) as usize;
@@ -139,10 +185,10 @@ async fn copy_answer<S: AsyncWrite + Unpin>(
             done.upstream_reusable &= body.len() as u64 <= len;
             if out.len() + have <= COPY_CHUNK {
                 out.extend_from_slice(&body[..have]);
-                client.write_all(out).await.map_err(midway)?;
+                send(client, out).await.map_err(midway)?;
             } else {
-                client.write_all(out).await.map_err(midway)?;
-                client.write_all(&body[..have]).await.map_err(midway)?;
+                send(client, out).await.map_err(midway)?;
+                send(client, &body[..have]).await.map_err(midway)?;
             }
             let mut left = len - have as u64;
             if left > 0 {
@@ -151,15 +197,15 @@ async fn copy_answer<S: AsyncWrite + Unpin>(
                 while left > 0 {
                     answer.clear();
                     let want = (left.min(COPY_CHUNK as u64)) as usize;
-                    let n = (&mut *upstream)
-                        .take(want as u64)
-                        .read_buf(answer)
+                    let mut limited = (&mut *upstream).take(want as u64);
+                    let n = upstream_wait
+                        .until(due(), limited.read_buf(answer))
                         .await
                         .map_err(midway)?;
                     if n == 0 {
                         return Err(Failed::Midway(status));
                     }
-                    client.write_all(&answer[..n]).await.map_err(midway)?;
+                    send(client, &answer[..n]).await.map_err(midway)?;
                     left -= n as u64;
                 }
             }
@@ -167,23 +213,26 @@ async fn copy_answer<S: AsyncWrite + Unpin>(
         Framing::Chunked => {
             let mut end = ChunkedEnd::default();
             let used = end.feed(body);
-            done.upstream_reusable &= used.is_none_or(|u| u == body.len());
+            done.upstream_reusable &= used.is_none_or(|u| u == body.len()) && !end.malformed;
             let have = used.unwrap_or(body.len());
-            client.write_all(out).await.map_err(midway)?;
-            client.write_all(&body[..have]).await.map_err(midway)?;
+            send(client, out).await.map_err(midway)?;
+            send(client, &body[..have]).await.map_err(midway)?;
             if used.is_none() {
                 loop {
                     answer.clear();
                     answer.reserve(COPY_CHUNK);
-                    let n = upstream.read_buf(answer).await.map_err(midway)?;
+                    let n = upstream_wait
+                        .until(due(), upstream.read_buf(answer))
+                        .await
+                        .map_err(midway)?;
                     if n == 0 {
                         return Err(Failed::Midway(status));
                     }
                     let used = end.feed(&answer[..n]);
                     let have = used.unwrap_or(n);
-                    client.write_all(&answer[..have]).await.map_err(midway)?;
+                    send(client, &answer[..have]).await.map_err(midway)?;
                     if let Some(u) = used {
-                        done.upstream_reusable &= u == n;
+                        done.upstream_reusable &= u == n && !end.malformed;
                         break;
                     }
                 }
@@ -191,20 +240,28 @@ async fn copy_answer<S: AsyncWrite + Unpin>(
         }
         Framing::Close => {
             done.upstream_reusable = false;
-            client.write_all(out).await.map_err(midway)?;
-            client.write_all(body).await.map_err(midway)?;
+            send(client, out).await.map_err(midway)?;
+            send(client, body).await.map_err(midway)?;
             loop {
                 answer.clear();
                 answer.reserve(COPY_CHUNK);
-                match upstream.read_buf(answer).await {
+                match upstream_wait.until(due(), upstream.read_buf(answer)).await {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => client.write_all(&answer[..n]).await.map_err(midway)?,
+                    Ok(n) => send(client, &answer[..n]).await.map_err(midway)?,
                 }
             }
         }
     }
-    client.flush().await.map_err(midway)?;
+    tokio::time::timeout(CLIENT_SEND_TIMEOUT, client.flush())
+        .await
+        .map_err(|_| Failed::Midway(status))?
+        .map_err(midway)?;
     Ok(done)
+}
+
+/// Writes all of `bytes` to the client, within `CLIENT_SEND_TIMEOUT`.
+async fn send<S: AsyncWrite + Unpin>(client: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    within(CLIENT_SEND_TIMEOUT, client.write_all(bytes)).await
 }
 
 /// Checks an answer head and writes the client's version of it into `out`: the backend's

@@ -2,10 +2,11 @@
 //! the request, route it, and send it to an endpoint of its cluster (another after a
 //! failed connect, as the pingora path does); anything else is handed back for pingora.
 
-use super::framing::{Head, MAX_HEADERS, eligible, head_end, write_request};
+use super::deadline::{Deadline, now_ms};
+use super::framing::{Head, MAX_HEADERS, eligible, head_end_from, write_request};
 use super::pool::{Pool, connect};
 use super::relay::{ClientState, Failed, Scratch, forward};
-use crate::http::forwarding::{ClientRules, EJECTION, Forwarded, MAX_CONNECT_ATTEMPTS};
+use crate::http::forwarding::{ConnectionTexts, EJECTION, Forwarded, MAX_CONNECT_ATTEMPTS};
 use crate::runtime::{Cluster, Ejections, Headers, RequestView, Runtime, Target};
 use arc_swap::ArcSwap;
 use gatehouse_model::ir::ClientLimits;
@@ -23,8 +24,6 @@ pub struct Conn {
     pub tls: bool,
     /// The TLS server name, lower-case, without a trailing dot.
     pub sni: Option<String>,
-    /// How the port learns who the client is and what headers pass.
-    pub clients: Arc<ClientRules>,
 }
 
 /// How the direct path left a connection.
@@ -74,30 +73,39 @@ impl Direct {
     /// from their first byte), be no larger than `limits.max_header_bytes` and hold at most
     /// `limits.max_headers` headers (431 otherwise); a kept-alive connection idle for
     /// `limits.idle_timeout_ms` between requests is closed.
+    ///
+    /// `fresh`: a new connection, whose first head is due from its start; otherwise one
+    /// coming back from pingora between requests, idle until its next head begins.
     pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         client: &mut S,
         conn: &Conn,
         shutdown: &mut watch::Receiver<bool>,
         limits: &ClientLimits,
+        fresh: bool,
     ) -> Outcome {
         let mut buf: Vec<u8> = Vec::with_capacity(4096);
-        let mut scratch = Scratch::default();
+        let mut scratch = Scratch::new(ConnectionTexts::of(conn.peer.ip(), conn.bind.port()));
         if *shutdown.borrow() {
             return Outcome::Closed;
         }
-        let header_timeout = Duration::from_millis(limits.header_timeout_ms);
-        let idle_timeout = Duration::from_millis(limits.idle_timeout_ms);
+        let (header_timeout, idle_timeout) = (limits.header_timeout_ms, limits.idle_timeout_ms);
         let max_head = limits.max_header_bytes as usize;
-        // The first head is due from the connection's start.
-        let mut head_due = Some(tokio::time::Instant::now() + header_timeout);
+        let now = now_ms();
+        // The first head of a new connection is due whole from its start; a later head
+        // from when its first bytes are in. Between requests the connection may be idle
+        // until `idle_due`. One timer per connection for all of it (`Deadline`).
+        let mut head_due = fresh.then(|| now + header_timeout);
+        let mut idle_due = now + idle_timeout;
+        let mut client_wait = Deadline::default();
         // One wait for the listener closing, registered once for the whole connection
         // rather than once per request.
         let mut closing = std::pin::pin!(shutdown.changed());
         loop {
             // Read until a whole head is in.
+            let mut scanned = 0;
             let head_len = loop {
-                if let Some(n) = head_end(&buf) {
+                if let Some(n) = head_end_from(&buf, scanned) {
                     if n > max_head {
                         return too_large(client).await;
                     }
@@ -106,24 +114,22 @@ impl Direct {
                 if buf.len() >= max_head {
                     return too_large(client).await;
                 }
+                // The end of a head straddling two reads is found from two bytes back.
+                scanned = buf.len().saturating_sub(2);
                 if buf.capacity() - buf.len() < 1024 {
                     buf.reserve(4096);
                 }
+                // A head begun and not whole: all of it is due from now.
+                if head_due.is_none() && !buf.is_empty() {
+                    head_due = Some(now_ms() + header_timeout);
+                }
                 let read = match head_due {
-                    Some(due) => {
-                        match tokio::time::timeout_at(due, client.read_buf(&mut buf)).await {
-                            Ok(r) => r,
-                            // Half a head (or nothing) for too long: closed, as nginx does.
-                            Err(_) => return Outcome::Closed,
-                        }
-                    }
+                    // Half a head (or nothing) for too long: closed, as nginx does.
+                    Some(due) => client_wait.until(due, client.read_buf(&mut buf)).await,
                     // Between requests: idle until the idle timeout, or the listener closing.
                     None => tokio::select! {
                         biased;
-                        r = tokio::time::timeout(idle_timeout, client.read_buf(&mut buf)) => match r {
-                            Ok(r) => r,
-                            Err(_) => return Outcome::Closed,
-                        },
+                        r = client_wait.until(idle_due, client.read_buf(&mut buf)) => r,
                         _ = &mut closing => return Outcome::Closed,
                     },
                 };
@@ -131,8 +137,6 @@ impl Direct {
                     Ok(0) | Err(_) => return Outcome::Closed,
                     Ok(_) => {}
                 }
-                // The next head's first byte is in: the whole head is due from now.
-                head_due.get_or_insert(tokio::time::Instant::now() + header_timeout);
             };
             match self
                 .request(client, conn, &buf[..head_len], &mut scratch, limits)
@@ -144,10 +148,11 @@ impl Direct {
                     return Outcome::Closed;
                 }
                 Served::KeepAlive => {
-                    // Pipelined bytes stay for the next round, and are a head begun.
+                    // Pipelined bytes stay for the next round (a head begun: due when
+                    // it has to be read on).
                     buf.drain(..head_len);
-                    head_due =
-                        (!buf.is_empty()).then(|| tokio::time::Instant::now() + header_timeout);
+                    head_due = None;
+                    idle_due = now_ms() + idle_timeout;
                 }
             }
         }
@@ -190,7 +195,9 @@ impl Direct {
         if !crate::http::path::is_normal(path) {
             return Served::HandOff;
         }
-        let (route, cluster) = {
+        // The route, and the port's client rules as of now (not as of the connection's
+        // start: a trusted-proxy change applies to the next request, as on pingora's path).
+        let (route, cluster, clients) = {
             let runtime = self.state.load();
             let Some(bind) = runtime.bind(conn.bind) else {
                 return Served::HandOff;
@@ -220,14 +227,14 @@ impl Direct {
             let Target::Cluster(cluster) = &backend.target else {
                 return Served::HandOff;
             };
-            (route.clone(), cluster.clone())
+            (route.clone(), cluster.clone(), bind.clients.clone())
         };
         let Some(first) = cluster.pick(&[], &self.ejections) else {
             return Served::HandOff;
         };
 
         scratch.request.clear();
-        let (client_ip, believed) = conn.clients.client(conn.peer.ip(), head.forwarded_for);
+        let (client_ip, believed) = clients.client(conn.peer.ip(), head.forwarded_for.as_slice());
         let forwarded = Forwarded {
             peer: conn.peer.ip(),
             client: client_ip,
@@ -235,13 +242,14 @@ impl Direct {
             tls: conn.tls,
             host: head.raw_host,
             port: conn.bind.port(),
+            texts: Some(&scratch.texts),
         };
         write_request(
             &mut scratch.request,
             &req,
             &head,
             &forwarded,
-            conn.clients.keep_underscores,
+            clients.keep_underscores,
         );
         let idempotent = matches!(
             head.method,
@@ -263,7 +271,8 @@ impl Direct {
             let s = &route.source;
             tracing::debug!(
                 target: "gatehouse::access",
-                client = %conn.peer,
+                client = %client_ip,
+                peer = %conn.peer,
                 method = %head.method,
                 uri = %head.target,
                 status = exchanged.status,

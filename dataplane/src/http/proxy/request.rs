@@ -6,6 +6,7 @@ use super::answers::{Answer, respond};
 use super::context::{Ctx, ForwardedFrom, PendingMirror};
 use super::headers::{has_body, modify_request, request_host, server_name};
 use super::state::GatehouseProxy;
+use crate::http::forwarding::{CLIENT_BODY_TIMEOUT, CLIENT_SEND_TIMEOUT};
 use crate::policies::auth::{Decision, Original};
 use crate::policies::balance;
 use crate::policies::cors;
@@ -156,7 +157,7 @@ impl GatehouseProxy {
         }
 
         if !route.mirrors.is_empty() {
-            ctx.mirror = self.start_mirrors(session, &route)?;
+            ctx.mirror = self.start_mirrors(session, &route, ctx)?;
         }
 
         self.choose_backend(session, ctx, &route, client).await
@@ -174,6 +175,10 @@ impl GatehouseProxy {
     ) -> Option<Result<bool>> {
         ctx.tls = bind.protocol == Protocol::Https;
         ctx.limits = bind.limits;
+        // A client that stops reading its answer, or sending its body, is let go (pingora
+        // waits without end by default); the direct path has the same bounds.
+        session.set_write_timeout(Some(CLIENT_SEND_TIMEOUT));
+        session.set_read_timeout(Some(CLIENT_BODY_TIMEOUT));
         ctx.keep_underscores = bind.clients.keep_underscores;
         if let Some(peer) = session
             .client_addr()
@@ -181,12 +186,18 @@ impl GatehouseProxy {
             .map(|a| a.ip())
         {
             let req = session.req_header();
-            let xff = req.headers.get("x-forwarded-for").map(|v| v.as_bytes());
-            let (client, believed) = bind.clients.client(peer, xff);
+            // Every X-Forwarded-For line: a chain split over lines is one chain.
+            let xff: Vec<&[u8]> = req
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect();
+            let (client, believed) = bind.clients.client(peer, &xff);
             ctx.client = Some(client);
             ctx.forwarded = Some(ForwardedFrom {
                 peer,
-                chain: xff.filter(|_| believed).map(<[u8]>::to_vec),
+                chain: (believed && !xff.is_empty()).then(|| xff.join(&b", "[..])),
                 host: req
                     .headers
                     .get(http::header::HOST)
@@ -278,6 +289,7 @@ impl GatehouseProxy {
             path_and_query,
             headers: &req.headers,
             client,
+            keep_underscores: ctx.keep_underscores,
         };
         match self
             .auth
@@ -392,12 +404,13 @@ impl GatehouseProxy {
         }
     }
 
-    /// Copies the request (after the route's request header filters) for each mirror that
-    /// takes it; sends now when there is no body, else when the body has been read.
+    /// Copies the request (its headers as the backend gets them) for each mirror that takes
+    /// it; sends now when there is no body, else when the body has been read.
     fn start_mirrors(
         &self,
         session: &Session,
         route: &CompiledRoute,
+        ctx: &Ctx,
     ) -> Result<Option<PendingMirror>> {
         let targets: Vec<Arc<Cluster>> = route
             .mirrors
@@ -408,12 +421,16 @@ impl GatehouseProxy {
         if targets.is_empty() {
             return Ok(None);
         }
+        // What the backend gets of the client's headers: the same dropped, the route's
+        // filters, Gatehouse's forwarded headers.
         let mut head = session.req_header().clone();
+        super::upstream::drop_client_headers(&mut head, ctx.keep_underscores);
         for f in &route.filters {
             if let Filter::RequestHeaders(m) = f {
                 modify_request(&mut head, m)?;
             }
         }
+        super::upstream::set_forwarded(&mut head, ctx)?;
         if has_body(&head) {
             // request_body_filter keeps the body and sends at its end.
             return Ok(Some(PendingMirror {
@@ -579,8 +596,8 @@ fn target_path(req: &RequestHeader) -> Result<String, crate::http::path::PathErr
         .map_err(|_| PathError::Encoding)
 }
 
-/// Refuses a head that could be read two ways: no Host or several, a Host that is not a
-/// host[:port]; Content-Length values that disagree or are not plain digits. Several equal
+/// Refuses a head that could be read two ways: no Host (HTTP/1.1) or several, a Host that
+/// is not a host[:port]; Content-Length values that disagree or are not plain digits. Several equal
 /// Content-Length values (or a list of them) become one, leading zeros dropped (RFC 9112
 /// 6.3 lets a recipient do either; a backend must not get to choose).
 fn canonical_head(req: &mut RequestHeader) -> Result<(), &'static str> {
@@ -593,6 +610,9 @@ fn canonical_head(req: &mut RequestHeader) -> Result<(), &'static str> {
     match hosts.as_slice() {
         [h] if crate::http::forwarding::valid_host(h) => {}
         [] if req.uri.authority().is_some() => {}
+        // HTTP/1.0 has no Host requirement (RFC 9112 3.2 is HTTP/1.1's): routed as a
+        // request for no name, to the routes that take any host.
+        [] if req.version == http::Version::HTTP_10 => {}
         [] => return Err("no Host"),
         [_] => return Err("an invalid Host"),
         _ => return Err("more than one Host"),

@@ -164,6 +164,9 @@ impl GatehouseProxy {
             Some(PathRule::Prefix(p)) => Some(p.clone()),
             _ => None,
         };
+        // The client's versions of Gatehouse's own headers and claims, and names with
+        // underscores, never pass; dropped before the route's filters, which may set them.
+        drop_client_headers(upstream, ctx.keep_underscores);
         for f in ctx.filters() {
             match f {
                 Filter::RequestHeaders(m) => modify_request(upstream, m)?,
@@ -206,45 +209,16 @@ impl GatehouseProxy {
                 }
             }
         }
-        // The client's versions of Gatehouse's own headers, and names with underscores,
-        // never pass; then Gatehouse's, as the direct path writes them.
-        let dropped: Vec<http::HeaderName> = upstream
-            .headers
-            .keys()
-            .filter(|n| dropped_header(n.as_str().as_bytes(), ctx.keep_underscores))
-            .cloned()
-            .collect();
-        for name in dropped {
-            upstream.remove_header(&name);
+        // An HTTP/1.0 request without Host goes on as HTTP/1.1, which needs one: the
+        // endpoint's address (nginx sends its upstream's name).
+        if !upstream.headers.contains_key(http::header::HOST)
+            && upstream.uri.authority().is_none()
+            && let Some((addr, _)) = ctx.upstream
+        {
+            upstream.insert_header(http::header::HOST, addr.to_string())?;
         }
-        if let (Some(from), Some(client)) = (&ctx.forwarded, ctx.client) {
-            let forwarded = Forwarded {
-                peer: from.peer,
-                client,
-                chain: from.chain.as_deref(),
-                tls: ctx.tls,
-                host: &from.host,
-                port: from.port,
-            };
-            let value = |v: Vec<u8>| {
-                http::HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
-                    .map_err(|e| Error::because(ErrorType::InternalError, "forwarded header", e))
-            };
-            let mut xff = Vec::with_capacity(64);
-            forwarded.forwarded_for(&mut xff);
-            upstream.insert_header("x-forwarded-for", value(xff)?)?;
-            upstream.insert_header("x-forwarded-host", value(from.host.clone())?)?;
-            let mut port = Vec::with_capacity(5);
-            push_decimal(&mut port, u64::from(from.port));
-            upstream.insert_header("x-forwarded-port", value(port)?)?;
-            let mut ip = Vec::with_capacity(15);
-            push_ip(&mut ip, client);
-            upstream.insert_header("x-real-ip", value(ip)?)?;
-        }
-        upstream.insert_header(
-            "x-forwarded-proto",
-            http::HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
-        )?;
+        // Gatehouse's forwarded headers last, as the direct path writes them.
+        set_forwarded(upstream, ctx)?;
         Ok(())
     }
 
@@ -273,4 +247,54 @@ impl GatehouseProxy {
         }
         Ok(())
     }
+}
+
+/// Removes the client's headers that never pass (`forwarding::dropped_header`).
+pub(super) fn drop_client_headers(head: &mut RequestHeader, keep_underscores: bool) {
+    let dropped: Vec<http::HeaderName> = head
+        .headers
+        .keys()
+        .filter(|n| dropped_header(n.as_str().as_bytes(), keep_underscores))
+        .cloned()
+        .collect();
+    for name in dropped {
+        head.remove_header(&name);
+    }
+}
+
+/// Sets Gatehouse's forwarded headers (X-Forwarded-*, X-Real-IP) as the direct path writes
+/// them.
+pub(super) fn set_forwarded(upstream: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
+    if let (Some(from), Some(client)) = (&ctx.forwarded, ctx.client) {
+        let forwarded = Forwarded {
+            peer: from.peer,
+            client,
+            chain: from.chain.as_deref(),
+            tls: ctx.tls,
+            host: &from.host,
+            port: from.port,
+            texts: None,
+        };
+        let value = |v: Vec<u8>| {
+            http::HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
+                .map_err(|e| Error::because(ErrorType::InternalError, "forwarded header", e))
+        };
+        let mut xff = Vec::with_capacity(64);
+        forwarded.forwarded_for(&mut xff);
+        upstream.insert_header("x-forwarded-for", value(xff)?)?;
+        if !from.host.is_empty() {
+            upstream.insert_header("x-forwarded-host", value(from.host.clone())?)?;
+        }
+        let mut port = Vec::with_capacity(5);
+        push_decimal(&mut port, u64::from(from.port));
+        upstream.insert_header("x-forwarded-port", value(port)?)?;
+        let mut ip = Vec::with_capacity(15);
+        push_ip(&mut ip, client);
+        upstream.insert_header("x-real-ip", value(ip)?)?;
+    }
+    upstream.insert_header(
+        "x-forwarded-proto",
+        http::HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
+    )?;
+    Ok(())
 }
