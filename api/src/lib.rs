@@ -52,6 +52,7 @@ pub mod client_bounds {
     pub const MAX_REQUEST_HEADER_BYTES: (u32, u32) = (1024, 1_048_576);
     pub const MAX_REQUEST_HEADERS: (u32, u32) = (8, 1000);
     pub const UPSTREAM_RESPONSE_HEADER_TIMEOUT_SECONDS: (u32, u32) = (1, 3600);
+    pub const HTTP2_PING_INTERVAL_SECONDS: (u32, u32) = (0, 3600);
 }
 
 /// How the Gateway treats its clients: what a client may take and hold, and how its
@@ -84,6 +85,15 @@ pub struct ClientParameters {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = client_bounds::UPSTREAM_RESPONSE_HEADER_TIMEOUT_SECONDS.0, max = client_bounds::UPSTREAM_RESPONSE_HEADER_TIMEOUT_SECONDS.1))]
     pub upstream_response_header_timeout_seconds: Option<u32>,
+    /// An HTTP/2 PING on every client connection this often; a connection whose peer does
+    /// not answer one within 20 s (or the interval, when shorter) is closed. 0: none
+    /// (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(
+        min = client_bounds::HTTP2_PING_INTERVAL_SECONDS.0,
+        max = client_bounds::HTTP2_PING_INTERVAL_SECONDS.1
+    ))]
+    pub http2_ping_interval_seconds: Option<u32>,
     /// Every connection starts with a PROXY protocol header (v1 or v2) from the load
     /// balancer in front, whose source address is the client's (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,6 +124,9 @@ impl ClientParameters {
             upstream_response_header_timeout_seconds: over
                 .upstream_response_header_timeout_seconds
                 .or(self.upstream_response_header_timeout_seconds),
+            http2_ping_interval_seconds: over
+                .http2_ping_interval_seconds
+                .or(self.http2_ping_interval_seconds),
             proxy_protocol: over.proxy_protocol.or(self.proxy_protocol),
             trusted_proxies: over
                 .trusted_proxies

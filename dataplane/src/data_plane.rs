@@ -68,19 +68,12 @@ impl DataPlane {
             ..Default::default()
         });
         let ejections = Arc::new(Ejections::default());
-        let mut proxy =
+        // Pingora's per-process server options (h2c, HTTP/2 idle timeout, requests per
+        // connection) belong to its connection loop, which we do not use: connections are
+        // ours (`net::listeners` hands pingora one HTTP/1 session at a time, `net::h2` runs
+        // HTTP/2 connections), with each Gateway's limits.
+        let proxy =
             pingora_proxy::http_proxy(&conf, GatehouseProxy::new(state.clone(), ejections.clone()));
-        let mut options = pingora_core::apps::HttpServerOptions::default();
-        // HTTP/2 by prior knowledge on plaintext listeners; TLS uses ALPN.
-        options.h2c = true;
-        // Requests per kept-alive connection (nginx's keepalive_requests), and an idle
-        // HTTP/2 connection closed after the default idle timeout. Pingora fixes these per
-        // process; HTTP/1's idle timeout is the socket's.
-        options.keepalive_request_limit = Some(crate::net::listeners::KEEPALIVE_REQUESTS);
-        options.h2_idle_timeout = Some(std::time::Duration::from_millis(
-            gatehouse_model::ir::ClientLimits::default().idle_timeout_ms,
-        ));
-        proxy.server_options = Some(options);
         Arc::new(DataPlane {
             handlers: Arc::new(Handlers {
                 proxy: Arc::new(proxy),

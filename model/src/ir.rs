@@ -117,6 +117,9 @@ pub struct ClientLimits {
     /// A backend's answer head, from the request sent (504 when exceeded; nginx
     /// proxy_read_timeout 60 s).
     pub upstream_header_timeout_ms: u64,
+    /// An HTTP/2 PING this often on every client connection; one unanswered for 20 s (or
+    /// the interval, when shorter) closes it. 0: none (Envoy connection_keepalive).
+    pub h2_ping_interval_ms: u64,
 }
 
 impl Default for ClientLimits {
@@ -128,6 +131,7 @@ impl Default for ClientLimits {
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             upstream_header_timeout_ms: 60_000,
+            h2_ping_interval_ms: 60_000,
         }
     }
 }

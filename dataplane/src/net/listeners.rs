@@ -12,7 +12,7 @@ use crate::http::proxy::GatehouseProxy;
 use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
 use gatehouse_model::ir::ClientLimits;
-use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::{ALPN, GetSocketDigest, SocketDigest, Ssl, Stream};
@@ -266,7 +266,7 @@ async fn serve(
                     let read = tokio::io::AsyncReadExt::read_exact(&mut t, &mut preface);
                     if let Ok(Ok(_)) = tokio::time::timeout(header_timeout, read).await {
                         let s: Stream = Box::new(Coalescing::with_unread(t, preface));
-                        handlers.proxy.process_new(s, &shutdown).await;
+                        super::h2::serve(&handlers.proxy, s, &shutdown, &limits).await;
                     }
                     return;
                 }
@@ -298,8 +298,8 @@ async fn serve(
         }
     };
     if unread_h2 {
-        // h2c: pingora's whole handling (it finds the preface again by peeking).
-        handlers.proxy.process_new(stream, &shutdown).await;
+        // h2c (prior knowledge): the preface is among the bytes read.
+        super::h2::serve(&handlers.proxy, stream, &shutdown, &limits).await;
         return;
     }
     http1_through_pingora(&handlers, stream, &conn, shutdown, &limits, &push_back).await;

@@ -1,10 +1,12 @@
-//! Sockets and streams: our accept loops (`listeners`), TLS termination by SNI (`tls`),
+//! Sockets and streams: our accept loops (`listeners`), HTTP/2 client connections (`h2`:
+//! the Gateway's idle timeout, PINGs), TLS termination by SNI (`tls`),
 //! TLS to backends (`upstream_tls`), the write buffer under each pingora session
 //! (`coalesce`), the send-timeout watch on backend sockets (`send_watch`) and the PROXY
 //! protocol header a load balancer may send first (`proxy_protocol`); and the process's
 //! open-file limit (`raise_open_file_limit`).
 
 pub mod coalesce;
+pub mod h2;
 pub mod listeners;
 pub mod proxy_protocol;
 pub mod send_watch;

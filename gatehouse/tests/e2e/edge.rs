@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const PORT: u16 = 8080;
+pub(crate) const PORT: u16 = 8080;
 
 /// Sends `request` on a new connection and reads until the proxy closes it (5 s at
 /// most). Returns the status code (0 when there is no answer) and the whole answer.
@@ -495,7 +495,7 @@ async fn the_data_plane_leaves_out_what_it_cannot_load_and_applies_the_rest() {
 
 /// A Gateway `default/gw` on PORT whose clients get these GatewayParameters `clients`
 /// (YAML flow mapping), with a route for `slow.example.com` to an echo backend.
-async fn limited(clients: &str) -> Gatehouse {
+pub(crate) async fn limited(clients: &str) -> Gatehouse {
     let gh = Gatehouse::start().await;
     gh.write(
         "gateway.yaml",

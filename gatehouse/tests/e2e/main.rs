@@ -8,6 +8,7 @@
 mod backend_tls;
 mod channel;
 mod edge;
+mod http2;
 #[cfg(feature = "testbed")]
 mod kubernetes;
 mod lifecycle;

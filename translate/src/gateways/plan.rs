@@ -261,6 +261,13 @@ fn client_settings(
     )? {
         limits.upstream_header_timeout_ms = ms(s);
     }
+    if let Some(s) = checked(
+        "http2PingIntervalSeconds",
+        p.http2_ping_interval_seconds,
+        bounds::HTTP2_PING_INTERVAL_SECONDS,
+    )? {
+        limits.h2_ping_interval_ms = ms(s);
+    }
     forwarding.proxy_protocol = p.proxy_protocol.unwrap_or(false);
     forwarding.keep_underscore_headers = p.keep_underscore_headers.unwrap_or(false);
     for (i, n) in p.trusted_proxies.iter().flatten().enumerate() {
