@@ -219,6 +219,12 @@ fn convert(
     Ok(())
 }
 
+/// The operator's namespace (the downward API's POD_NAMESPACE): its Lease, its CA Secret
+/// and its Service live there.
+fn operator_namespace() -> String {
+    std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "gatehouse-system".into())
+}
+
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -292,6 +298,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     gatehouse_operator::kubernetes::provision::DataPlaneSettings {
                         image: dataplane_image,
                         operator_url,
+                        operator_name: gatehouse_operator::kubernetes::identity::server_name(
+                            &operator_namespace(),
+                        ),
                     },
                 )
             };
@@ -301,8 +310,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     settings: options.settings,
                     config_address: options.config_address,
                     admin_address: options.admin_address,
-                    lease_namespace: std::env::var("POD_NAMESPACE")
-                        .unwrap_or_else(|_| "gatehouse-system".into()),
+                    lease_namespace: operator_namespace(),
                     identity: std::env::var("POD_NAME")
                         .unwrap_or_else(|_| format!("gatehouse-operator-{}", std::process::id())),
                     dataplanes,

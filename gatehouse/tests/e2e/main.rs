@@ -3,10 +3,13 @@
 //!
 //! `kubernetes` runs against a real API server (the testbed, started when none runs, which
 //! needs root): it is built with the `testbed` feature only, so a plain `cargo test
-//! --workspace` passes anywhere; scripts/test turns the feature on.
+//! --workspace` passes anywhere; scripts/test turns the feature on. `chart` renders the
+//! Helm chart with a real Helm (scripts/install-helm builds it): the same feature.
 
 mod backend_tls;
 mod channel;
+#[cfg(feature = "testbed")]
+mod chart;
 mod edge;
 mod http2;
 #[cfg(feature = "testbed")]

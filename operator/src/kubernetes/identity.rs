@@ -19,8 +19,16 @@ use time::{Duration, OffsetDateTime};
 
 /// The Secret (in the operator's namespace) holding the CA.
 pub const CA_SECRET: &str = "gatehouse-ca";
-/// The name data planes verify the config server by (the operator Service's DNS name).
+/// The name data planes verify the config server by (the operator Service's DNS name)
+/// when the operator runs in `gatehouse-system`.
 pub const SERVER_NAME: &str = "gatehouse-operator.gatehouse-system.svc";
+
+/// The operator Service's DNS name in `namespace`, the name its certificate carries and
+/// data planes verify (the Service is `gatehouse-operator` in whatever namespace the chart
+/// installs into).
+pub fn server_name(namespace: &str) -> String {
+    format!("gatehouse-operator.{namespace}.svc")
+}
 /// Keys of the files a data plane's identity Secret holds (the kubernetes.io/tls layout
 /// plus the CA).
 pub const CA_FILE: &str = "ca.crt";
@@ -176,11 +184,11 @@ impl Ca {
         })
     }
 
-    /// The config server's certificate.
-    pub fn issue_server(&self) -> anyhow::Result<Issued> {
+    /// The config server's certificate, for `server_name` (`server_name(namespace)`).
+    pub fn issue_server(&self, server_name: &str) -> anyhow::Result<Issued> {
         let names = [
-            SERVER_NAME.to_string(),
-            format!("{SERVER_NAME}.cluster.local"),
+            server_name.to_string(),
+            format!("{server_name}.cluster.local"),
         ];
         let sans = names
             .into_iter()
@@ -260,7 +268,7 @@ mod tests {
     #[test]
     fn server_certificates_name_no_gateway() {
         let ca = Ca::generate().unwrap();
-        let issued = ca.issue_server().unwrap();
+        let issued = ca.issue_server(SERVER_NAME).unwrap();
         let (_, pem) = x509_parser::pem::parse_x509_pem(issued.cert_pem.as_bytes()).unwrap();
         assert_eq!(gateway_of_certificate(&pem.contents), None);
     }

@@ -66,7 +66,7 @@ pub async fn run_kube(client: Client, opts: KubeOperatorOptions) -> anyhow::Resu
     let (provisioner, tls) = match opts.dataplanes.clone() {
         Some(settings) => {
             let ca = Arc::new(Ca::load_or_create(&client, &opts.lease_namespace).await?);
-            let server = ca.issue_server()?;
+            let server = ca.issue_server(&settings.operator_name)?;
             let tls = tonic::transport::ServerTlsConfig::new()
                 .identity(tonic::transport::Identity::from_pem(
                     &server.cert_pem,

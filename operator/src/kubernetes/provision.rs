@@ -23,6 +23,8 @@ pub struct DataPlaneSettings {
     pub image: String,
     /// The operator's config server as data plane pods reach it.
     pub operator_url: String,
+    /// The name its certificate carries (`identity::server_name`), which they verify.
+    pub operator_name: String,
 }
 
 pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
@@ -168,6 +170,7 @@ impl Provisioner {
                             "args": [
                                 "dataplane",
                                 "--operator", settings.operator_url,
+                                "--operator-name", settings.operator_name,
                                 "--gateway", format!("{ns}/{}", gw.name_any()),
                                 "--node", "$(POD_NAME)",
                                 "--identity", IDENTITY_DIR,
