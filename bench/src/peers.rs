@@ -85,8 +85,9 @@ fn haproxy_config(dir: &Path) -> String {
     format!(
         "global
   nbthread 1
-  # Room for the slow-client phase's 8,000 held connections.
-  maxconn 20000
+  # Room for the slow-client phase's 8,000 held connections (haproxy wants two files per
+  # connection under a hard limit of 20,000 here).
+  maxconn 9500
   ssl-default-bind-options ssl-min-ver TLSv1.3
 defaults
   mode http

@@ -249,7 +249,7 @@ async fn serve(
                 l4(tcp, peer),
                 &SniCapture,
             );
-            let mut t = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+            let mut t = match tokio::time::timeout(HANDSHAKE_TIMEOUT, Box::pin(handshake)).await {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -266,7 +266,7 @@ async fn serve(
                     let read = tokio::io::AsyncReadExt::read_exact(&mut t, &mut preface);
                     if let Ok(Ok(_)) = tokio::time::timeout(header_timeout, read).await {
                         let s: Stream = Box::new(Coalescing::with_unread(t, preface));
-                        super::h2::serve(&handlers.proxy, s, &shutdown, &limits).await;
+                        Box::pin(super::h2::serve(&handlers.proxy, s, &shutdown, &limits)).await;
                     }
                     return;
                 }
@@ -299,10 +299,22 @@ async fn serve(
     };
     if unread_h2 {
         // h2c (prior knowledge): the preface is among the bytes read.
-        super::h2::serve(&handlers.proxy, stream, &shutdown, &limits).await;
+        Box::pin(super::h2::serve(
+            &handlers.proxy,
+            stream,
+            &shutdown,
+            &limits,
+        ))
+        .await;
         return;
     }
-    http1_through_pingora(&handlers, stream, &conn, shutdown, &limits, &push_back).await;
+    // Boxed, as the HTTP/2 and TLS futures are: each is several KiB, and a connection the
+    // direct path holds (idle, or half a head in) would otherwise carry them all
+    // (bench/run --only slow: memory per 10k held connections).
+    Box::pin(http1_through_pingora(
+        &handlers, stream, &conn, shutdown, &limits, &push_back,
+    ))
+    .await;
 }
 
 /// The start of an HTTP/2 connection preface (h2c prior knowledge).
