@@ -47,14 +47,15 @@ impl Gatehouse {
 
     /// As `start`, with the operator given the directory as a path relative to the working
     /// directory (as `gatehouse standalone examples/quickstart` is).
+    /// The directory is the system's temporary one, reached by `..` from the working
+    /// directory, so the test writes nothing into the source tree.
     pub async fn start_relative() -> Gatehouse {
-        let dir = tempfile::tempdir_in(".").expect("temp dir here");
+        let dir = tempfile::tempdir().expect("temp dir");
         let cwd = std::env::current_dir().expect("working directory");
-        let relative = dir
-            .path()
-            .strip_prefix(&cwd)
-            .expect("under the working directory")
-            .to_path_buf();
+        let depth = cwd.components().count().saturating_sub(1);
+        let relative = PathBuf::from("../".repeat(depth))
+            .join(dir.path().strip_prefix("/").expect("an absolute temp dir"));
+        assert!(relative.is_relative());
         Self::start_in(dir, Some(relative)).await
     }
 
