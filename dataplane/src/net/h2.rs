@@ -41,7 +41,12 @@ pub async fn serve<A: HttpServerApp + Send + Sync + 'static>(
         proxy_digest: stream.get_proxy_digest(),
         socket_digest: stream.get_socket_digest(),
     });
-    let Ok(mut conn) = handshake(stream, proxy.h2_options()).await else {
+    // The rest of the preface and the SETTINGS exchange within the header timeout (the
+    // direct path hands h2c over after the preface's first 18 bytes).
+    let header_timeout = Duration::from_millis(limits.header_timeout_ms);
+    let Ok(Ok(mut conn)) =
+        tokio::time::timeout(header_timeout, handshake(stream, proxy.h2_options())).await
+    else {
         return;
     };
     let idle = Duration::from_millis(limits.idle_timeout_ms);
