@@ -139,7 +139,7 @@ impl Direct {
                 }
             };
             // Boxed: a request's state (its parsed headers, the backend exchange) is
-            // about 10 KiB, which a connection waiting for its next head need not carry
+            // about 5 KiB, which a connection waiting for its next head need not carry
             // (bench/run --only slow: memory per 10k held connections).
             match Box::pin(self.request(client, conn, &buf[..head_len], &mut scratch, limits)).await
             {
