@@ -27,6 +27,11 @@ use tokio::time::Instant;
 /// How long a PING may go unanswered.
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Malformed streams (a control byte in `:path`, conflicting Content-Length, a bad
+/// authority) after which the connection is closed: pingora's own loop allows 32 per
+/// connection and counts across calls, which an outside loop like ours must do itself.
+const MAX_MALFORMED_STREAMS: usize = 32;
+
 /// Serves an HTTP/2 connection (its preface read or about to be) until it ends, each
 /// stream by `proxy` (the listeners' pingora application).
 pub async fn serve<A: HttpServerApp + Send + Sync + 'static>(
@@ -74,6 +79,7 @@ pub async fn serve<A: HttpServerApp + Send + Sync + 'static>(
     let mut draining = false;
     let mut last_ping = started;
     let mut unanswered: Option<Instant> = None;
+    let mut malformed = 0usize;
     loop {
         tokio::select! {
             biased;
@@ -83,14 +89,22 @@ pub async fn serve<A: HttpServerApp + Send + Sync + 'static>(
             }
             accepted = HttpSession::from_h2_conn(&mut conn, digest.clone()) => match accepted {
                 Ok(Some(H2Accept::Session(session))) => {
-                    streams.start();
-                    let (proxy, streams, shutdown) = (proxy.clone(), streams.clone(), shutdown.clone());
+                    let in_flight = InFlight::start(&streams, started);
+                    let (proxy, shutdown) = (proxy.clone(), shutdown.clone());
                     tokio::spawn(async move {
+                        // Held until the task ends, or unwinds: a stream that panicked
+                        // must not keep its connection busy (and open) for ever.
+                        let _in_flight = in_flight;
                         proxy.process_new_http(ServerSession::new_http2(session), &shutdown).await;
-                        streams.end(started);
                     });
                 }
-                Ok(Some(H2Accept::Rejected)) => {}
+                Ok(Some(H2Accept::Rejected)) => {
+                    malformed += 1;
+                    if malformed >= MAX_MALFORMED_STREAMS {
+                        tracing::warn!(malformed, "HTTP/2 connection closed after malformed streams");
+                        return;
+                    }
+                }
                 // Closed, or an error (a peer that just went away, commonly).
                 Ok(None) | Err(_) => return,
             },
@@ -138,17 +152,31 @@ struct Streams {
     last_end_ms: AtomicU64,
 }
 
+/// One stream in flight: counted from `start` until dropped.
+struct InFlight {
+    streams: Arc<Streams>,
+    started: Instant,
+}
+
+impl InFlight {
+    fn start(streams: &Arc<Streams>, started: Instant) -> Self {
+        streams.running.fetch_add(1, Ordering::AcqRel);
+        Self {
+            streams: streams.clone(),
+            started,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.streams.last_end_ms.store(ms, Ordering::Release);
+        self.streams.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Streams {
-    fn start(&self) {
-        self.running.fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn end(&self, started: Instant) {
-        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_end_ms.store(ms, Ordering::Release);
-        self.running.fetch_sub(1, Ordering::AcqRel);
-    }
-
     /// Since when nothing has been in flight, if nothing is.
     fn idle_since(&self, started: Instant) -> Option<Instant> {
         (self.running.load(Ordering::Acquire) == 0)

@@ -610,9 +610,16 @@ async fn slow_and_idle_clients_are_closed_at_the_timeouts() {
         within(took) && got.is_empty(),
         "slow drip: {took:?} {got:?}"
     );
-    // Half an HTTP/2 preface.
-    let (took, _) = held_open(addr, &[b"PRI * HTTP/2.0\r\n"], Duration::ZERO).await;
-    assert!(within(took), "h2c preface: {took:?}");
+    // Parts of an HTTP/2 preface: the first line, the 18 bytes after which the direct path
+    // hands the connection to HTTP/2, and the whole preface with no SETTINGS after it.
+    for preface in [
+        &b"PRI * HTTP/2.0\r\n"[..],
+        b"PRI * HTTP/2.0\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    ] {
+        let (took, _) = held_open(addr, &[preface], Duration::ZERO).await;
+        assert!(within(took), "h2c preface {preface:?}: {took:?}");
+    }
     // A kept-alive connection after its answer, on the direct path (HTTP/1.1) and pingora's
     // (HTTP/1.0 keep-alive).
     for version in ["HTTP/1.1", "HTTP/1.0"] {

@@ -108,3 +108,40 @@ async fn a_peer_that_answers_no_ping_is_let_go() {
     assert_eq!(resp.status(), 200);
     assert!(!driven.is_finished(), "the live connection was closed");
 }
+
+/// Streams the edge refuses (here a Host that is not the `:authority`, answered 400 by
+/// pingora) are counted per connection: the 32nd closes it, as pingora's own accept loop
+/// does, and a good stream before that is served.
+#[tokio::test]
+async fn a_connection_of_malformed_streams_is_closed_at_32() {
+    let gh = limited("{idleTimeoutSeconds: 60, http2PingIntervalSeconds: 0}").await;
+    let tcp = tokio::net::TcpStream::connect(SocketAddr::new(gh.ip, PORT))
+        .await
+        .expect("connect");
+    let (sender, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    let mut conn = tokio::spawn(conn);
+    let send = |sender: h2::client::SendRequest<bytes::Bytes>, host: &'static str| async move {
+        let request = http::Request::get("http://slow.example.com/")
+            .header("host", host)
+            .body(())
+            .expect("request");
+        let mut sender = sender.ready().await.ok()?;
+        let (answer, _) = sender.send_request(request, true).ok()?;
+        answer.await.ok().map(|r| r.status().as_u16())
+    };
+    for n in 1..32 {
+        assert_eq!(
+            send(sender.clone(), "other.example.com").await,
+            Some(400),
+            "malformed stream {n}"
+        );
+    }
+    assert_eq!(send(sender.clone(), "slow.example.com").await, Some(200));
+    assert!(
+        !conn.is_finished(),
+        "closed before the 32nd malformed stream"
+    );
+    let _ = send(sender.clone(), "other.example.com").await;
+    let closed = tokio::time::timeout(Duration::from_secs(5), &mut conn).await;
+    assert!(closed.is_ok(), "still open after 32 malformed streams");
+}
