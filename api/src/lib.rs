@@ -41,6 +41,45 @@ pub struct GatewayParametersSpec {
     /// (docs/security.md lists them beside nginx's and Envoy's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clients: Option<ClientParameters>,
+    /// How a data plane pod stops (a rollout, a scale-down, a node drain) without failing
+    /// a request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown: Option<ShutdownParameters>,
+}
+
+/// A data plane's drain on SIGTERM: unready at once, serving for `drainDelaySeconds`
+/// while the load balancer and kube-proxy stop sending new connections, then listeners
+/// closed and requests in flight given `drainTimeoutSeconds` to finish. The pod's
+/// termination grace period is the sum plus 5 s.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShutdownParameters {
+    /// Seconds of serving, unready, before the listeners close (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 300))]
+    pub drain_delay_seconds: Option<u32>,
+    /// Seconds requests in flight have after the listeners closed (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub drain_timeout_seconds: Option<u32>,
+}
+
+impl ShutdownParameters {
+    pub const DEFAULT_DRAIN_DELAY_SECONDS: u32 = 5;
+    pub const DEFAULT_DRAIN_TIMEOUT_SECONDS: u32 = 30;
+
+    /// (drain delay, drain timeout) in seconds, defaults filled in and bounds applied (a
+    /// file in standalone mode meets no API server's schema).
+    pub fn seconds(&self) -> (u32, u32) {
+        (
+            self.drain_delay_seconds
+                .unwrap_or(Self::DEFAULT_DRAIN_DELAY_SECONDS)
+                .min(300),
+            self.drain_timeout_seconds
+                .unwrap_or(Self::DEFAULT_DRAIN_TIMEOUT_SECONDS)
+                .clamp(1, 3600),
+        )
+    }
 }
 
 /// The bounds of `ClientParameters`' numbers, inclusive: the CRD's schema holds them, and
@@ -175,6 +214,13 @@ impl GatewayParametersSpec {
                 (Some(a), Some(b)) => Some(a.overridden_by(b)),
                 (a, b) => b.clone().or_else(|| a.clone()),
             },
+            shutdown: match (&self.shutdown, &over.shutdown) {
+                (Some(a), Some(b)) => Some(ShutdownParameters {
+                    drain_delay_seconds: b.drain_delay_seconds.or(a.drain_delay_seconds),
+                    drain_timeout_seconds: b.drain_timeout_seconds.or(a.drain_timeout_seconds),
+                }),
+                (a, b) => b.clone().or_else(|| a.clone()),
+            },
         }
     }
 }
@@ -307,6 +353,32 @@ mod tests {
             merged.service.and_then(|s| s.service_type),
             Some(ServiceType::NodePort)
         );
+    }
+
+    #[test]
+    fn shutdown_fields_merge_and_default() {
+        let class = GatewayParametersSpec {
+            shutdown: Some(ShutdownParameters {
+                drain_delay_seconds: Some(10),
+                drain_timeout_seconds: Some(60),
+            }),
+            ..Default::default()
+        };
+        let gateway = GatewayParametersSpec {
+            shutdown: Some(ShutdownParameters {
+                drain_delay_seconds: Some(0),
+                drain_timeout_seconds: None,
+            }),
+            ..Default::default()
+        };
+        let merged = class.overridden_by(&gateway).shutdown.unwrap_or_default();
+        assert_eq!(merged.seconds(), (0, 60));
+        assert_eq!(ShutdownParameters::default().seconds(), (5, 30));
+        let out_of_bounds = ShutdownParameters {
+            drain_delay_seconds: Some(100_000),
+            drain_timeout_seconds: Some(0),
+        };
+        assert_eq!(out_of_bounds.seconds(), (300, 1));
     }
 
     /// crds/ is generated from these types; a change to them must come with a regenerated

@@ -10,7 +10,9 @@ use crate::runtime::{Compiler, Ejections, Refused, Runtime};
 use arc_swap::ArcSwap;
 use gatehouse_model::ir::Config;
 use pingora_core::server::configuration::ServerConf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Called after a large update is applied; the binary sets it so its allocator hands back
 /// what decoding and compiling the update used (mimalloc keeps freed pages otherwise).
@@ -47,11 +49,16 @@ pub struct DataPlane {
     state: Arc<ArcSwap<Runtime>>,
     handlers: Arc<Handlers>,
     inner: Mutex<Inner>,
+    /// A version applied and its listeners opened, and not closing: ready for traffic.
+    ready: AtomicBool,
 }
 
 struct Inner {
     compiler: Compiler,
     listeners: Listeners,
+    /// The listeners were closed for good (`close`): versions still apply (a request in
+    /// flight may look up its cluster) but open no socket.
+    closed: bool,
 }
 
 impl DataPlane {
@@ -83,7 +90,9 @@ impl DataPlane {
             inner: Mutex::new(Inner {
                 compiler: Compiler::default(),
                 listeners: Listeners::default(),
+                closed: false,
             }),
+            ready: AtomicBool::new(false),
         })
     }
 
@@ -136,9 +145,18 @@ impl DataPlane {
         }
         // Swap first so that a connection on a new socket finds its table.
         self.state.store(runtime.clone());
-        let failures = inner
-            .listeners
-            .reconcile(&runtime, &self.state, &self.handlers);
+        let failures = if inner.closed {
+            Vec::new()
+        } else {
+            inner
+                .listeners
+                .reconcile(&runtime, &self.state, &self.handlers)
+        };
+        // Ready once a version opened every socket it has; a later socket that cannot be
+        // opened is reported on its listener but does not take the others out of service.
+        if !inner.closed && failures.is_empty() {
+            self.ready.store(true, Ordering::Release);
+        }
         let listener_errors = failures
             .into_iter()
             .flat_map(|(addr, error)| {
@@ -158,5 +176,31 @@ impl DataPlane {
     /// The version being served (0 before the first).
     pub fn version(&self) -> u64 {
         self.state.load().version
+    }
+
+    /// Whether traffic should be sent here: a version is applied, its listeners are open,
+    /// and the data plane is not closing (the readiness probe's answer).
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Says not ready from now on (the first step of a shutdown: endpoints stop sending
+    /// new connections while the listeners still accept).
+    pub fn stop_being_ready(&self) {
+        self.ready.store(false, Ordering::Release);
+    }
+
+    /// Closes every listener for good and waits, at most `timeout`, for the connections
+    /// they accepted to end. Whether they all did.
+    pub async fn close(&self, timeout: Duration) -> bool {
+        self.stop_being_ready();
+        let ended = match self.inner.lock() {
+            Ok(mut inner) => {
+                inner.closed = true;
+                inner.listeners.close_all()
+            }
+            Err(_) => return false,
+        };
+        tokio::time::timeout(timeout, ended).await.is_ok()
     }
 }

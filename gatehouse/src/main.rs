@@ -69,6 +69,16 @@ enum Command {
         /// Name the operator's certificate must carry.
         #[arg(long, default_value = gatehouse_operator::kubernetes::identity::SERVER_NAME)]
         operator_name: String,
+        /// Where /readyz and /healthz answer (the kubelet's probes); none when not given.
+        #[arg(long)]
+        health_address: Option<SocketAddr>,
+        /// After SIGTERM, seconds to keep serving (unready) before closing the listeners,
+        /// while the load balancer stops sending new connections.
+        #[arg(long, default_value_t = 0)]
+        drain_delay_seconds: u64,
+        /// Seconds connections may take to finish after the listeners closed.
+        #[arg(long, default_value_t = 30)]
+        drain_timeout_seconds: u64,
     },
     /// Write Gatehouse's CustomResourceDefinitions (generated from api/src/lib.rs) into DIR,
     /// one file per CRD; with --check, fail when DIR differs from what would be written.
@@ -324,6 +334,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             node,
             identity,
             operator_name,
+            health_address,
+            drain_delay_seconds,
+            drain_timeout_seconds,
         } => {
             // After a large update, hand freed pages back (`mi_collect`): RSS at 10k routes
             // is what the tables take, not what decoding the first snapshot took.
@@ -343,8 +356,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 identity,
                 server_name: operator_name,
             };
-            gatehouse_dataplane::channel::client::run(settings, dataplane).await;
-            Ok(())
+            let lifecycle = gatehouse_dataplane::lifecycle::Lifecycle {
+                health_address,
+                drain_delay: std::time::Duration::from_secs(drain_delay_seconds),
+                drain_timeout: std::time::Duration::from_secs(drain_timeout_seconds),
+            };
+            gatehouse_dataplane::lifecycle::run_until_terminated(settings, dataplane, lifecycle)
+                .await
         }
         Command::Crds { dir, check } => write_crds(&dir, check),
         Command::Convert {

@@ -41,7 +41,9 @@ fn tls_config(dir: &Path, server_name: &str) -> anyhow::Result<ClientTlsConfig> 
         .identity(Identity::from_pem(read("tls.crt")?, read("tls.key")?)))
 }
 
-/// Runs forever: one stream at a time, redialled with exponential backoff (100 ms to 5 s).
+/// Runs forever: one stream at a time, redialled with exponential backoff (100 ms to 5 s),
+/// each wait drawn between half and all of it: a restarted operator is not dialled by
+/// every data plane in the same millisecond.
 pub async fn run(settings: ClientSettings, dataplane: Arc<DataPlane>) {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -56,7 +58,7 @@ pub async fn run(settings: ClientSettings, dataplane: Arc<DataPlane>) {
                 tracing::warn!(operator = %settings.operator, error = %e, "config stream failed")
             }
         }
-        tokio::time::sleep(backoff).await;
+        tokio::time::sleep(jittered(backoff)).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
@@ -192,6 +194,11 @@ fn reported_refusals(refused: Vec<crate::runtime::Refused>) -> Vec<proto::Refuse
         });
     }
     out
+}
+
+/// A wait between half of `backoff` and all of it.
+fn jittered(backoff: Duration) -> Duration {
+    backoff.mul_f64(rand::random_range(0.5..=1.0))
 }
 
 #[cfg(test)]

@@ -70,14 +70,10 @@ impl Listeners {
             .collect();
         for addr in gone {
             if let Some(a) = self.active.remove(&addr) {
-                tracing::info!(%addr, "closing listener");
-                a.accept.abort();
-                // In-flight requests finish; keep-alive connections close after their
-                // current request (HTTP/1) or drain with GOAWAY (HTTP/2).
-                let _ = a.shutdown.send(true);
+                let shutdown = close(addr, a);
                 // Keep the sender alive until connections are done with it.
                 tokio::spawn(async move {
-                    a.shutdown.closed().await;
+                    shutdown.closed().await;
                 });
             }
         }
@@ -112,6 +108,34 @@ impl Listeners {
         }
         failures
     }
+}
+
+impl Listeners {
+    /// Closes every socket (the process is going away). The future resolves when every
+    /// connection they accepted has ended.
+    pub fn close_all(&mut self) -> impl Future<Output = ()> + use<> {
+        let closing: Vec<watch::Sender<bool>> = self
+            .active
+            .drain()
+            .map(|(addr, a)| close(addr, a))
+            .collect();
+        async move {
+            for shutdown in closing {
+                shutdown.closed().await;
+            }
+        }
+    }
+}
+
+/// Stops accepting on a socket (closing it) and tells its connections: in-flight requests
+/// finish; kept-alive connections close after their current request (HTTP/1, answered
+/// with `Connection: close`) or drain with GOAWAY (HTTP/2). The sender's `closed()` is when
+/// the last of them ended.
+fn close(addr: SocketAddr, a: Active) -> watch::Sender<bool> {
+    tracing::info!(%addr, "closing listener");
+    a.accept.abort();
+    let _ = a.shutdown.send(true);
+    a.shutdown
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {

@@ -17,11 +17,11 @@ use std::time::Duration;
 /// The deployed operator is shared by several tests: the one that kills it runs alone, so
 /// the others' timing assertions (revocation within 2 s, rotation within 2 s) never measure
 /// a leader failover.
-static DEPLOYED_OPERATOR: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+pub(crate) static DEPLOYED_OPERATOR: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// Cluster operations (scheduling, kube-proxy syncs) get more room than local ones; the
 /// figures the issues promise are asserted on measured times instead.
-async fn wait_k8s<F, Fut>(what: &str, check: F) -> Result<Duration, String>
+pub(crate) async fn wait_k8s<F, Fut>(what: &str, check: F) -> Result<Duration, String>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -30,7 +30,7 @@ where
 }
 
 /// Applies objects (server-side apply), whatever their kind.
-async fn apply(client: &kube::Client, objects: &[Value]) {
+pub(crate) async fn apply(client: &kube::Client, objects: &[Value]) {
     for o in objects {
         let api_version = o["apiVersion"].as_str().expect("apiVersion");
         let kind = o["kind"].as_str().expect("kind");
@@ -65,7 +65,7 @@ fn k_lower(kind: &str) -> String {
     kind.to_ascii_lowercase()
 }
 
-async fn get(
+pub(crate) async fn get(
     client: &kube::Client,
     group: &str,
     kind: &str,
@@ -88,7 +88,7 @@ async fn get(
 }
 
 /// A Deployment of echo-basic pods labelled `app: <name>`.
-fn echo_deployment(name: &str, namespace: &str, replicas: u32) -> Value {
+pub(crate) fn echo_deployment(name: &str, namespace: &str, replicas: u32) -> Value {
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace},
@@ -110,7 +110,7 @@ fn echo_deployment(name: &str, namespace: &str, replicas: u32) -> Value {
     })
 }
 
-fn cond<'a>(conditions: &'a Value, type_: &str) -> Option<&'a Value> {
+pub(crate) fn cond<'a>(conditions: &'a Value, type_: &str) -> Option<&'a Value> {
     conditions.as_array()?.iter().find(|c| c["type"] == type_)
 }
 

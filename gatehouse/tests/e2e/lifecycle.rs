@@ -129,7 +129,7 @@ async fn editing_a_route_file_reroutes_within_one_second() {
     assert_eq!(failed, 0);
 }
 
-struct Killed(Child);
+pub(crate) struct Killed(pub(crate) Child);
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -137,7 +137,7 @@ impl Drop for Killed {
     }
 }
 
-fn gatehouse(args: &[&str]) -> Killed {
+pub(crate) fn gatehouse(args: &[&str]) -> Killed {
     Killed(
         Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .args(args)

@@ -10,6 +10,7 @@ mod backend_tls;
 mod channel;
 #[cfg(feature = "testbed")]
 mod chart;
+mod drain;
 mod edge;
 mod http2;
 #[cfg(feature = "testbed")]
@@ -19,6 +20,8 @@ mod migration;
 mod nginx;
 mod policies;
 mod quickstart;
+#[cfg(feature = "testbed")]
+mod rollout;
 mod routing;
 mod support;
 mod tls;

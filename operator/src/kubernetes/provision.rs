@@ -135,6 +135,9 @@ impl Provisioner {
         });
 
         let identity_secret = format!("{name}-identity");
+        let (drain_delay, drain_timeout) =
+            parameters.shutdown.clone().unwrap_or_default().seconds();
+        let health_port = health_port(ports);
         self.ensure_identity(client, gw, &meta, &identity_secret)
             .await?;
 
@@ -148,12 +151,15 @@ impl Provisioner {
             "spec": {
                 "replicas": parameters.replicas.unwrap_or(1),
                 "selector": {"matchLabels": selector},
+                // A new pod is ready before an old one goes.
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
                 "template": {
                     "metadata": {"labels": labels, "annotations": annotations},
                     "spec": {
                         "serviceAccountName": name,
                         "automountServiceAccountToken": false,
-                        "terminationGracePeriodSeconds": 10,
+                        // The drain (dataplane/src/lifecycle.rs) ends before the SIGKILL.
+                        "terminationGracePeriodSeconds": drain_delay + drain_timeout + 5,
                         // Not root, nothing to escalate to; ports under 1024 (80, 443)
                         // through the pod's unprivileged port start, a safe sysctl.
                         "securityContext": {
@@ -174,7 +180,24 @@ impl Provisioner {
                                 "--gateway", format!("{ns}/{}", gw.name_any()),
                                 "--node", "$(POD_NAME)",
                                 "--identity", IDENTITY_DIR,
+                                "--health-address", format!("0.0.0.0:{health_port}"),
+                                "--drain-delay-seconds", drain_delay.to_string(),
+                                "--drain-timeout-seconds", drain_timeout.to_string(),
                             ],
+                            // Traffic only once a version is applied and its sockets are
+                            // open, and none from the moment SIGTERM arrives.
+                            "readinessProbe": {
+                                "httpGet": {"path": "/readyz", "port": health_port},
+                                "periodSeconds": 1,
+                                "failureThreshold": 1,
+                                "timeoutSeconds": 1,
+                            },
+                            "livenessProbe": {
+                                "httpGet": {"path": "/healthz", "port": health_port},
+                                "periodSeconds": 10,
+                                "failureThreshold": 3,
+                                "timeoutSeconds": 2,
+                            },
                             "volumeMounts": [{"name": "identity", "mountPath": IDENTITY_DIR, "readOnly": true}],
                             "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
                             "resources": parameters.resources.clone().unwrap_or_default(),
@@ -219,6 +242,14 @@ impl Provisioner {
     }
 }
 
+/// The port of the data plane's health endpoint: 9902, or the first port above it that no
+/// listener of the Gateway uses.
+fn health_port(listener_ports: &[u16]) -> u16 {
+    (9902..=u16::MAX)
+        .find(|p| !listener_ports.contains(p))
+        .unwrap_or(9902)
+}
+
 async fn apply<K>(api: Api<K>, name: &str, object: Value) -> Result<(), kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -230,4 +261,13 @@ where
     )
     .await
     .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_health_port_is_one_no_listener_uses() {
+        assert_eq!(super::health_port(&[80, 443]), 9902);
+        assert_eq!(super::health_port(&[9902, 9903, 80]), 9904);
+    }
 }

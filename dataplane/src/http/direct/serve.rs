@@ -12,6 +12,9 @@ use arc_swap::ArcSwap;
 use gatehouse_model::ir::ClientLimits;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+/// How long a kept-alive connection may stay idle once its listener is closing.
+const DRAIN_IDLE_MS: u64 = 1000;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -86,9 +89,10 @@ impl Direct {
     ) -> Outcome {
         let mut buf: Vec<u8> = Vec::with_capacity(4096);
         let mut scratch = Scratch::new(ConnectionTexts::of(conn.peer.ip(), conn.bind.port()));
-        if *shutdown.borrow() {
-            return Outcome::Closed;
-        }
+        // The listener closing: the next request is answered with `Connection: close`, and a
+        // connection that stays idle `DRAIN_IDLE_MS` is closed. A busy kept-alive client so
+        // learns of the close from an answer, not from a FIN racing its next request.
+        let mut draining = *shutdown.borrow();
         let (header_timeout, idle_timeout) = (limits.header_timeout_ms, limits.idle_timeout_ms);
         let max_head = limits.max_header_bytes as usize;
         let now = now_ms();
@@ -97,9 +101,13 @@ impl Direct {
         // until `idle_due`. One timer per connection for all of it (`Deadline`).
         let mut head_due = fresh.then(|| now + header_timeout);
         let mut idle_due = now + idle_timeout;
+        if draining {
+            idle_due = idle_due.min(now + DRAIN_IDLE_MS);
+        }
         let mut client_wait = Deadline::default();
         // One wait for the listener closing, registered once for the whole connection
-        // rather than once per request.
+        // rather than once per request; and its state, read before each request.
+        let closed = shutdown.clone();
         let mut closing = std::pin::pin!(shutdown.changed());
         loop {
             // Read until a whole head is in.
@@ -130,7 +138,11 @@ impl Direct {
                     None => tokio::select! {
                         biased;
                         r = client_wait.until(idle_due, client.read_buf(&mut buf)) => r,
-                        _ = &mut closing => return Outcome::Closed,
+                        _ = &mut closing, if !draining => {
+                            draining = true;
+                            idle_due = idle_due.min(now_ms() + DRAIN_IDLE_MS);
+                            continue;
+                        }
                     },
                 };
                 match read {
@@ -138,6 +150,10 @@ impl Direct {
                     Ok(_) => {}
                 }
             };
+            // The listener is closing: pingora answers this one with `Connection: close`.
+            if draining || *closed.borrow() {
+                return Outcome::HandOff(buf);
+            }
             // Boxed: a request's state (its parsed headers, the backend exchange) is
             // about 5 KiB, which a connection waiting for its next head need not carry
             // (bench/run --only slow: memory per 10k held connections).

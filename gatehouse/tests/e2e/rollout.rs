@@ -1,0 +1,225 @@
+//! Rolling a Gateway's data planes under steady load fails no request: a rollout restart,
+//! scaling 2 -> 4 -> 1, each through the Gateway's LoadBalancer address with kept-alive
+//! and new connections (docs/install.md has the figures). What makes it hold: readiness
+//! after the first version (`/readyz`), the drain on SIGTERM (`dataplane/src/lifecycle.rs`)
+//! and the Deployment's surge-first strategy (`operator/src/kubernetes/provision.rs`).
+
+use crate::kubernetes::{DEPLOYED_OPERATOR, apply, cond, echo_deployment, get, wait_k8s};
+use crate::support::*;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// Requests on a new connection each (no pooling) until `stop`: (ok, failed).
+fn load_new_connections(url: String, stop: Arc<AtomicBool>) -> JoinHandle<(u64, u64)> {
+    tokio::spawn(async move {
+        let c = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client");
+        let (mut ok, mut failed) = (0, 0);
+        while !stop.load(Ordering::Relaxed) {
+            match c.get(&url).header("host", "web.example.com").send().await {
+                Ok(r) if r.status() == 200 => ok += 1,
+                other => {
+                    failed += 1;
+                    eprintln!("new-connection load: {other:?}");
+                }
+            }
+        }
+        (ok, failed)
+    })
+}
+
+/// The data plane Deployment has rolled out: every replica updated and ready, and no other
+/// pod of it left (terminating ones included).
+async fn rolled_out(deployments: &Api<Deployment>, pods: &Api<Pod>, name: &str) -> bool {
+    let Ok(d) = deployments.get(name).await else {
+        return false;
+    };
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(st) = d.status.as_ref() else {
+        return false;
+    };
+    let current = st.observed_generation == d.metadata.generation
+        && st.updated_replicas == Some(want)
+        && st.ready_replicas == Some(want)
+        && st.replicas == Some(want);
+    let pods_now = pods
+        .list(&ListParams::default().labels("gateway.networking.k8s.io/gateway-name=gw"))
+        .await
+        .map_or(usize::MAX, |l| l.items.len());
+    current && pods_now == want as usize
+}
+
+#[tokio::test]
+async fn data_plane_rollouts_and_scaling_fail_no_request() {
+    let _shared = DEPLOYED_OPERATOR.read().await;
+    let client = gatehouse_testbed::client()
+        .await
+        .expect("testbed API server");
+    let ns = gatehouse_testbed::unique_namespace("rollout");
+    let parameters = |replicas: i32| {
+        json!({
+            "apiVersion": "gatehouse.dev/v1alpha1", "kind": "GatewayParameters",
+            "metadata": {"name": "rolled", "namespace": ns},
+            "spec": {
+                "replicas": replicas,
+                "shutdown": {"drainDelaySeconds": 5, "drainTimeoutSeconds": 20}
+            }
+        })
+    };
+    apply(
+        &client,
+        &[
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            echo_deployment("web", &ns, 1),
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web", "namespace": ns},
+                "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 8080, "targetPort": 3000}]}
+            }),
+            json!({
+                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                "metadata": {"name": "web", "namespace": ns},
+                "spec": {
+                    "parentRefs": [{"name": "gw"}],
+                    "rules": [{"backendRefs": [{"name": "web", "port": 8080}]}]
+                }
+            }),
+            parameters(2),
+            json!({
+                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                "metadata": {"name": "gw", "namespace": ns},
+                "spec": {
+                    "gatewayClassName": "gatehouse",
+                    "infrastructure": {"parametersRef": {"group": "gatehouse.dev", "kind": "GatewayParameters", "name": "rolled"}},
+                    "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]
+                }
+            }),
+        ],
+    )
+    .await;
+    let g = "gateway.networking.k8s.io";
+    wait_k8s("Gateway Programmed", || async {
+        let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
+        cond(&gw["status"]["conditions"], "Programmed").is_some_and(|c| c["status"] == "True")
+            && gw["status"]["addresses"][0]["value"].is_string()
+    })
+    .await
+    .expect("Programmed");
+
+    // The provisioned pods: probes, drain flags and a grace period that covers the drain.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let d = deployments
+        .get("gatehouse-gw")
+        .await
+        .expect("data plane Deployment");
+    let template = serde_json::to_value(&d).unwrap_or_default()["spec"]["template"].clone();
+    let container = &template["spec"]["containers"][0];
+    assert_eq!(template["spec"]["terminationGracePeriodSeconds"], 30);
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| *a == name)
+            .and_then(|i| args.get(i + 1).copied())
+    };
+    assert_eq!(flag("--drain-delay-seconds"), Some("5"), "{args:?}");
+    assert_eq!(flag("--drain-timeout-seconds"), Some("20"), "{args:?}");
+    assert_eq!(flag("--health-address"), Some("0.0.0.0:9902"), "{args:?}");
+
+    let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
+    let address = gw["status"]["addresses"][0]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let url = format!("http://{address}/");
+    wait_k8s("both data planes ready", || {
+        rolled_out(&deployments, &pods, "gatehouse-gw")
+    })
+    .await
+    .expect("2 data planes");
+    wait_k8s("the backend answers", || async {
+        pod(&url, "web.example.com").await.starts_with("web-")
+    })
+    .await
+    .expect("traffic");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut loads: Vec<_> = (0..3)
+        .map(|_| load(url.clone(), "web.example.com", stop.clone()))
+        .collect();
+    loads.push(load_new_connections(url.clone(), stop.clone()));
+    let started = Instant::now();
+
+    // A rollout restart (what `kubectl rollout restart` writes).
+    let restarted_at = format!("{:?}", std::time::SystemTime::now());
+    deployments
+        .patch(
+            "gatehouse-gw",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"metadata": {"annotations": {
+                "kubectl.kubernetes.io/restartedAt": restarted_at
+            }}}}})),
+        )
+        .await
+        .expect("restart");
+    let wait_rolled = |what: &'static str| {
+        let (deployments, pods) = (deployments.clone(), pods.clone());
+        async move {
+            wait_up_to(what, Duration::from_secs(120), || {
+                rolled_out(&deployments, &pods, "gatehouse-gw")
+            })
+            .await
+            .expect(what)
+        }
+    };
+    // (`rolled_out` waits for the controller to observe the new generation first.)
+    let restart = wait_rolled("rollout restart").await;
+    // Scaled through the parameters, as a platform team does: 2 -> 4 -> 1.
+    apply(&client, &[parameters(4)]).await;
+    wait_k8s("4 wanted", || async {
+        deployments
+            .get("gatehouse-gw")
+            .await
+            .is_ok_and(|d| d.spec.and_then(|s| s.replicas) == Some(4))
+    })
+    .await
+    .expect("scaled up");
+    let up = wait_rolled("scale to 4").await;
+    apply(&client, &[parameters(1)]).await;
+    wait_k8s("1 wanted", || async {
+        deployments
+            .get("gatehouse-gw")
+            .await
+            .is_ok_and(|d| d.spec.and_then(|s| s.replicas) == Some(1))
+    })
+    .await
+    .expect("scaled down");
+    let down = wait_rolled("scale to 1").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (ok, failed) = stop_load(&stop, loads).await;
+    eprintln!(
+        "data plane rollout restart ({restart:?}), 2 -> 4 ({up:?}) -> 1 ({down:?}) under load \
+         for {:?}: {ok} ok, {failed} failed",
+        started.elapsed()
+    );
+    assert_eq!(failed, 0, "requests failed during rollouts");
+    assert!(ok > 100, "{ok} requests");
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+}
