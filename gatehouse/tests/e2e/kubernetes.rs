@@ -573,16 +573,65 @@ async fn examples_kubernetes_on_the_operator_deployed_in_the_cluster() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
     tokio::time::sleep(Duration::from_secs(idle)).await;
+    let after_kill = versions().await;
+    // And a rollout of the operator (`kubectl rollout restart`), the load still on: the
+    // data planes serve through it and reconnect to the new pod.
+    let operators: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), "gatehouse-system");
+    let rolled = operators
+        .patch(
+            "gatehouse-operator",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"metadata": {"annotations": {
+                "kubectl.kubernetes.io/restartedAt": format!("{:?}", std::time::SystemTime::now())
+            }}}}})),
+        )
+        .await
+        .unwrap();
+    let before_rollout: Vec<String> = pods
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/name=gatehouse-operator"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    wait_up_to("the operator rolled", Duration::from_secs(120), || async {
+        let done = operators.get("gatehouse-operator").await.is_ok_and(|d| {
+            let st = d.status.unwrap_or_default();
+            st.observed_generation >= rolled.metadata.generation
+                && st.updated_replicas == st.replicas
+                && st.ready_replicas == st.replicas
+        });
+        let holder = leases
+            .get("gatehouse-operator")
+            .await
+            .ok()
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+            .unwrap_or_default();
+        done && !holder.is_empty() && !before_rollout.contains(&holder)
+    })
+    .await
+    .unwrap();
+    wait_k8s(
+        "the Gateway Programmed after the operator's rollout",
+        || async {
+            let gw = get(&client, g, "Gateway", "gateways", Some("infra"), "shared").await;
+            cond(&gw["status"]["conditions"], "Programmed").is_some_and(|c| c["status"] == "True")
+        },
+    )
+    .await
+    .unwrap();
     let (ok, failed) = stop_load(&stop, loads).await;
     eprintln!(
-        "operator pod killed under load: {ok} ok, {failed} failed; {idle} s idle after the new leader"
+        "operator pod killed, then the operator rolled, under load: {ok} ok, {failed} failed; {idle} s idle after the new leader"
     );
     assert_eq!(failed, 0);
     assert!(ok > 100);
-    let after = versions().await;
     let rewritten: Vec<_> = watched
         .iter()
-        .zip(before.iter().zip(&after))
+        .zip(before.iter().zip(&after_kill))
         .filter(|(_, (b, a))| b != a)
         .map(|((_, kind, _, ns, name), _)| format!("{kind} {}/{name}", ns.unwrap_or("")))
         .collect();
