@@ -146,7 +146,7 @@ apiVersion: v1
 kind: Service
 metadata: {{name: gatehouse-gw, namespace: default}}
 spec: {{type: LoadBalancer, loadBalancerIP: 198.51.100.7}}
-status: {{loadBalancer: {{ingress: [{{ip: {assigned}}}]}}}}
+status: {{loadBalancer: {{ingress: [{{{assigned}}}]}}}}
 "
         )
     };
@@ -169,11 +169,11 @@ status: {{loadBalancer: {{ingress: [{{ip: {assigned}}}]}}}}
     };
     use serde::Deserialize;
     assert_eq!(
-        programmed("[{value: 198.51.100.7}]", "198.19.0.4"),
+        programmed("[{value: 198.51.100.7}]", "ip: 198.19.0.4"),
         ("Accepted".into(), "AddressNotUsable".into(), vec![])
     );
     assert_eq!(
-        programmed("[{value: 198.51.100.7}]", "198.51.100.7"),
+        programmed("[{value: 198.51.100.7}]", "ip: 198.51.100.7"),
         (
             "Accepted".into(),
             "Pending".into(),
@@ -181,8 +181,13 @@ status: {{loadBalancer: {{ingress: [{{ip: {assigned}}}]}}}}
         )
     );
     assert_eq!(
-        programmed("[{type: test/fake, value: x}]", "198.19.0.4").0,
+        programmed("[{type: test/fake, value: x}]", "ip: 198.19.0.4").0,
         "UnsupportedAddress"
+    );
+    // A cloud load balancer that gives a hostname (AWS's): the Gateway's address is it.
+    assert_eq!(
+        programmed("[]", "hostname: a1b2.elb.us-east-1.amazonaws.com").2,
+        vec!["a1b2.elb.us-east-1.amazonaws.com".to_string()]
     );
 }
 

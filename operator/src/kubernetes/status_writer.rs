@@ -309,7 +309,7 @@ fn gateway_class_status(st: &ObjectStatus, current: &Value) -> Value {
 fn gateway_status(st: &ObjectStatus, current: &Value) -> Value {
     json!({
         "conditions": conditions(&st.conditions, &current["conditions"]),
-        "addresses": st.addresses.iter().map(|a| json!({"type": "IPAddress", "value": a})).collect::<Vec<_>>(),
+        "addresses": st.addresses.iter().map(|a| gateway_address(a)).collect::<Vec<_>>(),
         "listeners": listeners_status(st, current),
         "attachedListenerSets": st.attached_listener_sets.unwrap_or(0),
     })
@@ -433,7 +433,57 @@ async fn ingress_events(
 fn ingress_status(st: &ObjectStatus) -> Value {
     json!({
         "loadBalancer": {
-            "ingress": st.addresses.iter().map(|a| json!({"ip": a})).collect::<Vec<_>>(),
+            "ingress": st.addresses.iter().map(|a| ingress_address(a)).collect::<Vec<_>>(),
         }
     })
+}
+
+/// A load balancer gives an IP address, or a hostname (AWS's NLB and ELB do): each is
+/// published as what it is, so external-dns writes an A record for one and a CNAME for the
+/// other.
+fn is_ip(address: &str) -> bool {
+    address.parse::<std::net::IpAddr>().is_ok()
+}
+
+fn gateway_address(address: &str) -> Value {
+    let kind = if is_ip(address) {
+        "IPAddress"
+    } else {
+        "Hostname"
+    };
+    json!({"type": kind, "value": address})
+}
+
+fn ingress_address(address: &str) -> Value {
+    if is_ip(address) {
+        json!({"ip": address})
+    } else {
+        json!({"hostname": address})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_balancer_hostnames_are_published_as_hostnames() {
+        assert_eq!(
+            gateway_address("198.18.0.10"),
+            json!({"type": "IPAddress", "value": "198.18.0.10"})
+        );
+        assert_eq!(
+            gateway_address("2001:db8::1"),
+            json!({"type": "IPAddress", "value": "2001:db8::1"})
+        );
+        assert_eq!(
+            gateway_address("a1b2.elb.us-east-1.amazonaws.com"),
+            json!({"type": "Hostname", "value": "a1b2.elb.us-east-1.amazonaws.com"})
+        );
+        assert_eq!(ingress_address("198.18.0.10"), json!({"ip": "198.18.0.10"}));
+        assert_eq!(
+            ingress_address("lb.example.com"),
+            json!({"hostname": "lb.example.com"})
+        );
+    }
 }
