@@ -4,11 +4,15 @@
 //! CustomResourceDefinitions generated from them into crds/, and CI fails when crds/ is
 //! stale. Kept apart from the operator so the schema has no dependency on how it is used.
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{
+    Affinity, ResourceRequirements, SecurityContext, Toleration, TopologySpreadConstraint,
+};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub const GROUP: &str = "gatehouse.dev";
 
@@ -22,7 +26,7 @@ pub const GROUP: &str = "gatehouse.dev";
     kind = "GatewayParameters",
     plural = "gatewayparameters",
     shortname = "gwparams",
-    doc = "How a Gateway's data planes run: replicas, resources, Service type",
+    doc = "How a Gateway's data planes run: replicas, resources, scheduling, disruption budget, autoscaling, Service, client limits, shutdown",
     namespaced
 )]
 #[serde(rename_all = "camelCase")]
@@ -45,6 +49,72 @@ pub struct GatewayParametersSpec {
     /// a request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown: Option<ShutdownParameters>,
+    /// Where the data plane pods run and what they carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodParameters>,
+    /// A PodDisruptionBudget for the data plane pods (none by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_disruption_budget: Option<DisruptionBudgetParameters>,
+    /// A HorizontalPodAutoscaler for the data plane Deployment; with it, `replicas` is
+    /// left to the autoscaler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingParameters>,
+}
+
+/// The data plane pods' scheduling and metadata, as in a PodSpec.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodParameters {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// Added to the pods' labels (the ones Gatehouse selects them by stay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Added to the pods' annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// The data plane container's securityContext, in place of Gatehouse's (non-root,
+    /// read-only root filesystem, no capabilities, no privilege escalation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+}
+
+/// A PodDisruptionBudget: at most one of the two.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DisruptionBudgetParameters {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_available: Option<IntOrString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrString>,
+}
+
+/// A HorizontalPodAutoscaler (autoscaling/v2) on CPU.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingParameters {
+    /// Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub min_replicas: Option<i32>,
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+    /// Average CPU utilisation to hold, in percent of the pods' CPU request (default 80).
+    #[serde(
+        default,
+        rename = "targetCPUUtilizationPercentage",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: Option<i32>,
 }
 
 /// A data plane's drain on SIGTERM: unready at once, serving for `drainDelaySeconds`
@@ -184,6 +254,46 @@ pub struct ServiceParameters {
     /// Service type (default LoadBalancer).
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub service_type: Option<ServiceType>,
+    /// Added to the Service's annotations (a cloud load balancer's settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// `Local` keeps the client's source address and skips the second hop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_traffic_policy: Option<ExternalTrafficPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_class: Option<String>,
+    /// Client networks the load balancer admits (CIDRs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub load_balancer_source_ranges: Option<Vec<String>>,
+    /// The node port of a listener port (NodePort and LoadBalancer Services); the others
+    /// are allocated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_ports: Option<Vec<NodePort>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ExternalTrafficPolicy {
+    Cluster,
+    Local,
+}
+
+impl ExternalTrafficPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExternalTrafficPolicy::Cluster => "Cluster",
+            ExternalTrafficPolicy::Local => "Local",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePort {
+    /// A listener's port.
+    pub port: u16,
+    #[schemars(range(min = 1, max = 65535))]
+    pub node_port: u16,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -214,6 +324,15 @@ impl GatewayParametersSpec {
                 (Some(a), Some(b)) => Some(a.overridden_by(b)),
                 (a, b) => b.clone().or_else(|| a.clone()),
             },
+            pod: over.pod.clone().or_else(|| self.pod.clone()),
+            pod_disruption_budget: over
+                .pod_disruption_budget
+                .clone()
+                .or_else(|| self.pod_disruption_budget.clone()),
+            autoscaling: over
+                .autoscaling
+                .clone()
+                .or_else(|| self.autoscaling.clone()),
             shutdown: match (&self.shutdown, &over.shutdown) {
                 (Some(a), Some(b)) => Some(ShutdownParameters {
                     drain_delay_seconds: b.drain_delay_seconds.or(a.drain_delay_seconds),
@@ -340,6 +459,7 @@ mod tests {
             replicas: Some(2),
             service: Some(ServiceParameters {
                 service_type: Some(ServiceType::NodePort),
+                ..Default::default()
             }),
             ..Default::default()
         };

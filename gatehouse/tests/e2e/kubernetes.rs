@@ -762,7 +762,27 @@ async fn gateway_parameters_shape_the_data_planes() {
         "no data planes for a refused Gateway"
     );
 
-    // Changing the parameters reshapes the data planes.
+    // A disruption budget and an autoscaler when asked for; the autoscaler then owns the
+    // replica count.
+    let mut scaled = parameters(2);
+    scaled["spec"]["podDisruptionBudget"] = json!({"maxUnavailable": 1});
+    scaled["spec"]["autoscaling"] =
+        json!({"minReplicas": 2, "maxReplicas": 4, "targetCPUUtilizationPercentage": 70});
+    apply(&client, &[scaled]).await;
+    let budgets: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
+        Api::namespaced(client.clone(), &ns);
+    let autoscalers: Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler> =
+        Api::namespaced(client.clone(), &ns);
+    wait_k8s("a PDB and an autoscaler", || async {
+        let pdb = budgets.get_opt("gatehouse-shaped").await.ok().flatten();
+        let hpa = autoscalers.get_opt("gatehouse-shaped").await.ok().flatten();
+        pdb.and_then(|p| p.spec).and_then(|s| s.max_unavailable)
+            == Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+            && hpa.is_some_and(|h| h.spec.max_replicas == 4 && h.spec.min_replicas == Some(2))
+    })
+    .await
+    .unwrap();
+    // Changing the parameters reshapes the data planes; the PDB and autoscaler go.
     apply(&client, &[parameters(1)]).await;
     wait_k8s("scaled to 1 replica", || async {
         deployments
@@ -773,6 +793,12 @@ async fn gateway_parameters_shape_the_data_planes() {
             .and_then(|d| d.spec)
             .and_then(|s| s.replicas)
             == Some(1)
+    })
+    .await
+    .unwrap();
+    wait_k8s("the PDB and the autoscaler deleted", || async {
+        matches!(budgets.get_opt("gatehouse-shaped").await, Ok(None))
+            && matches!(autoscalers.get_opt("gatehouse-shaped").await, Ok(None))
     })
     .await
     .unwrap();

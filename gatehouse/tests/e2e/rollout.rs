@@ -72,7 +72,18 @@ async fn data_plane_rollouts_and_scaling_fail_no_request() {
             "metadata": {"name": "rolled", "namespace": ns},
             "spec": {
                 "replicas": replicas,
-                "shutdown": {"drainDelaySeconds": 5, "drainTimeoutSeconds": 20}
+                "shutdown": {"drainDelaySeconds": 5, "drainTimeoutSeconds": 20},
+                // Scheduling and metadata a platform team sets, which must not get in the
+                // way of a rollout.
+                "pod": {
+                    "labels": {"cost-center": "42"},
+                    "annotations": {"example.com/scraped": "true"},
+                    "tolerations": [{"key": "edge", "operator": "Exists", "effect": "NoSchedule"}],
+                    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"gateway.networking.k8s.io/gateway-name": "gw"}}}],
+                    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 50, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"gateway.networking.k8s.io/gateway-name": "gw"}}}}]}}
+                },
+                "podDisruptionBudget": {"maxUnavailable": 1},
+                "service": {"annotations": {"example.com/lb": "internal"}, "externalTrafficPolicy": "Cluster"}
             }
         })
     };
@@ -140,6 +151,36 @@ async fn data_plane_rollouts_and_scaling_fail_no_request() {
     assert_eq!(flag("--drain-delay-seconds"), Some("5"), "{args:?}");
     assert_eq!(flag("--drain-timeout-seconds"), Some("20"), "{args:?}");
     assert_eq!(flag("--health-address"), Some("0.0.0.0:9902"), "{args:?}");
+    assert_eq!(template["metadata"]["labels"]["cost-center"], "42");
+    assert_eq!(
+        template["metadata"]["annotations"]["example.com/scraped"],
+        "true"
+    );
+    assert_eq!(template["spec"]["tolerations"][0]["key"], "edge");
+    assert_eq!(
+        template["spec"]["topologySpreadConstraints"][0]["whenUnsatisfiable"],
+        "ScheduleAnyway"
+    );
+    assert!(template["spec"]["affinity"]["podAntiAffinity"].is_object());
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), &ns);
+    let service = serde_json::to_value(services.get("gatehouse-gw").await.expect("Service"))
+        .unwrap_or_default();
+    assert_eq!(
+        service["metadata"]["annotations"]["example.com/lb"],
+        "internal"
+    );
+    assert_eq!(service["spec"]["externalTrafficPolicy"], "Cluster");
+    let budgets: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
+        Api::namespaced(client.clone(), &ns);
+    assert!(
+        budgets
+            .get_opt("gatehouse-gw")
+            .await
+            .ok()
+            .flatten()
+            .is_some(),
+        "the PDB"
+    );
 
     let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
     let address = gw["status"]["addresses"][0]["value"]
