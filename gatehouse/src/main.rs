@@ -323,6 +323,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     lease_namespace: operator_namespace(),
                     identity: std::env::var("POD_NAME")
                         .unwrap_or_else(|_| format!("gatehouse-operator-{}", std::process::id())),
+                    pod_name: std::env::var("POD_NAME").ok(),
                     dataplanes,
                 },
             )

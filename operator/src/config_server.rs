@@ -45,6 +45,9 @@ pub struct ConfigServer {
     /// Served over mutual TLS: a data plane may subscribe only to the Gateway its client
     /// certificate names (see `identity`).
     require_identity: bool,
+    /// Serves only while this is true (the leader), when set: refuses subscriptions
+    /// otherwise and ends its streams when it turns false.
+    serving: Option<watch::Receiver<bool>>,
 }
 
 impl ConfigServer {
@@ -53,7 +56,14 @@ impl ConfigServer {
             snapshots,
             acks,
             require_identity: false,
+            serving: None,
         }
+    }
+
+    /// Serves data planes only while `serving` holds true (see `kubernetes::leader`).
+    pub fn serving_while(mut self, serving: watch::Receiver<bool>) -> Self {
+        self.serving = Some(serving);
+        self
     }
 
     /// Authorizes each subscription by the client certificate's Gateway identity.
@@ -153,6 +163,11 @@ impl ConfigDiscovery for ConfigServer {
         &self,
         request: Request<Streaming<proto::DataPlaneMessage>>,
     ) -> Result<Response<UpdateStream>, Status> {
+        if self.serving.as_ref().is_some_and(|s| !*s.borrow()) {
+            return Err(Status::unavailable(
+                "this operator replica is not the leader; the gatehouse-operator Service reaches the leader",
+            ));
+        }
         // The Gateway the client certificate names, when identities are required.
         let identity = if self.require_identity {
             let gateway = request
@@ -197,11 +212,22 @@ impl ConfigDiscovery for ConfigServer {
         let (tx, rx) = mpsc::channel(4);
 
         let mut snapshots = self.snapshots.clone();
+        let mut serving = self.serving.clone();
         let gateways = subscribe.gateways.clone();
         let sent_by_sender = sent.clone();
         tokio::spawn(async move {
             let mut sent = Sent::default();
             loop {
+                // Leadership lost: the stream ends, and the data plane redials (reaching
+                // the new leader through the Service).
+                if serving.as_ref().is_some_and(|s| !*s.borrow()) {
+                    let _ = tx
+                        .send(Err(Status::unavailable(
+                            "this operator replica stopped leading",
+                        )))
+                        .await;
+                    return;
+                }
                 let published = snapshots.borrow_and_update().clone();
                 let config = filter(&published.config, &gateways);
                 if let Some(update) = sent.update(&config, published.version) {
@@ -212,8 +238,21 @@ impl ConfigDiscovery for ConfigServer {
                         return; // The data plane went away.
                     }
                 }
-                if snapshots.changed().await.is_err() {
-                    return; // Shutting down.
+                let lost_leadership = async {
+                    match serving.as_mut() {
+                        Some(s) => {
+                            if s.changed().await.is_err() {
+                                std::future::pending::<()>().await;
+                            }
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    changed = snapshots.changed() => if changed.is_err() {
+                        return; // Shutting down.
+                    },
+                    () = lost_leadership => {}
                 }
             }
         });

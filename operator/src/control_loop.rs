@@ -158,12 +158,16 @@ pub async fn run(
     admin: tokio::net::TcpListener,
     status_sink: Option<watch::Sender<Arc<Desired>>>,
     tls: Option<tonic::transport::ServerTlsConfig>,
+    serving: Option<watch::Receiver<bool>>,
 ) -> anyhow::Result<()> {
     let (snapshot_tx, snapshot_rx) = watch::channel(Published::default());
     let (ack_tx, mut ack_rx) = mpsc::channel::<AckEvent>(gatehouse_model::channel::REPORT_QUEUE);
     let latest = Arc::new(Mutex::new(LatestStatus::default()));
     tracing::info!(address = %grpc.local_addr()?, "config server listening");
     let mut server = ConfigServer::new(snapshot_rx, ack_tx);
+    if let Some(serving) = serving {
+        server = server.serving_while(serving);
+    }
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         server = server.requiring_identity();

@@ -54,6 +54,7 @@ impl FileOperator {
             self.admin,
             None,
             None,
+            None,
         )
         .await
     }

@@ -134,7 +134,13 @@ fn the_chart_lints_and_renders_the_operator_with_its_defaults() {
     );
     let deployment = kind_named(&objects, "Deployment", "gatehouse-operator");
     assert_eq!(deployment["metadata"]["namespace"], "gatehouse-system");
-    assert_eq!(deployment["spec"]["replicas"], 1);
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    // The config Service reaches the leader alone.
+    let service = kind_named(&objects, "Service", "gatehouse-operator");
+    assert_eq!(
+        service["spec"]["selector"]["gatehouse.dev/config-leader"],
+        "true"
+    );
     let pod = &deployment["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
     assert_eq!(container["image"].as_str(), Some(image.as_str()));
@@ -200,7 +206,7 @@ image: {repository: registry.example/gatehouse, digest: "sha256:0123456789abcdef
 imagePullSecrets: [{name: pull}]
 dataPlane: {image: registry.example/gatehouse-dataplane:v9}
 operator:
-  replicas: 2
+  replicas: 3
   nodeSelector: {node-role: edge}
   tolerations: [{key: edge, operator: Exists, effect: NoSchedule}]
   affinity: {podAntiAffinity: {preferredDuringSchedulingIgnoredDuringExecution: [{weight: 100, podAffinityTerm: {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app.kubernetes.io/name: gatehouse-operator}}}}]}}
@@ -223,7 +229,7 @@ ingressClass:
     let objects = render("edge", "infra", values, &[]).expect("renders");
     let deployment = kind_named(&objects, "Deployment", "edge-gatehouse-operator");
     assert_eq!(deployment["metadata"]["namespace"], "infra");
-    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(deployment["spec"]["replicas"], 3);
     let template = &deployment["spec"]["template"];
     let pod = &template["spec"];
     let set = yaml(values);

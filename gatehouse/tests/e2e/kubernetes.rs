@@ -151,6 +151,7 @@ async fn gateway_routes_ingress_and_status_against_a_real_api_server() {
             admin_address: "127.0.0.1:0".parse().unwrap(),
             lease_namespace: ns.clone(),
             identity: "test-operator".into(),
+            pod_name: None,
             dataplanes: None,
         },
     ));

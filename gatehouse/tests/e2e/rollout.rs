@@ -264,3 +264,161 @@ async fn data_plane_rollouts_and_scaling_fail_no_request() {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
 }
+
+/// Two operator replicas (the chart's default): the leader's pod is killed while traffic
+/// flows and a route is added at once. The standby takes the Lease, the Service sends the
+/// data planes to it, and the new route is served and its status written within 15 s of
+/// the new leader; no request fails.
+#[tokio::test]
+async fn the_standby_operator_takes_over_when_the_leader_dies() {
+    let _alone = DEPLOYED_OPERATOR.write().await;
+    let client = gatehouse_testbed::client()
+        .await
+        .expect("testbed API server");
+    let ns = gatehouse_testbed::unique_namespace("failover");
+    let route = |name: &str, host: &str| {
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "parentRefs": [{"name": "gw"}],
+                "hostnames": [host],
+                "rules": [{"backendRefs": [{"name": "web", "port": 8080}]}]
+            }
+        })
+    };
+    apply(
+        &client,
+        &[
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            echo_deployment("web", &ns, 1),
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web", "namespace": ns},
+                "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 8080, "targetPort": 3000}]}
+            }),
+            route("before", "before.example.com"),
+            json!({
+                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                "metadata": {"name": "gw", "namespace": ns},
+                "spec": {
+                    "gatewayClassName": "gatehouse",
+                    "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]
+                }
+            }),
+        ],
+    )
+    .await;
+    let g = "gateway.networking.k8s.io";
+    wait_k8s("Gateway Programmed", || async {
+        let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
+        cond(&gw["status"]["conditions"], "Programmed").is_some_and(|c| c["status"] == "True")
+            && gw["status"]["addresses"][0]["value"].is_string()
+    })
+    .await
+    .expect("Programmed");
+    let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
+    let address = gw["status"]["addresses"][0]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let url = format!("http://{address}/");
+    wait_k8s("the backend answers", || async {
+        pod(&url, "before.example.com").await.starts_with("web-")
+    })
+    .await
+    .expect("traffic");
+
+    let operators: Api<Pod> = Api::namespaced(client.clone(), "gatehouse-system");
+    let operator_pods = || async {
+        operators
+            .list(&ListParams::default().labels("app.kubernetes.io/name=gatehouse-operator"))
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+    };
+    assert!(
+        operator_pods().await.len() >= 2,
+        "the chart's default is two operator replicas"
+    );
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "gatehouse-system");
+    let holder = || async {
+        leases
+            .get("gatehouse-operator")
+            .await
+            .ok()
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+            .unwrap_or_default()
+    };
+    let leader = holder().await;
+    assert!(!leader.is_empty(), "a leader holds the Lease");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let loads: Vec<_> = (0..2)
+        .map(|_| load(url.clone(), "before.example.com", stop.clone()))
+        .collect();
+    // The leader dies without handing the Lease back (grace 0: SIGKILL), and a route is
+    // added while no replica leads.
+    operators
+        .delete(
+            &leader,
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("kill the leader");
+    let killed = Instant::now();
+    apply(&client, &[route("during", "during.example.com")]).await;
+    wait_up_to("a new leader", Duration::from_secs(60), || async {
+        let h = holder().await;
+        !h.is_empty() && h != leader
+    })
+    .await
+    .expect("a new leader");
+    let new_leader = Instant::now();
+    let served = wait_up_to("the new route served", Duration::from_secs(30), || async {
+        pod(&url, "during.example.com").await.starts_with("web-")
+    })
+    .await;
+    let status = wait_up_to(
+        "the new route's status",
+        Duration::from_secs(30),
+        || async {
+            let r = get(&client, g, "HTTPRoute", "httproutes", Some(&ns), "during").await;
+            cond(&r["status"]["parents"][0]["conditions"], "Accepted")
+                .is_some_and(|c| c["status"] == "True")
+        },
+    )
+    .await;
+    let (ok, failed) = stop_load(&stop, loads).await;
+    eprintln!(
+        "operator leader killed under load: new leader after {:?}; the route added meanwhile served {served:?} and its status written {status:?} after the new leader; {ok} ok, {failed} failed",
+        new_leader - killed
+    );
+    let limit = Duration::from_secs(15);
+    assert!(
+        served.is_ok_and(|d| d <= limit),
+        "route not served within 15 s of the new leader"
+    );
+    assert!(
+        status.is_ok_and(|d| d <= limit),
+        "status not written within 15 s of the new leader"
+    );
+    assert_eq!(failed, 0, "requests failed during the failover");
+    assert!(ok > 100, "{ok} requests");
+    // The standby's replacement comes up, and the chart's two replicas are back.
+    wait_up_to(
+        "two operator replicas again",
+        Duration::from_secs(60),
+        || async { operator_pods().await.len() >= 2 },
+    )
+    .await
+    .expect("replicas back");
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+}

@@ -1,6 +1,12 @@
 //! Leader election on the coordination Lease `gatehouse-system/gatehouse-operator`:
 //! compare-and-swap on resourceVersion, 15 s lease, renewed every 2 s, handed back on
 //! SIGTERM so the next replica takes over within one poll.
+//!
+//! The leader alone serves data planes, so it alone hears their ACKs and writes status
+//! from them: it labels its own pod `gatehouse.dev/config-leader: "true"`, which the
+//! `gatehouse-operator` Service selects on, and the other replicas refuse subscriptions
+//! (`UNAVAILABLE`). They stay warm (watching and translating), so a takeover is a Lease
+//! poll, an endpoint update and one redial of each data plane, which serves on meanwhile.
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -11,12 +17,22 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::sync::watch;
+
+/// The label the leader's pod carries and the config Service selects on.
+pub const LEADER_LABEL: &str = "gatehouse.dev/config-leader";
 
 const LEASE_NAME: &str = "gatehouse-operator";
 const LEASE_SECONDS: i32 = 15;
 
 /// Holds (or waits for) the Lease; `leader` says whether this replica may write status.
-pub async fn lead(client: Client, namespace: String, identity: String, leader: Arc<AtomicBool>) {
+pub async fn lead(
+    client: Client,
+    namespace: String,
+    identity: String,
+    leader: Arc<AtomicBool>,
+    leading: watch::Sender<bool>,
+) {
     let leases: Api<Lease> = Api::namespaced(client, &namespace);
     loop {
         let now = Timestamp::now();
@@ -68,6 +84,7 @@ pub async fn lead(client: Client, namespace: String, identity: String, leader: A
         if held != leader.swap(held, Ordering::SeqCst) {
             tracing::info!(leader = held, %identity, "leadership changed");
         }
+        leading.send_if_modified(|l| std::mem::replace(l, held) != held);
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
@@ -97,4 +114,39 @@ pub async fn release_on_shutdown(
         }
     }
     std::process::exit(0);
+}
+
+/// Keeps this replica's pod labelled as the leader while it leads (and not otherwise), so
+/// the config Service sends data planes to it alone. A failed patch is tried again every
+/// 2 s until the label matches.
+pub async fn label_pod(
+    client: Client,
+    namespace: String,
+    pod: String,
+    mut leading: watch::Receiver<bool>,
+) {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, &namespace);
+    let mut labelled: Option<bool> = None;
+    loop {
+        let want = *leading.borrow_and_update();
+        if labelled != Some(want) {
+            let value = if want { json!("true") } else { json!(null) };
+            let patch = json!({"metadata": {"labels": {LEADER_LABEL: value}}});
+            match pods
+                .patch(&pod, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(%pod, leader = want, "pod label set");
+                    labelled = Some(want);
+                }
+                Err(e) => tracing::warn!(%pod, error = %e, "labelling the operator pod"),
+            }
+        }
+        let retry = labelled != Some(want);
+        tokio::select! {
+            changed = leading.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(2)), if retry => {}
+        }
+    }
 }

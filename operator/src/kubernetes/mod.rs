@@ -2,9 +2,9 @@
 //! coordination Lease (`leader`), the status writer (`status_writer`), data plane
 //! provisioning (`provision`) and the config channel's identities (`identity`).
 //!
-//! Every replica serves config to data planes; only the leader writes status and
-//! provisions, and only what changed (conditions keep their lastTransitionTime while their
-//! status holds).
+//! With provisioned data planes, only the leader serves them config (`leader` says how
+//! they reach it); only the leader writes status and provisions, and only what changed
+//! (conditions keep their lastTransitionTime while their status holds).
 
 pub mod identity;
 pub mod leader;
@@ -38,6 +38,9 @@ pub struct KubeOperatorOptions {
     /// Without it data planes are run by someone else over plain gRPC (tests run one in
     /// process).
     pub dataplanes: Option<provision::DataPlaneSettings>,
+    /// This replica's pod (in the Lease's namespace), labelled while it leads. Without it
+    /// (one process, not in a cluster) the pod is not labelled.
+    pub pod_name: Option<String>,
 }
 
 pub async fn run_kube(client: Client, opts: KubeOperatorOptions) -> anyhow::Result<()> {
@@ -50,12 +53,22 @@ pub async fn run_kube(client: Client, opts: KubeOperatorOptions) -> anyhow::Resu
     source.ready().await;
 
     let leader = Arc::new(AtomicBool::new(false));
+    let (leading_tx, leading) = watch::channel(false);
     tokio::spawn(leader::lead(
         client.clone(),
         opts.lease_namespace.clone(),
         opts.identity.clone(),
         leader.clone(),
+        leading_tx,
     ));
+    if let Some(pod) = opts.pod_name.clone() {
+        tokio::spawn(leader::label_pod(
+            client.clone(),
+            opts.lease_namespace.clone(),
+            pod,
+            leading.clone(),
+        ));
+    }
     tokio::spawn(leader::release_on_shutdown(
         client.clone(),
         opts.lease_namespace.clone(),
@@ -93,5 +106,17 @@ pub async fn run_kube(client: Client, opts: KubeOperatorOptions) -> anyhow::Resu
         provisioner,
         recorder,
     ));
-    run(source, opts.settings, grpc, admin, Some(status_tx), tls).await
+    // Provisioned data planes are served by the leader alone (it hears every ACK); one on
+    // this host is served by this process whatever the Lease says.
+    let serving = opts.dataplanes.is_some().then_some(leading);
+    run(
+        source,
+        opts.settings,
+        grpc,
+        admin,
+        Some(status_tx),
+        tls,
+        serving,
+    )
+    .await
 }
