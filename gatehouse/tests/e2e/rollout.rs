@@ -393,7 +393,8 @@ async fn the_standby_operator_takes_over_when_the_leader_dies() {
                 .is_some_and(|c| c["status"] == "True")
         },
     )
-    .await;
+    .await
+    .map(|_| new_leader.elapsed());
     let (ok, failed) = stop_load(&stop, loads).await;
     eprintln!(
         "operator leader killed under load: new leader after {:?}; the route added meanwhile served {served:?} and its status written {status:?} after the new leader; {ok} ok, {failed} failed",
