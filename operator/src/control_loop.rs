@@ -31,15 +31,46 @@ struct LatestStatus {
     dataplanes: BTreeMap<ObjectKey, DataPlanePlan>,
     reports: DataPlaneReports,
     errors: Vec<SourceError>,
+    unwatched: BTreeMap<&'static str, String>,
     config: Arc<Config>,
     version: u64,
     /// The last status logged, to log only changes.
     logged: StatusReport,
 }
 
+/// Each GatewayClass's Accepted message names the kinds the operator cannot watch (a
+/// cluster with the standard channel only has no ListenerSet CRD): their objects are not
+/// served, and the platform team reading the class learns why.
+fn with_unwatched(
+    mut report: StatusReport,
+    unwatched: &BTreeMap<&'static str, String>,
+) -> StatusReport {
+    if unwatched.is_empty() {
+        return report;
+    }
+    let note = format!(
+        " Not watched, so not served: {}.",
+        unwatched
+            .iter()
+            .map(|(kind, why)| format!("{kind} ({why})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (key, st) in report.objects.iter_mut() {
+        if !key.starts_with("GatewayClass ") {
+            continue;
+        }
+        let st = Arc::make_mut(st);
+        for c in st.conditions.iter_mut().filter(|c| c.type_ == "Accepted") {
+            c.message.push_str(&note);
+        }
+    }
+    report
+}
+
 impl LatestStatus {
     fn status(&self) -> StatusReport {
-        self.reports.apply(&self.translation)
+        with_unwatched(self.reports.apply(&self.translation), &self.unwatched)
     }
 
     fn desired(&self) -> Arc<Desired> {
@@ -233,6 +264,7 @@ pub async fn run(
                 }
             }
             b.errors = loaded.errors;
+            b.unwatched = loaded.unwatched;
             b.translation = output.status;
             b.dataplanes = output.dataplanes;
             b.log_changes();

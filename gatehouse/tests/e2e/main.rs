@@ -12,6 +12,8 @@ mod channel;
 mod chart;
 mod drain;
 mod edge;
+#[cfg(feature = "testbed")]
+mod fewer_kinds;
 mod http2;
 #[cfg(feature = "testbed")]
 mod kubernetes;

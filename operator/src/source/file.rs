@@ -127,6 +127,7 @@ impl FileSource {
         Loaded {
             store: self.store.clone(),
             errors,
+            unwatched: Default::default(),
         }
     }
 

@@ -6,6 +6,12 @@
 //! translation skips it), and ten thousand routes are not copied into a new store on every
 //! event. A relist (a watch that had to start over) replaces its kind's objects at once,
 //! when the list is complete.
+//!
+//! A kind that cannot be watched (its CRD is not installed: a cluster with the standard
+//! channel only lacks ListenerSet and TLSRoute; or listing it is forbidden) does not hold
+//! back start-up: it counts as listed and empty, is logged once, and is reported (the
+//! source's errors, shown on `/status` and in each GatewayClass's Accepted message) until
+//! its watch succeeds, which the watch's backoff keeps trying.
 
 use super::{Loaded, Source};
 use futures::StreamExt;
@@ -19,6 +25,25 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
+
+/// Kinds that cannot be watched now, with why.
+pub type Unwatched = Arc<std::sync::Mutex<BTreeMap<&'static str, String>>>;
+
+/// Why a watch error means the kind cannot be watched at all (rather than a passing
+/// failure): its API is not served (404: no CRD) or listing it is forbidden (403).
+fn unwatchable(e: &watcher::Error) -> Option<&'static str> {
+    let (watcher::Error::InitialListFailed(kube::Error::Api(status))
+    | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+    | watcher::Error::WatchFailed(kube::Error::Api(status))) = e
+    else {
+        return None;
+    };
+    match status.code {
+        404 => Some("its CustomResourceDefinition is not installed"),
+        403 => Some("the operator may not list it (RBAC)"),
+        _ => None,
+    }
+}
 
 /// What a watch saw, for one kind.
 enum Change {
@@ -37,6 +62,7 @@ fn watch_kind<K>(
     wrap: fn(Arc<K>) -> Object,
     changes: mpsc::UnboundedSender<Change>,
     changed: Arc<Notify>,
+    unwatched: Unwatched,
 ) -> watch::Receiver<bool>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -59,12 +85,31 @@ where
                         return;
                     }
                     let _ = listed_tx.send(true);
+                    if let Ok(mut u) = unwatched.lock()
+                        && u.remove(kind).is_some()
+                    {
+                        tracing::info!(%kind, "watching it now");
+                    }
                     changed.notify_one();
                     continue;
                 }
-                // The backoff retries; a missing CRD or permission shows up here.
+                // The backoff retries (up to every 30 s); a kind that cannot be watched
+                // at all is logged once and counts as listed (and empty) meanwhile.
                 Err(e) => {
-                    tracing::warn!(%kind, error = %e, "watch failed; retrying");
+                    match unwatchable(&e) {
+                        Some(why) => {
+                            let first = unwatched
+                                .lock()
+                                .map(|mut u| u.insert(kind, why.to_string()).is_none())
+                                .unwrap_or(false);
+                            if first {
+                                tracing::warn!(%kind, error = %e, "not watched: {why}; its objects are not served");
+                                let _ = listed_tx.send(true);
+                                changed.notify_one();
+                            }
+                        }
+                        None => tracing::warn!(%kind, error = %e, "watch failed; retrying"),
+                    }
                     continue;
                 }
             };
@@ -85,6 +130,7 @@ pub struct KubeSource {
     store: Arc<Store>,
     /// Kinds being relisted, with the objects listed so far.
     relisting: BTreeMap<&'static str, Vec<Object>>,
+    unwatched: Unwatched,
 }
 
 macro_rules! kube_source {
@@ -93,10 +139,13 @@ macro_rules! kube_source {
             pub fn start(client: &Client) -> KubeSource {
                 let changed = Arc::new(Notify::new());
                 let (tx, changes) = mpsc::unbounded_channel();
+                let unwatched = Unwatched::default();
                 let listed = vec![
-                    $(watch_kind::<$ty>(client, $kind, Object::$variant, tx.clone(), changed.clone()),)*
+                    $(watch_kind::<$ty>(client, $kind, Object::$variant, tx.clone(), changed.clone(), unwatched.clone()),)*
                 ];
-                KubeSource::fed_by(changed, changes, listed)
+                let mut source = KubeSource::fed_by(changed, changes, listed);
+                source.unwatched = unwatched;
+                source
             }
         }
 
@@ -127,7 +176,13 @@ impl KubeSource {
             listed,
             store: Arc::default(),
             relisting: BTreeMap::new(),
+            unwatched: Unwatched::default(),
         }
+    }
+
+    /// The kinds that cannot be watched now, with why.
+    pub fn unwatched(&self) -> BTreeMap<&'static str, String> {
+        self.unwatched.lock().map(|u| u.clone()).unwrap_or_default()
     }
 
     /// A source with no watches, fed by the function returned (as a watch would feed it).
@@ -196,9 +251,19 @@ impl KubeSource {
 
 impl Source for KubeSource {
     fn load(&mut self) -> Loaded {
+        let unwatched = self.unwatched();
+        let errors = unwatched
+            .iter()
+            .map(|(kind, why)| gatehouse_translate::yaml::SourceError {
+                file: std::path::PathBuf::from(format!("{kind} (Kubernetes API)")),
+                line: None,
+                message: format!("not watched: {why}; {kind} objects are not served"),
+            })
+            .collect();
         Loaded {
             store: self.snapshot(),
-            errors: vec![],
+            errors,
+            unwatched,
         }
     }
 

@@ -23,4 +23,6 @@ pub struct Loaded {
     /// Shared with the source until its next load.
     pub store: Arc<Store>,
     pub errors: Vec<SourceError>,
+    /// Kinds the source cannot watch (Kubernetes: no CRD, or forbidden), with why.
+    pub unwatched: std::collections::BTreeMap<&'static str, String>,
 }

@@ -23,13 +23,19 @@ fn kubeconfig_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_KUBECONFIG))
 }
 
-async fn connect() -> anyhow::Result<kube::Client> {
+/// The testbed's client configuration (its admin), for a client of one's own (for
+/// example one that impersonates a ServiceAccount).
+pub async fn config() -> anyhow::Result<kube::Config> {
     let path = kubeconfig_path();
     let kubeconfig = kube::config::Kubeconfig::read_from(&path)
         .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+    kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
-        .with_context(|| format!("kubeconfig {}", path.display()))?;
+        .with_context(|| format!("kubeconfig {}", path.display()))
+}
+
+async fn connect() -> anyhow::Result<kube::Client> {
+    let config = config().await?;
     let client = kube::Client::try_from(config).context("building a client")?;
     client
         .apiserver_version()
