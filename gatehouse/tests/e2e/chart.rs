@@ -8,12 +8,12 @@ use serde_yaml::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// Helm's path (built once; scripts/test has built it before the tests run).
-fn helm() -> PathBuf {
+pub(crate) fn helm() -> PathBuf {
     let out = Command::new(repo().join("scripts/install-helm"))
         .output()
         .expect("scripts/install-helm runs");

@@ -423,3 +423,178 @@ async fn the_standby_operator_takes_over_when_the_leader_dies() {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
 }
+
+/// `helm upgrade` with a changed value (the image tag, as an upgrade to a new release
+/// sets it) rolls the operator and then every data plane to the new image, under load with
+/// no failed request; upgraded back, they roll back.
+#[tokio::test]
+async fn helm_upgrade_rolls_the_operator_and_the_data_planes() {
+    let _alone = DEPLOYED_OPERATOR.write().await;
+    let client = gatehouse_testbed::client()
+        .await
+        .expect("testbed API server");
+    let ns = gatehouse_testbed::unique_namespace("upgrade");
+    apply(
+        &client,
+        &[
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            echo_deployment("web", &ns, 1),
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web", "namespace": ns},
+                "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 8080, "targetPort": 3000}]}
+            }),
+            json!({
+                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                "metadata": {"name": "web", "namespace": ns},
+                "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "web", "port": 8080}]}]}
+            }),
+            json!({
+                "apiVersion": "gatehouse.dev/v1alpha1", "kind": "GatewayParameters",
+                "metadata": {"name": "two", "namespace": ns},
+                "spec": {"replicas": 2}
+            }),
+            json!({
+                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                "metadata": {"name": "gw", "namespace": ns},
+                "spec": {
+                    "gatewayClassName": "gatehouse",
+                    "infrastructure": {"parametersRef": {"group": "gatehouse.dev", "kind": "GatewayParameters", "name": "two"}},
+                    "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]
+                }
+            }),
+        ],
+    )
+    .await;
+    let g = "gateway.networking.k8s.io";
+    wait_k8s("Gateway Programmed", || async {
+        let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
+        cond(&gw["status"]["conditions"], "Programmed").is_some_and(|c| c["status"] == "True")
+            && gw["status"]["addresses"][0]["value"].is_string()
+    })
+    .await
+    .expect("Programmed");
+    let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
+    let url = format!(
+        "http://{}/",
+        gw["status"]["addresses"][0]["value"]
+            .as_str()
+            .unwrap_or_default()
+    );
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    wait_k8s("two data planes", || {
+        rolled_out(&deployments, &pods, "gatehouse-gw")
+    })
+    .await
+    .expect("data planes");
+    wait_k8s("the backend answers", || async {
+        pod(&url, "any.example.com").await.starts_with("web-")
+    })
+    .await
+    .expect("traffic");
+
+    let operators: Api<Deployment> = Api::namespaced(client.clone(), "gatehouse-system");
+    let operator_pods: Api<Pod> = Api::namespaced(client.clone(), "gatehouse-system");
+    let image_of = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.containers.first())
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default()
+    };
+    // Both rolled to `tag`: the operator's pods run it, and so does the data plane.
+    let rolled_to = |tag: String| {
+        let (operators, operator_pods, deployments, pods) = (
+            operators.clone(),
+            operator_pods.clone(),
+            deployments.clone(),
+            pods.clone(),
+        );
+        async move {
+            let operator_done = operators.get("gatehouse-operator").await.is_ok_and(|d| {
+                let st = d.status.clone().unwrap_or_default();
+                image_of(&d).ends_with(&tag)
+                    && st.observed_generation == d.metadata.generation
+                    && st.updated_replicas == st.replicas
+                    && st.ready_replicas == st.replicas
+            });
+            let operator_pods_done = operator_pods
+                .list(&ListParams::default().labels("app.kubernetes.io/name=gatehouse-operator"))
+                .await
+                .is_ok_and(|l| {
+                    l.items.iter().all(|p| {
+                        p.spec
+                            .as_ref()
+                            .and_then(|s| s.containers.first())
+                            .and_then(|c| c.image.as_deref())
+                            .is_some_and(|i| i.ends_with(&tag))
+                    })
+                });
+            let dataplane_image = deployments
+                .get("gatehouse-gw")
+                .await
+                .map(|d| image_of(&d))
+                .unwrap_or_default();
+            operator_done
+                && operator_pods_done
+                && dataplane_image.ends_with(&tag)
+                && rolled_out(&deployments, &pods, "gatehouse-gw").await
+        }
+    };
+    let helm_upgrade = |set: &str| {
+        let out = std::process::Command::new(crate::chart::helm())
+            .args(["upgrade", "gatehouse"])
+            .arg(crate::chart::repo().join("charts/gatehouse"))
+            .args([
+                "--namespace",
+                "gatehouse-system",
+                "--reuse-values",
+                "--skip-crds",
+            ])
+            .args(["--set", set])
+            .arg("--kubeconfig")
+            .arg(gatehouse_testbed::kubeconfig_path())
+            .output()
+            .expect("helm runs");
+        assert!(
+            out.status.success(),
+            "helm upgrade --set {set}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut loads: Vec<_> = (0..2)
+        .map(|_| load(url.clone(), "any.example.com", stop.clone()))
+        .collect();
+    loads.push(load_new_connections(url.clone(), stop.clone()));
+    let started = Instant::now();
+    helm_upgrade("image.tag=v0.0.0-upgraded");
+    let up = wait_up_to("rolled to the new tag", Duration::from_secs(180), || {
+        rolled_to("v0.0.0-upgraded".to_string())
+    })
+    .await;
+    let upgraded_after = started.elapsed();
+    // Back to the chart's default tag (what every other test expects).
+    helm_upgrade("image.tag=null");
+    let default_tag = format!(":v{}", env!("CARGO_PKG_VERSION"));
+    let back = wait_up_to("rolled back", Duration::from_secs(180), || {
+        rolled_to(default_tag.clone())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (ok, failed) = stop_load(&stop, loads).await;
+    eprintln!(
+        "helm upgrade (image tag) rolled the operator and 2 data planes in {upgraded_after:?}, and back in {:?}, under load: {ok} ok, {failed} failed",
+        started.elapsed() - upgraded_after
+    );
+    up.expect("helm upgrade rolled the operator and the data planes");
+    back.expect("helm upgrade back rolled them back");
+    assert_eq!(failed, 0, "requests failed during the upgrade");
+    assert!(ok > 100, "{ok} requests");
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+}

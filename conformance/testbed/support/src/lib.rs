@@ -17,7 +17,8 @@ pub fn testbed_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testbed")
 }
 
-fn kubeconfig_path() -> PathBuf {
+/// The testbed's kubeconfig (its admin), for tools such as helm and kubectl.
+pub fn kubeconfig_path() -> PathBuf {
     std::env::var_os("GATEHOUSE_TESTBED_KUBECONFIG")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_KUBECONFIG))
