@@ -543,24 +543,19 @@ async fn helm_upgrade_rolls_the_operator_and_the_data_planes() {
                 && rolled_out(&deployments, &pods, "gatehouse-gw").await
         }
     };
-    let helm_upgrade = |set: &str| {
+    let helm_upgrade = |values: &[&str]| {
         let out = std::process::Command::new(crate::chart::helm())
             .args(["upgrade", "gatehouse"])
             .arg(crate::chart::repo().join("charts/gatehouse"))
-            .args([
-                "--namespace",
-                "gatehouse-system",
-                "--reuse-values",
-                "--skip-crds",
-            ])
-            .args(["--set", set])
+            .args(["--namespace", "gatehouse-system", "--skip-crds"])
+            .args(values)
             .arg("--kubeconfig")
             .arg(gatehouse_testbed::kubeconfig_path())
             .output()
             .expect("helm runs");
         assert!(
             out.status.success(),
-            "helm upgrade --set {set}: {}",
+            "helm upgrade {values:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     };
@@ -571,14 +566,14 @@ async fn helm_upgrade_rolls_the_operator_and_the_data_planes() {
         .collect();
     loads.push(load_new_connections(url.clone(), stop.clone()));
     let started = Instant::now();
-    helm_upgrade("image.tag=v0.0.0-upgraded");
+    helm_upgrade(&["--reuse-values", "--set", "image.tag=v0.0.0-upgraded"]);
     let up = wait_up_to("rolled to the new tag", Duration::from_secs(180), || {
         rolled_to("v0.0.0-upgraded".to_string())
     })
     .await;
     let upgraded_after = started.elapsed();
-    // Back to the chart's default tag (what every other test expects).
-    helm_upgrade("image.tag=null");
+    // Back to the chart's defaults (what every other test expects).
+    helm_upgrade(&["--reset-values"]);
     let default_tag = format!(":v{}", env!("CARGO_PKG_VERSION"));
     let back = wait_up_to("rolled back", Duration::from_secs(180), || {
         rolled_to(default_tag.clone())
