@@ -79,6 +79,59 @@ impl ConfigServer {
     }
 }
 
+/// The versions a stream was sent, with the (Gateway, generation)s each holds.
+type SentVersions = Arc<Mutex<HashMap<u64, Vec<(String, i64)>>>>;
+
+/// Sends a stream each published version (what changed for its Gateways) and records
+/// what each version holds for its ACK; ends the stream when this replica stops leading.
+async fn send_versions(
+    mut snapshots: watch::Receiver<Published>,
+    mut serving: Option<watch::Receiver<bool>>,
+    gateways: Vec<String>,
+    sent_versions: SentVersions,
+    tx: mpsc::Sender<Result<proto::ConfigUpdate, Status>>,
+) {
+    let mut sent = Sent::default();
+    loop {
+        // Leadership lost: the stream ends, and the data plane redials (reaching the new
+        // leader through the Service).
+        if serving.as_ref().is_some_and(|s| !*s.borrow()) {
+            let _ = tx
+                .send(Err(Status::unavailable(
+                    "this operator replica stopped leading",
+                )))
+                .await;
+            return;
+        }
+        let published = snapshots.borrow_and_update().clone();
+        let config = filter(&published.config, &gateways);
+        if let Some(update) = sent.update(&config, published.version) {
+            if let Ok(mut s) = sent_versions.lock() {
+                s.insert(published.version, acknowledgeable(&config));
+            }
+            if tx.send(Ok(update)).await.is_err() {
+                return; // The data plane went away.
+            }
+        }
+        let lost_leadership = async {
+            match serving.as_mut() {
+                Some(s) => {
+                    if s.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = snapshots.changed() => if changed.is_err() {
+                return; // Shutting down.
+            },
+            () = lost_leadership => {}
+        }
+    }
+}
+
 /// What an acknowledgement of a config acknowledges: each Gateway's generation ("ns/name"),
 /// and each of its ListenerSets' ("gateway-ns/gateway/ns/name").
 fn acknowledgeable(config: &Config) -> Vec<(String, i64)> {
@@ -208,54 +261,16 @@ impl ConfigDiscovery for ConfigServer {
         tracing::info!(node = %subscribe.node, gateways = ?subscribe.gateways, "data plane connected");
 
         // Versions this stream was sent, with the Gateway generations each contains.
-        let sent: Arc<Mutex<HashMap<u64, Vec<(String, i64)>>>> = Arc::default();
+        let sent: SentVersions = Arc::default();
         let (tx, rx) = mpsc::channel(4);
 
-        let mut snapshots = self.snapshots.clone();
-        let mut serving = self.serving.clone();
-        let gateways = subscribe.gateways.clone();
-        let sent_by_sender = sent.clone();
-        tokio::spawn(async move {
-            let mut sent = Sent::default();
-            loop {
-                // Leadership lost: the stream ends, and the data plane redials (reaching
-                // the new leader through the Service).
-                if serving.as_ref().is_some_and(|s| !*s.borrow()) {
-                    let _ = tx
-                        .send(Err(Status::unavailable(
-                            "this operator replica stopped leading",
-                        )))
-                        .await;
-                    return;
-                }
-                let published = snapshots.borrow_and_update().clone();
-                let config = filter(&published.config, &gateways);
-                if let Some(update) = sent.update(&config, published.version) {
-                    if let Ok(mut s) = sent_by_sender.lock() {
-                        s.insert(published.version, acknowledgeable(&config));
-                    }
-                    if tx.send(Ok(update)).await.is_err() {
-                        return; // The data plane went away.
-                    }
-                }
-                let lost_leadership = async {
-                    match serving.as_mut() {
-                        Some(s) => {
-                            if s.changed().await.is_err() {
-                                std::future::pending::<()>().await;
-                            }
-                        }
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    changed = snapshots.changed() => if changed.is_err() {
-                        return; // Shutting down.
-                    },
-                    () = lost_leadership => {}
-                }
-            }
-        });
+        tokio::spawn(send_versions(
+            self.snapshots.clone(),
+            self.serving.clone(),
+            subscribe.gateways.clone(),
+            sent.clone(),
+            tx,
+        ));
 
         let acks = self.acks.clone();
         let node = subscribe.node.clone();
