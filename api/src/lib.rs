@@ -87,7 +87,8 @@ pub struct PodParameters {
     pub security_context: Option<SecurityContext>,
 }
 
-/// A PodDisruptionBudget: at most one of the two.
+/// A PodDisruptionBudget: one of the two (given both, minAvailable is used; neither,
+/// maxUnavailable 1).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DisruptionBudgetParameters {

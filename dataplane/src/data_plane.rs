@@ -51,6 +51,8 @@ pub struct DataPlane {
     inner: Mutex<Inner>,
     /// A version applied and its listeners opened, and not closing: ready for traffic.
     ready: AtomicBool,
+    /// Shutting down (SIGTERM): never ready again, whatever versions still apply.
+    terminating: AtomicBool,
 }
 
 struct Inner {
@@ -93,6 +95,7 @@ impl DataPlane {
                 closed: false,
             }),
             ready: AtomicBool::new(false),
+            terminating: AtomicBool::new(false),
         })
     }
 
@@ -154,7 +157,7 @@ impl DataPlane {
         };
         // Ready once a version opened every socket it has; a later socket that cannot be
         // opened is reported on its listener but does not take the others out of service.
-        if !inner.closed && failures.is_empty() {
+        if !inner.closed && failures.is_empty() && !self.terminating.load(Ordering::Acquire) {
             self.ready.store(true, Ordering::Release);
         }
         let listener_errors = failures
@@ -187,6 +190,9 @@ impl DataPlane {
     /// Says not ready from now on (the first step of a shutdown: endpoints stop sending
     /// new connections while the listeners still accept).
     pub fn stop_being_ready(&self) {
+        // A version applied during the drain delay (endpoints change mid-rollout) must not
+        // make the pod ready again.
+        self.terminating.store(true, Ordering::Release);
         self.ready.store(false, Ordering::Release);
     }
 

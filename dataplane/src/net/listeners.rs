@@ -50,6 +50,9 @@ struct Active {
 #[derive(Default)]
 pub struct Listeners {
     active: HashMap<SocketAddr, Active>,
+    /// Sockets closed by a version, whose connections are still finishing: a shutdown
+    /// waits for them too.
+    closing: Vec<watch::Sender<bool>>,
 }
 
 impl Listeners {
@@ -68,13 +71,11 @@ impl Listeners {
             .filter(|a| !runtime.binds.contains_key(a))
             .copied()
             .collect();
+        // Kept until the last connection of each is done with it.
+        self.closing.retain(|s| s.receiver_count() > 0);
         for addr in gone {
             if let Some(a) = self.active.remove(&addr) {
-                let shutdown = close(addr, a);
-                // Keep the sender alive until connections are done with it.
-                tokio::spawn(async move {
-                    shutdown.closed().await;
-                });
+                self.closing.push(close(addr, a));
             }
         }
         for addr in runtime.binds.keys() {
@@ -114,11 +115,12 @@ impl Listeners {
     /// Closes every socket (the process is going away). The future resolves when every
     /// connection they accepted has ended.
     pub fn close_all(&mut self) -> impl Future<Output = ()> + use<> {
-        let closing: Vec<watch::Sender<bool>> = self
+        let mut closing: Vec<watch::Sender<bool>> = self
             .active
             .drain()
             .map(|(addr, a)| close(addr, a))
             .collect();
+        closing.append(&mut self.closing);
         async move {
             for shutdown in closing {
                 shutdown.closed().await;

@@ -56,7 +56,7 @@ async fn sigterm_drains_without_failing_a_request() {
         "--health-address",
         &health,
         "--drain-delay-seconds",
-        "1",
+        "2",
         "--drain-timeout-seconds",
         "10",
     ]);
@@ -133,9 +133,26 @@ async fn sigterm_drains_without_failing_a_request() {
     // know yet); the load stops here, as it does when the endpoint is removed.
     assert_eq!(get(&url, "x").await.0, 200, "served during the drain delay");
     let (ok, failed) = stop_load(&stop, loads).await;
+    // A version applied during the delay (endpoints change mid-rollout) serves, and does
+    // not make the data plane ready again. The new route's backend does not exist: its
+    // 500 shows the version applied.
+    std::fs::write(
+        dir.path().join("late.yaml"),
+        ROUTE_TO_APP
+            .replace("name: app\n", "name: late\n")
+            .replace("spec:\n", "spec:\n  hostnames: [late.example.com]\n")
+            .replace("{name: app, port: 80}", "{name: nothing, port: 80}"),
+    )
+    .expect("write");
+    wait_for("the late route", || async {
+        get(&url, "late.example.com").await.0 == 500
+    })
+    .await
+    .expect("a version applied during the delay");
+    assert_eq!(readiness(&health).await, 503, "ready again after a version");
     assert!(
-        termed.elapsed() < Duration::from_secs(1),
-        "the delay is 1 s"
+        termed.elapsed() < Duration::from_secs(2),
+        "the delay is 2 s"
     );
     assert!(ok > 0);
     assert_eq!(failed, 0, "requests failed during the drain delay");

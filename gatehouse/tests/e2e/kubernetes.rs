@@ -783,6 +783,20 @@ async fn gateway_parameters_shape_the_data_planes() {
     })
     .await
     .unwrap();
+    // Handed over to the autoscaler, the Deployment keeps its 2 pods (the testbed runs no
+    // autoscaler controller, so a count reset to 1 would stay). The Deployment was applied
+    // before the autoscaler was created, in the same round.
+    let kept = deployments
+        .get("gatehouse-shaped")
+        .await
+        .ok()
+        .and_then(|d| d.spec)
+        .and_then(|s| s.replicas);
+    assert_eq!(
+        kept,
+        Some(2),
+        "the replica count when the autoscaler took over"
+    );
     // Changing the parameters reshapes the data planes; the PDB and autoscaler go.
     apply(&client, &[parameters(1)]).await;
     wait_k8s("scaled to 1 replica", || async {

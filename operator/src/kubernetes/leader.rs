@@ -1,6 +1,8 @@
 //! Leader election on the coordination Lease `gatehouse-system/gatehouse-operator`:
 //! compare-and-swap on resourceVersion, 15 s lease, renewed every 2 s, handed back on
-//! SIGTERM so the next replica takes over within one poll.
+//! SIGTERM so the next replica takes over within one poll. A leader whose renewals fail
+//! (the API server slow or away) leads on for at most 10 s after its last renewal; one
+//! that finds another holder steps down at once.
 //!
 //! The leader alone serves data planes, so it alone hears their ACKs and writes status
 //! from them: it labels its own pod `gatehouse.dev/config-leader: "true"`, which the
@@ -24,6 +26,11 @@ pub const LEADER_LABEL: &str = "gatehouse.dev/config-leader";
 
 const LEASE_NAME: &str = "gatehouse-operator";
 const LEASE_SECONDS: i32 = 15;
+/// How long a leader that cannot reach the API server keeps leading: well inside the
+/// Lease's 15 s, after which another replica may take it.
+const RENEW_DEADLINE: Duration = Duration::from_secs(10);
+/// One round's API calls (the client's own read timeout is minutes).
+const ROUND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Holds (or waits for) the Lease; `leader` says whether this replica may write status.
 pub async fn lead(
@@ -34,51 +41,23 @@ pub async fn lead(
     leading: watch::Sender<bool>,
 ) {
     let leases: Api<Lease> = Api::namespaced(client, &namespace);
+    let mut renewed: Option<tokio::time::Instant> = None;
     loop {
-        let now = Timestamp::now();
-        let held = match leases.get_opt(LEASE_NAME).await {
-            Ok(None) => {
-                let lease: Lease = serde_json::from_value(json!({
-                    "metadata": {"name": LEASE_NAME, "namespace": namespace},
-                    "spec": {
-                        "holderIdentity": identity,
-                        "leaseDurationSeconds": LEASE_SECONDS,
-                        "acquireTime": MicroTime(now),
-                        "renewTime": MicroTime(now),
-                    }
-                }))
-                .unwrap_or_default();
-                leases.create(&PostParams::default(), &lease).await.is_ok()
+        let round = tokio::time::timeout(ROUND_TIMEOUT, hold(&leases, &namespace, &identity))
+            .await
+            .unwrap_or(Round::Failed);
+        let held = match round {
+            Round::Held => {
+                renewed = Some(tokio::time::Instant::now());
+                true
             }
-            Ok(Some(mut lease)) => {
-                let spec = lease.spec.get_or_insert_with(Default::default);
-                let ours = spec.holder_identity.as_deref() == Some(identity.as_str());
-                let duration = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS));
-                let expired = spec
-                    .renew_time
-                    .as_ref()
-                    .is_none_or(|t| t.0 + SignedDuration::from_secs(duration) < now);
-                if ours || expired {
-                    if !ours {
-                        spec.acquire_time = Some(MicroTime(now));
-                        spec.holder_identity = Some(identity.clone());
-                        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
-                    }
-                    spec.renew_time = Some(MicroTime(now));
-                    spec.lease_duration_seconds = Some(LEASE_SECONDS);
-                    // resourceVersion makes this a compare-and-swap: two candidates cannot
-                    // both win.
-                    leases
-                        .replace(LEASE_NAME, &PostParams::default(), &lease)
-                        .await
-                        .is_ok()
-                } else {
-                    false
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the leader Lease");
-                false
+            Round::HeldByAnother => false,
+            // An API server hiccup: still ours while the Lease we last renewed has not run
+            // out by our own clock, with a margin (no other replica may take it before
+            // LEASE_SECONDS); never longer, so two replicas never both lead.
+            Round::Failed => {
+                leader.load(Ordering::SeqCst)
+                    && renewed.is_some_and(|t| t.elapsed() < RENEW_DEADLINE)
             }
         };
         if held != leader.swap(held, Ordering::SeqCst) {
@@ -86,6 +65,73 @@ pub async fn lead(
         }
         leading.send_if_modified(|l| std::mem::replace(l, held) != held);
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// What one round of holding the Lease came to.
+enum Round {
+    /// Created or renewed by us.
+    Held,
+    /// Another replica holds it, unexpired (or won the race for it).
+    HeldByAnother,
+    /// The API server did not answer as it should (or in time): nothing is known.
+    Failed,
+}
+
+/// One round: creates the Lease, renews it, or takes it over once expired.
+async fn hold(leases: &Api<Lease>, namespace: &str, identity: &str) -> Round {
+    let now = Timestamp::now();
+    let result = match leases.get_opt(LEASE_NAME).await {
+        Ok(None) => {
+            let lease: Lease = serde_json::from_value(json!({
+                "metadata": {"name": LEASE_NAME, "namespace": namespace},
+                "spec": {
+                    "holderIdentity": identity,
+                    "leaseDurationSeconds": LEASE_SECONDS,
+                    "acquireTime": MicroTime(now),
+                    "renewTime": MicroTime(now),
+                }
+            }))
+            .unwrap_or_default();
+            leases.create(&PostParams::default(), &lease).await
+        }
+        Ok(Some(mut lease)) => {
+            let spec = lease.spec.get_or_insert_with(Default::default);
+            let ours = spec.holder_identity.as_deref() == Some(identity);
+            let duration = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS));
+            let expired = spec
+                .renew_time
+                .as_ref()
+                .is_none_or(|t| t.0 + SignedDuration::from_secs(duration) < now);
+            if !ours && !expired {
+                return Round::HeldByAnother;
+            }
+            if !ours {
+                spec.acquire_time = Some(MicroTime(now));
+                spec.holder_identity = Some(identity.to_string());
+                spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+            }
+            spec.renew_time = Some(MicroTime(now));
+            spec.lease_duration_seconds = Some(LEASE_SECONDS);
+            // resourceVersion makes this a compare-and-swap: two candidates cannot both
+            // win.
+            leases
+                .replace(LEASE_NAME, &PostParams::default(), &lease)
+                .await
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the leader Lease");
+            return Round::Failed;
+        }
+    };
+    match result {
+        Ok(_) => Round::Held,
+        // Someone else wrote it first (409) or created it (409 on create).
+        Err(kube::Error::Api(e)) if e.code == 409 => Round::HeldByAnother,
+        Err(e) => {
+            tracing::warn!(error = %e, "writing the leader Lease");
+            Round::Failed
+        }
     }
 }
 

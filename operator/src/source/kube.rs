@@ -72,19 +72,28 @@ where
     let stream = watcher(api, watcher::Config::default()).default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
+        let mut ever_listed = false;
         while let Some(event) = stream.next().await {
             let change = match event {
                 Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => {
                     Change::Apply(wrap(Arc::new(o)))
                 }
                 Ok(watcher::Event::Delete(o)) => Change::Delete(kind, ObjectKey::of(&o)),
-                Ok(watcher::Event::Init) => Change::Relist(kind),
+                // Nothing to load until the list is done (a kind that cannot be listed
+                // starts one every backoff): queued, not announced.
+                Ok(watcher::Event::Init) => {
+                    if changes.send(Change::Relist(kind)).is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 Ok(watcher::Event::InitDone) => {
                     // Queued before `listed` says so: a snapshot after `ready` has it all.
                     if changes.send(Change::Listed(kind)).is_err() {
                         return;
                     }
                     let _ = listed_tx.send(true);
+                    ever_listed = true;
                     if let Ok(mut u) = unwatched.lock()
                         && u.remove(kind).is_some()
                     {
@@ -93,10 +102,11 @@ where
                     changed.notify_one();
                     continue;
                 }
-                // The backoff retries (up to every 30 s); a kind that cannot be watched
-                // at all is logged once and counts as listed (and empty) meanwhile.
+                // The backoff retries (up to every 30 s); a kind that could never be
+                // listed is logged once and counts as listed (and empty) meanwhile. One
+                // listed before keeps its objects as last listed while its watch retries.
                 Err(e) => {
-                    match unwatchable(&e) {
+                    match unwatchable(&e).filter(|_| !ever_listed) {
                         Some(why) => {
                             let first = unwatched
                                 .lock()

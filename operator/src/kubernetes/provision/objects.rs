@@ -246,7 +246,12 @@ pub fn disruption_budget(c: &Common, parameters: &GatewayParametersSpec) -> Opti
     if let Some(v) = &p.min_available {
         spec["minAvailable"] = json!(v);
     }
-    if let Some(v) = &p.max_unavailable {
+    // Both given (the API server would refuse the budget): minAvailable, the stricter.
+    if let Some(v) = p
+        .max_unavailable
+        .as_ref()
+        .filter(|_| p.min_available.is_none())
+    {
         spec["maxUnavailable"] = json!(v);
     }
     // Neither given: at most one pod down at a time.

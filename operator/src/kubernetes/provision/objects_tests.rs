@@ -189,6 +189,13 @@ fn a_disruption_budget_selects_the_data_planes() {
     )
     .unwrap_or_default();
     assert_eq!(two["spec"]["maxUnavailable"], 2);
+    let both = disruption_budget(
+        &common(),
+        &parameters("{podDisruptionBudget: {minAvailable: 1, maxUnavailable: 2}}"),
+    )
+    .unwrap_or_default();
+    assert_eq!(both["spec"]["minAvailable"], 1);
+    assert!(both["spec"].get("maxUnavailable").is_none(), "{both}");
 }
 
 #[test]

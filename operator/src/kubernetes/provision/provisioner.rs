@@ -25,6 +25,8 @@ use super::objects;
 use super::settings::DataPlaneSettings;
 
 const FIELD_MANAGER: &str = "gatehouse-operator";
+/// Holds a data plane Deployment's replica count once an autoscaler owns it.
+const REPLICAS_HANDOVER_MANAGER: &str = "gatehouse-replicas-handover";
 
 /// Provisions data planes, and their identities from the operator's CA.
 pub struct Provisioner {
@@ -115,7 +117,11 @@ impl Provisioner {
 
         let deployment =
             objects::deployment(&common, &self.settings, parameters, ports, &identity_secret);
-        apply::<Deployment>(Api::namespaced(client.clone(), &ns), &name, deployment).await?;
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        if parameters.autoscaling.is_some() {
+            hand_replicas_over(&deployments, &name).await?;
+        }
+        apply(deployments, &name, deployment).await?;
 
         // A static address (spec.addresses) is asked of the load balancer.
         let static_ip = gw
@@ -131,27 +137,66 @@ impl Provisioner {
         let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
         match objects::disruption_budget(&common, parameters) {
             Some(pdb) => apply(budgets, &name, pdb).await?,
-            None => delete_if_there(budgets, &name).await?,
+            None => delete_if_ours(budgets, &name, &common.owner_uid).await?,
         }
         let autoscalers: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
         match objects::autoscaler(&common, parameters) {
             Some(hpa) => apply(autoscalers, &name, hpa).await?,
-            None => delete_if_there(autoscalers, &name).await?,
+            None => delete_if_ours(autoscalers, &name, &common.owner_uid).await?,
         }
         Ok(())
     }
 }
 
-/// Deletes an object of ours the parameters no longer ask for (a PDB, an autoscaler).
-async fn delete_if_there<K>(api: Api<K>, name: &str) -> Result<(), kube::Error>
+/// Deletes an object of ours (owned by the Gateway `owner_uid`) the parameters no longer
+/// ask for (a PDB, an autoscaler); one of the same name someone else made stays.
+async fn delete_if_ours<K>(api: Api<K>, name: &str, owner_uid: &str) -> Result<(), kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
+    let Some(existing) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    if !existing
+        .owner_references()
+        .iter()
+        .any(|o| o.uid == owner_uid)
+    {
+        return Ok(());
+    }
     match api.delete(name, &Default::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// With an autoscaler the replica count is its to set, so Gatehouse stops applying
+/// `replicas`. A field a manager stops applying is removed, and the Deployment would fall
+/// back to 1 pod until the autoscaler's next sync; so another field manager first takes
+/// the current count over (server-side apply's handover), and the Deployment keeps its
+/// size.
+async fn hand_replicas_over(api: &Api<Deployment>, name: &str) -> Result<(), kube::Error> {
+    let Some(replicas) = api
+        .get_opt(name)
+        .await?
+        .and_then(|d| d.spec)
+        .and_then(|s| s.replicas)
+    else {
+        return Ok(());
+    };
+    let object = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas},
+    });
+    api.patch(
+        name,
+        &PatchParams::apply(REPLICAS_HANDOVER_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map(|_| ())
 }
 
 async fn apply<K>(api: Api<K>, name: &str, object: Value) -> Result<(), kube::Error>
