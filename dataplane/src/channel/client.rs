@@ -68,9 +68,16 @@ async fn stream_once(
     settings: &ClientSettings,
     dataplane: &Arc<DataPlane>,
 ) -> anyhow::Result<bool> {
+    // An operator gone without a FIN (its pod killed with its network, its node lost)
+    // would hold an idle stream for ever: HTTP/2 PINGs find it within 10 s, and the data
+    // plane redials (reaching the new leader through the Service).
     let mut endpoint = tonic::transport::Endpoint::from_shared(settings.operator.clone())?
         .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .tcp_keepalive(Some(Duration::from_secs(10)));
     if let Some(dir) = &settings.identity {
         endpoint = endpoint.tls_config(tls_config(dir, &settings.server_name)?)?;
     }
