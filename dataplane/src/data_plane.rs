@@ -157,7 +157,8 @@ impl DataPlane {
         };
         // Ready once a version opened every socket it has; a later socket that cannot be
         // opened is reported on its listener but does not take the others out of service.
-        if !inner.closed && failures.is_empty() && !self.terminating.load(Ordering::Acquire) {
+        // Never once terminating (`close` is only called terminating).
+        if failures.is_empty() && !self.terminating.load(Ordering::Acquire) {
             self.ready.store(true, Ordering::Release);
         }
         let listener_errors = failures

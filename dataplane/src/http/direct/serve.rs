@@ -12,12 +12,12 @@ use arc_swap::ArcSwap;
 use gatehouse_model::ir::ClientLimits;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-/// How long a kept-alive connection may stay idle once its listener is closing.
-const DRAIN_IDLE_MS: u64 = 1000;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
+
+/// How long a kept-alive connection may stay idle once its listener is closing.
+const DRAIN_IDLE_MS: u64 = 1000;
 
 /// The connection being served.
 pub struct Conn {
