@@ -4,7 +4,7 @@
 //! Gateways and HTTPRoutes, logs once and says so on its GatewayClass
 //! (`operator/src/source/kube.rs`).
 
-use crate::kubernetes::{apply, cond, echo_deployment, get, wait_k8s};
+use crate::kubernetes::{apply, cond, get, wait_k8s, web_backend};
 use crate::support::*;
 use gatehouse_operator::kubernetes::{KubeOperatorOptions, run_kube};
 use gatehouse_translate::Settings;
@@ -78,15 +78,10 @@ async fn an_operator_that_cannot_watch_every_kind_serves_the_rest() {
     ));
     let dataplane = spawn_dataplane(config_address);
     let class = ns.clone();
+    apply(&admin, &web_backend(&ns)).await;
     apply(
         &admin,
         &[
-            echo_deployment("web", &ns, 1),
-            json!({
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": "web", "namespace": ns},
-                "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 8080, "targetPort": 3000}]}
-            }),
             json!({
                 "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
                 "metadata": {"name": class},

@@ -110,6 +110,39 @@ pub(crate) fn echo_deployment(name: &str, namespace: &str, replicas: u32) -> Val
     })
 }
 
+/// Waits until the Gateway `namespace/name` is Programmed with an address; the address.
+pub(crate) async fn programmed_address(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> String {
+    let g = "gateway.networking.k8s.io";
+    wait_k8s("Gateway Programmed with an address", || async {
+        let gw = get(client, g, "Gateway", "gateways", Some(namespace), name).await;
+        cond(&gw["status"]["conditions"], "Programmed").is_some_and(|c| c["status"] == "True")
+            && gw["status"]["addresses"][0]["value"].is_string()
+    })
+    .await
+    .expect("Gateway Programmed with an address");
+    let gw = get(client, g, "Gateway", "gateways", Some(namespace), name).await;
+    gw["status"]["addresses"][0]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The echo backend `web` (one pod) and its Service on port 8080.
+pub(crate) fn web_backend(namespace: &str) -> [Value; 2] {
+    [
+        echo_deployment("web", namespace, 1),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 8080, "targetPort": 3000}]}
+        }),
+    ]
+}
+
 pub(crate) fn cond<'a>(conditions: &'a Value, type_: &str) -> Option<&'a Value> {
     conditions.as_array()?.iter().find(|c| c["type"] == type_)
 }
@@ -994,21 +1027,7 @@ async fn backend_scaled_under_load_then_grant_revoked_on_the_deployed_operator()
         }
     }));
     apply(&client, &objects).await;
-    let g = "gateway.networking.k8s.io";
-    wait_k8s("Gateway Programmed", || async {
-        let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
-        cond(&gw["status"]["conditions"], "Programmed").is_some_and(|c| c["status"] == "True")
-            && gw["status"]["addresses"][0]["value"].is_string()
-    })
-    .await
-    .unwrap();
-    let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
-    let url = format!(
-        "http://{}/",
-        gw["status"]["addresses"][0]["value"]
-            .as_str()
-            .unwrap_or_default()
-    );
+    let url = format!("http://{}/", programmed_address(&client, &ns, "gw").await);
     wait_k8s("the backend answers", || async {
         pod(&url, "web.example.com").await.starts_with("web-")
     })
@@ -1108,18 +1127,8 @@ async fn rotated_tls_secret_is_served_within_two_seconds() {
         ],
     )
     .await;
-    let g = "gateway.networking.k8s.io";
-    wait_k8s("Gateway Programmed", || async {
-        let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "tls").await;
-        cond(&gw["status"]["conditions"], "Programmed").is_some_and(|c| c["status"] == "True")
-            && gw["status"]["addresses"][0]["value"].is_string()
-    })
-    .await
-    .unwrap();
-    let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "tls").await;
-    let ip: std::net::IpAddr = gw["status"]["addresses"][0]["value"]
-        .as_str()
-        .unwrap_or_default()
+    let ip: std::net::IpAddr = programmed_address(&client, &ns, "tls")
+        .await
         .parse()
         .expect("an IP address");
     let addr = std::net::SocketAddr::new(ip, 443);

@@ -4,7 +4,9 @@
 //! after the first version (`/readyz`), the drain on SIGTERM (`dataplane/src/lifecycle.rs`)
 //! and the Deployment's surge-first strategy (`operator/src/kubernetes/provision.rs`).
 
-use crate::kubernetes::{DEPLOYED_OPERATOR, apply, cond, echo_deployment, get, wait_k8s};
+use crate::kubernetes::{
+    DEPLOYED_OPERATOR, apply, cond, get, programmed_address, wait_k8s, web_backend,
+};
 use crate::support::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -91,12 +93,6 @@ async fn data_plane_rollouts_and_scaling_fail_no_request() {
         &client,
         &[
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-            echo_deployment("web", &ns, 1),
-            json!({
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": "web", "namespace": ns},
-                "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 8080, "targetPort": 3000}]}
-            }),
             json!({
                 "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
                 "metadata": {"name": "web", "namespace": ns},
@@ -118,14 +114,8 @@ async fn data_plane_rollouts_and_scaling_fail_no_request() {
         ],
     )
     .await;
-    let g = "gateway.networking.k8s.io";
-    wait_k8s("Gateway Programmed", || async {
-        let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
-        cond(&gw["status"]["conditions"], "Programmed").is_some_and(|c| c["status"] == "True")
-            && gw["status"]["addresses"][0]["value"].is_string()
-    })
-    .await
-    .expect("Programmed");
+    apply(&client, &web_backend(&ns)).await;
+    let address = programmed_address(&client, &ns, "gw").await;
 
     // The provisioned pods: probes, drain flags and a grace period that covers the drain.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
@@ -182,11 +172,6 @@ async fn data_plane_rollouts_and_scaling_fail_no_request() {
         "the PDB"
     );
 
-    let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
-    let address = gw["status"]["addresses"][0]["value"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
     let url = format!("http://{address}/");
     wait_k8s("both data planes ready", || {
         rolled_out(&deployments, &pods, "gatehouse-gw")
@@ -291,12 +276,6 @@ async fn the_standby_operator_takes_over_when_the_leader_dies() {
         &client,
         &[
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-            echo_deployment("web", &ns, 1),
-            json!({
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": "web", "namespace": ns},
-                "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 8080, "targetPort": 3000}]}
-            }),
             route("before", "before.example.com"),
             json!({
                 "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
@@ -309,19 +288,9 @@ async fn the_standby_operator_takes_over_when_the_leader_dies() {
         ],
     )
     .await;
+    apply(&client, &web_backend(&ns)).await;
     let g = "gateway.networking.k8s.io";
-    wait_k8s("Gateway Programmed", || async {
-        let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
-        cond(&gw["status"]["conditions"], "Programmed").is_some_and(|c| c["status"] == "True")
-            && gw["status"]["addresses"][0]["value"].is_string()
-    })
-    .await
-    .expect("Programmed");
-    let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
-    let address = gw["status"]["addresses"][0]["value"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let address = programmed_address(&client, &ns, "gw").await;
     let url = format!("http://{address}/");
     wait_k8s("the backend answers", || async {
         pod(&url, "before.example.com").await.starts_with("web-")
@@ -438,12 +407,6 @@ async fn helm_upgrade_rolls_the_operator_and_the_data_planes() {
         &client,
         &[
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-            echo_deployment("web", &ns, 1),
-            json!({
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": "web", "namespace": ns},
-                "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 8080, "targetPort": 3000}]}
-            }),
             json!({
                 "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
                 "metadata": {"name": "web", "namespace": ns},
@@ -466,21 +429,9 @@ async fn helm_upgrade_rolls_the_operator_and_the_data_planes() {
         ],
     )
     .await;
-    let g = "gateway.networking.k8s.io";
-    wait_k8s("Gateway Programmed", || async {
-        let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
-        cond(&gw["status"]["conditions"], "Programmed").is_some_and(|c| c["status"] == "True")
-            && gw["status"]["addresses"][0]["value"].is_string()
-    })
-    .await
-    .expect("Programmed");
-    let gw = get(&client, g, "Gateway", "gateways", Some(&ns), "gw").await;
-    let url = format!(
-        "http://{}/",
-        gw["status"]["addresses"][0]["value"]
-            .as_str()
-            .unwrap_or_default()
-    );
+    apply(&client, &web_backend(&ns)).await;
+    let address = programmed_address(&client, &ns, "gw").await;
+    let url = format!("http://{address}/");
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     wait_k8s("two data planes", || {
