@@ -106,6 +106,20 @@ enum Command {
         #[arg(long, requires = "verify")]
         routes: Option<PathBuf>,
     },
+    /// Remove what the operator made in the cluster: stop the operator (scale its
+    /// Deployment to zero), then delete the data planes it provisioned for Gateways of its
+    /// controllerName, its Lease and its CA Secret. The chart runs it before `helm
+    /// uninstall` deletes the release.
+    Uninstall {
+        /// The operator's Deployment, in $POD_NAMESPACE (default gatehouse-system).
+        #[arg(long, default_value = "gatehouse-operator")]
+        operator_deployment: String,
+        #[arg(long, default_value = gatehouse_translate::GATEWAY_CONTROLLER)]
+        gateway_controller: String,
+        /// Seconds the operator's pods may take to stop.
+        #[arg(long, default_value_t = 120)]
+        timeout_seconds: u64,
+    },
     /// Run operator and data plane on this machine from a directory of YAML.
     Standalone {
         /// Directory of YAML documents (read recursively, re-applied on change).
@@ -268,6 +282,61 @@ fn runtime(command: &Command) -> anyhow::Result<tokio::runtime::Runtime> {
         .map_err(|e| anyhow::anyhow!("starting the tokio runtime: {e}"))
 }
 
+/// `gatehouse operator` against the Kubernetes API.
+async fn kube_operator(
+    common: OperatorArgs,
+    dataplane_image: String,
+    infrastructure: &str,
+) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to Kubernetes (in-cluster or KUBECONFIG): {e}"))?;
+    let mut options = common.options(PathBuf::new());
+    let host = infrastructure == "host";
+    let dataplanes = if host {
+        // Data planes on this machine: one child process over plain gRPC.
+        let url = format!("http://{}", options.config_address);
+        tokio::spawn(gatehouse_operator::dataplane_process::supervise_dataplane(
+            std::env::current_exe()?,
+            url,
+            "host".into(),
+        ));
+        None
+    } else {
+        options.settings.infrastructure = gatehouse_translate::Infrastructure::Kubernetes;
+        // Data plane pods dial the operator's Service (no cluster DNS needed: the
+        // kubelet's service links give its address) over mutual TLS, verifying the
+        // operator by its Service name.
+        let operator_url = match std::env::var("GATEHOUSE_OPERATOR_SERVICE_HOST") {
+            Ok(host) => format!("https://{host}:{}", options.config_address.port()),
+            Err(_) => format!("https://{}", options.config_address),
+        };
+        Some(
+            gatehouse_operator::kubernetes::provision::DataPlaneSettings {
+                image: dataplane_image,
+                operator_url,
+                operator_name: gatehouse_operator::kubernetes::identity::server_name(
+                    &operator_namespace(),
+                ),
+            },
+        )
+    };
+    gatehouse_operator::kubernetes::run_kube(
+        client,
+        gatehouse_operator::kubernetes::KubeOperatorOptions {
+            settings: options.settings,
+            config_address: options.config_address,
+            admin_address: options.admin_address,
+            lease_namespace: operator_namespace(),
+            identity: std::env::var("POD_NAME")
+                .unwrap_or_else(|_| format!("gatehouse-operator-{}", std::process::id())),
+            pod_name: std::env::var("POD_NAME").ok(),
+            dataplanes,
+        },
+    )
+    .await
+}
+
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Operator {
@@ -280,55 +349,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             common,
             dataplane_image,
             infrastructure,
-        } => {
-            let client = kube::Client::try_default().await.map_err(|e| {
-                anyhow::anyhow!("connecting to Kubernetes (in-cluster or KUBECONFIG): {e}")
-            })?;
-            let mut options = common.options(PathBuf::new());
-            let host = infrastructure == "host";
-            let dataplanes = if host {
-                // Data planes on this machine: one child process over plain gRPC.
-                let url = format!("http://{}", options.config_address);
-                tokio::spawn(gatehouse_operator::dataplane_process::supervise_dataplane(
-                    std::env::current_exe()?,
-                    url,
-                    "host".into(),
-                ));
-                None
-            } else {
-                options.settings.infrastructure = gatehouse_translate::Infrastructure::Kubernetes;
-                // Data plane pods dial the operator's Service (no cluster DNS needed: the
-                // kubelet's service links give its address) over mutual TLS, verifying the
-                // operator by its Service name.
-                let operator_url = match std::env::var("GATEHOUSE_OPERATOR_SERVICE_HOST") {
-                    Ok(host) => format!("https://{host}:{}", options.config_address.port()),
-                    Err(_) => format!("https://{}", options.config_address),
-                };
-                Some(
-                    gatehouse_operator::kubernetes::provision::DataPlaneSettings {
-                        image: dataplane_image,
-                        operator_url,
-                        operator_name: gatehouse_operator::kubernetes::identity::server_name(
-                            &operator_namespace(),
-                        ),
-                    },
-                )
-            };
-            gatehouse_operator::kubernetes::run_kube(
-                client,
-                gatehouse_operator::kubernetes::KubeOperatorOptions {
-                    settings: options.settings,
-                    config_address: options.config_address,
-                    admin_address: options.admin_address,
-                    lease_namespace: operator_namespace(),
-                    identity: std::env::var("POD_NAME")
-                        .unwrap_or_else(|_| format!("gatehouse-operator-{}", std::process::id())),
-                    pod_name: std::env::var("POD_NAME").ok(),
-                    dataplanes,
-                },
-            )
-            .await
-        }
+        } => kube_operator(common, dataplane_image, &infrastructure).await,
         Command::Dataplane {
             operator,
             gateways,
@@ -391,6 +412,22 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 (None, false) => anyhow::bail!("give a directory of YAML, or --cluster"),
             };
             convert(&store, verify, routes.as_deref())
+        }
+        Command::Uninstall {
+            operator_deployment,
+            gateway_controller,
+            timeout_seconds,
+        } => {
+            let client = kube::Client::try_default().await.map_err(|e| {
+                anyhow::anyhow!("connecting to Kubernetes (in-cluster or KUBECONFIG): {e}")
+            })?;
+            let options = gatehouse_operator::kubernetes::uninstall::UninstallOptions {
+                namespace: operator_namespace(),
+                operator_deployment,
+                gateway_controller,
+                timeout: std::time::Duration::from_secs(timeout_seconds),
+            };
+            gatehouse_operator::kubernetes::uninstall::uninstall(client, &options).await
         }
         Command::Standalone { dir, common } => {
             if !dir.is_dir() {

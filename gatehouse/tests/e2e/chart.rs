@@ -33,12 +33,23 @@ fn render(
     values: &str,
     extra: &[&str],
 ) -> Result<Vec<Value>, String> {
+    render_chart("gatehouse", release, namespace, values, extra)
+}
+
+/// `render` for the chart `charts/<chart>`.
+fn render_chart(
+    chart: &str,
+    release: &str,
+    namespace: &str,
+    values: &str,
+    extra: &[&str],
+) -> Result<Vec<Value>, String> {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("values.yaml");
     std::fs::write(&file, values).expect("values written");
     let out = Command::new(helm())
         .args(["template", release])
-        .arg(repo().join("charts/gatehouse"))
+        .arg(repo().join("charts").join(chart))
         .args(["--namespace", namespace, "--values"])
         .arg(&file)
         .args(extra)
@@ -78,6 +89,32 @@ fn kinds(objects: &[Value]) -> Vec<String> {
     k
 }
 
+/// A container's args, as strings.
+fn args_of(container: &Value) -> Vec<&str> {
+    container["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// Runs Helm against the testbed's API server (`args`, then its kubeconfig); fails the test
+/// with Helm's message when it fails.
+pub(crate) fn helm_on_testbed(args: &[&str]) {
+    let out = Command::new(helm())
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(gatehouse_testbed::kubeconfig_path())
+        .output()
+        .expect("helm runs");
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn yaml(s: &str) -> Value {
     serde_yaml::from_str(s).expect("test YAML")
 }
@@ -102,18 +139,24 @@ fn the_chart_lints_and_renders_the_operator_with_its_defaults() {
         kinds(&objects),
         [
             "ClusterRole/gatehouse",
+            "ClusterRole/gatehouse-uninstall",
             "ClusterRoleBinding/gatehouse",
+            "ClusterRoleBinding/gatehouse-uninstall",
             "CustomResourceDefinition/gatewayparameters.gatehouse.dev",
             "CustomResourceDefinition/ingressclassparameters.gatehouse.dev",
             "CustomResourceDefinition/trafficpolicies.gatehouse.dev",
             "Deployment/gatehouse-operator",
             "GatewayClass/gatehouse",
             "IngressClass/gatehouse",
+            "Job/gatehouse-uninstall",
             "PodDisruptionBudget/gatehouse-operator",
             "Role/gatehouse-leader",
+            "Role/gatehouse-uninstall",
             "RoleBinding/gatehouse-leader",
+            "RoleBinding/gatehouse-uninstall",
             "Service/gatehouse-operator",
             "ServiceAccount/gatehouse-operator",
+            "ServiceAccount/gatehouse-uninstall",
         ]
     );
     // The chart's CRDs are crds/ (a link), as `gatehouse crds` writes them.
@@ -144,12 +187,7 @@ fn the_chart_lints_and_renders_the_operator_with_its_defaults() {
     let pod = &deployment["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
     assert_eq!(container["image"].as_str(), Some(image.as_str()));
-    let args: Vec<&str> = container["args"]
-        .as_sequence()
-        .expect("args")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let args = args_of(container);
     assert_eq!(
         args,
         [
@@ -160,6 +198,10 @@ fn the_chart_lints_and_renders_the_operator_with_its_defaults() {
             "0.0.0.0:9900",
             "--dataplane-image",
             image.as_str(),
+            "--gateway-controller",
+            "gatehouse.dev/gateway-controller",
+            "--ingress-controller",
+            "gatehouse.dev/ingress-controller",
         ]
     );
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
@@ -318,4 +360,115 @@ fn the_values_schema_refuses_what_would_break_the_install() {
             .unwrap_or_else(|| panic!("{values}: rendered"));
         assert!(err.contains(names), "{values}: {err}");
     }
+}
+
+/// The uninstall Job runs before helm deletes the release, as the install's own
+/// controllerName, and it and its RBAC go once it has succeeded; off, none of it renders.
+#[test]
+fn the_uninstall_hook_stops_the_operator_of_this_install_first() {
+    let objects = render(
+        "edge",
+        "edge-system",
+        "gatewayClass: {controllerName: example.com/edge}",
+        &[],
+    )
+    .expect("renders");
+    let job = kind_named(&objects, "Job", "edge-gatehouse-uninstall");
+    for hooked in objects
+        .iter()
+        .filter(|o| o["metadata"]["name"] == "edge-gatehouse-uninstall")
+    {
+        let annotations = &hooked["metadata"]["annotations"];
+        assert_eq!(annotations["helm.sh/hook"], "pre-delete", "{hooked:?}");
+        assert_eq!(
+            annotations["helm.sh/hook-delete-policy"],
+            "before-hook-creation,hook-succeeded"
+        );
+    }
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "edge-gatehouse-uninstall");
+    assert_eq!(pod["restartPolicy"], "Never");
+    let args = args_of(&pod["containers"][0]);
+    assert_eq!(
+        args,
+        [
+            "uninstall",
+            "--operator-deployment",
+            "edge-gatehouse-operator",
+            "--gateway-controller",
+            "example.com/edge",
+            "--timeout-seconds",
+            "300",
+        ]
+    );
+    let class = kind_named(&objects, "GatewayClass", "gatehouse");
+    assert_eq!(class["spec"]["controllerName"], "example.com/edge");
+
+    let off = render("edge", "edge-system", "uninstall: {cleanup: false}", &[]).expect("renders");
+    assert!(
+        !kinds(&off).iter().any(|k| k.ends_with("-uninstall")),
+        "{:?}",
+        kinds(&off)
+    );
+}
+
+/// The gatehouse-crds chart carries upstream's CRDs of the channel asked for (put there by
+/// scripts/chart-gateway-api-crds, as before packaging), of the release the testbed and the
+/// conformance run use, marked to stay on uninstall.
+#[test]
+fn the_crd_chart_installs_the_gateway_api_crds_of_the_channel_asked_for() {
+    let script = Command::new(repo().join("scripts/chart-gateway-api-crds"))
+        .output()
+        .expect("scripts/chart-gateway-api-crds runs");
+    assert!(
+        script.status.success(),
+        "scripts/chart-gateway-api-crds: {}",
+        String::from_utf8_lossy(&script.stderr)
+    );
+    let lint = Command::new(helm())
+        .args(["lint", "--strict"])
+        .arg(repo().join("charts/gatehouse-crds"))
+        .output()
+        .expect("helm lint runs");
+    assert!(lint.status.success(), "helm lint --strict gatehouse-crds");
+    let versions = std::fs::read_to_string(repo().join("conformance/testbed/versions.env"))
+        .expect("versions.env");
+    let pinned = versions
+        .lines()
+        .find_map(|l| l.strip_prefix("GATEWAY_API_VERSION="))
+        .expect("GATEWAY_API_VERSION pinned");
+    let chart: Value = yaml(
+        &std::fs::read_to_string(repo().join("charts/gatehouse-crds/Chart.yaml"))
+            .expect("Chart.yaml"),
+    );
+    assert_eq!(chart["appVersion"].as_str(), Some(pinned));
+    for (channel, count) in [("standard", 10), ("experimental", 13)] {
+        let values = format!("gatewayAPI: {{channel: {channel}}}");
+        let objects =
+            render_chart("gatehouse-crds", "crds", "default", &values, &[]).expect("renders");
+        assert_eq!(objects.len(), count, "{channel}: {:?}", kinds(&objects));
+        for crd in &objects {
+            assert_eq!(crd["kind"], "CustomResourceDefinition");
+            let annotations = &crd["metadata"]["annotations"];
+            assert_eq!(annotations["helm.sh/resource-policy"], "keep", "{crd:?}");
+            assert_eq!(annotations["gateway.networking.k8s.io/channel"], channel);
+            assert_eq!(
+                annotations["gateway.networking.k8s.io/bundle-version"],
+                pinned
+            );
+        }
+        assert!(
+            objects
+                .iter()
+                .any(|c| c["metadata"]["name"] == "httproutes.gateway.networking.k8s.io")
+        );
+    }
+    let refused = render_chart(
+        "gatehouse-crds",
+        "crds",
+        "default",
+        "gatewayAPI: {channel: beta}",
+        &[],
+    );
+    assert!(refused.is_err(), "an unknown channel is refused");
 }

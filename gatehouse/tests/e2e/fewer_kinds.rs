@@ -1,6 +1,6 @@
 //! An operator that cannot watch every kind (here its ServiceAccount may not list
-//! ListenerSets or BackendTLSPolicies; on a cluster with the standard channel only, the
-//! ListenerSet CRD is missing, which the watch sees the same way) starts anyway, serves
+//! ListenerSets or BackendTLSPolicies; on a cluster with an older Gateway API release, a
+//! CRD is missing, which the watch sees the same way) starts anyway, serves
 //! Gateways and HTTPRoutes, logs once and says so on its GatewayClass
 //! (`operator/src/source/kube.rs`).
 

@@ -25,6 +25,10 @@ mod quickstart;
 #[cfg(feature = "testbed")]
 mod rollout;
 mod routing;
+#[cfg(feature = "testbed")]
+mod standard_channel;
 mod support;
 mod tls;
 mod traffic_policy;
+#[cfg(feature = "testbed")]
+mod uninstall;

@@ -494,21 +494,13 @@ async fn helm_upgrade_rolls_the_operator_and_the_data_planes() {
                 && rolled_out(&deployments, &pods, "gatehouse-gw").await
         }
     };
+    let chart = crate::chart::repo().join("charts/gatehouse");
+    let chart = chart.to_str().expect("a UTF-8 path");
     let helm_upgrade = |values: &[&str]| {
-        let out = std::process::Command::new(crate::chart::helm())
-            .args(["upgrade", "gatehouse"])
-            .arg(crate::chart::repo().join("charts/gatehouse"))
-            .args(["--namespace", "gatehouse-system", "--skip-crds"])
-            .args(values)
-            .arg("--kubeconfig")
-            .arg(gatehouse_testbed::kubeconfig_path())
-            .output()
-            .expect("helm runs");
-        assert!(
-            out.status.success(),
-            "helm upgrade {values:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut args = vec!["upgrade", "gatehouse", chart];
+        args.extend(["--namespace", "gatehouse-system", "--skip-crds"]);
+        args.extend(values);
+        crate::chart::helm_on_testbed(&args);
     };
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 /// The label the leader's pod carries and the config Service selects on.
 pub const LEADER_LABEL: &str = "gatehouse.dev/config-leader";
 
-const LEASE_NAME: &str = "gatehouse-operator";
+pub const LEASE_NAME: &str = "gatehouse-operator";
 const LEASE_SECONDS: i32 = 15;
 /// How long a leader that cannot reach the API server keeps leading: well inside the
 /// Lease's 15 s, after which another replica may take it.

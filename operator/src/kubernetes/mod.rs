@@ -1,6 +1,7 @@
 //! Kubernetes mode: the Kubernetes source feeding the operator loop, leader election on a
 //! coordination Lease (`leader`), the status writer (`status_writer`), data plane
-//! provisioning (`provision`) and the config channel's identities (`identity`).
+//! provisioning (`provision`), the config channel's identities (`identity`), and what
+//! `helm uninstall` runs first to remove what the operator made (`uninstall`).
 //!
 //! With provisioned data planes, only the leader serves them config (`leader` says how
 //! they reach it); only the leader writes status and provisions, and only what changed
@@ -10,6 +11,7 @@ pub mod identity;
 pub mod leader;
 pub mod provision;
 pub mod status_writer;
+pub mod uninstall;
 
 use crate::admin;
 use crate::control_loop::{Desired, run};
