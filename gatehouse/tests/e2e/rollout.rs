@@ -82,16 +82,27 @@ async fn data_plane_rollouts_and_scaling_fail_no_request() {
                     "annotations": {"example.com/scraped": "true"},
                     "tolerations": [{"key": "edge", "operator": "Exists", "effect": "NoSchedule"}],
                     "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"gateway.networking.k8s.io/gateway-name": "gw"}}}],
-                    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 50, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"gateway.networking.k8s.io/gateway-name": "gw"}}}}]}}
+                    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 50, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"gateway.networking.k8s.io/gateway-name": "gw"}}}}]}},
+                    "nodeSelector": {"kubernetes.io/os": "linux"},
+                    "priorityClassName": "gatehouse-test-edge",
+                    "securityContext": {"runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
                 },
                 "podDisruptionBudget": {"maxUnavailable": 1},
-                "service": {"annotations": {"example.com/lb": "internal"}, "externalTrafficPolicy": "Cluster"}
+                "service": {
+                    "annotations": {"example.com/lb": "internal"},
+                    "externalTrafficPolicy": "Cluster",
+                    "loadBalancerSourceRanges": ["0.0.0.0/0"],
+                    "nodePorts": [{"port": 80, "nodePort": 31876}]
+                }
             }
         })
     };
     apply(
         &client,
         &[
+            // The priority class the data planes ask for (admission refuses a pod naming
+            // one that does not exist).
+            json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "gatehouse-test-edge"}, "value": 1000}),
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
             json!({
                 "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
@@ -152,6 +163,12 @@ async fn data_plane_rollouts_and_scaling_fail_no_request() {
         "ScheduleAnyway"
     );
     assert!(template["spec"]["affinity"]["podAntiAffinity"].is_object());
+    assert_eq!(template["spec"]["nodeSelector"]["kubernetes.io/os"], "linux");
+    assert_eq!(template["spec"]["priorityClassName"], "gatehouse-test-edge");
+    assert_eq!(
+        container["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), &ns);
     let service = serde_json::to_value(services.get("gatehouse-gw").await.expect("Service"))
         .unwrap_or_default();
@@ -160,6 +177,8 @@ async fn data_plane_rollouts_and_scaling_fail_no_request() {
         "internal"
     );
     assert_eq!(service["spec"]["externalTrafficPolicy"], "Cluster");
+    assert_eq!(service["spec"]["loadBalancerSourceRanges"][0], "0.0.0.0/0");
+    assert_eq!(service["spec"]["ports"][0]["nodePort"], 31876);
     let budgets: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
         Api::namespaced(client.clone(), &ns);
     assert!(
