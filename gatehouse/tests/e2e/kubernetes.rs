@@ -43,6 +43,7 @@ pub(crate) async fn apply(client: &kube::Client, objects: &[Value]) {
             "IngressClass" => "ingressclasses".to_string(),
             "Ingress" => "ingresses".to_string(),
             "GatewayParameters" | "IngressClassParameters" => k_lower(kind),
+            k if k.ends_with("ss") => format!("{}es", k.to_ascii_lowercase()),
             k => format!("{}s", k.to_ascii_lowercase()),
         };
         let resource = ApiResource::from_gvk_with_plural(&gvk, &plural);
@@ -729,6 +730,14 @@ async fn gateway_parameters_shape_the_data_planes() {
             parameters(2),
             gateway("shaped", "small"),
             gateway("broken", "nowhere"),
+            // A load balancer class another controller implements: the Service asks for
+            // it (the testbed's load balancer then leaves it alone, as a cloud's would).
+            json!({
+                "apiVersion": "gatehouse.dev/v1alpha1", "kind": "GatewayParameters",
+                "metadata": {"name": "other-lb", "namespace": ns},
+                "spec": {"service": {"loadBalancerClass": "example.com/other-lb"}}
+            }),
+            gateway("classed", "other-lb"),
         ],
     )
     .await;
@@ -763,6 +772,19 @@ async fn gateway_parameters_shape_the_data_planes() {
     let spec = service.spec.unwrap();
     assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
     let cluster_ip = spec.cluster_ip.unwrap_or_default();
+    wait_k8s("the Service of the other load balancer class", || async {
+        services
+            .get_opt("gatehouse-classed")
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|s| {
+                s.spec.and_then(|s| s.load_balancer_class).as_deref()
+                    == Some("example.com/other-lb")
+            })
+    })
+    .await
+    .unwrap();
 
     let g = "gateway.networking.k8s.io";
     wait_k8s("Gateway Programmed at its ClusterIP", || async {

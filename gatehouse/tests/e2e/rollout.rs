@@ -163,7 +163,10 @@ async fn data_plane_rollouts_and_scaling_fail_no_request() {
         "ScheduleAnyway"
     );
     assert!(template["spec"]["affinity"]["podAntiAffinity"].is_object());
-    assert_eq!(template["spec"]["nodeSelector"]["kubernetes.io/os"], "linux");
+    assert_eq!(
+        template["spec"]["nodeSelector"]["kubernetes.io/os"],
+        "linux"
+    );
     assert_eq!(template["spec"]["priorityClassName"], "gatehouse-test-edge");
     assert_eq!(
         container["securityContext"]["seccompProfile"]["type"],
