@@ -27,7 +27,11 @@ pub const GROUP: &str = "gatehouse.dev";
     plural = "gatewayparameters",
     shortname = "gwparams",
     doc = "How a Gateway's data planes run: replicas, resources, scheduling, disruption budget, autoscaling, Service, client limits, shutdown",
-    namespaced
+    namespaced,
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas","description":"Data plane pods (without an autoscaler)"}"#,
+    printcolumn = r#"{"name":"Max","type":"integer","jsonPath":".spec.autoscaling.maxReplicas","description":"The autoscaler's maximum"}"#,
+    printcolumn = r#"{"name":"Service","type":"string","jsonPath":".spec.service.type","description":"The data plane Service's type"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayParametersSpec {
@@ -355,7 +359,10 @@ impl GatewayParametersSpec {
     kind = "IngressClassParameters",
     plural = "ingressclassparameters",
     shortname = "icparams",
-    doc = "The Gateway that serves an IngressClass's Ingresses, and the class's defaults"
+    doc = "The Gateway that serves an IngressClass's Ingresses, and the class's defaults",
+    printcolumn = r#"{"name":"Gateway Namespace","type":"string","jsonPath":".spec.gatewayRef.namespace","description":"The Gateway serving the class's Ingresses (none: one made for the class)"}"#,
+    printcolumn = r#"{"name":"Gateway","type":"string","jsonPath":".spec.gatewayRef.name"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct IngressClassParametersSpec {

@@ -20,7 +20,11 @@ use serde::{Deserialize, Serialize};
     shortname = "tpol",
     doc = "Rate limits, source address lists, body size, HSTS, affinity, external auth and more for HTTPRoutes",
     status = "PolicyStatus",
-    namespaced
+    namespaced,
+    printcolumn = r#"{"name":"Target","type":"string","jsonPath":".spec.targetRefs[0].name","description":"The first HTTPRoute it applies to"}"#,
+    printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.ancestors[0].conditions[?(@.type==\"Accepted\")].status","description":"Accepted by the first Gateway of its routes"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.ancestors[0].conditions[?(@.type==\"Accepted\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficPolicySpec {

@@ -44,6 +44,7 @@ pub(crate) async fn apply(client: &kube::Client, objects: &[Value]) {
             "Ingress" => "ingresses".to_string(),
             "GatewayParameters" | "IngressClassParameters" => k_lower(kind),
             k if k.ends_with("ss") => format!("{}es", k.to_ascii_lowercase()),
+            k if k.ends_with("cy") => format!("{}ies", k[..k.len() - 1].to_ascii_lowercase()),
             k => format!("{}s", k.to_ascii_lowercase()),
         };
         let resource = ApiResource::from_gvk_with_plural(&gvk, &plural);

@@ -21,6 +21,8 @@ mod lifecycle;
 mod migration;
 mod nginx;
 mod policies;
+#[cfg(feature = "testbed")]
+mod printer_columns;
 mod quickstart;
 #[cfg(feature = "testbed")]
 mod rollout;
