@@ -5,6 +5,7 @@ use crate::channel::received::Received;
 use crate::http::direct::Direct;
 use crate::http::forwarding::{MAX_CONNECT_ATTEMPTS, MAX_POLICY_ATTEMPTS};
 use crate::http::proxy::GatehouseProxy;
+use crate::metrics::Metrics;
 use crate::net::listeners::{Handlers, Listeners};
 use crate::runtime::{Compiler, Ejections, Refused, Runtime};
 use arc_swap::ArcSwap;
@@ -47,6 +48,8 @@ pub struct Applied {
 /// version it is given into the next runtime.
 pub struct DataPlane {
     state: Arc<ArcSwap<Runtime>>,
+    /// What it counts (`/metrics`); compiled routes hold their series from here.
+    metrics: Arc<Metrics>,
     handlers: Arc<Handlers>,
     inner: Mutex<Inner>,
     /// A version applied and its listeners opened, and not closing: ready for traffic.
@@ -77,6 +80,7 @@ impl DataPlane {
             ..Default::default()
         });
         let ejections = Arc::new(Ejections::default());
+        let metrics = Arc::new(Metrics::default());
         // Pingora's per-process server options (h2c, HTTP/2 idle timeout, requests per
         // connection) belong to its connection loop, which we do not use: connections are
         // ours (`net::listeners` hands pingora one HTTP/1 session at a time, `net::h2` runs
@@ -90,13 +94,19 @@ impl DataPlane {
             }),
             state,
             inner: Mutex::new(Inner {
-                compiler: Compiler::default(),
+                compiler: Compiler::with_metrics(metrics.clone()),
                 listeners: Listeners::default(),
                 closed: false,
             }),
             ready: AtomicBool::new(false),
             terminating: AtomicBool::new(false),
+            metrics,
         })
+    }
+
+    /// What this data plane counts.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Applies a whole config as a version (tools and tests).
@@ -130,8 +140,9 @@ impl DataPlane {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "a panic".into());
                 // Whatever the compiler held may be half-built: start from scratch.
-                inner.compiler = Compiler::default();
+                inner.compiler = Compiler::with_metrics(self.metrics.clone());
                 received.changes.everything = true;
+                self.metrics.versions_refused.inc();
                 return Err(format!("compiling version {version} failed: {what}"));
             }
         };
@@ -161,6 +172,15 @@ impl DataPlane {
         if failures.is_empty() && !self.terminating.load(Ordering::Acquire) {
             self.ready.store(true, Ordering::Release);
         }
+        self.metrics.versions_applied.inc();
+        self.metrics
+            .version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.metrics.last_applied.set(now);
+        self.metrics.resources_refused.inc_by(refused.len() as u64);
         let listener_errors = failures
             .into_iter()
             .flat_map(|(addr, error)| {

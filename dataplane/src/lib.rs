@@ -12,7 +12,8 @@
 //! Domains, each a folder: `runtime` (what a version compiles to, the lookup, the
 //! compiler), `http` (the two request paths and what they share), `policies` (CORS,
 //! limits, external auth, balancing, mirrors, path filters), `net` (listeners, TLS,
-//! socket helpers) and `channel` (the config channel client and what it received);
+//! socket helpers), `channel` (the config channel client and what it received) and
+//! `metrics` (request series and the Prometheus text);
 //! `lifecycle.rs` is the process around them (health endpoint, drain on SIGTERM).
 //! This file only declares them and re-exports `DataPlane` (`data_plane.rs`).
 
@@ -20,6 +21,7 @@ pub mod channel;
 mod data_plane;
 pub mod http;
 pub mod lifecycle;
+pub mod metrics;
 pub mod net;
 pub mod policies;
 pub mod runtime;

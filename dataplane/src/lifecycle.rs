@@ -1,5 +1,5 @@
-//! A data plane process from start to exit: the health endpoint the kubelet probes, and
-//! the shutdown that drops no request.
+//! A data plane process from start to exit: the admin endpoint the kubelet probes (and
+//! Prometheus scrapes, `/metrics`), and the shutdown that drops no request.
 //!
 //! Readiness (`/readyz`) is 200 once a version has been applied and every socket it names
 //! is open, and 503 before that and from the moment SIGTERM arrives; liveness (`/healthz`)
@@ -58,7 +58,7 @@ pub async fn run_until_terminated(
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("health endpoint on {addr}: {e}"))?;
-        tracing::info!(%addr, "health endpoint listening (/readyz, /healthz)");
+        tracing::info!(%addr, "admin endpoint listening (/readyz, /healthz, /metrics)");
         tokio::spawn(serve_health(listener, dataplane.clone()));
     }
     let channel = tokio::spawn(run(settings, dataplane.clone()));
@@ -83,7 +83,8 @@ pub async fn drain(dataplane: &DataPlane, lifecycle: &Lifecycle) {
     }
 }
 
-async fn serve_health(listener: TcpListener, dataplane: Arc<DataPlane>) {
+/// The admin endpoint: `/readyz`, `/healthz` and `/metrics`.
+pub async fn serve_health(listener: TcpListener, dataplane: Arc<DataPlane>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(PROBE_CONNECTIONS));
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -98,8 +99,12 @@ async fn serve_health(listener: TcpListener, dataplane: Arc<DataPlane>) {
         let dataplane = dataplane.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let ready = dataplane.ready();
-                async move { Ok::<_, std::convert::Infallible>(answer(req.uri().path(), ready)) }
+                let response = if req.uri().path() == "/metrics" {
+                    metrics_page(&dataplane)
+                } else {
+                    answer(req.uri().path(), dataplane.ready())
+                };
+                async move { Ok::<_, std::convert::Infallible>(response) }
             });
             let serving = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -112,12 +117,22 @@ async fn serve_health(listener: TcpListener, dataplane: Arc<DataPlane>) {
     }
 }
 
+fn metrics_page(dataplane: &DataPlane) -> Response<Full<bytes::Bytes>> {
+    let mut response = Response::new(Full::new(bytes::Bytes::from(dataplane.metrics().encode())));
+    if let Ok(v) = crate::metrics::CONTENT_TYPE.parse() {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, v);
+    }
+    response
+}
+
 fn answer(path: &str, ready: bool) -> Response<Full<bytes::Bytes>> {
     let (status, body) = match path {
         "/readyz" if ready => (StatusCode::OK, "ready\n"),
         "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         "/healthz" => (StatusCode::OK, "ok\n"),
-        _ => (StatusCode::NOT_FOUND, "try /readyz or /healthz\n"),
+        _ => (StatusCode::NOT_FOUND, "try /readyz, /healthz or /metrics\n"),
     };
     let mut response = Response::new(Full::new(bytes::Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;

@@ -69,7 +69,8 @@ enum Command {
         /// Name the operator's certificate must carry.
         #[arg(long, default_value = gatehouse_operator::kubernetes::identity::SERVER_NAME)]
         operator_name: String,
-        /// Where /readyz and /healthz answer (the kubelet's probes); none when not given.
+        /// Where /readyz and /healthz (the kubelet's probes) and /metrics answer; none when
+        /// not given.
         #[arg(long)]
         health_address: Option<SocketAddr>,
         /// After SIGTERM, seconds to keep serving (unready) before closing the listeners,
@@ -137,9 +138,13 @@ struct OperatorArgs {
     /// Config server (gRPC) address for data planes.
     #[arg(long, default_value = "127.0.0.1:9901")]
     config_address: SocketAddr,
-    /// Admin endpoint: /status, /config, /healthz.
+    /// Admin endpoint: /status, /config, /metrics, /healthz.
     #[arg(long, default_value = "127.0.0.1:9900")]
     admin_address: SocketAddr,
+    /// Standalone mode: the data plane's admin endpoint (/metrics, /readyz, /healthz),
+    /// whose metrics the operator's /metrics shows after its own.
+    #[arg(long, default_value = "127.0.0.1:9902")]
+    dataplane_admin_address: SocketAddr,
     /// HTTP and HTTPS ports of the Gateway made for an IngressClass without parameters.
     #[arg(long, default_value = "80,443", value_parser = parse_ports)]
     ingress_ports: (u16, u16),
@@ -175,6 +180,7 @@ impl OperatorArgs {
             },
             config_address: self.config_address,
             admin_address: self.admin_address,
+            dataplane_admin: None,
         }
     }
 }
@@ -300,6 +306,7 @@ async fn kube_operator(
             std::env::current_exe()?,
             url,
             "host".into(),
+            None,
         ));
         None
     } else {
@@ -433,13 +440,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if !dir.is_dir() {
                 anyhow::bail!("{} is not a directory", dir.display());
             }
-            let operator = FileOperator::bind(common.options(dir)).await?;
+            let dataplane_admin = common.dataplane_admin_address;
+            let options = FileOperatorOptions {
+                dataplane_admin: Some(dataplane_admin),
+                ..common.options(dir)
+            };
+            let operator = FileOperator::bind(options).await?;
             let url = format!("http://{}", operator.config_address()?);
             let exe = std::env::current_exe()?;
             tokio::spawn(gatehouse_operator::dataplane_process::supervise_dataplane(
                 exe,
                 url,
                 "standalone".into(),
+                Some(dataplane_admin),
             ));
             operator.run().await
         }

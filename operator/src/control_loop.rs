@@ -3,9 +3,10 @@
 //! (with what data planes reported) to the admin endpoint, the log and, in Kubernetes mode,
 //! the status writer.
 
-use crate::admin::{self, AdminView};
+use crate::admin::{self, AdminEndpoint, AdminView};
 use crate::config_server::{AckEvent, ConfigServer, Published};
 use crate::dataplane_reports::DataPlaneReports;
+use crate::metrics::KindLabels;
 use crate::source::Source;
 use gatehouse_model::ir::Config;
 use gatehouse_translate::status::StatusReport;
@@ -186,7 +187,7 @@ pub async fn run(
     mut source: impl Source,
     settings: Settings,
     grpc: tokio::net::TcpListener,
-    admin: tokio::net::TcpListener,
+    admin: AdminEndpoint,
     status_sink: Option<watch::Sender<Arc<Desired>>>,
     tls: Option<tonic::transport::ServerTlsConfig>,
     serving: Option<watch::Receiver<bool>>,
@@ -217,7 +218,8 @@ pub async fn run(
         }
     });
 
-    tracing::info!(address = %admin.local_addr()?, "admin endpoint listening (/status, /config, /healthz)");
+    tracing::info!(address = %admin.listener.local_addr()?, "admin endpoint listening (/status, /config, /metrics, /healthz)");
+    let metrics = admin.metrics.clone();
     tokio::spawn(admin::serve(admin, Arc::new(View(latest.clone()))));
 
     let mut version = first_version();
@@ -230,6 +232,26 @@ pub async fn run(
         let load_ms = started.elapsed().as_secs_f64() * 1000.0;
         let output = translator.translate(&loaded.store);
         let translate_ms = started.elapsed().as_secs_f64() * 1000.0 - load_ms;
+        metrics.load_seconds.observe(load_ms / 1000.0);
+        metrics.translate_seconds.observe(translate_ms / 1000.0);
+        for (kind, n) in loaded.store.counts() {
+            metrics
+                .objects
+                .get_or_create(&KindLabels { kind: kind.into() })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        metrics
+            .source_errors
+            .set(i64::try_from(loaded.errors.len()).unwrap_or(i64::MAX));
+        metrics.unwatched.clear();
+        for kind in loaded.unwatched.keys() {
+            metrics
+                .unwatched
+                .get_or_create(&KindLabels {
+                    kind: (*kind).into(),
+                })
+                .set(1);
+        }
         match validation.validate(&output.config) {
             // Translation only emits what validates; this guards the data plane all the same.
             Err(errors) => tracing::error!(
@@ -243,6 +265,7 @@ pub async fn run(
                     version,
                     config: config.clone(),
                 });
+                metrics.published(version, started);
                 if let Ok(mut b) = latest.lock() {
                     b.config = config;
                     b.version = version;
@@ -281,6 +304,7 @@ pub async fn run(
                     break;
                 }
                 Some(ack) = ack_rx.recv() => {
+                    metrics.acknowledged(ack.version, ack.accepted, &ack.gateways);
                     if let Ok(mut b) = latest.lock() {
                         b.reports.record(&ack);
                         b.log_changes();

@@ -4,8 +4,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Keeps one `gatehouse dataplane` child running against `operator_url`.
-pub async fn supervise_dataplane(exe: PathBuf, operator_url: String, node: String) {
+/// Keeps one `gatehouse dataplane` child running against `operator_url`, its admin
+/// endpoint (health, metrics) on `admin` when given.
+pub async fn supervise_dataplane(
+    exe: PathBuf,
+    operator_url: String,
+    node: String,
+    admin: Option<std::net::SocketAddr>,
+) {
     let mut backoff = Duration::from_millis(200);
     loop {
         let mut cmd = tokio::process::Command::new(&exe);
@@ -15,6 +21,9 @@ pub async fn supervise_dataplane(exe: PathBuf, operator_url: String, node: Strin
             .arg("--node")
             .arg(&node)
             .kill_on_drop(true);
+        if let Some(admin) = admin {
+            cmd.arg("--health-address").arg(admin.to_string());
+        }
         // The child must not outlive us, even when we are killed with SIGKILL.
         // SAFETY: prctl is async-signal-safe and touches only the calling (child) process.
         unsafe {

@@ -14,8 +14,11 @@ pub struct FileOperatorOptions {
     pub settings: Settings,
     /// Where data planes dial in (gRPC).
     pub config_address: SocketAddr,
-    /// Status, model and health (HTTP).
+    /// Status, model, health and metrics (HTTP).
     pub admin_address: SocketAddr,
+    /// A data plane's admin endpoint whose metrics the admin endpoint's `/metrics` shows
+    /// after the operator's (standalone mode).
+    pub dataplane_admin: Option<SocketAddr>,
 }
 
 /// The file operator with its sockets bound (so callers learn the real addresses before
@@ -47,11 +50,16 @@ impl FileOperator {
     /// conditions.
     pub async fn run(self) -> anyhow::Result<()> {
         let source = WatchedDirectory::new(&self.opts.dir)?;
+        let admin = admin::AdminEndpoint {
+            listener: self.admin,
+            metrics: Default::default(),
+            dataplane: self.opts.dataplane_admin,
+        };
         run(
             source,
             self.opts.settings,
             self.grpc,
-            self.admin,
+            admin,
             None,
             None,
             None,

@@ -21,4 +21,5 @@ pub mod dataplane_process;
 pub mod dataplane_reports;
 pub mod file_operator;
 pub mod kubernetes;
+pub mod metrics;
 pub mod source;

@@ -159,6 +159,11 @@ macro_rules! store {
                 kinds
             }
 
+            /// How many objects of each kind (as `Object::kind` spells it) it holds.
+            pub fn counts(&self) -> Vec<(&'static str, usize)> {
+                vec![$(($kind, self.$field.len()),)*]
+            }
+
             /// A copy (of pointers) without the objects of `kinds`.
             pub fn without(&self, kinds: &[&str]) -> Store {
                 Store {

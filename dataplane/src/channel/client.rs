@@ -111,6 +111,10 @@ async fn stream_once(
         let decode_ms = started.elapsed().as_secs_f64() * 1000.0;
         let ack = dataplane.apply_received(&mut received, version);
         let compile_ms = started.elapsed().as_secs_f64() * 1000.0 - decode_ms;
+        dataplane
+            .metrics()
+            .last_apply_seconds
+            .set(started.elapsed().as_secs_f64());
         if resources >= LARGE_UPDATE {
             large_update_applied();
         }

@@ -7,9 +7,10 @@ use super::route::compile_route;
 use super::version::{Bind, CompiledListener, Runtime};
 use crate::channel::received::Received;
 use crate::http::forwarding::ClientRules;
+use crate::metrics::{Metrics, SeriesLabels};
 use crate::net::tls::{self, TlsCache};
 use crate::net::upstream_tls;
-use gatehouse_model::ir::{Config, Protocol};
+use gatehouse_model::ir::{Config, Protocol, RouteSource};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,6 +59,8 @@ impl Refused {
 /// hostnames, a version that changes one compiles one.
 #[derive(Default)]
 pub struct Compiler {
+    /// Where compiled routes and listeners get their request series.
+    metrics: Arc<Metrics>,
     tls: TlsCache,
     clusters: HashMap<String, KeptCluster>,
     /// Compiled virtual hosts by resource key ("listener hostname").
@@ -86,6 +89,14 @@ struct KeptHost {
 }
 
 impl Compiler {
+    /// A compiler whose routes count their requests in `metrics`.
+    pub fn with_metrics(metrics: Arc<Metrics>) -> Compiler {
+        Compiler {
+            metrics,
+            ..Compiler::default()
+        }
+    }
+
     /// Compiles the received model. What cannot be served (a resource that did not decode,
     /// a reference to nothing, a regex that does not compile, a certificate that does not
     /// load, two protocols on one socket) is refused alone and returned; everything else
@@ -190,7 +201,7 @@ impl Compiler {
         for key in host_keys {
             let compiled = match received.hosts.get(&key) {
                 None => None,
-                Some(h) => match compile_host(&h.listener, &h.host, &cluster) {
+                Some(h) => match compile_host(&h.listener, &h.host, &cluster, &self.metrics) {
                     Ok(compiled) => Some(compiled),
                     Err(e) => {
                         let resource = format!("VirtualHost {key}");
@@ -205,7 +216,8 @@ impl Compiler {
                                 if !old.clusters.iter().any(|c| new_clusters.contains_key(c)) {
                                     continue;
                                 }
-                                compile_host(&old.listener, &old.source, &cluster).ok()
+                                compile_host(&old.listener, &old.source, &cluster, &self.metrics)
+                                    .ok()
                             }
                             _ => None,
                         }
@@ -350,6 +362,7 @@ impl Compiler {
                         .as_deref()
                         .and_then(|k| backend_clients.get(k).cloned()),
                     hosts: tables.get(l.key.as_str()).cloned().unwrap_or_default(),
+                    unrouted: self.metrics.series(series_labels(&l.key, None)),
                 })
                 .collect();
             compiled.sort_by_key(|l| std::cmp::Reverse(l.hostname.specificity()));
@@ -393,6 +406,10 @@ impl Compiler {
                     tls,
                     limits: listeners[0].limits,
                     clients: Arc::new(ClientRules::of(&listeners[0].forwarding)),
+                    unmatched: self.metrics.series(SeriesLabels {
+                        gateway: listeners[0].gateway.clone(),
+                        ..SeriesLabels::default()
+                    }),
                 }),
             );
         }
@@ -468,6 +485,7 @@ fn compile_host(
     listener: &Arc<str>,
     vh: &Arc<gatehouse_model::ir::VirtualHost>,
     cluster: &dyn Fn(&str) -> Option<Arc<Cluster>>,
+    metrics: &Metrics,
 ) -> Result<KeptHost, String> {
     let mut errors = Vec::new();
     gatehouse_model::validate::validate_virtual_host(
@@ -482,7 +500,10 @@ fn compile_host(
     let routes = vh
         .routes
         .iter()
-        .map(|r| compile_route(r, cluster).map(Arc::new))
+        .map(|r| {
+            let series = metrics.series(series_labels(listener, Some(&r.source)));
+            compile_route(r, cluster, series).map(Arc::new)
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("RouteTable {listener}: {e}"))?;
     let mut clusters: Vec<String> = vh
@@ -502,6 +523,19 @@ fn compile_host(
             routes,
         }),
     })
+}
+
+/// The labels of the series of listener `listener` ("namespace/gateway/listener") and,
+/// when given, of a route of it.
+fn series_labels(listener: &str, route: Option<&RouteSource>) -> SeriesLabels {
+    let (gateway, name) = listener.rsplit_once('/').unwrap_or(("", listener));
+    SeriesLabels {
+        gateway: gateway.to_string(),
+        listener: name.to_string(),
+        route_kind: route.map(|r| r.kind.clone()).unwrap_or_default(),
+        route_namespace: route.map(|r| r.namespace.clone()).unwrap_or_default(),
+        route_name: route.map(|r| r.name.clone()).unwrap_or_default(),
+    }
 }
 
 #[cfg(test)]

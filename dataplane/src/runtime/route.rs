@@ -34,6 +34,9 @@ pub struct CompiledRoute {
     /// Served by the direct HTTP/1 path (`http::direct`): no filters or policies, and every
     /// backend a plain HTTP/1 cluster, so proxying is forwarding plus X-Forwarded-*.
     pub direct: bool,
+    /// Where its requests are counted (the same series for the same Gateway, listener and
+    /// route in every version).
+    pub series: Arc<crate::metrics::RouteSeries>,
 }
 
 impl CompiledRoute {
@@ -109,6 +112,7 @@ pub enum Target {
 pub(super) fn compile_route(
     r: &Arc<gatehouse_model::ir::Route>,
     cluster: &dyn Fn(&str) -> Option<Arc<Cluster>>,
+    series: Arc<crate::metrics::RouteSeries>,
 ) -> Result<CompiledRoute, String> {
     let regex = |p: &str| anchored_regex(p).map_err(|e| format!("invalid regex {p:?}: {e}"));
     let value = |v: &StringMatch| -> Result<ValueRule, String> {
@@ -193,6 +197,7 @@ pub(super) fn compile_route(
                     if c.protocol == UpstreamProtocol::Http1 && c.tls.is_none())
         });
     Ok(CompiledRoute {
+        series,
         direct,
         model: r.clone(),
         path,

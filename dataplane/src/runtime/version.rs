@@ -53,6 +53,8 @@ pub struct Bind {
     pub limits: ClientLimits,
     /// How its clients' addresses are learned and their headers passed on.
     pub clients: Arc<crate::http::forwarding::ClientRules>,
+    /// Where requests no listener of the socket took are counted.
+    pub unmatched: Arc<crate::metrics::RouteSeries>,
 }
 
 /// One listener of a bind, as compiled.
@@ -63,4 +65,6 @@ pub struct CompiledListener {
     pub backend_client: Option<Arc<pingora_core::utils::tls::CertKey>>,
     /// Its virtual hosts; shared with the versions that did not change them.
     pub hosts: Arc<HostTable>,
+    /// Where its requests that no route took are counted.
+    pub unrouted: Arc<crate::metrics::RouteSeries>,
 }

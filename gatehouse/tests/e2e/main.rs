@@ -18,6 +18,7 @@ mod http2;
 #[cfg(feature = "testbed")]
 mod kubernetes;
 mod lifecycle;
+mod metrics;
 mod migration;
 mod nginx;
 mod policies;

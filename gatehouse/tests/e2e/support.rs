@@ -70,6 +70,7 @@ impl Gatehouse {
             },
             config_address: "127.0.0.1:0".parse().expect("addr"),
             admin_address: "127.0.0.1:0".parse().expect("addr"),
+            dataplane_admin: None,
         })
         .await
         .expect("bind operator");

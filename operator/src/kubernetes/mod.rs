@@ -49,13 +49,18 @@ pub async fn run_kube(client: Client, opts: KubeOperatorOptions) -> anyhow::Resu
     let grpc = tokio::net::TcpListener::bind(opts.config_address)
         .await
         .map_err(|e| anyhow::anyhow!("config server {}: {e}", opts.config_address))?;
-    let admin = admin::bind(opts.admin_address).await?;
+    let admin = admin::AdminEndpoint {
+        listener: admin::bind(opts.admin_address).await?,
+        metrics: Default::default(),
+        dataplane: None,
+    };
     let source = KubeSource::start(&client);
     tracing::info!("waiting for the first list of every watched kind");
     source.ready().await;
 
     let leader = Arc::new(AtomicBool::new(false));
     let (leading_tx, leading) = watch::channel(false);
+    tokio::spawn(show_leadership(leading.clone(), admin.metrics.clone()));
     tokio::spawn(leader::lead(
         client.clone(),
         opts.lease_namespace.clone(),
@@ -121,4 +126,17 @@ pub async fn run_kube(client: Client, opts: KubeOperatorOptions) -> anyhow::Resu
         serving,
     )
     .await
+}
+
+/// Keeps the leader gauge at 1 while this replica leads.
+async fn show_leadership(
+    mut leading: watch::Receiver<bool>,
+    metrics: Arc<crate::metrics::OperatorMetrics>,
+) {
+    loop {
+        metrics.leader.set(i64::from(*leading.borrow_and_update()));
+        if leading.changed().await.is_err() {
+            return;
+        }
+    }
 }

@@ -14,12 +14,11 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Status writes made by this process, for tests and metrics.
-pub static STATUS_WRITES: AtomicU64 = AtomicU64::new(0);
+pub use crate::metrics::STATUS_WRITES;
 
 /// Writes status whenever the report changes (and every 30 s, which also covers a fresh
 /// leader), skipping objects whose status is already what it should be.

@@ -61,6 +61,10 @@ pub(super) struct Done {
     pub(super) status: u16,
     pub(super) upstream_reusable: bool,
     pub(super) client: ClientState,
+    /// From the request written to the backend to its answer's head.
+    pub(super) first_byte: Duration,
+    /// Answer body bytes sent to the client (a chunked body with its chunk framing).
+    pub(super) body_bytes: u64,
 }
 
 /// Writes the request, reads the answer head, and copies head and body to the client.
@@ -75,6 +79,7 @@ pub(super) async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
     within(answer_timeout, upstream.write_all(&scratch.request))
         .await
         .map_err(|_| Failed::NoAnswer)?;
+    let sent = std::time::Instant::now();
     let answer = &mut scratch.answer;
     answer.clear();
     // An interim answer went to the client: a failure now cannot be retried.
@@ -121,6 +126,8 @@ pub(super) async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let done = Done {
             status,
+            first_byte: sent.elapsed(),
+            body_bytes: 0,
             upstream_reusable: !upstream_close,
             client: if matches!(framing, Framing::Close) || head.close {
                 ClientState::Broken
@@ -183,6 +190,7 @@ async fn copy_answer<S: AsyncWrite + Unpin>(
             let have = (body.len() as u64).min(len) as usize;
             // Extra bytes past the answer: a backend out of step; not reused.
             done.upstream_reusable &= body.len() as u64 <= len;
+            done.body_bytes += have as u64;
             if out.len() + have <= COPY_CHUNK {
                 out.extend_from_slice(&body[..have]);
                 send(client, out).await.map_err(midway)?;
@@ -206,6 +214,7 @@ async fn copy_answer<S: AsyncWrite + Unpin>(
                         return Err(Failed::Midway(status));
                     }
                     send(client, &answer[..n]).await.map_err(midway)?;
+                    done.body_bytes += n as u64;
                     left -= n as u64;
                 }
             }
@@ -217,6 +226,7 @@ async fn copy_answer<S: AsyncWrite + Unpin>(
             let have = used.unwrap_or(body.len());
             send(client, out).await.map_err(midway)?;
             send(client, &body[..have]).await.map_err(midway)?;
+            done.body_bytes += have as u64;
             if used.is_none() {
                 loop {
                     answer.clear();
@@ -231,6 +241,7 @@ async fn copy_answer<S: AsyncWrite + Unpin>(
                     let used = end.feed(&answer[..n]);
                     let have = used.unwrap_or(n);
                     send(client, &answer[..have]).await.map_err(midway)?;
+                    done.body_bytes += have as u64;
                     if let Some(u) = used {
                         done.upstream_reusable &= u == n && !end.malformed;
                         break;
@@ -242,12 +253,16 @@ async fn copy_answer<S: AsyncWrite + Unpin>(
             done.upstream_reusable = false;
             send(client, out).await.map_err(midway)?;
             send(client, body).await.map_err(midway)?;
+            done.body_bytes += body.len() as u64;
             loop {
                 answer.clear();
                 answer.reserve(COPY_CHUNK);
                 match upstream_wait.until(due(), upstream.read_buf(answer)).await {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => send(client, &answer[..n]).await.map_err(midway)?,
+                    Ok(n) => {
+                        send(client, &answer[..n]).await.map_err(midway)?;
+                        done.body_bytes += n as u64;
+                    }
                 }
             }
         }

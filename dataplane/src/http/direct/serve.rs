@@ -7,6 +7,7 @@ use super::framing::{Head, MAX_HEADERS, eligible, head_end_from, write_request};
 use super::pool::{Pool, connect};
 use super::relay::{ClientState, Failed, Scratch, forward};
 use crate::http::forwarding::{ConnectionTexts, EJECTION, Forwarded, MAX_CONNECT_ATTEMPTS};
+use crate::metrics::{Event, Observed};
 use crate::runtime::{Cluster, Ejections, Headers, RequestView, Runtime, Target};
 use arc_swap::ArcSwap;
 use gatehouse_model::ir::ClientLimits;
@@ -273,6 +274,7 @@ impl Direct {
             http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
         );
         let answer_timeout = Duration::from_millis(limits.upstream_header_timeout_ms);
+        let started = std::time::Instant::now();
         let exchanged = self
             .exchange(
                 client,
@@ -284,6 +286,20 @@ impl Direct {
                 answer_timeout,
             )
             .await;
+        route.series.record(&Observed {
+            method: &head.method,
+            status: exchanged.status,
+            duration: started.elapsed(),
+            upstream_first_byte: exchanged.first_byte,
+            bytes_in: 0,
+            bytes_out: exchanged.body_bytes,
+        });
+        for _ in 1..exchanged.attempts {
+            route.series.count(Event::Retry);
+        }
+        for _ in 0..exchanged.connect_errors {
+            route.series.count(Event::UpstreamConnectError);
+        }
         if tracing::enabled!(target: "gatehouse::access", tracing::Level::DEBUG) {
             let s = &route.source;
             tracing::debug!(
@@ -321,6 +337,7 @@ impl Direct {
         let mut addr = first;
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut attempts = 0;
+        let mut connect_errors = 0;
         loop {
             attempts += 1;
             let (mut upstream, reused) = match self.pool.take(addr) {
@@ -328,6 +345,7 @@ impl Direct {
                 None => match connect(addr).await {
                     Ok(s) => (s, false),
                     Err(_) => {
+                        connect_errors += 1;
                         // As fail_to_connect: skip the endpoint a while, try another.
                         self.ejections.eject(addr, EJECTION);
                         tried.push(addr);
@@ -336,7 +354,11 @@ impl Direct {
                                 addr = next;
                                 continue;
                             }
-                            _ => return fail(client, 502, addr).await,
+                            _ => {
+                                return fail(client, 502, addr)
+                                    .await
+                                    .counted(attempts, connect_errors);
+                            }
                         }
                     }
                 },
@@ -351,6 +373,10 @@ impl Direct {
                         upstream: Some(addr),
                         outcome: "proxied",
                         client: done.client,
+                        first_byte: Some(done.first_byte),
+                        body_bytes: done.body_bytes,
+                        attempts,
+                        connect_errors,
                     };
                 }
                 Err(Failed::NoAnswer) => {
@@ -366,18 +392,34 @@ impl Direct {
                         Some(next) if idempotent && attempts < MAX_CONNECT_ATTEMPTS => {
                             addr = next;
                         }
-                        _ => return fail(client, 502, addr).await,
+                        _ => {
+                            return fail(client, 502, addr)
+                                .await
+                                .counted(attempts, connect_errors);
+                        }
                     }
                 }
-                Err(Failed::BadAnswer) => return fail(client, 502, addr).await,
+                Err(Failed::BadAnswer) => {
+                    return fail(client, 502, addr)
+                        .await
+                        .counted(attempts, connect_errors);
+                }
                 // As the pingora path: the read timed out, 504 (nothing was answered yet).
-                Err(Failed::TimedOut) => return fail(client, 504, addr).await,
+                Err(Failed::TimedOut) => {
+                    return fail(client, 504, addr)
+                        .await
+                        .counted(attempts, connect_errors);
+                }
                 Err(Failed::Midway(status)) => {
                     return Exchanged {
                         status,
                         upstream: Some(addr),
                         outcome: "upstream failed mid-answer",
                         client: ClientState::Broken,
+                        first_byte: None,
+                        body_bytes: 0,
+                        attempts,
+                        connect_errors,
                     };
                 }
             }
@@ -391,6 +433,22 @@ struct Exchanged {
     upstream: Option<SocketAddr>,
     outcome: &'static str,
     client: ClientState,
+    /// How long the backend took to its answer's head; None when none answered.
+    first_byte: Option<Duration>,
+    body_bytes: u64,
+    /// Connection attempts made, and how many could not connect.
+    attempts: u32,
+    connect_errors: u32,
+}
+
+impl Exchanged {
+    fn counted(self, attempts: u32, connect_errors: u32) -> Exchanged {
+        Exchanged {
+            attempts,
+            connect_errors,
+            ..self
+        }
+    }
 }
 
 /// 431 for a head over the limits; the connection closes after it.
@@ -432,5 +490,9 @@ async fn fail<S: AsyncWrite + Unpin>(client: &mut S, status: u16, addr: SocketAd
             "upstream connect failure"
         },
         client: ClientState::Broken,
+        first_byte: None,
+        body_bytes: body.len() as u64,
+        attempts: 1,
+        connect_errors: 0,
     }
 }

@@ -66,6 +66,15 @@ pub struct Ctx {
     pub(super) forwarded: Option<ForwardedFrom>,
     /// Header names with underscores pass.
     pub(super) keep_underscores: bool,
+    /// When the request phase began (its head read): the duration recorded starts here.
+    pub(super) started: Option<Instant>,
+    /// Where the request is counted: its route's series, else its listener's or its
+    /// socket's (no route, no listener).
+    pub(super) series: Option<Arc<crate::metrics::RouteSeries>>,
+    /// When the request went to the backend (the last attempt), and how long its answer's
+    /// head took.
+    pub(super) upstream_sent: Option<Instant>,
+    pub(super) upstream_first_byte: Option<std::time::Duration>,
 }
 
 /// The request's parts Gatehouse's forwarded headers are made of (owned: the request head

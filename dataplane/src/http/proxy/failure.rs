@@ -22,6 +22,9 @@ impl GatehouseProxy {
         if let Some((addr, _)) = ctx.upstream {
             self.ejections.eject(addr, EJECTION);
         }
+        if let Some(series) = &ctx.series {
+            series.count(crate::metrics::Event::UpstreamConnectError);
+        }
         if ctx.may_try_another() {
             tracing::debug!(upstream = %peer, attempt = ctx.attempts, "connect failed; trying another endpoint");
             e.set_retry(true);

@@ -29,6 +29,7 @@ impl GatehouseProxy {
     /// and access lists, external auth and the body limit, each of which may answer the
     /// request here; then the mirrors start and a backend and endpoint are chosen.
     pub(super) async fn on_request(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.started = Some(Instant::now());
         // One normalisation of the path, before any route is chosen; the backend gets the
         // path the request was routed on. The target as the client wrote it is what is
         // normalised (pingora keeps the raw bytes beside a lenient parse).
@@ -65,6 +66,7 @@ impl GatehouseProxy {
             ctx.status_reason = "no listener";
             return respond(session, 404, "no listener\n".into(), &[]).await;
         };
+        ctx.series = Some(bind.unmatched.clone());
         if let Some(answer) = self.admit_client(session, ctx, &bind).await {
             return answer;
         }
@@ -95,9 +97,13 @@ impl GatehouseProxy {
             })
             .map(|(l, r)| (l.backend_client.clone(), r.clone()));
         let Ok((backend_client, route)) = routed else {
+            if let Some(listener) = bind.listener_for(&host) {
+                ctx.series = Some(listener.unrouted.clone());
+            }
             ctx.status_reason = "no route";
             return respond(session, 404, "no route\n".into(), &[]).await;
         };
+        ctx.series = Some(route.series.clone());
         ctx.route = Some(route.clone());
         ctx.backend_client = backend_client;
         ctx.deadline = route

@@ -5,6 +5,7 @@ use super::answers::SERVER;
 use super::context::Ctx;
 use super::headers::modify_response;
 use super::state::GatehouseProxy;
+use crate::metrics::{Event, Observed};
 use gatehouse_model::ir::Filter;
 use pingora_error::{Error, Result};
 use pingora_http::ResponseHeader;
@@ -45,6 +46,47 @@ impl GatehouseProxy {
             }
         }
         Ok(())
+    }
+
+    /// Counts the request in its series: status, duration, upstream first byte, body
+    /// bytes, and what its route's policies did.
+    pub(super) fn record(&self, session: &mut Session, ctx: &mut Ctx) {
+        let series = match &ctx.series {
+            Some(s) => s.clone(),
+            // Refused before its socket was looked up (a bad path or head): the socket's.
+            None => {
+                let runtime = self.state.load();
+                let local = session.server_addr().and_then(|a| a.as_inet()).copied();
+                match local.and_then(|a| runtime.bind(a)) {
+                    Some(bind) => bind.unmatched.clone(),
+                    None => return,
+                }
+            }
+        };
+        let event = match ctx.status_reason {
+            "rate limited" => Some(Event::RateLimited),
+            "source not allowed" => Some(Event::SourceDenied),
+            "external auth" => Some(Event::AuthDenied),
+            _ => None,
+        };
+        if let Some(event) = event {
+            series.count(event);
+        }
+        for _ in 1..ctx.attempts {
+            series.count(Event::Retry);
+        }
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        series.record(&Observed {
+            method: &session.req_header().method,
+            status,
+            duration: ctx.started.map(|t| t.elapsed()).unwrap_or_default(),
+            upstream_first_byte: ctx.upstream_first_byte,
+            bytes_in: session.body_bytes_read() as u64,
+            bytes_out: session.body_bytes_sent() as u64,
+        });
     }
 
     /// The access log line (target `gatehouse::access`, at debug level).

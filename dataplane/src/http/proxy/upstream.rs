@@ -160,6 +160,7 @@ impl GatehouseProxy {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        ctx.upstream_sent = Some(std::time::Instant::now());
         let prefix = match ctx.route.as_deref().map(|r| &r.path) {
             Some(PathRule::Prefix(p)) => Some(p.clone()),
             _ => None,
@@ -230,6 +231,7 @@ impl GatehouseProxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        ctx.upstream_first_byte = ctx.upstream_sent.map(|t| t.elapsed());
         // The backend answers: it is no longer stuck on the request.
         ctx.send_watch = None;
         let code = resp.status.as_u16();

@@ -1,0 +1,233 @@
+//! Metrics over real sockets: `gatehouse standalone` (the binary, its data plane a child
+//! process) serves a direct-path route and a pingora-path route, and after exactly N
+//! requests its `/metrics` (the operator's page, followed by the data plane's) shows each
+//! route's request counter and duration histogram risen by exactly N, with the right code;
+//! requests no route took count on their listener.
+
+use crate::support::*;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::Stdio;
+
+/// A port free now on 127.0.0.1 (the OS's pick, released for the child to bind).
+fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    l.local_addr().expect("its address")
+}
+
+/// Samples of a Prometheus text page: "name{labels}" -> value.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The value of the sample named `name` whose labels include every one of `labels`
+/// (0 when none: a series not yet seen).
+fn value(samples: &BTreeMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|(series, _)| {
+            series.strip_prefix(name).is_some_and(|rest| {
+                rest.starts_with('{')
+                    && labels
+                        .iter()
+                        .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+            })
+        })
+        .map(|(_, v)| *v)
+        .sum()
+}
+
+async fn scrape(admin: SocketAddr) -> BTreeMap<String, f64> {
+    let text = client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("a text page");
+    samples(&text)
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn after_n_requests_each_routes_counters_rose_by_n() {
+    let ip = next_ip();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = spawn_echo(ip, 0, "app").await;
+    let yaml = format!(
+        "{}---
+{}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: direct
+  namespace: default
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /direct}}}}]
+    backendRefs: [{{name: app, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: filtered
+  namespace: default
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /filtered}}}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {{set: [{{name: x-through, value: pingora}}]}}
+    backendRefs: [{{name: app, port: 80}}]
+",
+        http_gateway(&[8080]),
+        service("app", ip, &[backend.port()])
+    );
+    std::fs::write(dir.path().join("all.yaml"), yaml).expect("YAML written");
+    let (config, admin, dataplane_admin) = (free_port(), free_port(), free_port());
+    let _gatehouse = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .arg("standalone")
+            .arg(dir.path())
+            .args(["--address", &ip.to_string()])
+            .args(["--config-address", &config.to_string()])
+            .args(["--admin-address", &admin.to_string()])
+            .args(["--dataplane-admin-address", &dataplane_admin.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gatehouse standalone starts"),
+    );
+    let url = |path: &str| format!("http://{ip}:8080{path}");
+    wait_up_to(
+        "both routes serve",
+        std::time::Duration::from_secs(20),
+        || async {
+            let ok = |p: &'static str| async move {
+                client()
+                    .get(url(p))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            };
+            ok("/direct").await && ok("/filtered").await
+        },
+    )
+    .await
+    .expect("both routes serve");
+
+    let before = scrape(admin).await;
+    let (n_direct, n_filtered, n_unrouted) = (37, 23, 5);
+    let http = client();
+    for _ in 0..n_direct {
+        let r = http.get(url("/direct/a")).send().await.expect("answer");
+        assert_eq!(r.status(), 200);
+        r.bytes().await.expect("body");
+    }
+    for _ in 0..n_filtered {
+        let r = http.get(url("/filtered/b")).send().await.expect("answer");
+        assert_eq!(r.status(), 200);
+        r.bytes().await.expect("body");
+    }
+    for _ in 0..n_unrouted {
+        let r = http.get(url("/nowhere")).send().await.expect("answer");
+        assert_eq!(r.status(), 404);
+    }
+    // The answer's last byte is sent before the request is counted: wait for the count.
+    let mut after = scrape(admin).await;
+    let requests = |s: &BTreeMap<String, f64>, route: &str, code: &str| {
+        value(
+            s,
+            "gatehouse_requests_total",
+            &[
+                ("gateway", "default/gw"),
+                ("listener", "http-8080"),
+                ("route_name", route),
+                ("method", "GET"),
+                ("code", code),
+            ],
+        )
+    };
+    for _ in 0..100 {
+        if requests(&after, "filtered", "200") - requests(&before, "filtered", "200")
+            >= n_filtered as f64
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        after = scrape(admin).await;
+    }
+    let rose = |name: &str, labels: &[(&str, &str)]| {
+        value(&after, name, labels) - value(&before, name, labels)
+    };
+    assert_eq!(
+        requests(&after, "direct", "200") - requests(&before, "direct", "200"),
+        n_direct as f64
+    );
+    assert_eq!(
+        requests(&after, "filtered", "200") - requests(&before, "filtered", "200"),
+        n_filtered as f64
+    );
+    assert_eq!(
+        requests(&after, "", "404") - requests(&before, "", "404"),
+        n_unrouted as f64
+    );
+    for (route, n) in [("direct", n_direct), ("filtered", n_filtered)] {
+        let labels = [("listener", "http-8080"), ("route_name", route)];
+        assert_eq!(
+            rose("gatehouse_request_duration_seconds_count", &labels),
+            n as f64,
+            "{route}"
+        );
+        assert_eq!(
+            rose("gatehouse_upstream_first_byte_seconds_count", &labels),
+            n as f64,
+            "{route}"
+        );
+        assert!(
+            rose("gatehouse_response_body_bytes_total", &labels) > 0.0,
+            "{route}"
+        );
+        assert_eq!(
+            rose(
+                "gatehouse_request_duration_seconds_bucket",
+                &[("route_name", route), ("le", "+Inf")]
+            ),
+            n as f64,
+            "{route}"
+        );
+    }
+    // One page, both processes: the operator's own series and its ACKs are there too.
+    assert!(
+        value(
+            &after,
+            "gatehouse_operator_config_acks_total",
+            &[("accepted", "true")]
+        ) >= 1.0
+    );
+    assert!(
+        value(
+            &after,
+            "gatehouse_operator_objects",
+            &[("kind", "HTTPRoute")]
+        ) == 2.0
+    );
+    assert!(after.contains_key("gatehouse_config_versions_applied_total"));
+}
