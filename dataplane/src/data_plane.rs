@@ -91,6 +91,7 @@ impl DataPlane {
             handlers: Arc::new(Handlers {
                 proxy: Arc::new(proxy),
                 direct: Direct::new(state.clone(), ejections),
+                metrics: metrics.clone(),
             }),
             state,
             inner: Mutex::new(Inner {
@@ -143,6 +144,7 @@ impl DataPlane {
                 inner.compiler = Compiler::with_metrics(self.metrics.clone());
                 received.changes.everything = true;
                 self.metrics.versions_refused.inc();
+                self.metrics.last_version_accepted.set(0);
                 return Err(format!("compiling version {version} failed: {what}"));
             }
         };
@@ -173,6 +175,7 @@ impl DataPlane {
             self.ready.store(true, Ordering::Release);
         }
         self.metrics.versions_applied.inc();
+        self.metrics.last_version_accepted.set(1);
         self.metrics
             .version
             .set(i64::try_from(version).unwrap_or(i64::MAX));

@@ -113,8 +113,8 @@ async fn stream_once(
         let compile_ms = started.elapsed().as_secs_f64() * 1000.0 - decode_ms;
         dataplane
             .metrics()
-            .last_apply_seconds
-            .set(started.elapsed().as_secs_f64());
+            .apply_seconds
+            .observe(started.elapsed().as_secs_f64());
         if resources >= LARGE_UPDATE {
             large_update_applied();
         }

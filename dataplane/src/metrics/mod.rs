@@ -7,5 +7,5 @@ pub mod histogram;
 pub mod registry;
 pub mod series;
 
-pub use registry::{CONTENT_TYPE, Metrics};
+pub use registry::{CONTENT_TYPE, CertificateLabels, Metrics, SocketLabels};
 pub use series::{Event, Observed, RouteSeries, SeriesLabels};

@@ -7,16 +7,40 @@
 //! The rest are prometheus-client families, updated where the thing happens.
 
 use super::series::{Event, RouteSeries, SeriesLabels};
-use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Weak};
 
 type SeriesTable = Mutex<BTreeMap<SeriesLabels, Weak<RouteSeries>>>;
+
+/// A listening socket: its Gateway and port.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SocketLabels {
+    pub gateway: String,
+    pub port: u16,
+}
+
+/// A certificate a listener serves, for a server name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CertificateLabels {
+    /// "namespace/name" of the Gateway.
+    pub gateway: String,
+    pub listener: String,
+    /// The Secret ("namespace/name").
+    pub certificate: String,
+    /// The first name it covers there ("*.example.com", or "*" for any).
+    pub server_name: String,
+}
+
+/// The served certificates and when each expires (Unix seconds), as of the last version.
+type CertificateTable = Mutex<BTreeMap<CertificateLabels, f64>>;
 
 /// The Content-Type of `Metrics::encode`'s output (Prometheus text, version 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -33,9 +57,19 @@ pub struct Metrics {
     /// Resources of applied versions left out (not compiled: the rest of the version
     /// applied without them).
     pub resources_refused: Counter,
-    /// How long the last version took to decode and compile (ingress-nginx's reload
+    /// How long versions take to decode, compile and swap in (ingress-nginx's reload
     /// duration, where a reload storm shows).
-    pub last_apply_seconds: Gauge<f64, AtomicU64>,
+    pub apply_seconds: Histogram,
+    /// 1 when the last version applied, 0 when it was refused.
+    pub last_version_accepted: Gauge,
+    pub connections_accepted: Family<SocketLabels, Counter>,
+    pub connections_active: Family<SocketLabels, Gauge>,
+    /// Connections closed at once because the socket was at its cap.
+    pub connections_refused: Family<SocketLabels, Counter>,
+    pub tls_handshakes: Family<SocketLabels, Counter>,
+    /// Handshakes that failed or timed out.
+    pub tls_handshake_errors: Family<SocketLabels, Counter>,
+    certificates: Arc<CertificateTable>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -53,12 +87,50 @@ impl Default for Metrics {
         let version = Gauge::default();
         let last_applied = Gauge::<f64, AtomicU64>::default();
         let resources_refused = Counter::default();
-        let last_apply_seconds = Gauge::<f64, AtomicU64>::default();
+        let apply_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register(
-            "gatehouse_config_last_apply_duration_seconds",
-            "How long the last config version took to decode, compile and swap in",
-            last_apply_seconds.clone(),
+            "gatehouse_config_apply_duration_seconds",
+            "How long config versions take to decode, compile and swap in",
+            apply_seconds.clone(),
         );
+        let last_version_accepted = Gauge::default();
+        registry.register(
+            "gatehouse_config_last_version_accepted",
+            "1 when the last config version applied, 0 when it was refused",
+            last_version_accepted.clone(),
+        );
+        let connections_accepted = Family::<SocketLabels, Counter>::default();
+        registry.register(
+            "gatehouse_connections_accepted",
+            "Client connections accepted, by Gateway and port",
+            connections_accepted.clone(),
+        );
+        let connections_active = Family::<SocketLabels, Gauge>::default();
+        registry.register(
+            "gatehouse_connections_active",
+            "Client connections open now, by Gateway and port",
+            connections_active.clone(),
+        );
+        let connections_refused = Family::<SocketLabels, Counter>::default();
+        registry.register(
+            "gatehouse_connections_refused",
+            "Client connections closed at once because their socket was at its connection cap",
+            connections_refused.clone(),
+        );
+        let tls_handshakes = Family::<SocketLabels, Counter>::default();
+        registry.register(
+            "gatehouse_tls_handshakes",
+            "TLS handshakes completed, by Gateway and port",
+            tls_handshakes.clone(),
+        );
+        let tls_handshake_errors = Family::<SocketLabels, Counter>::default();
+        registry.register(
+            "gatehouse_tls_handshake_errors",
+            "TLS handshakes that failed or timed out, by Gateway and port",
+            tls_handshake_errors.clone(),
+        );
+        let certificates: Arc<CertificateTable> = Arc::default();
+        registry.register_collector(Box::new(CertificateCollector(certificates.clone())));
         registry.register(
             "gatehouse_config_versions_applied",
             "Config versions applied (each a full config or a delta from the operator)",
@@ -93,7 +165,14 @@ impl Default for Metrics {
             version,
             last_applied,
             resources_refused,
-            last_apply_seconds,
+            apply_seconds,
+            last_version_accepted,
+            connections_accepted,
+            connections_active,
+            connections_refused,
+            tls_handshakes,
+            tls_handshake_errors,
+            certificates,
         }
     }
 }
@@ -110,6 +189,13 @@ impl Metrics {
         let s = Arc::new(RouteSeries::new(labels.clone()));
         table.insert(labels, Arc::downgrade(&s));
         s
+    }
+
+    /// The certificates the serving version presents, and when each expires.
+    pub fn set_certificates(&self, served: BTreeMap<CertificateLabels, f64>) {
+        if let Ok(mut table) = self.certificates.lock() {
+            *table = served;
+        }
     }
 
     /// Everything, as Prometheus text.
@@ -225,6 +311,34 @@ impl prometheus_client::collector::Collector for SeriesCollector {
                     .encode_family(&labels)?
                     .encode_counter::<NoLabelSet, _, f64>(&n, None)?;
             }
+        }
+        Ok(())
+    }
+}
+
+/// Encodes the served certificates' expiry at each scrape.
+#[derive(Debug)]
+struct CertificateCollector(Arc<CertificateTable>);
+
+impl prometheus_client::collector::Collector for CertificateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(table) = self.0.lock() else {
+            return Ok(());
+        };
+        let mut family = encoder.encode_descriptor(
+            "gatehouse_tls_certificate_expiry_timestamp_seconds",
+            "When each certificate a listener serves expires (its notAfter, Unix seconds)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (c, expiry) in table.iter() {
+            let labels = [
+                ("gateway", c.gateway.as_str()),
+                ("listener", &c.listener),
+                ("certificate", &c.certificate),
+                ("server_name", &c.server_name),
+            ];
+            family.encode_family(&labels)?.encode_gauge(expiry)?;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ use super::proxy_protocol;
 use super::tls::{Sni, SniCapture};
 use crate::http::direct::{Conn, Direct, Outcome};
 use crate::http::proxy::GatehouseProxy;
+use crate::metrics::SocketLabels;
 use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
 use gatehouse_model::ir::ClientLimits;
@@ -32,6 +33,8 @@ pub type Proxy = HttpProxy<GatehouseProxy>;
 pub struct Handlers {
     pub proxy: Arc<Proxy>,
     pub direct: Direct,
+    /// Connections and TLS handshakes are counted here.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Requests pingora serves on one kept-alive connection (nginx's `keepalive_requests`).
@@ -155,12 +158,26 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 #[derive(Default)]
 struct Open(std::sync::atomic::AtomicU32);
 
-/// One open connection of a socket; dropping it counts it out.
-struct OpenGuard(Arc<Open>);
+/// One open connection of a socket; dropping it counts it out (of the cap, and of the
+/// active connections metric).
+struct OpenGuard(Arc<Open>, prometheus_client::metrics::gauge::Gauge);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.1.dec();
+    }
+}
+
+/// The metric labels of socket `addr` in the current version.
+fn socket_labels(state: &ArcSwap<Runtime>, addr: SocketAddr) -> SocketLabels {
+    SocketLabels {
+        gateway: state
+            .load()
+            .bind(addr)
+            .map(|b| b.unmatched.labels.gateway.clone())
+            .unwrap_or_default(),
+        port: addr.port(),
     }
 }
 
@@ -185,8 +202,12 @@ async fn accept_loop(
                     .load()
                     .bind(addr)
                     .map_or(u32::MAX, |b| b.limits.max_connections);
+                let labels = socket_labels(&state, addr);
+                let metrics = &handlers.metrics;
+                metrics.connections_accepted.get_or_create(&labels).inc();
                 if open.0.fetch_add(1, Ordering::Relaxed) >= cap {
                     open.0.fetch_sub(1, Ordering::Relaxed);
+                    metrics.connections_refused.get_or_create(&labels).inc();
                     let refused = REFUSED_AT_CAP.fetch_add(1, Ordering::Relaxed) + 1;
                     if refused.is_power_of_two() {
                         tracing::warn!(%addr, %peer, cap, refused, "connection refused at the socket's cap");
@@ -194,7 +215,9 @@ async fn accept_loop(
                     drop(tcp);
                     continue;
                 }
-                let guard = OpenGuard(open.clone());
+                let active = metrics.connections_active.get_or_create(&labels).clone();
+                active.inc();
+                let guard = OpenGuard(open.clone(), active);
                 let state = state.clone();
                 let handlers = handlers.clone();
                 let shutdown = shutdown.clone();
@@ -275,13 +298,22 @@ async fn serve(
                 l4(tcp, peer),
                 &SniCapture,
             );
+            let metrics = &handlers.metrics;
+            let labels = socket_labels(&state, addr);
             let mut t = match tokio::time::timeout(HANDSHAKE_TIMEOUT, Box::pin(handshake)).await {
-                Ok(Ok(t)) => t,
+                Ok(Ok(t)) => {
+                    metrics.tls_handshakes.get_or_create(&labels).inc();
+                    t
+                }
                 Ok(Err(e)) => {
+                    metrics.tls_handshake_errors.get_or_create(&labels).inc();
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     return;
                 }
-                Err(_) => return,
+                Err(_) => {
+                    metrics.tls_handshake_errors.get_or_create(&labels).inc();
+                    return;
+                }
             };
             match t.selected_alpn_proto() {
                 Some(ALPN::Custom(_)) => return,

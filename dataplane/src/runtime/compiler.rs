@@ -7,7 +7,7 @@ use super::route::compile_route;
 use super::version::{Bind, CompiledListener, Runtime};
 use crate::channel::received::Received;
 use crate::http::forwarding::ClientRules;
-use crate::metrics::{Metrics, SeriesLabels};
+use crate::metrics::{CertificateLabels, Metrics, SeriesLabels};
 use crate::net::tls::{self, TlsCache};
 use crate::net::upstream_tls;
 use gatehouse_model::ir::{Config, Protocol, RouteSource};
@@ -61,6 +61,9 @@ impl Refused {
 pub struct Compiler {
     /// Where compiled routes and listeners get their request series.
     metrics: Arc<Metrics>,
+    /// When each certificate expires (Unix seconds; None: its chain did not parse), by key,
+    /// with a hash of the chain it was read from: parsed once per chain, not per version.
+    expiries: HashMap<String, (u64, Option<f64>)>,
     tls: TlsCache,
     clusters: HashMap<String, KeptCluster>,
     /// Compiled virtual hosts by resource key ("listener hostname").
@@ -414,8 +417,59 @@ impl Compiler {
             );
         }
         self.tls.retain(&used_tls);
+        self.show_certificates(received);
         Runtime { version, binds }
     }
+}
+
+impl Compiler {
+    /// Tells the metrics which certificates the listeners serve and when each expires.
+    fn show_certificates(&mut self, received: &Received) {
+        use std::hash::{Hash, Hasher};
+        let mut served = std::collections::BTreeMap::new();
+        for l in received.listeners.values() {
+            for sc in &l.certificates {
+                let Some(cert) = received.certificates.get(&sc.certificate) else {
+                    continue;
+                };
+                let mut hasher = rustc_hash::FxHasher::default();
+                cert.chain_pem.hash(&mut hasher);
+                let hash = hasher.finish();
+                let expiry = match self.expiries.get(&sc.certificate) {
+                    Some((h, e)) if *h == hash => *e,
+                    _ => {
+                        let e = not_after(&cert.chain_pem);
+                        self.expiries.insert(sc.certificate.clone(), (hash, e));
+                        e
+                    }
+                };
+                let Some(expiry) = expiry else { continue };
+                let (gateway, listener) = l.key.rsplit_once('/').unwrap_or(("", &l.key));
+                let labels = CertificateLabels {
+                    gateway: gateway.to_string(),
+                    listener: listener.to_string(),
+                    certificate: sc.certificate.clone(),
+                    server_name: sc
+                        .server_names
+                        .first()
+                        .map_or_else(|| "*".to_string(), |n| n.to_string()),
+                };
+                served.insert(labels, expiry);
+            }
+        }
+        self.expiries
+            .retain(|key, _| received.certificates.contains_key(key));
+        self.metrics.set_certificates(served);
+    }
+}
+
+/// The notAfter of a PEM chain's first certificate, in Unix seconds.
+fn not_after(chain_pem: &str) -> Option<f64> {
+    let der = rustls_pemfile::certs(&mut chain_pem.as_bytes())
+        .next()?
+        .ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    Some(cert.validity().not_after.timestamp() as f64)
 }
 
 /// Client certificates for backends, each loaded once; one that does not load is refused

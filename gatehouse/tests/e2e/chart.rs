@@ -472,3 +472,41 @@ fn the_crd_chart_installs_the_gateway_api_crds_of_the_channel_asked_for() {
     );
     assert!(refused.is_err(), "an unknown channel is refused");
 }
+
+/// With metrics values on: PodMonitors for the operator's replicas (admin port) and the
+/// data planes (their "metrics" port, any namespace), and the ingress-nginx recording rules
+/// as a PrometheusRule, the same rules as the file promtool and the Prometheus test check.
+#[test]
+fn the_monitoring_objects_scrape_both_and_carry_the_recording_rules() {
+    let objects = render(
+        "gatehouse",
+        "gatehouse-system",
+        "metrics: {podMonitor: {enabled: true, labels: {release: prom}}, prometheusRule: {enabled: true}}",
+        &[],
+    )
+    .expect("renders");
+    let operator = kind_named(&objects, "PodMonitor", "gatehouse-operator");
+    assert_eq!(operator["spec"]["podMetricsEndpoints"][0]["port"], "admin");
+    assert_eq!(operator["metadata"]["labels"]["release"], "prom");
+    let dataplanes = kind_named(&objects, "PodMonitor", "gatehouse-dataplanes");
+    assert_eq!(dataplanes["spec"]["namespaceSelector"]["any"], true);
+    assert_eq!(
+        dataplanes["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "gatehouse-dataplane"
+    );
+    assert_eq!(
+        dataplanes["spec"]["podMetricsEndpoints"][0]["port"],
+        "metrics"
+    );
+    let rules = kind_named(&objects, "PrometheusRule", "gatehouse-ingress-nginx-compat");
+    let file: Value = yaml(
+        &std::fs::read_to_string(repo().join("charts/gatehouse/rules/ingress-nginx-compat.yaml"))
+            .expect("the rules file"),
+    );
+    assert_eq!(rules["spec"]["groups"], file["groups"]);
+    let off = render("gatehouse", "gatehouse-system", "{}", &[]).expect("renders");
+    assert!(
+        !off.iter()
+            .any(|o| o["kind"] == "PodMonitor" || o["kind"] == "PrometheusRule")
+    );
+}

@@ -24,6 +24,8 @@ mod nginx;
 mod policies;
 #[cfg(feature = "testbed")]
 mod printer_columns;
+#[cfg(feature = "testbed")]
+mod prometheus;
 mod quickstart;
 #[cfg(feature = "testbed")]
 mod rollout;

@@ -10,13 +10,13 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 
 /// A port free now on 127.0.0.1 (the OS's pick, released for the child to bind).
-fn free_port() -> SocketAddr {
+pub(crate) fn free_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     l.local_addr().expect("its address")
 }
 
 /// Samples of a Prometheus text page: "name{labels}" -> value.
-fn samples(text: &str) -> BTreeMap<String, f64> {
+pub(crate) fn samples(text: &str) -> BTreeMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| {
@@ -28,22 +28,23 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
 
 /// The value of the sample named `name` whose labels include every one of `labels`
 /// (0 when none: a series not yet seen).
-fn value(samples: &BTreeMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(samples: &BTreeMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
     samples
         .iter()
         .filter(|(series, _)| {
             series.strip_prefix(name).is_some_and(|rest| {
-                rest.starts_with('{')
-                    && labels
-                        .iter()
-                        .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+                (rest.is_empty() && labels.is_empty())
+                    || rest.starts_with('{')
+                        && labels
+                            .iter()
+                            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
             })
         })
         .map(|(_, v)| *v)
         .sum()
 }
 
-async fn scrape(admin: SocketAddr) -> BTreeMap<String, f64> {
+pub(crate) async fn scrape(admin: SocketAddr) -> BTreeMap<String, f64> {
     let text = client()
         .get(format!("http://{admin}/metrics"))
         .send()
@@ -64,8 +65,12 @@ impl Drop for Child {
     }
 }
 
-#[tokio::test]
-async fn after_n_requests_each_routes_counters_rose_by_n() {
+/// `gatehouse standalone` (the binary) on a directory with Gateway `default/gw` (HTTP on
+/// 8080, HTTPS on 8443 with a self-signed certificate for metrics.test), an echo backend
+/// `app`, HTTPRoutes `direct` (/direct, the direct path) and `filtered` (/filtered, a header
+/// filter: the pingora path), and the `extra` YAML documents. Returns its address, its admin
+/// endpoint and the process, once both routes serve.
+pub(crate) async fn start_standalone(extra: &[&str]) -> Standalone {
     let ip = next_ip();
     let dir = tempfile::tempdir().expect("temp dir");
     let backend = spawn_echo(ip, 0, "app").await;
@@ -97,12 +102,23 @@ spec:
       requestHeaderModifier: {{set: [{{name: x-through, value: pingora}}]}}
     backendRefs: [{{name: app, port: 80}}]
 ",
-        http_gateway(&[8080]),
+        gateway(
+            "  - name: http-8080
+    protocol: HTTP
+    port: 8080
+  - name: https
+    protocol: HTTPS
+    port: 8443
+    tls: {certificateRefs: [{name: cert}]}
+"
+        ),
         service("app", ip, &[backend.port()])
     );
+    let yaml = format!("{yaml}---\n{}", tls_secret("cert", &["metrics.test"]).0);
+    let yaml = extra.iter().fold(yaml, |y, e| format!("{y}---\n{e}"));
     std::fs::write(dir.path().join("all.yaml"), yaml).expect("YAML written");
     let (config, admin, dataplane_admin) = (free_port(), free_port(), free_port());
-    let _gatehouse = Child(
+    let child = Child(
         std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .arg("standalone")
             .arg(dir.path())
@@ -120,18 +136,39 @@ spec:
         "both routes serve",
         std::time::Duration::from_secs(20),
         || async {
-            let ok = |p: &'static str| async move {
+            let ok = |p: String| async move {
                 client()
-                    .get(url(p))
+                    .get(p)
                     .send()
                     .await
                     .is_ok_and(|r| r.status() == 200)
             };
-            ok("/direct").await && ok("/filtered").await
+            ok(url("/direct")).await && ok(url("/filtered")).await
         },
     )
     .await
     .expect("both routes serve");
+    Standalone {
+        ip,
+        admin,
+        _dir: dir,
+        _process: child,
+    }
+}
+
+/// A running `gatehouse standalone`, stopped when dropped.
+pub(crate) struct Standalone {
+    pub(crate) ip: std::net::IpAddr,
+    pub(crate) admin: SocketAddr,
+    _dir: tempfile::TempDir,
+    _process: Child,
+}
+
+#[tokio::test]
+async fn after_n_requests_each_routes_counters_rose_by_n() {
+    let gatehouse = start_standalone(&[]).await;
+    let (ip, admin) = (gatehouse.ip, gatehouse.admin);
+    let url = |path: &str| format!("http://{ip}:8080{path}");
 
     let before = scrape(admin).await;
     let (n_direct, n_filtered, n_unrouted) = (37, 23, 5);
@@ -214,6 +251,40 @@ spec:
             "{route}"
         );
     }
+    // Connections and TLS: three HTTPS clients, three handshakes on 8443; the served
+    // certificate's expiry (rcgen's default notAfter is in 4096).
+    let before = scrape(admin).await;
+    for _ in 0..3 {
+        let tls = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .resolve("metrics.test", SocketAddr::new(ip, 8443))
+            .build()
+            .expect("a client");
+        let r = tls
+            .get("https://metrics.test:8443/direct/tls")
+            .send()
+            .await
+            .expect("an HTTPS answer");
+        assert_eq!(r.status(), 200);
+    }
+    let after = scrape(admin).await;
+    let socket = [("gateway", "default/gw"), ("port", "8443")];
+    let rose = |name: &str, labels: &[(&str, &str)]| {
+        value(&after, name, labels) - value(&before, name, labels)
+    };
+    assert_eq!(rose("gatehouse_tls_handshakes_total", &socket), 3.0);
+    assert_eq!(rose("gatehouse_connections_accepted_total", &socket), 3.0);
+    let expiry = value(
+        &after,
+        "gatehouse_tls_certificate_expiry_timestamp_seconds",
+        &[("listener", "https"), ("certificate", "default/cert")],
+    );
+    assert!(expiry > 4_000_000_000.0, "{expiry}");
+    assert_eq!(
+        value(&after, "gatehouse_config_last_version_accepted", &[]),
+        1.0
+    );
+
     // One page, both processes: the operator's own series and its ACKs are there too.
     assert!(
         value(

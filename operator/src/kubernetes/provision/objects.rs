@@ -135,7 +135,12 @@ pub fn deployment(
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         "resources": parameters.resources.clone().unwrap_or_default(),
         "securityContext": security_context,
-        "ports": ports.iter().map(|p| json!({"containerPort": p, "protocol": "TCP"})).collect::<Vec<_>>(),
+        // The listeners' ports, and the admin endpoint's (named, for a PodMonitor).
+        "ports": ports
+            .iter()
+            .map(|p| json!({"containerPort": p, "protocol": "TCP"}))
+            .chain([json!({"name": "metrics", "containerPort": health_port, "protocol": "TCP"})])
+            .collect::<Vec<_>>(),
     });
     let mut pod_spec = json!({
         "serviceAccountName": c.name,

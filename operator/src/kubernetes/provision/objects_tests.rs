@@ -81,6 +81,13 @@ fn a_listener_on_9902_moves_the_health_port() {
     let d = deployment_of("{}", &[9902]);
     let c = &d["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["readinessProbe"]["httpGet"]["port"], 9903);
+    // The admin endpoint (health and /metrics) is the named port a PodMonitor scrapes.
+    let metrics = c["ports"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "metrics"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(metrics["containerPort"], 9903);
 }
 
 #[test]
