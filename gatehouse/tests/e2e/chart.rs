@@ -481,7 +481,7 @@ fn the_monitoring_objects_scrape_both_and_carry_the_recording_rules() {
     let objects = render(
         "gatehouse",
         "gatehouse-system",
-        "metrics: {podMonitor: {enabled: true, labels: {release: prom}}, prometheusRule: {enabled: true}}",
+        "metrics: {podMonitor: {enabled: true, labels: {release: prom}}, prometheusRule: {enabled: true}, grafanaDashboard: {enabled: true}}",
         &[],
     )
     .expect("renders");
@@ -504,9 +504,22 @@ fn the_monitoring_objects_scrape_both_and_carry_the_recording_rules() {
             .expect("the rules file"),
     );
     assert_eq!(rules["spec"]["groups"], file["groups"]);
+    let dashboard = kind_named(&objects, "ConfigMap", "gatehouse-dashboard");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let shipped: serde_json::Value = serde_json::from_str(
+        dashboard["data"]["gatehouse.json"]
+            .as_str()
+            .unwrap_or_default(),
+    )
+    .expect("the dashboard is JSON");
+    let on_disk: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("charts/gatehouse/dashboards/gatehouse.json"))
+            .expect("the dashboard file"),
+    )
+    .expect("JSON");
+    assert_eq!(shipped, on_disk);
     let off = render("gatehouse", "gatehouse-system", "{}", &[]).expect("renders");
-    assert!(
-        !off.iter()
-            .any(|o| o["kind"] == "PodMonitor" || o["kind"] == "PrometheusRule")
-    );
+    assert!(!off.iter().any(|o| o["kind"] == "PodMonitor"
+        || o["kind"] == "PrometheusRule"
+        || o["kind"] == "ConfigMap"));
 }

@@ -1,7 +1,9 @@
 //! A real Prometheus (Debian's package; scripts/test installs it) scrapes `gatehouse
 //! standalone` under load, with the chart's recording rules loaded: every rule gives a
 //! series, so an alert or dashboard on an nginx_ingress_controller_* name has data after a
-//! move to Gatehouse. `promtool check rules` passes on the same file.
+//! move to Gatehouse, and every query of the Grafana dashboard
+//! (charts/gatehouse/dashboards/gatehouse.json) has data too. `promtool check rules` passes
+//! on the same rules file.
 
 use crate::metrics::{free_port, start_standalone};
 use crate::support::*;
@@ -11,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 const RULES: &str = "charts/gatehouse/rules/ingress-nginx-compat.yaml";
+const DASHBOARD: &str = "charts/gatehouse/dashboards/gatehouse.json";
 
 struct Killed(std::process::Child);
 
@@ -34,6 +37,20 @@ fn recorded_names() -> Vec<String> {
         .collect()
 }
 
+/// Every query of every panel of the dashboard.
+fn dashboard_queries() -> Vec<String> {
+    let text =
+        std::fs::read_to_string(crate::chart::repo().join(DASHBOARD)).expect("the dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    dashboard["panels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// How many series Prometheus's instant query `q` returns (0 on any failure).
 async fn series_count(prometheus: std::net::SocketAddr, q: &str) -> usize {
     let Ok(r) = client()
@@ -49,7 +66,7 @@ async fn series_count(prometheus: std::net::SocketAddr, q: &str) -> usize {
 }
 
 #[tokio::test]
-async fn every_recording_rule_has_data_in_a_real_prometheus() {
+async fn every_recording_rule_and_dashboard_query_has_data_in_a_real_prometheus() {
     let rules = crate::chart::repo().join(RULES);
     let check = Command::new("promtool")
         .arg("check")
@@ -86,7 +103,24 @@ spec:
         pathType: Prefix
         backend: {service: {name: app, port: {number: 80}}}
 ";
-    let gatehouse = start_standalone(&[ingress]).await;
+    // A Service whose only endpoint refuses connections: upstream connect errors and 5xx.
+    let closed = free_port();
+    let down = format!(
+        "{}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: down
+  namespace: default
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /down}}}}]
+    backendRefs: [{{name: down, port: 80}}]
+",
+        service("down", closed.ip(), &[closed.port()])
+    );
+    let gatehouse = start_standalone(&[ingress, &down]).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
@@ -124,7 +158,11 @@ scrape_configs:
     let load = {
         let stop = stop.clone();
         tokio::spawn(async move {
-            let http = client();
+            let http = reqwest::Client::builder()
+                .danger_accept_invalid_certs(true)
+                .resolve("metrics.test", std::net::SocketAddr::new(ip, 8443))
+                .build()
+                .expect("a client");
             let mut sent = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let _ = http
@@ -133,18 +171,23 @@ scrape_configs:
                     .send()
                     .await;
                 let _ = http.get(format!("http://{ip}:8080/direct")).send().await;
-                sent += 2;
+                let _ = http.get(format!("http://{ip}:8080/down")).send().await;
+                let _ = http.get("https://metrics.test:8443/filtered").send().await;
+                sent += 4;
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             sent
         })
     };
 
-    let names = recorded_names();
-    assert!(names.len() >= 16, "{names:?}");
+    let rules = recorded_names();
+    assert!(rules.len() >= 16, "{rules:?}");
+    let panels = dashboard_queries();
+    assert!(panels.len() >= 14, "{panels:?}");
+    let names: Vec<String> = rules.iter().chain(&panels).cloned().collect();
     let missing = std::sync::Mutex::new(names.clone());
     let found = wait_up_to(
-        "every recording rule has a series",
+        "every recording rule and dashboard query has a series",
         Duration::from_secs(60),
         || async {
             let mut still = vec![];
@@ -169,7 +212,8 @@ scrape_configs:
     let q = r#"sum(nginx_ingress_controller_requests{ingress="legacy",namespace="default",status="200"})"#;
     assert_eq!(series_count(listen, q).await, 1);
     eprintln!(
-        "Prometheus: {} recording rules with data, {sent} requests sent meanwhile",
-        names.len()
+        "Prometheus: {} recording rules and {} dashboard queries with data, {sent} requests sent meanwhile",
+        rules.len(),
+        panels.len()
     );
 }
