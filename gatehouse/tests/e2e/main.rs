@@ -16,6 +16,8 @@ mod edge;
 mod fewer_kinds;
 mod http2;
 #[cfg(feature = "testbed")]
+mod kube_metrics;
+#[cfg(feature = "testbed")]
 mod kubernetes;
 mod lifecycle;
 mod metrics;
