@@ -222,6 +222,15 @@ pub struct ClientParameters {
     /// underscores_in_headers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_underscore_headers: Option<bool>,
+    /// One JSON line per request (time, client, method, host, path, status, bytes,
+    /// durations, upstream, route, request id, user agent, TLS) on the data planes'
+    /// standard output (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<bool>,
+    /// Give a request without X-Request-ID one, sent to the backend and logged; one the
+    /// client sent is passed on (default false: passed on, none generated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate_request_id: Option<bool>,
 }
 
 impl ClientParameters {
@@ -249,6 +258,8 @@ impl ClientParameters {
             keep_underscore_headers: over
                 .keep_underscore_headers
                 .or(self.keep_underscore_headers),
+            access_log: over.access_log.or(self.access_log),
+            generate_request_id: over.generate_request_id.or(self.generate_request_id),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! listeners), and the hook run after a large update.
 
 use crate::channel::received::Received;
+use crate::http::access_log::AccessLog;
 use crate::http::direct::Direct;
 use crate::http::forwarding::{MAX_CONNECT_ATTEMPTS, MAX_POLICY_ATTEMPTS};
 use crate::http::proxy::GatehouseProxy;
@@ -81,16 +82,19 @@ impl DataPlane {
         });
         let ejections = Arc::new(Ejections::default());
         let metrics = Arc::new(Metrics::default());
+        let access_log = Arc::new(AccessLog::start(metrics.access_log_dropped.clone()));
         // Pingora's per-process server options (h2c, HTTP/2 idle timeout, requests per
         // connection) belong to its connection loop, which we do not use: connections are
         // ours (`net::listeners` hands pingora one HTTP/1 session at a time, `net::h2` runs
         // HTTP/2 connections), with each Gateway's limits.
-        let proxy =
-            pingora_proxy::http_proxy(&conf, GatehouseProxy::new(state.clone(), ejections.clone()));
+        let proxy = pingora_proxy::http_proxy(
+            &conf,
+            GatehouseProxy::new(state.clone(), ejections.clone(), access_log.clone()),
+        );
         Arc::new(DataPlane {
             handlers: Arc::new(Handlers {
                 proxy: Arc::new(proxy),
-                direct: Direct::new(state.clone(), ejections),
+                direct: Direct::new(state.clone(), ejections, access_log),
                 metrics: metrics.clone(),
             }),
             state,

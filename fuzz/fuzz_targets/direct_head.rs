@@ -54,6 +54,7 @@ fuzz_target!(|data: &[u8]| {
             host: head.raw_host,
             port: 8080,
             texts: None,
+            request_id: None,
         };
         let mut out = Vec::new();
         write_request(&mut out, &req, &head, &forwarded, keep_underscores);

@@ -88,6 +88,13 @@ pub struct Forwarding {
     pub trusted_proxies: Vec<String>,
     /// Header names with underscores are passed on.
     pub keep_underscore_headers: bool,
+    /// One JSON line per request on the data plane's standard output.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub access_log: bool,
+    /// A request without X-Request-ID gets one (random, 32 hex digits), which the backend
+    /// receives and the access log shows; one the client sent is passed on as it is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub generate_request_id: bool,
 }
 
 impl Forwarding {

@@ -164,6 +164,10 @@ pub struct ClientRules {
     /// Read a PROXY protocol header first on every connection.
     pub proxy_protocol: bool,
     pub keep_underscores: bool,
+    /// Its requests are logged (`http::access_log`).
+    pub access_log: bool,
+    /// A request without X-Request-ID gets one.
+    pub generate_request_id: bool,
 }
 
 impl ClientRules {
@@ -178,6 +182,8 @@ impl ClientRules {
                 .collect(),
             proxy_protocol: f.proxy_protocol,
             keep_underscores: f.keep_underscore_headers,
+            access_log: f.access_log,
+            generate_request_id: f.generate_request_id,
         }
     }
 
@@ -241,6 +247,8 @@ pub struct Forwarded<'a> {
     pub port: u16,
     /// The peer and port as text, when the connection has them written already.
     pub texts: Option<&'a ConnectionTexts>,
+    /// An X-Request-ID Gatehouse generated (the client sent none).
+    pub request_id: Option<&'a str>,
 }
 
 /// A connection's peer address and local port as text, written once per connection
@@ -298,7 +306,17 @@ impl Forwarded<'_> {
             _ => push_ip(out, self.client),
         }
         out.extend_from_slice(b"\r\n");
+        if let Some(id) = self.request_id {
+            out.extend_from_slice(b"x-request-id: ");
+            out.extend_from_slice(id.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
     }
+}
+
+/// A new request id: 128 random bits as 32 hex digits (as nginx's $request_id).
+pub fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// A number as decimal text, without the formatting machinery.
@@ -467,6 +485,7 @@ mod tests {
             host: b"a.example:8443",
             port: 8443,
             texts: None,
+            request_id: None,
         };
         let mut out = Vec::new();
         f.write_headers(&mut out);
@@ -476,6 +495,7 @@ mod tests {
         let texts = ConnectionTexts::of(f.peer, f.port);
         let with_texts = Forwarded {
             texts: Some(&texts),
+            request_id: None,
             ..f
         };
         let mut out = Vec::new();

@@ -70,6 +70,8 @@ pub struct Metrics {
     /// Handshakes that failed or timed out.
     pub tls_handshake_errors: Family<SocketLabels, Counter>,
     certificates: Arc<CertificateTable>,
+    /// Access log lines dropped because the writer's queue was full.
+    pub access_log_dropped: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -129,6 +131,12 @@ impl Default for Metrics {
             "TLS handshakes that failed or timed out, by Gateway and port",
             tls_handshake_errors.clone(),
         );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "gatehouse_access_log_lines_dropped",
+            "Access log lines dropped because standard output was slower than the requests",
+            access_log_dropped.clone(),
+        );
         let certificates: Arc<CertificateTable> = Arc::default();
         registry.register_collector(Box::new(CertificateCollector(certificates.clone())));
         registry.register(
@@ -173,6 +181,7 @@ impl Default for Metrics {
             tls_handshakes,
             tls_handshake_errors,
             certificates,
+            access_log_dropped,
         }
     }
 }

@@ -277,6 +277,7 @@ async fn serve(
                 bind: addr,
                 tls: false,
                 sni: None,
+                tls_version: None,
             };
             match handlers
                 .direct
@@ -333,11 +334,13 @@ async fn serve(
                         .get_ssl_digest()
                         .and_then(|d| d.extension.get::<Sni>().and_then(|s| s.0.clone()))
                         .map(|s| s.trim_end_matches('.').to_ascii_lowercase());
+                    let tls_version = t.get_ssl_digest().map(|d| d.version.to_string());
                     let conn = Conn {
                         peer,
                         bind: addr,
                         tls: true,
                         sni,
+                        tls_version,
                     };
                     match handlers
                         .direct

@@ -6,6 +6,7 @@
 //! --workspace` passes anywhere; scripts/test turns the feature on. `chart` renders the
 //! Helm chart with a real Helm (scripts/install-helm builds it): the same feature.
 
+mod access_log;
 mod backend_tls;
 mod channel;
 #[cfg(feature = "testbed")]

@@ -8,6 +8,7 @@ use crate::support::*;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 
 /// A port free now on 127.0.0.1 (the OS's pick, released for the child to bind).
 pub(crate) fn free_port() -> SocketAddr {
@@ -71,6 +72,12 @@ impl Drop for Child {
 /// filter: the pingora path), and the `extra` YAML documents. Returns its address, its admin
 /// endpoint and the process, once both routes serve.
 pub(crate) async fn start_standalone(extra: &[&str]) -> Standalone {
+    start_standalone_with(extra, None).await
+}
+
+/// As `start_standalone`, the Gateway's parameters named by `parameters` (a
+/// GatewayParameters in `extra`) when given.
+pub(crate) async fn start_standalone_with(extra: &[&str], parameters: Option<&str>) -> Standalone {
     let ip = next_ip();
     let dir = tempfile::tempdir().expect("temp dir");
     let backend = spawn_echo(ip, 0, "app").await;
@@ -115,10 +122,18 @@ spec:
         service("app", ip, &[backend.port()])
     );
     let yaml = format!("{yaml}---\n{}", tls_secret("cert", &["metrics.test"]).0);
+    let yaml = match parameters {
+        Some(name) => yaml.replacen(
+            "  gatewayClassName: gatehouse\n",
+            &format!("  gatewayClassName: gatehouse\n  infrastructure: {{parametersRef: {{group: gatehouse.dev, kind: GatewayParameters, name: {name}}}}}\n"),
+            1,
+        ),
+        None => yaml,
+    };
     let yaml = extra.iter().fold(yaml, |y, e| format!("{y}---\n{e}"));
     std::fs::write(dir.path().join("all.yaml"), yaml).expect("YAML written");
     let (config, admin, dataplane_admin) = (free_port(), free_port(), free_port());
-    let child = Child(
+    let mut child = Child(
         std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .arg("standalone")
             .arg(dir.path())
@@ -126,11 +141,24 @@ spec:
             .args(["--config-address", &config.to_string()])
             .args(["--admin-address", &admin.to_string()])
             .args(["--dataplane-admin-address", &dataplane_admin.to_string()])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("gatehouse standalone starts"),
     );
+    // Its standard output (access log lines), line by line as they come.
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    if let Some(out) = child.0.stdout.take() {
+        let lines = stdout.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(mut l) = lines.lock() {
+                    l.push(line);
+                }
+            }
+        });
+    }
     let url = |path: &str| format!("http://{ip}:8080{path}");
     wait_up_to(
         "both routes serve",
@@ -151,6 +179,7 @@ spec:
     Standalone {
         ip,
         admin,
+        stdout,
         _dir: dir,
         _process: child,
     }
@@ -160,6 +189,8 @@ spec:
 pub(crate) struct Standalone {
     pub(crate) ip: std::net::IpAddr,
     pub(crate) admin: SocketAddr,
+    /// Lines written to its standard output so far.
+    pub(crate) stdout: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
     _process: Child,
 }

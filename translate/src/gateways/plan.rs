@@ -270,6 +270,8 @@ fn client_settings(
     }
     forwarding.proxy_protocol = p.proxy_protocol.unwrap_or(false);
     forwarding.keep_underscore_headers = p.keep_underscore_headers.unwrap_or(false);
+    forwarding.access_log = p.access_log.unwrap_or(false);
+    forwarding.generate_request_id = p.generate_request_id.unwrap_or(false);
     for (i, n) in p.trusted_proxies.iter().flatten().enumerate() {
         ir::parse_network(n).map_err(|e| {
             format!("parametersRef: GatewayParameters spec.clients.trustedProxies[{i}]: {n:?}: {e}")

@@ -6,6 +6,8 @@ use super::deadline::{Deadline, now_ms};
 use super::framing::{Head, MAX_HEADERS, eligible, head_end_from, write_request};
 use super::pool::{Pool, connect};
 use super::relay::{ClientState, Failed, Scratch, forward};
+use crate::http::access_log::{AccessLog, Entry, bounded, now_rfc3339};
+use crate::http::forwarding::new_request_id;
 use crate::http::forwarding::{ConnectionTexts, EJECTION, Forwarded, MAX_CONNECT_ATTEMPTS};
 use crate::metrics::{Event, Observed};
 use crate::runtime::{Cluster, Ejections, Headers, RequestView, Runtime, Target};
@@ -28,6 +30,8 @@ pub struct Conn {
     pub tls: bool,
     /// The TLS server name, lower-case, without a trailing dot.
     pub sni: Option<String>,
+    /// The TLS version ("TLSv1.3"), for the access log.
+    pub tls_version: Option<String>,
 }
 
 /// How the direct path left a connection.
@@ -43,6 +47,7 @@ pub struct Direct {
     state: Arc<ArcSwap<Runtime>>,
     ejections: Arc<Ejections>,
     pool: Pool,
+    access_log: Arc<AccessLog>,
 }
 
 /// What one request came to.
@@ -58,11 +63,16 @@ enum Served {
 impl Direct {
     /// `ejections` is shared with the pingora path: an endpoint that fails a connect on
     /// either is skipped by both.
-    pub fn new(state: Arc<ArcSwap<Runtime>>, ejections: Arc<Ejections>) -> Self {
+    pub fn new(
+        state: Arc<ArcSwap<Runtime>>,
+        ejections: Arc<Ejections>,
+        access_log: Arc<AccessLog>,
+    ) -> Self {
         Direct {
             state,
             ejections,
             pool: Pool::default(),
+            access_log,
         }
     }
 
@@ -253,6 +263,10 @@ impl Direct {
 
         scratch.request.clear();
         let (client_ip, believed) = clients.client(conn.peer.ip(), head.forwarded_for.as_slice());
+        let sent_id = (clients.access_log || clients.generate_request_id)
+            .then(|| raw_header(req.headers, "x-request-id"))
+            .flatten();
+        let generated_id = (sent_id.is_none() && clients.generate_request_id).then(new_request_id);
         let forwarded = Forwarded {
             peer: conn.peer.ip(),
             client: client_ip,
@@ -261,6 +275,7 @@ impl Direct {
             host: head.raw_host,
             port: conn.bind.port(),
             texts: Some(&scratch.texts),
+            request_id: generated_id.as_deref(),
         };
         write_request(
             &mut scratch.request,
@@ -286,34 +301,31 @@ impl Direct {
                 answer_timeout,
             )
             .await;
-        route.series.record(&Observed {
+        let observed = Observed {
             method: &head.method,
             status: exchanged.status,
             duration: started.elapsed(),
             upstream_first_byte: exchanged.first_byte,
             bytes_in: 0,
             bytes_out: exchanged.body_bytes,
-        });
+        };
+        route.series.record(&observed);
+        if clients.access_log {
+            let logged = Logged {
+                conn,
+                client: client_ip,
+                head: &head,
+                headers: req.headers,
+                http10: req.version == Some(0),
+                request_id: sent_id.or(generated_id.as_deref()),
+            };
+            self.write_access_log(&logged, &route, &observed, &exchanged);
+        }
         for _ in 1..exchanged.attempts {
             route.series.count(Event::Retry);
         }
         for _ in 0..exchanged.connect_errors {
             route.series.count(Event::UpstreamConnectError);
-        }
-        if tracing::enabled!(target: "gatehouse::access", tracing::Level::DEBUG) {
-            let s = &route.source;
-            tracing::debug!(
-                target: "gatehouse::access",
-                client = %client_ip,
-                peer = %conn.peer,
-                method = %head.method,
-                uri = %head.target,
-                status = exchanged.status,
-                route = %format!("{} {}/{} rule {}", s.kind, s.namespace, s.name, s.rule),
-                upstream = ?exchanged.upstream,
-                outcome = exchanged.outcome,
-                path = "direct",
-            );
         }
         match exchanged.client {
             ClientState::Open if !head.close => Served::KeepAlive,
@@ -425,6 +437,60 @@ impl Direct {
             }
         }
     }
+}
+
+/// What a request's access log line is made of besides its route and outcome.
+struct Logged<'a> {
+    conn: &'a Conn,
+    client: std::net::IpAddr,
+    head: &'a Head<'a>,
+    headers: &'a [httparse::Header<'a>],
+    http10: bool,
+    request_id: Option<&'a str>,
+}
+
+impl Direct {
+    /// The request's line in the access log: the fields the pingora path writes.
+    fn write_access_log(
+        &self,
+        l: &Logged<'_>,
+        route: &crate::runtime::CompiledRoute,
+        o: &Observed<'_>,
+        exchanged: &Exchanged,
+    ) {
+        let s = &route.source;
+        self.access_log.write(&Entry {
+            time: now_rfc3339(),
+            client: Some(l.client),
+            method: l.head.method.as_str(),
+            host: bounded(&l.head.host),
+            path: bounded(l.head.target),
+            protocol: if l.http10 { "HTTP/1.0" } else { "HTTP/1.1" },
+            status: o.status,
+            outcome: exchanged.outcome,
+            bytes_in: o.bytes_in,
+            bytes_out: o.bytes_out,
+            duration_ms: o.duration.as_secs_f64() * 1000.0,
+            upstream: exchanged.upstream,
+            upstream_ms: o.upstream_first_byte.map(|d| d.as_secs_f64() * 1000.0),
+            gateway: &route.series.labels.gateway,
+            listener: &route.series.labels.listener,
+            route: format!("{} {}/{} rule {}", s.kind, s.namespace, s.name, s.rule),
+            request_id: l.request_id,
+            user_agent: raw_header(l.headers, "user-agent"),
+            tls_version: l.conn.tls_version.as_deref(),
+            sni: l.conn.sni.as_deref(),
+        });
+    }
+}
+
+/// The first value of header `name` (lower-case) that is UTF-8, cut to the log's bound.
+fn raw_header<'a>(headers: &'a [httparse::Header<'a>], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .map(bounded)
 }
 
 /// What an exchange came to, for the access log and the connection.

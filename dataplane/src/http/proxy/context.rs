@@ -75,6 +75,12 @@ pub struct Ctx {
     /// head took.
     pub(super) upstream_sent: Option<Instant>,
     pub(super) upstream_first_byte: Option<std::time::Duration>,
+    /// The request is logged (its Gateway's parameters ask for it).
+    pub(super) access_log: bool,
+    /// Its X-Request-ID, as sent or as generated (`request_id_generated`: then also sent
+    /// to the backend).
+    pub(super) request_id: Option<String>,
+    pub(super) request_id_generated: bool,
 }
 
 /// The request's parts Gatehouse's forwarded headers are made of (owned: the request head

@@ -120,7 +120,7 @@ impl ProxyHttp for GatehouseProxy {
         {
             session.set_keepalive(Some(ctx.limits.idle_timeout_ms.div_ceil(1000)));
         }
+        let _ = e;
         self.record(session, ctx);
-        self.log_access(session, e, ctx)
     }
 }

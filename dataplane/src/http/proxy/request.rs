@@ -186,6 +186,20 @@ impl GatehouseProxy {
         session.set_write_timeout(Some(CLIENT_SEND_TIMEOUT));
         session.set_read_timeout(Some(CLIENT_BODY_TIMEOUT));
         ctx.keep_underscores = bind.clients.keep_underscores;
+        ctx.access_log = bind.clients.access_log;
+        if bind.clients.access_log || bind.clients.generate_request_id {
+            let sent = session
+                .req_header()
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| crate::http::access_log::bounded(v).to_string());
+            ctx.request_id_generated = sent.is_none() && bind.clients.generate_request_id;
+            ctx.request_id = sent.or_else(|| {
+                ctx.request_id_generated
+                    .then(crate::http::forwarding::new_request_id)
+            });
+        }
         if let Some(peer) = session
             .client_addr()
             .and_then(|a| a.as_inet())

@@ -4,10 +4,12 @@
 use super::answers::SERVER;
 use super::context::Ctx;
 use super::headers::modify_response;
+use super::headers::{request_host, server_name};
 use super::state::GatehouseProxy;
-use crate::metrics::{Event, Observed};
+use crate::http::access_log::{Entry, bounded, now_rfc3339};
+use crate::metrics::{Event, Observed, RouteSeries};
 use gatehouse_model::ir::Filter;
-use pingora_error::{Error, Result};
+use pingora_error::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
@@ -79,48 +81,70 @@ impl GatehouseProxy {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        series.record(&Observed {
+        let observed = Observed {
             method: &session.req_header().method,
             status,
             duration: ctx.started.map(|t| t.elapsed()).unwrap_or_default(),
             upstream_first_byte: ctx.upstream_first_byte,
             bytes_in: session.body_bytes_read() as u64,
             bytes_out: session.body_bytes_sent() as u64,
-        });
+        };
+        series.record(&observed);
+        if ctx.access_log {
+            self.write_access_log(session, ctx, &series, &observed);
+        }
     }
 
-    /// The access log line (target `gatehouse::access`, at debug level).
-    pub(super) fn log_access(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        if !tracing::enabled!(target: "gatehouse::access", tracing::Level::DEBUG) {
-            return;
-        }
-        let status = session
-            .response_written()
-            .map(|r| r.status.as_u16())
-            .unwrap_or(0);
+    /// The request's line in the access log.
+    fn write_access_log(
+        &self,
+        session: &Session,
+        ctx: &Ctx,
+        series: &RouteSeries,
+        o: &Observed<'_>,
+    ) {
         let req = session.req_header();
-        let client = ctx.client.map(|c| c.to_string()).unwrap_or_default();
-        let route = ctx
-            .route
-            .as_deref()
-            .map(|r| {
-                format!(
-                    "{} {}/{} rule {}",
-                    r.source.kind, r.source.namespace, r.source.name, r.source.rule
-                )
-            })
-            .unwrap_or_default();
-        tracing::debug!(
-            target: "gatehouse::access",
-            client = %client,
-            method = %req.method,
-            uri = %req.uri,
-            status,
-            route = %route,
-            upstream = ?ctx.upstream.map(|u| u.0),
-            version = ctx.runtime.as_ref().map(|r| r.version).unwrap_or(0),
-            outcome = ctx.status_reason,
-            error = ?e.map(|e| e.to_string()),
-        );
+        let header = |name: &str| {
+            req.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(bounded)
+        };
+        let host = request_host(req);
+        let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
+        let sni = server_name(session);
+        let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        self.access_log.write(&Entry {
+            time: now_rfc3339(),
+            client: ctx.client,
+            method: req.method.as_str(),
+            host: bounded(&host),
+            path: bounded(path),
+            protocol: match req.version {
+                http::Version::HTTP_2 => "HTTP/2",
+                http::Version::HTTP_10 => "HTTP/1.0",
+                _ => "HTTP/1.1",
+            },
+            status: o.status,
+            outcome: match ctx.status_reason {
+                "" if ctx.upstream.is_some() => "proxied",
+                reason => reason,
+            },
+            bytes_in: o.bytes_in,
+            bytes_out: o.bytes_out,
+            duration_ms: o.duration.as_secs_f64() * 1000.0,
+            upstream: ctx.upstream.map(|u| u.0),
+            upstream_ms: o.upstream_first_byte.map(|d| d.as_secs_f64() * 1000.0),
+            gateway: &series.labels.gateway,
+            listener: &series.labels.listener,
+            route: ctx.route.as_deref().map_or_else(String::new, |r| {
+                let s = &r.source;
+                format!("{} {}/{} rule {}", s.kind, s.namespace, s.name, s.rule)
+            }),
+            request_id: ctx.request_id.as_deref(),
+            user_agent: header("user-agent"),
+            tls_version: tls.map(|t| t.version.as_ref()),
+            sni: sni.as_deref(),
+        });
     }
 }

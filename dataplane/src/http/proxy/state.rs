@@ -1,5 +1,6 @@
 //! `GatehouseProxy`: the proxy's state across requests. Its phases are in `phases`.
 
+use crate::http::access_log::AccessLog;
 use crate::net::upstream_tls::VerifiedLeaves;
 use crate::policies::auth::Checker;
 use crate::policies::limits::Limiter;
@@ -20,15 +21,22 @@ pub struct GatehouseProxy {
     pub(super) limiter: Arc<Limiter>,
     pub(super) auth: Checker,
     pub(super) mirrors: Mirrors,
+    /// Where the requests of Gateways that log them are written.
+    pub(super) access_log: Arc<AccessLog>,
 }
 
 impl GatehouseProxy {
     /// `ejections` is shared with the direct path: an endpoint that fails a connect on
     /// either is skipped by both.
-    pub fn new(state: Arc<ArcSwap<Runtime>>, ejections: Arc<Ejections>) -> Self {
+    pub fn new(
+        state: Arc<ArcSwap<Runtime>>,
+        ejections: Arc<Ejections>,
+        access_log: Arc<AccessLog>,
+    ) -> Self {
         GatehouseProxy {
             state,
             ejections,
+            access_log,
             verified_leaves: Default::default(),
             limiter: Default::default(),
             auth: Default::default(),

@@ -276,6 +276,7 @@ pub(super) fn set_forwarded(upstream: &mut RequestHeader, ctx: &Ctx) -> Result<(
             host: &from.host,
             port: from.port,
             texts: None,
+            request_id: None,
         };
         let value = |v: Vec<u8>| {
             http::HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
@@ -298,5 +299,10 @@ pub(super) fn set_forwarded(upstream: &mut RequestHeader, ctx: &Ctx) -> Result<(
         "x-forwarded-proto",
         http::HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
     )?;
+    if ctx.request_id_generated
+        && let Some(id) = &ctx.request_id
+    {
+        upstream.insert_header("x-request-id", id.as_str())?;
+    }
     Ok(())
 }
