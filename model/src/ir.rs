@@ -585,6 +585,17 @@ pub struct RouteSource {
     pub rule: usize,
 }
 
+/// "HTTPRoute namespace/name rule N", as logs show a route.
+impl std::fmt::Display for RouteSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}/{} rule {}",
+            self.kind, self.namespace, self.name, self.rule
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteMatch {
     pub path: PathMatch,

@@ -134,8 +134,16 @@ impl RouteSeries {
     }
 
     pub fn count(&self, event: Event) {
+        self.count_by(event, 1);
+    }
+
+    /// `n` occurrences of `event` (retries: the attempts after the first).
+    pub fn count_by(&self, event: Event, n: u64) {
+        if n == 0 {
+            return;
+        }
         let i = Event::ALL.iter().position(|e| *e == event).unwrap_or(0);
-        self.events[i].fetch_add(1, Ordering::Relaxed);
+        self.events[i].fetch_add(n, Ordering::Relaxed);
     }
 
     /// (method, status, count), sorted.

@@ -2,7 +2,9 @@
 //! plane pod's `/metrics` (its port named `metrics`) counts exactly the N requests sent
 //! through its Gateway's address, and of the operator's replicas exactly one says it leads.
 
-use crate::kubernetes::{DEPLOYED_OPERATOR, apply, programmed_address, wait_k8s, web_backend};
+use crate::kubernetes::{
+    DEPLOYED_OPERATOR, apply, programmed_address, shaped_gateway_and_route, wait_k8s, web_backend,
+};
 use crate::metrics::{samples, value};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
@@ -57,27 +59,7 @@ async fn a_data_plane_pod_counts_exactly_the_requests_it_served() {
     let mut objects =
         vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})];
     objects.extend(web_backend(&ns));
-    objects.extend([
-        json!({
-            "apiVersion": "gatehouse.dev/v1alpha1", "kind": "GatewayParameters",
-            "metadata": {"name": "one", "namespace": ns},
-            "spec": {"replicas": 1}
-        }),
-        json!({
-            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-            "metadata": {"name": "gw", "namespace": ns},
-            "spec": {
-                "gatewayClassName": "gatehouse",
-                "infrastructure": {"parametersRef": {"group": "gatehouse.dev", "kind": "GatewayParameters", "name": "one"}},
-                "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]
-            }
-        }),
-        json!({
-            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": "web", "namespace": ns},
-            "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "web", "port": 8080}]}]}
-        }),
-    ]);
+    objects.extend(shaped_gateway_and_route(&ns, "one", json!({"replicas": 1})));
     apply(&client, &objects).await;
     let address = programmed_address(&client, &ns, "gw").await;
     let url = format!("http://{address}/");

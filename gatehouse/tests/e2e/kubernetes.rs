@@ -145,6 +145,32 @@ pub(crate) fn web_backend(namespace: &str) -> [Value; 2] {
     ]
 }
 
+/// GatewayParameters `name` with `spec`, Gateway `gw` (HTTP on 80) shaped by them, and
+/// HTTPRoute `web` sending it to the `web` backend (`web_backend`).
+pub(crate) fn shaped_gateway_and_route(namespace: &str, name: &str, spec: Value) -> [Value; 3] {
+    [
+        json!({
+            "apiVersion": "gatehouse.dev/v1alpha1", "kind": "GatewayParameters",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec
+        }),
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "gw", "namespace": namespace},
+            "spec": {
+                "gatewayClassName": "gatehouse",
+                "infrastructure": {"parametersRef": {"group": "gatehouse.dev", "kind": "GatewayParameters", "name": name}},
+                "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]
+            }
+        }),
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "web", "port": 8080}]}]}
+        }),
+    ]
+}
+
 pub(crate) fn cond<'a>(conditions: &'a Value, type_: &str) -> Option<&'a Value> {
     conditions.as_array()?.iter().find(|c| c["type"] == type_)
 }

@@ -1,7 +1,9 @@
 //! `kubectl get` on our kinds shows what matters (the CRDs' additionalPrinterColumns): the
 //! API server's Table view, which kubectl prints, read for each kind on the testbed.
 
-use crate::kubernetes::{DEPLOYED_OPERATOR, apply, wait_k8s, web_backend};
+use crate::kubernetes::{
+    DEPLOYED_OPERATOR, apply, shaped_gateway_and_route, wait_k8s, web_backend,
+};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams};
 use serde_json::{Value, json};
@@ -50,26 +52,12 @@ async fn kubectl_get_shows_what_matters_of_our_kinds() {
     let mut objects =
         vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})];
     objects.extend(web_backend(&ns));
+    objects.extend(shaped_gateway_and_route(
+        &ns,
+        "small",
+        json!({"replicas": 2, "service": {"type": "ClusterIP"}}),
+    ));
     objects.extend([
-        json!({
-            "apiVersion": "gatehouse.dev/v1alpha1", "kind": "GatewayParameters",
-            "metadata": {"name": "small", "namespace": ns},
-            "spec": {"replicas": 2, "service": {"type": "ClusterIP"}}
-        }),
-        json!({
-            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-            "metadata": {"name": "gw", "namespace": ns},
-            "spec": {
-                "gatewayClassName": "gatehouse",
-                "infrastructure": {"parametersRef": {"group": "gatehouse.dev", "kind": "GatewayParameters", "name": "small"}},
-                "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]
-            }
-        }),
-        json!({
-            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": "web", "namespace": ns},
-            "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "web", "port": 8080}]}]}
-        }),
         json!({
             "apiVersion": "gatehouse.dev/v1alpha1", "kind": "TrafficPolicy",
             "metadata": {"name": "limits", "namespace": ns},

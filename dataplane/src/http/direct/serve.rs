@@ -321,12 +321,12 @@ impl Direct {
             };
             self.write_access_log(&logged, &route, &observed, &exchanged);
         }
-        for _ in 1..exchanged.attempts {
-            route.series.count(Event::Retry);
-        }
-        for _ in 0..exchanged.connect_errors {
-            route.series.count(Event::UpstreamConnectError);
-        }
+        let retries = u64::from(exchanged.attempts.saturating_sub(1));
+        route.series.count_by(Event::Retry, retries);
+        let connect_errors = u64::from(exchanged.connect_errors);
+        route
+            .series
+            .count_by(Event::UpstreamConnectError, connect_errors);
         match exchanged.client {
             ClientState::Open if !head.close => Served::KeepAlive,
             _ => Served::Close,
@@ -458,7 +458,6 @@ impl Direct {
         o: &Observed<'_>,
         exchanged: &Exchanged,
     ) {
-        let s = &route.source;
         self.access_log.write(&Entry {
             time: now_rfc3339(),
             client: Some(l.client),
@@ -475,7 +474,7 @@ impl Direct {
             upstream_ms: o.upstream_first_byte.map(|d| d.as_secs_f64() * 1000.0),
             gateway: &route.series.labels.gateway,
             listener: &route.series.labels.listener,
-            route: format!("{} {}/{} rule {}", s.kind, s.namespace, s.name, s.rule),
+            route: route.source.to_string(),
             request_id: l.request_id,
             user_agent: raw_header(l.headers, "user-agent"),
             tls_version: l.conn.tls_version.as_deref(),

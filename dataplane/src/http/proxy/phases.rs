@@ -111,7 +111,7 @@ impl ProxyHttp for GatehouseProxy {
         self.answer_failure(session, e, ctx).await
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         // A kept-alive HTTP/1 connection waits for its next request at most the socket's
         // idle timeout (pingora's default: forever, or what the client's Keep-Alive asks).
         if session
@@ -120,7 +120,6 @@ impl ProxyHttp for GatehouseProxy {
         {
             session.set_keepalive(Some(ctx.limits.idle_timeout_ms.div_ceil(1000)));
         }
-        let _ = e;
         self.record(session, ctx);
     }
 }

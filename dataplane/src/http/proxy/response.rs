@@ -74,9 +74,7 @@ impl GatehouseProxy {
         if let Some(event) = event {
             series.count(event);
         }
-        for _ in 1..ctx.attempts {
-            series.count(Event::Retry);
-        }
+        series.count_by(Event::Retry, u64::from(ctx.attempts.saturating_sub(1)));
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
@@ -137,10 +135,10 @@ impl GatehouseProxy {
             upstream_ms: o.upstream_first_byte.map(|d| d.as_secs_f64() * 1000.0),
             gateway: &series.labels.gateway,
             listener: &series.labels.listener,
-            route: ctx.route.as_deref().map_or_else(String::new, |r| {
-                let s = &r.source;
-                format!("{} {}/{} rule {}", s.kind, s.namespace, s.name, s.rule)
-            }),
+            route: ctx
+                .route
+                .as_deref()
+                .map_or_else(String::new, |r| r.source.to_string()),
             request_id: ctx.request_id.as_deref(),
             user_agent: header("user-agent"),
             tls_version: tls.map(|t| t.version.as_ref()),
