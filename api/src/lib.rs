@@ -63,6 +63,48 @@ pub struct GatewayParametersSpec {
     /// left to the autoscaler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingParameters>,
+    /// Traces of the Gateway's requests, exported over OTLP (none by default). The Gateway's
+    /// own tracing, when it has one, replaces its class's as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<TracingParameters>,
+}
+
+/// Where and how often the data planes send a span per request (W3C Trace Context in,
+/// OpenTelemetry's OTLP out).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TracingParameters {
+    /// The collector: `http://host:port`, as OTEL_EXPORTER_OTLP_ENDPOINT (OTLP/HTTP sends
+    /// to its `/v1/traces`). Plaintext only: a collector agent beside the data planes.
+    #[schemars(length(min = 1, max = 253))]
+    pub endpoint: String,
+    /// OTLP over gRPC (`GRPC`, the default, port 4317 by convention) or over HTTP with
+    /// protobuf bodies (`HTTP`, 4318).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<TracingProtocol>,
+    /// Of the requests that come without a sampling decision (no `traceparent`), the
+    /// percentage traced, by trace id (default 100). A request whose `traceparent` says
+    /// sampled or not is traced or not, whatever this says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub sampling_percent: Option<u32>,
+    /// The spans' `service.name` (default `gatehouse`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub service_name: Option<String>,
+    /// Further resource attributes of every span (`deployment.environment: prod`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub resource_attributes: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum TracingProtocol {
+    #[default]
+    #[serde(rename = "GRPC")]
+    Grpc,
+    #[serde(rename = "HTTP")]
+    Http,
 }
 
 /// The data plane pods' scheduling and metadata, as in a PodSpec.
@@ -349,6 +391,7 @@ impl GatewayParametersSpec {
                 .autoscaling
                 .clone()
                 .or_else(|| self.autoscaling.clone()),
+            tracing: over.tracing.clone().or_else(|| self.tracing.clone()),
             shutdown: match (&self.shutdown, &over.shutdown) {
                 (Some(a), Some(b)) => Some(ShutdownParameters {
                     drain_delay_seconds: b.drain_delay_seconds.or(a.drain_delay_seconds),

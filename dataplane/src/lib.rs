@@ -13,7 +13,8 @@
 //! compiler), `http` (the two request paths and what they share), `policies` (CORS,
 //! limits, external auth, balancing, mirrors, path filters), `net` (listeners, TLS,
 //! socket helpers), `channel` (the config channel client and what it received) and
-//! `metrics` (request series and the Prometheus text);
+//! `metrics` (request series and the Prometheus text), `traces` (W3C Trace Context and
+//! OTLP export);
 //! `lifecycle.rs` is the process around them (health endpoint, drain on SIGTERM).
 //! This file only declares them and re-exports `DataPlane` (`data_plane.rs`).
 
@@ -25,5 +26,6 @@ pub mod metrics;
 pub mod net;
 pub mod policies;
 pub mod runtime;
+pub mod traces;
 
 pub use data_plane::{Applied, DataPlane, LARGE_UPDATE, ListenerError, after_large_update};

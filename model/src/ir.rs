@@ -6,6 +6,7 @@
 //! the listener by key), a `Cluster` (endpoints of one Service port) and a `Certificate`.
 //! Children name their parents by key; nothing points downwards by value.
 
+pub use crate::tracing_export::{TraceProtocol, Tracing};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -95,6 +96,9 @@ pub struct Forwarding {
     /// receives and the access log shows; one the client sent is passed on as it is.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub generate_request_id: bool,
+    /// A span per request, exported over OTLP (`tracing_export`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<Box<crate::tracing_export::Tracing>>,
 }
 
 impl Forwarding {

@@ -9,6 +9,7 @@ pub mod certificate;
 pub mod channel;
 pub mod ir;
 pub mod seen;
+pub mod tracing_export;
 pub mod validate;
 
 /// Generated protobuf and tonic code for `proto/config.proto`.

@@ -244,6 +244,9 @@ pub fn validate_frame(config: &Config) -> Result<(), Vec<String>> {
     let listeners: HashSet<&str> = config.listeners.iter().map(|l| l.key.as_str()).collect();
     let certificates: HashSet<&str> = config.certificates.iter().map(|c| c.key.as_str()).collect();
     for l in &config.listeners {
+        if let Some(Err(e)) = l.forwarding.tracing.as_ref().map(|t| t.check()) {
+            errors.push(format!("Listener {}: forwarding.tracing.{e}", l.key));
+        }
         for c in &l.certificates {
             if !certificates.contains(c.certificate.as_str()) {
                 errors.push(format!(

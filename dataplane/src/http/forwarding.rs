@@ -5,6 +5,7 @@
 //! depends on the other and both forward alike.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Connection attempts per request, the first included; a request tries at most every
@@ -168,12 +169,18 @@ pub struct ClientRules {
     pub access_log: bool,
     /// A request without X-Request-ID gets one.
     pub generate_request_id: bool,
+    /// Its requests continue or start a trace, and sampled ones send a span
+    /// (`crate::traces`).
+    pub tracer: Option<Arc<crate::traces::Tracer>>,
 }
 
 impl ClientRules {
     /// The rules of a listener's forwarding (networks already checked by translation; an
-    /// unusable one is skipped).
-    pub fn of(f: &gatehouse_model::ir::Forwarding) -> ClientRules {
+    /// unusable one is skipped), its requests traced by `tracer`.
+    pub fn of(
+        f: &gatehouse_model::ir::Forwarding,
+        tracer: Option<Arc<crate::traces::Tracer>>,
+    ) -> ClientRules {
         ClientRules {
             trusted: f
                 .trusted_proxies
@@ -184,6 +191,7 @@ impl ClientRules {
             keep_underscores: f.keep_underscore_headers,
             access_log: f.access_log,
             generate_request_id: f.generate_request_id,
+            tracer,
         }
     }
 
@@ -249,6 +257,8 @@ pub struct Forwarded<'a> {
     pub texts: Option<&'a ConnectionTexts>,
     /// An X-Request-ID Gatehouse generated (the client sent none).
     pub request_id: Option<&'a str>,
+    /// The request's trace, when its Gateway traces: the backend gets its `traceparent`.
+    pub trace: Option<&'a crate::traces::TraceContext>,
 }
 
 /// A connection's peer address and local port as text, written once per connection
@@ -311,6 +321,20 @@ impl Forwarded<'_> {
             out.extend_from_slice(id.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
+        if let Some(trace) = self.trace {
+            out.extend_from_slice(b"traceparent: ");
+            out.extend_from_slice(&trace.traceparent());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Whether the client's header `name` gives way to Gatehouse's trace headers: its
+    /// `traceparent` always, its `tracestate` when the trace was not continued.
+    pub fn replaces(&self, name: &[u8]) -> bool {
+        self.trace.is_some_and(|t| {
+            name.eq_ignore_ascii_case(b"traceparent")
+                || (!t.keeps_tracestate() && name.eq_ignore_ascii_case(b"tracestate"))
+        })
     }
 }
 
@@ -395,10 +419,13 @@ mod tests {
     }
 
     fn rules(trusted: &[&str]) -> ClientRules {
-        ClientRules::of(&gatehouse_model::ir::Forwarding {
-            trusted_proxies: trusted.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        })
+        ClientRules::of(
+            &gatehouse_model::ir::Forwarding {
+                trusted_proxies: trusted.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+            None,
+        )
     }
 
     #[test]
@@ -486,6 +513,7 @@ mod tests {
             port: 8443,
             texts: None,
             request_id: None,
+            trace: None,
         };
         let mut out = Vec::new();
         f.write_headers(&mut out);

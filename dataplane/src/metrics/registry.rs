@@ -72,6 +72,15 @@ pub struct Metrics {
     certificates: Arc<CertificateTable>,
     /// Access log lines dropped because the writer's queue was full.
     pub access_log_dropped: Counter,
+    /// Spans by what became of them (`traces::export`).
+    pub spans: Family<SpanLabels, Counter>,
+}
+
+/// What became of a span: `exported`, `queue_full` (dropped: the exporter was behind) or
+/// `export_failed` (dropped: the collector refused or did not answer).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SpanLabels {
+    pub outcome: &'static str,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -137,6 +146,12 @@ impl Default for Metrics {
             "Access log lines dropped because standard output was slower than the requests",
             access_log_dropped.clone(),
         );
+        let spans = Family::<SpanLabels, Counter>::default();
+        registry.register(
+            "gatehouse_trace_spans",
+            "Spans by outcome: exported, or dropped (queue_full, export_failed)",
+            spans.clone(),
+        );
         let certificates: Arc<CertificateTable> = Arc::default();
         registry.register_collector(Box::new(CertificateCollector(certificates.clone())));
         registry.register(
@@ -182,6 +197,7 @@ impl Default for Metrics {
             tls_handshake_errors,
             certificates,
             access_log_dropped,
+            spans,
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::http::forwarding::ClientRules;
 use crate::metrics::{CertificateLabels, Metrics, SeriesLabels};
 use crate::net::tls::{self, TlsCache};
 use crate::net::upstream_tls;
+use crate::traces::Tracers;
 use gatehouse_model::ir::{Config, Protocol, RouteSource};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -61,6 +62,8 @@ impl Refused {
 pub struct Compiler {
     /// Where compiled routes and listeners get their request series.
     metrics: Arc<Metrics>,
+    /// The running span exporters, by the settings that asked for them.
+    tracers: Tracers,
     /// When each certificate expires (Unix seconds; None: its chain did not parse), by key,
     /// with a hash of the chain it was read from: parsed once per chain, not per version.
     expiries: HashMap<String, (u64, Option<f64>)>,
@@ -95,6 +98,7 @@ impl Compiler {
     /// A compiler whose routes count their requests in `metrics`.
     pub fn with_metrics(metrics: Arc<Metrics>) -> Compiler {
         Compiler {
+            tracers: Tracers::counted(metrics.spans.clone()),
             metrics,
             ..Compiler::default()
         }
@@ -408,7 +412,10 @@ impl Compiler {
                     listeners: compiled,
                     tls,
                     limits: listeners[0].limits,
-                    clients: Arc::new(ClientRules::of(&listeners[0].forwarding)),
+                    clients: Arc::new(ClientRules::of(
+                        &listeners[0].forwarding,
+                        self.tracer(&listeners, refused),
+                    )),
                     unmatched: self.metrics.series(SeriesLabels {
                         gateway: listeners[0].gateway.clone(),
                         ..SeriesLabels::default()
@@ -423,6 +430,27 @@ impl Compiler {
 }
 
 impl Compiler {
+    /// The tracer of a socket's listeners, when their Gateway asks for tracing; one that
+    /// cannot start is reported on the listeners, which serve untraced.
+    fn tracer(
+        &mut self,
+        listeners: &[&gatehouse_model::ir::Listener],
+        refused: &mut Vec<Refused>,
+    ) -> Option<Arc<crate::traces::Tracer>> {
+        let first = listeners.first()?;
+        let settings = first.forwarding.tracing.as_ref()?;
+        self.tracers
+            .tracer(settings)
+            .map_err(|e| {
+                refused.push(Refused::new(
+                    format!("Listener {}", first.key),
+                    listeners.iter().map(|l| l.key.clone()).collect(),
+                    e,
+                ))
+            })
+            .ok()
+    }
+
     /// Tells the metrics which certificates the listeners serve and when each expires.
     fn show_certificates(&mut self, received: &Received) {
         use std::hash::{Hash, Hasher};

@@ -4,7 +4,9 @@
 //! `kubernetes` runs against a real API server (the testbed, started when none runs, which
 //! needs root): it is built with the `testbed` feature only, so a plain `cargo test
 //! --workspace` passes anywhere; scripts/test turns the feature on. `chart` renders the
-//! Helm chart with a real Helm (scripts/install-helm builds it): the same feature.
+//! Helm chart with a real Helm (scripts/install-helm builds it): the same feature, as do
+//! `prometheus` (Debian's Prometheus) and `tracing` (an OpenTelemetry Collector that
+//! scripts/install-otelsink builds).
 
 mod access_log;
 mod backend_tls;
@@ -37,6 +39,8 @@ mod routing;
 mod standard_channel;
 mod support;
 mod tls;
+#[cfg(feature = "testbed")]
+mod tracing;
 mod traffic_policy;
 #[cfg(feature = "testbed")]
 mod uninstall;

@@ -142,7 +142,12 @@ spec:
             .args(["--admin-address", &admin.to_string()])
             .args(["--dataplane-admin-address", &dataplane_admin.to_string()])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // GATEHOUSE_TEST_STDERR=1 shows its log, to see why a test's Gateway is not served.
+            .stderr(if std::env::var_os("GATEHOUSE_TEST_STDERR").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("gatehouse standalone starts"),
     );

@@ -81,13 +81,19 @@ fn plan_gateway(
     let generation = gateway.metadata.generation.unwrap_or(0);
     let (dataplane, mut parameters_error) =
         dataplane_parameters(store, gateway, &key, class_parameters);
-    let (client_limits, forwarding) = match client_settings(dataplane.clients.as_ref()) {
+    let (client_limits, mut forwarding) = match client_settings(dataplane.clients.as_ref()) {
         Ok(settings) => settings,
         Err(e) => {
             parameters_error.get_or_insert(format!("spec.infrastructure.{e}"));
             Default::default()
         }
     };
+    match tracing_settings(dataplane.tracing.as_ref()) {
+        Ok(tracing) => forwarding.tracing = tracing,
+        Err(e) => {
+            parameters_error.get_or_insert(format!("spec.infrastructure.{e}"));
+        }
+    }
     let addresses = addresses(store, settings, gateway, &key);
 
     // The Gateway's own listeners, then its ListenerSets' in precedence order: one list,
@@ -279,6 +285,33 @@ fn client_settings(
         forwarding.trusted_proxies.push(n.clone());
     }
     Ok((limits, forwarding))
+}
+
+/// Where the Gateway's spans go: the parameters' tracing with its defaults, checked as the
+/// data plane checks it.
+fn tracing_settings(
+    p: Option<&gatehouse_api::TracingParameters>,
+) -> Result<Option<Box<ir::Tracing>>, String> {
+    let Some(p) = p else {
+        return Ok(None);
+    };
+    let tracing = ir::Tracing {
+        endpoint: p.endpoint.clone(),
+        protocol: match p.protocol.unwrap_or_default() {
+            gatehouse_api::TracingProtocol::Grpc => ir::TraceProtocol::Grpc,
+            gatehouse_api::TracingProtocol::Http => ir::TraceProtocol::Http,
+        },
+        sampling_percent: p.sampling_percent.unwrap_or(100),
+        service_name: p
+            .service_name
+            .clone()
+            .unwrap_or_else(|| "gatehouse".to_string()),
+        resource_attributes: p.resource_attributes.clone().unwrap_or_default(),
+    };
+    tracing
+        .check()
+        .map_err(|e| format!("parametersRef: GatewayParameters spec.tracing.{e}"))?;
+    Ok(Some(Box::new(tracing)))
 }
 
 /// Data plane shape: the class's parameters, overridden field by field by the Gateway's;
@@ -620,6 +653,45 @@ spec: {{clients: {clients}}}
             limits.idle_timeout_ms,
             gatehouse_model::ir::ClientLimits::default().idle_timeout_ms
         );
+    }
+
+    /// `spec.tracing` reaches every listener with its defaults; an endpoint the data plane
+    /// cannot send to refuses the Gateway with the field named.
+    #[test]
+    fn tracing_comes_from_the_gateways_parameters() {
+        let with_tracing = |tracing: &str| {
+            with_clients("{}").replace(
+                "spec: {clients: {}}",
+                &format!("spec: {{tracing: {tracing}}}"),
+            )
+        };
+        let out = translated(&with_tracing(
+            "{endpoint: 'http://otel.observability:4317'}",
+        ));
+        let t = out.config.listeners[0]
+            .forwarding
+            .tracing
+            .clone()
+            .expect("tracing");
+        assert_eq!(t.endpoint, "http://otel.observability:4317");
+        assert_eq!(t.protocol, gatehouse_model::ir::TraceProtocol::Grpc);
+        assert_eq!(
+            (t.sampling_percent, t.service_name.as_str()),
+            (100, "gatehouse")
+        );
+        assert!(
+            out.config
+                .listeners
+                .iter()
+                .all(|l| l.forwarding.tracing.is_some())
+        );
+
+        let out = translated(&with_tracing("{endpoint: 'https://otel:4317'}"));
+        let c = out.status.objects["Gateway infra/gw"]
+            .condition("Accepted")
+            .expect("an Accepted condition");
+        assert_eq!(c.status, "False", "{c:?}");
+        assert!(c.message.contains("spec.tracing.endpoint"), "{c:?}");
     }
 
     /// Numbers outside the CRD's bounds (a file meets no API server) refuse the Gateway

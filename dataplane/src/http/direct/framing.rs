@@ -129,6 +129,7 @@ pub fn write_request(
         if name.eq_ignore_ascii_case(b"connection")
             || name.eq_ignore_ascii_case(b"keep-alive")
             || dropped_header(name, keep_underscores)
+            || forwarded.replaces(name)
         {
             continue;
         }

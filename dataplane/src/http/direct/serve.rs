@@ -11,6 +11,7 @@ use crate::http::forwarding::new_request_id;
 use crate::http::forwarding::{ConnectionTexts, EJECTION, Forwarded, MAX_CONNECT_ATTEMPTS};
 use crate::metrics::{Event, Observed};
 use crate::runtime::{Cluster, Ejections, Headers, RequestView, Runtime, Target};
+use crate::traces::{SpanFacts, TraceContext, Tracer, span_of};
 use arc_swap::ArcSwap;
 use gatehouse_model::ir::ClientLimits;
 use std::net::SocketAddr;
@@ -267,6 +268,10 @@ impl Direct {
             .then(|| raw_header(req.headers, "x-request-id"))
             .flatten();
         let generated_id = (sent_id.is_none() && clients.generate_request_id).then(new_request_id);
+        let trace = clients.tracer.as_ref().map(|tracer| {
+            let sent = (req.headers.iter()).filter(|h| h.name.eq_ignore_ascii_case("traceparent"));
+            (tracer.start(sent.map(|h| h.value)), tracer.clone())
+        });
         let forwarded = Forwarded {
             peer: conn.peer.ip(),
             client: client_ip,
@@ -276,6 +281,7 @@ impl Direct {
             port: conn.bind.port(),
             texts: Some(&scratch.texts),
             request_id: generated_id.as_deref(),
+            trace: trace.as_ref().map(|(t, _)| t),
         };
         write_request(
             &mut scratch.request,
@@ -301,32 +307,22 @@ impl Direct {
                 answer_timeout,
             )
             .await;
-        let observed = Observed {
-            method: &head.method,
-            status: exchanged.status,
-            duration: started.elapsed(),
-            upstream_first_byte: exchanged.first_byte,
-            bytes_in: 0,
-            bytes_out: exchanged.body_bytes,
+        let logged = Logged {
+            conn,
+            client: client_ip,
+            head: &head,
+            headers: req.headers,
+            http10: req.version == Some(0),
+            request_id: sent_id.or(generated_id.as_deref()),
         };
-        route.series.record(&observed);
-        if clients.access_log {
-            let logged = Logged {
-                conn,
-                client: client_ip,
-                head: &head,
-                headers: req.headers,
-                http10: req.version == Some(0),
-                request_id: sent_id.or(generated_id.as_deref()),
-            };
-            self.write_access_log(&logged, &route, &observed, &exchanged);
-        }
-        let retries = u64::from(exchanged.attempts.saturating_sub(1));
-        route.series.count_by(Event::Retry, retries);
-        let connect_errors = u64::from(exchanged.connect_errors);
-        route
-            .series
-            .count_by(Event::UpstreamConnectError, connect_errors);
+        self.report(
+            &logged,
+            &route,
+            &exchanged,
+            started,
+            &clients,
+            trace.as_ref(),
+        );
         match exchanged.client {
             ClientState::Open if !head.close => Served::KeepAlive,
             _ => Served::Close,
@@ -450,6 +446,41 @@ struct Logged<'a> {
 }
 
 impl Direct {
+    /// Counts, logs and traces what a request came to.
+    fn report(
+        &self,
+        logged: &Logged<'_>,
+        route: &crate::runtime::CompiledRoute,
+        exchanged: &Exchanged,
+        started: std::time::Instant,
+        clients: &crate::http::forwarding::ClientRules,
+        trace: Option<&(TraceContext, Arc<Tracer>)>,
+    ) {
+        let observed = Observed {
+            method: &logged.head.method,
+            status: exchanged.status,
+            duration: started.elapsed(),
+            upstream_first_byte: exchanged.first_byte,
+            bytes_in: 0,
+            bytes_out: exchanged.body_bytes,
+        };
+        route.series.record(&observed);
+        if clients.access_log {
+            self.write_access_log(logged, route, &observed, exchanged);
+        }
+        if let Some((trace, tracer)) = trace
+            && trace.sampled
+        {
+            tracer.finish(span_of(trace, &logged.span_facts(route, exchanged)));
+        }
+        let retries = u64::from(exchanged.attempts.saturating_sub(1));
+        route.series.count_by(Event::Retry, retries);
+        let connect_errors = u64::from(exchanged.connect_errors);
+        route
+            .series
+            .count_by(Event::UpstreamConnectError, connect_errors);
+    }
+
     /// The request's line in the access log: the fields the pingora path writes.
     fn write_access_log(
         &self,
@@ -480,6 +511,36 @@ impl Direct {
             tls_version: l.conn.tls_version.as_deref(),
             sni: l.conn.sni.as_deref(),
         });
+    }
+}
+
+impl Logged<'_> {
+    /// What the request's span says of it: the fields the pingora path gives too.
+    fn span_facts<'a>(
+        &'a self,
+        route: &'a crate::runtime::CompiledRoute,
+        exchanged: &'a Exchanged,
+    ) -> SpanFacts<'a> {
+        SpanFacts {
+            method: self.head.method.as_str(),
+            path: self
+                .head
+                .target
+                .split_once('?')
+                .map_or(self.head.target, |(p, _)| p),
+            host: std::str::from_utf8(self.head.raw_host).unwrap_or_default(),
+            protocol_version: if self.http10 { "1.0" } else { "1.1" },
+            tls: self.conn.tls,
+            client: Some(self.client),
+            status: exchanged.status,
+            outcome: exchanged.outcome,
+            gateway: &route.series.labels.gateway,
+            listener: &route.series.labels.listener,
+            route: Some(&route.source),
+            upstream: exchanged.upstream,
+            user_agent: raw_header(self.headers, "user-agent"),
+            request_id: self.request_id,
+        }
     }
 }
 

@@ -81,6 +81,8 @@ pub struct Ctx {
     /// to the backend).
     pub(super) request_id: Option<String>,
     pub(super) request_id_generated: bool,
+    /// Its trace, and the tracer its span goes to, when its Gateway traces.
+    pub(super) trace: Option<(crate::traces::TraceContext, Arc<crate::traces::Tracer>)>,
 }
 
 /// The request's parts Gatehouse's forwarded headers are made of (owned: the request head

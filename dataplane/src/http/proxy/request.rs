@@ -200,6 +200,11 @@ impl GatehouseProxy {
                     .then(crate::http::forwarding::new_request_id)
             });
         }
+        if let Some(tracer) = &bind.clients.tracer {
+            let sent = session.req_header().headers.get_all("traceparent");
+            let trace = tracer.start(sent.iter().map(|v| v.as_bytes()));
+            ctx.trace = Some((trace, tracer.clone()));
+        }
         if let Some(peer) = session
             .client_addr()
             .and_then(|a| a.as_inet())

@@ -8,6 +8,7 @@ use super::headers::{request_host, server_name};
 use super::state::GatehouseProxy;
 use crate::http::access_log::{Entry, bounded, now_rfc3339};
 use crate::metrics::{Event, Observed, RouteSeries};
+use crate::traces::{SpanFacts, span_of};
 use gatehouse_model::ir::Filter;
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
@@ -91,6 +92,11 @@ impl GatehouseProxy {
         if ctx.access_log {
             self.write_access_log(session, ctx, &series, &observed);
         }
+        if let Some((trace, tracer)) = &ctx.trace
+            && trace.sampled
+        {
+            tracer.finish(span_of(trace, &span_facts(session, ctx, &series, status)));
+        }
     }
 
     /// The request's line in the access log.
@@ -124,10 +130,7 @@ impl GatehouseProxy {
                 _ => "HTTP/1.1",
             },
             status: o.status,
-            outcome: match ctx.status_reason {
-                "" if ctx.upstream.is_some() => "proxied",
-                reason => reason,
-            },
+            outcome: outcome(ctx),
             bytes_in: o.bytes_in,
             bytes_out: o.bytes_out,
             duration_ms: o.duration.as_secs_f64() * 1000.0,
@@ -144,5 +147,51 @@ impl GatehouseProxy {
             tls_version: tls.map(|t| t.version.as_ref()),
             sni: sni.as_deref(),
         });
+    }
+}
+
+/// What the request's span says of it: the fields the direct path gives too.
+fn span_facts<'a>(
+    session: &'a Session,
+    ctx: &'a Ctx,
+    series: &'a RouteSeries,
+    status: u16,
+) -> SpanFacts<'a> {
+    let req = session.req_header();
+    SpanFacts {
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        host: req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.authority().map(|a| a.as_str()))
+            .unwrap_or_default(),
+        protocol_version: match req.version {
+            http::Version::HTTP_2 => "2",
+            http::Version::HTTP_10 => "1.0",
+            _ => "1.1",
+        },
+        tls: ctx.tls,
+        client: ctx.client,
+        status,
+        outcome: outcome(ctx),
+        gateway: &series.labels.gateway,
+        listener: &series.labels.listener,
+        route: ctx.route.as_deref().map(|r| &r.source),
+        upstream: ctx.upstream.map(|u| u.0),
+        user_agent: req
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+        request_id: ctx.request_id.as_deref(),
+    }
+}
+
+/// "proxied", or why Gatehouse answered itself.
+fn outcome(ctx: &Ctx) -> &'static str {
+    match ctx.status_reason {
+        "" if ctx.upstream.is_some() => "proxied",
+        reason => reason,
     }
 }

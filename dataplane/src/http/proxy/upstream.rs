@@ -277,6 +277,7 @@ pub(super) fn set_forwarded(upstream: &mut RequestHeader, ctx: &Ctx) -> Result<(
             port: from.port,
             texts: None,
             request_id: None,
+            trace: None,
         };
         let value = |v: Vec<u8>| {
             http::HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
@@ -303,6 +304,14 @@ pub(super) fn set_forwarded(upstream: &mut RequestHeader, ctx: &Ctx) -> Result<(
         && let Some(id) = &ctx.request_id
     {
         upstream.insert_header("x-request-id", id.as_str())?;
+    }
+    if let Some((trace, _)) = &ctx.trace {
+        let traceparent = http::HeaderValue::from_bytes(&trace.traceparent())
+            .map_err(|e| Error::because(ErrorType::InternalError, "traceparent", e))?;
+        upstream.insert_header("traceparent", traceparent)?;
+        if !trace.keeps_tracestate() {
+            upstream.remove_header("tracestate");
+        }
     }
     Ok(())
 }
