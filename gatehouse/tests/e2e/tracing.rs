@@ -304,3 +304,46 @@ async fn otlp_over_http_with_every_request_sampled() {
         assert_eq!(attribute(s, "http.response.status_code"), "200");
     }
 }
+
+/// A collector that is down costs no request: every one is answered, and the spans that
+/// could not be sent are counted as failed exports.
+#[tokio::test]
+async fn a_collector_that_is_down_fails_no_request() {
+    // A port nothing listens on (taken, then let go).
+    let down = free_port();
+    let endpoint = format!("http://{down}");
+    let g = start_standalone_with(&[&parameters(&endpoint, "GRPC", 100)], Some("traced")).await;
+    let url = |path: &str| format!("http://{}:8080{path}", g.ip);
+    for i in 0..20 {
+        let path = if i % 2 == 0 {
+            "/direct/d"
+        } else {
+            "/filtered/d"
+        };
+        let (status, _) = get(&url(path), &[]).await;
+        assert_eq!(status, 200, "{path}");
+    }
+    let counted = wait_up_to(
+        "failed exports counted",
+        Duration::from_secs(30),
+        || async {
+            let m = scrape(g.admin).await;
+            value(
+                &m,
+                "gatehouse_trace_spans_total",
+                &[("outcome", "export_failed")],
+            ) >= 20.0
+        },
+    )
+    .await;
+    let m = scrape(g.admin).await;
+    counted.unwrap_or_else(|e| panic!("{e}: {m:?}"));
+    assert_eq!(
+        value(
+            &m,
+            "gatehouse_trace_spans_total",
+            &[("outcome", "exported")]
+        ),
+        0.0
+    );
+}
