@@ -55,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
             port: 8080,
             texts: None,
             request_id: None,
+            trace: None,
         };
         let mut out = Vec::new();
         write_request(&mut out, &req, &head, &forwarded, keep_underscores);
