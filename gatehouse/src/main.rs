@@ -106,6 +106,15 @@ enum Command {
         /// conversion's own.
         #[arg(long, requires = "verify")]
         routes: Option<PathBuf>,
+        /// Convert the Ingresses of this IngressClass (repeatable). By default: the files'
+        /// classes of Gatehouse when they have some, else ingress-nginx's (controller
+        /// k8s.io/ingress-nginx), else class nginx and the unclassed.
+        #[arg(long = "ingress-class", value_name = "NAME")]
+        ingress_class: Vec<String>,
+        /// The Gateway the routes attach to, NAMESPACE/NAME[:SECTION] (default: the one
+        /// the class's IngressClassParameters names, else a placeholder the report names).
+        #[arg(long, value_name = "NAMESPACE/NAME[:SECTION]")]
+        gateway: Option<gatehouse_migrate::setup::GatewayTarget>,
     },
     /// Remove what the operator made in the cluster: stop the operator (scale its
     /// Deployment to zero), then delete the data planes it provisioned for Gateways of its
@@ -212,11 +221,18 @@ fn write_crds(dir: &std::path::Path, check: bool) -> anyhow::Result<()> {
 
 /// `gatehouse convert`: YAML on stdout, the report (and the verdict) on stderr.
 fn convert(
-    store: &gatehouse_translate::store::Store,
+    files: &gatehouse_translate::store::Store,
+    selection: &gatehouse_migrate::setup::Selection,
     verify: bool,
     routes: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let settings = Settings::default();
+    let prepared = gatehouse_migrate::setup::prepare(files, selection, &settings)
+        .map_err(anyhow::Error::msg)?;
+    for line in &prepared.report {
+        eprintln!("# {line}");
+    }
+    let store = &prepared.store;
     let conversion = gatehouse_migrate::convert::convert(store, &settings);
     let yaml = gatehouse_migrate::to_yaml(&conversion).map_err(anyhow::Error::msg)?;
     print!("{yaml}");
@@ -402,6 +418,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             cluster,
             verify,
             routes,
+            ingress_class,
+            gateway,
         } => {
             let store = match (dir, cluster) {
                 (Some(dir), _) => {
@@ -421,7 +439,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
                 (None, false) => anyhow::bail!("give a directory of YAML, or --cluster"),
             };
-            convert(&store, verify, routes.as_deref())
+            let selection = gatehouse_migrate::setup::Selection {
+                classes: ingress_class,
+                gateway,
+            };
+            convert(&store, &selection, verify, routes.as_deref())
         }
         Command::Uninstall {
             operator_deployment,

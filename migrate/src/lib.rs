@@ -9,6 +9,7 @@
 //! filters and every policy. Pure: no sockets.
 
 pub mod convert;
+pub mod setup;
 
 use convert::{CONVERTED_FROM, Conversion};
 use gatehouse_dataplane::policies::filters::{expand_template, modify_path, redirect_location};
@@ -393,7 +394,10 @@ fn backends(list: &[WeightedBackend]) -> String {
         .map(|b| {
             let target = match &b.target {
                 BackendTarget::Cluster(c) => c.clone(),
-                BackendTarget::Invalid(m) => format!("invalid ({m})"),
+                // Behaviour, not the message: every invalid backend is answered 500, and
+                // the same missing Service is named at `spec.rules[0].http.paths[0]` on one
+                // side and at `spec.rules[0].backendRefs[0]` on the other.
+                BackendTarget::Invalid(_) => "invalid (answered 500)".to_string(),
             };
             format!("{target}x{} {:?}", b.weight / g, b.filters)
         })

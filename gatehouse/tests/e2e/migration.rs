@@ -209,3 +209,58 @@ endpoints: [{{addresses: ['{ip}']}}]
         differences.join("\n")
     );
 }
+
+/// `gatehouse convert DIR --verify` as an ingress-nginx user first runs it: on plain
+/// Ingresses of class nginx (nothing of Gatehouse's, no Gateway) it converts them onto a
+/// placeholder Gateway the report names, with no difference; on a directory with nothing
+/// of ingress-nginx's it fails and says why.
+#[test]
+fn convert_takes_plain_ingress_nginx_ingresses_and_says_why_when_there_are_none() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ingress = |name: &str, class: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: {name}, namespace: apps}}
+spec:
+  ingressClassName: {class}
+  rules:
+  - host: {name}.example.org
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: {name}, port: {{number: 80}}}}}}}}
+"
+        )
+    };
+    std::fs::write(dir.path().join("a.yaml"), ingress("a", "nginx")).expect("written");
+    std::fs::write(dir.path().join("b.yaml"), ingress("b", "nginx")).expect("written");
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .arg("convert")
+            .arg(dir.path())
+            .arg("--verify")
+            .output()
+            .expect("gatehouse convert runs")
+    };
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("verify: 2 Ingresses") && stderr.contains(" 0 differences"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("placeholder"), "{stderr}");
+    assert_eq!(stdout.matches("kind: HTTPRoute").count(), 2, "{stdout}");
+
+    std::fs::write(dir.path().join("a.yaml"), ingress("a", "traefik")).expect("written");
+    std::fs::remove_file(dir.path().join("b.yaml")).expect("removed");
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("nothing to convert") && stderr.contains("traefik (1)"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}

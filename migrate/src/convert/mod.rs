@@ -475,17 +475,24 @@ fn service_ref(
 ) -> Result<HttpRouteRulesBackendRefs, String> {
     let port = svc.port.as_ref().ok_or("the backend names no port")?;
     let number = match (&port.name, port.number) {
-        (Some(name), _) if !name.is_empty() => store
-            .services
-            .get(&ObjectKey::new(ns, svc.name.as_str()))
-            .and_then(|s| s.spec.as_ref())
-            .and_then(|s| s.ports.as_ref())
-            .and_then(|ports| ports.iter().find(|p| p.name.as_deref() == Some(name)))
-            .map(|p| p.port)
-            .ok_or(format!(
-                "port {name:?} of Service {ns}/{}: the Service or its port is not known, and an HTTPRoute needs the number",
-                svc.name
-            ))?,
+        (Some(name), _) if !name.is_empty() => {
+            let Some(service) = store.services.get(&ObjectKey::new(ns, svc.name.as_str())) else {
+                return Err(format!(
+                    "port {name:?} of Service {ns}/{}: the Service is not in the files, and an HTTPRoute needs the port's number; add the Service's YAML, or convert with --cluster",
+                    svc.name
+                ));
+            };
+            service
+                .spec
+                .as_ref()
+                .and_then(|s| s.ports.as_ref())
+                .and_then(|ports| ports.iter().find(|p| p.name.as_deref() == Some(name)))
+                .map(|p| p.port)
+                .ok_or(format!(
+                    "port {name:?} of Service {ns}/{}: the Service has no port of that name, and an HTTPRoute needs the number",
+                    svc.name
+                ))?
+        }
         (_, Some(n)) => n,
         _ => return Err("the backend names no port".into()),
     };
