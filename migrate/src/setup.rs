@@ -19,7 +19,7 @@
 //! Ingress front-end serves them on it and the converted routes attach to it: both sides of
 //! `--verify` see the same Gateway. Pure: store in, store and report out.
 
-use gatehouse_translate::ingress::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
+use gatehouse_translate::ingress::{DEFAULT_CLASS_ANNOTATION, class_name};
 use gatehouse_translate::store::{ObjectKey, Store};
 use gatehouse_translate::{GATEWAY_GROUP, Settings};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -118,7 +118,7 @@ pub fn prepare(
     let ingresses: Vec<&Arc<Ingress>> = store
         .ingresses
         .values()
-        .filter(|i| match class_of(i) {
+        .filter(|i| match class_name(i, None) {
             Some(c) => classes.contains(c),
             None => unclassed,
         })
@@ -175,7 +175,7 @@ pub fn prepare(
         )?;
     }
     let counted: BTreeMap<String, usize> = ingresses.iter().fold(BTreeMap::new(), |mut m, i| {
-        let class = class_of(i).unwrap_or("(none)").to_string();
+        let class = class_name(i, None).unwrap_or("(none)").to_string();
         *m.entry(class).or_default() += 1;
         m
     });
@@ -232,7 +232,7 @@ fn nothing_to_convert(store: &Store, classes: &BTreeSet<String>, unclassed: bool
     let mut found: BTreeMap<String, usize> = BTreeMap::new();
     for i in store.ingresses.values() {
         *found
-            .entry(class_of(i).unwrap_or("(no class)").to_string())
+            .entry(class_name(i, None).unwrap_or("(no class)").to_string())
             .or_default() += 1;
     }
     let looked_for = if classes.is_empty() {
@@ -390,20 +390,6 @@ fn is_default(c: &k8s_openapi::api::networking::v1::IngressClass) -> bool {
         .as_ref()
         .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
         .is_some_and(|v| v == "true")
-}
-
-/// The class an Ingress names (spec, else the legacy annotation).
-fn class_of(i: &Ingress) -> Option<&str> {
-    i.spec
-        .as_ref()
-        .and_then(|s| s.ingress_class_name.as_deref())
-        .or_else(|| {
-            i.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION))
-                .map(String::as_str)
-        })
 }
 
 fn ingress_class(

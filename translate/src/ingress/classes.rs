@@ -213,7 +213,7 @@ fn default_gateway(class: &str, wants_tls: bool, settings: &Settings) -> Gateway
 
 /// The class an Ingress asks for: spec.ingressClassName, else the legacy annotation,
 /// else the default class.
-fn class_name<'a>(ingress: &'a Ingress, default_class: Option<&'a str>) -> Option<&'a str> {
+pub fn class_name<'a>(ingress: &'a Ingress, default_class: Option<&'a str>) -> Option<&'a str> {
     ingress
         .spec
         .as_ref()

@@ -19,6 +19,6 @@ pub use attach::attach_all;
 pub use canary::{CanaryKey, canary_paths};
 pub use classes::{
     ClassDefaults, DEFAULT_CLASS_ANNOTATION, DEFAULT_GATEWAY_NAMESPACE, IngressPlan,
-    LEGACY_CLASS_ANNOTATION, ServedIngress, plan_classes, served,
+    LEGACY_CLASS_ANNOTATION, ServedIngress, class_name, plan_classes, served,
 };
 pub use hosts::HostFacts;

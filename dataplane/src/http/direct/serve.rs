@@ -270,7 +270,7 @@ impl Direct {
         let generated_id = (sent_id.is_none() && clients.generate_request_id).then(new_request_id);
         let trace = clients.tracer.as_ref().map(|tracer| {
             let sent = (req.headers.iter()).filter(|h| h.name.eq_ignore_ascii_case("traceparent"));
-            (tracer.start(sent.map(|h| h.value)), tracer.clone())
+            (tracer.start(sent.map(|h| h.value)), &**tracer)
         });
         let forwarded = Forwarded {
             peer: conn.peer.ip(),
@@ -454,7 +454,7 @@ impl Direct {
         exchanged: &Exchanged,
         started: std::time::Instant,
         clients: &crate::http::forwarding::ClientRules,
-        trace: Option<&(TraceContext, Arc<Tracer>)>,
+        trace: Option<&(TraceContext, &Tracer)>,
     ) {
         let observed = Observed {
             method: &logged.head.method,
